@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` and `make test`.
+# Each installs what it needs (Debian packages, a virtualenv, the project) on a fresh Debian 12.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP_APT := .setup-apt.stamp
+STAMP_VENV := $(VENV)/.installed.stamp
+
+.PHONY: demo test test-fast setup clean
+
+setup: $(STAMP_APT) $(STAMP_VENV)
+
+$(STAMP_APT): scripts/setup-debian.sh
+	bash scripts/setup-debian.sh
+	touch $@
+
+$(STAMP_VENV): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(PY) -m tests.testbed.demo
+
+test: setup
+	$(PY) -m pytest -q --timeout=600 --cov=ike --cov-report=term
+
+# Unit tests only: no namespaces, no strongSwan.
+test-fast: $(STAMP_VENV)
+	$(PY) -m pytest -q -m 'not interop'
+
+clean:
+	rm -rf $(VENV) $(STAMP_APT) .pytest_cache .coverage

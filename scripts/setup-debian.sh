@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Debian packages Cygnet's demo and tests need. Idempotent; run as root on Debian 12.
+set -euo pipefail
+if [ "$(id -u)" != 0 ]; then echo "setup-debian.sh: run as root (it installs Debian packages)" >&2; exit 1; fi
+# Keep package scripts from starting the system's own charon: the tests run their own, in namespaces.
+if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; fi
+packages=(
+  python3-venv iproute2 nftables tcpdump iperf3 procps psmisc util-linux
+  strongswan-charon strongswan-swanctl strongswan-pki
+  libcharon-extra-plugins libstrongswan-extra-plugins
+)
+missing=()
+for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# Debian enables the system charon/strongswan services; the tests never want them.
+systemctl disable --now strongswan-starter strongswan 2>/dev/null || true
