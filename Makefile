@@ -20,7 +20,7 @@ $(STAMP_VENV): pyproject.toml
 	touch $@
 
 demo: setup
-	$(PY) -m tests.testbed.demo
+	PYTHONPATH=. $(PY) scripts/demo.py
 
 test: setup
 	$(PY) -m pytest -q --timeout=600 --cov=ike --cov-report=term
