@@ -1,0 +1,144 @@
+"""Events an IkeSession reports to its owner (the asyncio engine in client/).
+
+Every event is a frozen dataclass named in the past tense: it states something that has
+already happened to the IKE_SA or one of its CHILD_SAs. Fields carrying key material are
+declared ``field(repr=False)`` so that logging an event never leaks a key.
+
+Order guarantees the data plane relies on (make-before-break, RFC 7296 §2.8):
+  rekeying a CHILD_SA yields ChildSaEstablished(new SPIs, same child_id), then
+  ChildSaRekeyed(old -> new), and later ChildSaDeleted(old SPIs) once the old SA is gone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Union
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+Interface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base class of every session event."""
+
+
+@dataclass(frozen=True)
+class IkeSaEstablished(Event):
+    """IKE_AUTH completed: both sides are authenticated."""
+
+    spi_i: bytes
+    spi_r: bytes
+    peer_identity: str
+    remote_addr: tuple[str, int]  # where IKE messages now go (port 4500 after a NAT float)
+    nat_detected: bool  # NAT seen by NAT-D (or faked by the peer, or forced locally)
+    proposal: str  # the chosen IKE proposal, strongSwan syntax, for logs
+
+
+@dataclass(frozen=True)
+class ChildSaEstablished(Event):
+    """A CHILD_SA is installed on the gateway; install its mirror image locally."""
+
+    child_id: int  # stable local handle across rekeys (like strongSwan's reqid)
+    spi_in: bytes  # 4 bytes, chosen by us: the gateway sends ESP with this SPI
+    spi_out: bytes  # 4 bytes, chosen by the gateway: we send ESP with this SPI
+    encr_id: int
+    encr_key_bits: int
+    integ_id: int | None  # None for AEAD ciphers
+    esn: bool
+    encr_key_in: bytes = field(repr=False)
+    integ_key_in: bytes = field(repr=False)
+    encr_key_out: bytes = field(repr=False)
+    integ_key_out: bytes = field(repr=False)
+    local_ts: tuple[Network, ...] = ()
+    remote_ts: tuple[Network, ...] = ()
+    lifetime_soft: float = 0.0  # seconds until we rekey
+    lifetime_hard: float = 0.0  # seconds until the SA must no longer be used
+    udp_encapsulation: bool = False  # ESP-in-UDP on port 4500 (RFC 3948)
+
+
+@dataclass(frozen=True)
+class ConfigReceived(Event):
+    """The gateway's CP(CFG_REPLY): virtual addresses, DNS and anything else it sent."""
+
+    addresses: tuple[Interface, ...]  # with prefix: 10.1.0.2/32, fd00::2/64
+    dns_servers: tuple[Address, ...]
+    domains: tuple[str, ...]  # INTERNAL_DNS_DOMAIN (RFC 8598)
+    other: tuple[tuple[int, bytes], ...] = ()  # remaining attributes by number
+
+
+@dataclass(frozen=True)
+class ChildSaRekeyed(Event):
+    """Outbound traffic of child_id now uses the new SA; the old one still decrypts."""
+
+    child_id: int
+    old_spi_in: bytes
+    old_spi_out: bytes
+    new_spi_in: bytes
+    new_spi_out: bytes
+
+
+@dataclass(frozen=True)
+class ChildSaDeleted(Event):
+    """A CHILD_SA is gone on both sides: remove it from the data plane."""
+
+    child_id: int
+    spi_in: bytes
+    spi_out: bytes
+    reason: str
+
+
+@dataclass(frozen=True)
+class IkeSaRekeyed(Event):
+    """The IKE_SA was replaced by a new one (RFC 7296 §2.18); CHILD_SAs moved over."""
+
+    old_spi_i: bytes
+    old_spi_r: bytes
+    new_spi_i: bytes
+    new_spi_r: bytes
+
+
+@dataclass(frozen=True)
+class IkeSaDeleted(Event):
+    """The IKE_SA is finished (closed, deleted by the gateway, or unreachable)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class AuthenticationFailed(Event):
+    """Authentication failed in either direction; reason is meant for the user."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class ProposalMismatch(Event):
+    """The gateway accepted none of our proposals (NO_PROPOSAL_CHOSEN)."""
+
+    offered: tuple[str, ...]  # what we offered, strongSwan syntax
+    reason: str
+
+
+@dataclass(frozen=True)
+class Redirected(Event):
+    """The gateway redirected us elsewhere (RFC 5685); connect again to `gateway`."""
+
+    gateway: str  # IPv4/IPv6 address text or an FQDN
+
+
+@dataclass(frozen=True)
+class PeerAddressesAdded(Event):
+    """The gateway announced more addresses (ADDITIONAL_IP*_ADDRESS). Recorded only:
+    we never move the IKE_SA to them (they may be HA node-local addresses)."""
+
+    addresses: tuple[Address, ...]
+
+
+@dataclass(frozen=True)
+class DeadPeerDetected(Event):
+    """The gateway stopped answering (retransmissions exhausted)."""
+
+    reason: str = "gateway unreachable"
