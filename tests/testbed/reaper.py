@@ -1,0 +1,132 @@
+"""Last-resort cleanup: undo everything the testbed created, even on errors or signals.
+
+Every namespace and process the testbed starts registers an undo callback here. Callbacks run
+in reverse order (processes before the namespaces they live in) when their owner closes, at
+interpreter exit (atexit) and on SIGTERM/SIGHUP (SIGINT becomes KeyboardInterrupt, which
+reaches the finalizers and atexit anyway). Processes are ended by their own id
+(each one leads its own process group), never by name.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import signal
+import threading
+import time
+from typing import Callable
+
+_lock = threading.RLock()
+_callbacks: dict[int, tuple[str, Callable[[], None]]] = {}
+_tokens = itertools.count(1)
+_installed = False
+
+
+def register(description: str, callback: Callable[[], None]) -> int:
+    """Remember an undo action; returns a token for `run_one` / `forget`."""
+    _install_handlers()
+    with _lock:
+        token = next(_tokens)
+        _callbacks[token] = (description, callback)
+        return token
+
+
+def forget(token: int) -> None:
+    with _lock:
+        _callbacks.pop(token, None)
+
+
+def run_one(token: int) -> None:
+    """Run one undo action now (if it has not run yet)."""
+    with _lock:
+        entry = _callbacks.pop(token, None)
+    if entry is not None:
+        _safely(*entry)
+
+
+def run_all() -> None:
+    """Run every pending undo action, newest first."""
+    while True:
+        with _lock:
+            if not _callbacks:
+                return
+            token = max(_callbacks)
+            entry = _callbacks.pop(token)
+        _safely(*entry)
+
+
+def pending() -> list[str]:
+    with _lock:
+        return [description for _, (description, _) in sorted(_callbacks.items())]
+
+
+def _safely(description: str, callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception as error:  # cleanup must go on with the rest
+        print(f"testbed cleanup: {description} failed: {error}", file=os.sys.stderr)
+
+
+def terminate_process_group(pid: int, grace: float = 3.0) -> None:
+    """SIGTERM the process group led by `pid`, then SIGKILL it if it lingers."""
+    if not _signal_group(pid, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _group_alive(pid):
+            return
+        time.sleep(0.02)
+    _signal_group(pid, signal.SIGKILL)
+
+
+def kill_process_group(pid: int) -> None:
+    _signal_group(pid, signal.SIGKILL)
+
+
+def _signal_group(pid: int, sig: int) -> bool:
+    try:
+        os.killpg(pid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _group_alive(pid: int) -> bool:
+    # Reap our own child if it exited, so a zombie does not look alive.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        os.killpg(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _install_handlers() -> None:
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        _installed = True
+    atexit.register(run_all)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        previous = signal.getsignal(signum)
+        signal.signal(signum, _make_handler(previous))
+
+
+def _make_handler(previous):
+    def handler(signum, frame):
+        run_all()
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            # Default action for SIGTERM/SIGHUP is to exit; do so with the usual status.
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    return handler
