@@ -1,0 +1,490 @@
+"""Connection profiles: one TOML file per VPN connection, checked and turned into a `Profile`.
+
+Where profiles live: ``cygnet up office`` looks for ``office.toml`` in
+``$XDG_CONFIG_HOME/cygnet/`` (usually ``~/.config/cygnet/``) and then in
+``/etc/cygnet/profiles/``. A path to a ``.toml`` file works too. Relative paths inside a
+profile (``ca``, ``cert``, ``key``, ``psk_file``, ``password_file``) are relative to the
+folder that holds the profile; ``~`` is expanded.
+
+Example::
+
+    gateway = ["vpn1.example.org", "vpn2.example.org"]
+    remote_id = "vpn.example.org"
+    auth = "eap-mschapv2"
+    eap_identity = "carol"
+    ca = "ca.pem"
+    remote_ts = ["10.0.0.0/8"]
+
+Keys (anything else is an error):
+
+| key           | type              | default                | meaning |
+|---------------|-------------------|------------------------|---------|
+| name          | string            | the file name, no .toml | Profile name (letters, digits, ``.``, ``_``, ``-``); also the keyring user name |
+| gateway       | string or list    | required               | Gateway host name or address; a list is tried in order |
+| port          | integer 1-65535   | 500                    | Gateway IKE port |
+| remote_id     | string            | the gateway            | Identity the gateway must prove (e.g. ``vpn.example.org``) |
+| local_id      | string            | our address / cert subject | Our IKE identity (IDi) |
+| auth          | string            | required               | How we authenticate: ``psk``, ``pubkey``, ``eap-mschapv2``, ``eap-md5``, ``eap-tls``, ``pubkey+eap-mschapv2``, ``pubkey+eap-md5`` (certificate, then EAP: RFC 4739) |
+| psk_file      | path              | none                   | File holding the pre-shared key: text, or ``0x`` hex, or ``0s`` base64 (mode 0600) |
+| password_file | path              | none                   | File holding the EAP password (mode 0600) |
+| eap_identity  | string            | ``local_id``           | EAP identity (user name) |
+| ca            | path              | system trust store     | CA certificate (PEM/DER file) or a folder of them, to check the gateway |
+| cert          | path              | none                   | Our certificate (PEM; may be followed by intermediates) |
+| key           | path              | none                   | Our private key (PEM, unencrypted; mode 0600) |
+| ike           | string            | strongSwan's defaults  | IKE proposals, strongSwan syntax, comma-separated (``aes256gcm16-prfsha384-x25519``) |
+| esp           | string            | strongSwan's defaults  | ESP proposals, strongSwan syntax (``aes256gcm16``, ``aes256-sha384-ecp256`` for PFS) |
+| virtual_ip    | list              | ``["ipv4", "ipv6"]``   | Which inner addresses to ask the gateway for (``[]``: none) |
+| remote_ts     | list of CIDRs     | ``["0.0.0.0/0", "::/0"]`` | Networks sent through the tunnel (split tunnel: list only those) |
+| dataplane     | string            | ``auto``               | ``userspace`` (TUN + Python ESP), ``kernel`` (XFRM) or ``auto`` (kernel if it works) |
+| encap         | boolean           | false                  | Force UDP encapsulation of ESP (port 4500) even without NAT |
+| dpd           | integer seconds   | 30                     | Dead peer detection interval; 0 turns it off |
+| mtu           | integer 1280-9000 | automatic              | MTU of the tunnel interface |
+| dns           | boolean           | true                   | Use the DNS servers and domains the gateway sends |
+| keyring       | boolean           | false                  | Look the PSK / EAP password up in the user's keyring (service ``cygnet``, user = profile name) |
+
+Required combinations: ``psk`` needs ``psk_file`` or ``keyring = true``; ``pubkey``,
+``eap-tls`` and ``pubkey+eap-*`` need ``cert`` and ``key``; every EAP method needs
+``eap_identity`` or ``local_id``. How secrets are found: see client/secrets.py.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+SYSTEM_PROFILE_DIR = Path("/etc/cygnet/profiles")
+
+AUTH_METHODS = (
+    "psk",
+    "pubkey",
+    "eap-mschapv2",
+    "eap-md5",
+    "eap-tls",
+    "pubkey+eap-mschapv2",
+    "pubkey+eap-md5",
+)
+PASSWORD_METHODS = ("eap-mschapv2", "eap-md5", "pubkey+eap-mschapv2", "pubkey+eap-md5")
+CERTIFICATE_METHODS = ("pubkey", "eap-tls", "pubkey+eap-mschapv2", "pubkey+eap-md5")
+EAP_METHODS = ("eap-mschapv2", "eap-md5", "eap-tls", "pubkey+eap-mschapv2", "pubkey+eap-md5")
+VIRTUAL_IP_FAMILIES = ("ipv4", "ipv6")
+DATAPLANES = ("userspace", "kernel", "auto")
+MTU_RANGE = (1280, 9000)
+
+DEFAULT_REMOTE_TS = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# A host name (RFC 1123 labels) or an address; checked loosely, the resolver has the last word.
+_HOST_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?$")
+
+
+class ProfileError(Exception):
+    """A profile cannot be found or is wrong; the message says which file and key.
+
+    `.key` and `.problem` hold the key and the complaint alone, when a key is at fault."""
+
+    def __init__(self, message: str, key: Optional[str] = None, problem: Optional[str] = None):
+        super().__init__(message)
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A checked connection profile. Holds no secrets, only where to find them."""
+
+    name: str
+    gateways: tuple[str, ...]
+    auth: str
+    port: int = 500
+    remote_id: Optional[str] = None
+    local_id: Optional[str] = None
+    psk_file: Optional[Path] = None
+    password_file: Optional[Path] = None
+    eap_identity: Optional[str] = None
+    ca: Optional[Path] = None
+    cert: Optional[Path] = None
+    key: Optional[Path] = None
+    ike: Optional[str] = None
+    esp: Optional[str] = None
+    virtual_ip: tuple[str, ...] = VIRTUAL_IP_FAMILIES
+    remote_ts: tuple = DEFAULT_REMOTE_TS
+    dataplane: str = "auto"
+    encap: bool = False
+    dpd: int = 30
+    mtu: Optional[int] = None
+    dns: bool = True
+    keyring: bool = False
+    # Where the profile was read from; not part of what the profile means.
+    path: Optional[Path] = field(default=None, compare=False)
+
+    @property
+    def gateway(self) -> str:
+        """The first gateway to try."""
+        return self.gateways[0]
+
+    @property
+    def eap_method(self) -> Optional[str]:
+        """"mschapv2", "md5" or "tls" for EAP profiles, else None."""
+        if "eap-" not in self.auth:
+            return None
+        return self.auth.split("eap-", 1)[1]
+
+    @property
+    def needs_password(self) -> bool:
+        return self.auth in PASSWORD_METHODS
+
+    @property
+    def needs_certificate(self) -> bool:
+        return self.auth in CERTIFICATE_METHODS
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding and reading profiles
+
+
+def user_profile_dir() -> Path:
+    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(config_home) / "cygnet"
+
+
+def profile_search_dirs() -> list[Path]:
+    """Folders searched for NAME.toml, in order."""
+    return [user_profile_dir(), SYSTEM_PROFILE_DIR]
+
+
+def find_profile(name_or_path: str, search_dirs: Optional[list[Path]] = None) -> Path:
+    """The file of a profile given by name (``office``) or path (``./office.toml``)."""
+    text = str(name_or_path)
+    looks_like_path = os.sep in text or text.endswith(".toml")
+    if looks_like_path:
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise ProfileError(f"{text}: no such profile file")
+        return path
+    if not _NAME_RE.match(text):
+        raise ProfileError(f"'{text}' is not a profile name or a path to a .toml file")
+    dirs = profile_search_dirs() if search_dirs is None else search_dirs
+    for folder in dirs:
+        candidate = folder / f"{text}.toml"
+        if candidate.is_file():
+            return candidate
+    where = ", ".join(str(d / f"{text}.toml") for d in dirs)
+    raise ProfileError(f"no profile named '{text}' (looked for {where})")
+
+
+def load_profile(name_or_path: str, search_dirs: Optional[list[Path]] = None) -> Profile:
+    """Find, read and check a profile. Raises ProfileError naming the file and the key."""
+    path = find_profile(name_or_path, search_dirs)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot be read: {e.strerror}") from None
+    return profile_from_dict(data, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking
+
+
+class _Checker:
+    """Reads one key at a time and raises ProfileError('<file>: key '<k>': <problem>')."""
+
+    def __init__(self, data: dict, path: Path, base_dir: Path):
+        self.data = data
+        self.source = str(path)
+        self.base_dir = base_dir
+
+    def fail(self, key: str, problem: str) -> ProfileError:
+        return ProfileError(f"{self.source}: key '{key}': {problem}", key=key, problem=problem)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def string(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if not isinstance(value, str):
+            raise self.fail(key, f"must be a string, not {_describe(value)}")
+        if not value.strip():
+            raise self.fail(key, "must not be empty")
+        return value
+
+    def choice(self, key: str, allowed: tuple[str, ...], default: Optional[str] = None) -> Optional[str]:
+        value = self.string(key, default)
+        if value is not None and value not in allowed:
+            raise self.fail(key, f"'{value}' is not one of {', '.join(allowed)}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false, not {_describe(value)}")
+        return value
+
+    def integer(self, key: str, default: Optional[int], low: int, high: Optional[int]) -> Optional[int]:
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, f"must be a whole number, not {_describe(value)}")
+        if value < low or (high is not None and value > high):
+            allowed = f"from {low} to {high}" if high is not None else f"{low} or more"
+            raise self.fail(key, f"{value} is out of range (allowed: {allowed})")
+        return value
+
+    def string_list(self, key: str, default: tuple, allow_single: bool = False) -> tuple:
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if allow_single and isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            kind = "a string or a list of strings" if allow_single else "a list of strings"
+            raise self.fail(key, f"must be {kind}, not {_describe(value)}")
+        for item in value:
+            if not isinstance(item, str) or not item.strip():
+                raise self.fail(key, f"every entry must be a non-empty string, not {_describe(item)}")
+        return tuple(value)
+
+    def path(self, key: str, kind: str = "file") -> Optional[Path]:
+        text = self.string(key)
+        if text is None:
+            return None
+        path = Path(os.path.normpath(self.base_dir / Path(text).expanduser()))
+        if kind == "file or folder":
+            ok = path.exists()
+        else:
+            ok = path.is_file()
+        if not ok:
+            raise self.fail(key, f"{path} does not exist or is not a {kind}")
+        return path
+
+
+def _describe(value: Any) -> str:
+    names = {bool: "true/false", int: "a number", float: "a number", str: "a string",
+             list: "a list", dict: "a table"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _check_proposals(check: _Checker, key: str, parse: Callable) -> Optional[str]:
+    text = check.string(key)
+    if text is None:
+        return None
+    from ike.proposals import ProposalError  # imported here: keeps `cygnet --help` fast
+
+    try:
+        parse(text)
+    except ProposalError as e:
+        raise check.fail(key, str(e)) from None
+    return text
+
+
+def _parse_ike(text: str):
+    from ike.proposals import parse_ike_proposals
+
+    return parse_ike_proposals(text)
+
+
+def _parse_esp(text: str):
+    from ike.proposals import parse_esp_proposals
+
+    return parse_esp_proposals(text)
+
+
+KNOWN_KEYS = (
+    "name", "gateway", "port", "remote_id", "local_id", "auth", "psk_file", "password_file",
+    "eap_identity", "ca", "cert", "key", "ike", "esp", "virtual_ip", "remote_ts", "dataplane",
+    "encap", "dpd", "mtu", "dns", "keyring",
+)
+
+
+def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -> Profile:
+    """Check a parsed TOML table. `path` names the file in messages; relative paths in the
+    profile are taken from `base_dir` (default: the folder of `path`)."""
+    path = Path(path)
+    base = Path(os.path.abspath(base_dir if base_dir is not None else path.parent))
+    check = _Checker(data, path, base)
+
+    unknown = [k for k in data if k not in KNOWN_KEYS]
+    if unknown:
+        raise check.fail(unknown[0], f"unknown key (known keys: {', '.join(KNOWN_KEYS)})")
+
+    name = check.string("name", default=path.stem)
+    if not _NAME_RE.match(name):
+        raise check.fail("name", f"'{name}' may hold only letters, digits, '.', '_' and '-' "
+                                 "(at most 64, starting with a letter or digit)")
+
+    if not check.has("gateway"):
+        raise check.fail("gateway", "is required (the gateway's host name or address)")
+    gateways = check.string_list("gateway", (), allow_single=True)
+    if not gateways:
+        raise check.fail("gateway", "must name at least one gateway")
+    for gw in gateways:
+        if not _is_host(gw):
+            raise check.fail("gateway", f"'{gw}' is not a host name or IP address")
+
+    if not check.has("auth"):
+        raise check.fail("auth", f"is required (one of {', '.join(AUTH_METHODS)})")
+    auth = check.choice("auth", AUTH_METHODS)
+
+    virtual_ip = check.string_list("virtual_ip", VIRTUAL_IP_FAMILIES)
+    for family in virtual_ip:
+        if family not in VIRTUAL_IP_FAMILIES:
+            raise check.fail("virtual_ip", f"'{family}' is not one of {', '.join(VIRTUAL_IP_FAMILIES)}")
+    if len(set(virtual_ip)) != len(virtual_ip):
+        raise check.fail("virtual_ip", "lists a family twice")
+
+    remote_ts = _check_networks(check, "remote_ts")
+
+    profile = Profile(
+        name=name,
+        gateways=gateways,
+        auth=auth,
+        port=check.integer("port", 500, 1, 65535),
+        remote_id=check.string("remote_id"),
+        local_id=check.string("local_id"),
+        psk_file=check.path("psk_file"),
+        password_file=check.path("password_file"),
+        eap_identity=check.string("eap_identity"),
+        ca=check.path("ca", kind="file or folder"),
+        cert=check.path("cert"),
+        key=check.path("key"),
+        ike=_check_proposals(check, "ike", _parse_ike),
+        esp=_check_proposals(check, "esp", _parse_esp),
+        virtual_ip=virtual_ip,
+        remote_ts=remote_ts,
+        dataplane=check.choice("dataplane", DATAPLANES, default="auto"),
+        encap=check.boolean("encap", False),
+        dpd=check.integer("dpd", 30, 0, None),
+        mtu=check.integer("mtu", None, *MTU_RANGE),
+        dns=check.boolean("dns", True),
+        keyring=check.boolean("keyring", False),
+        path=path,
+    )
+    _check_combinations(check, profile)
+    return profile
+
+
+def _is_host(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return len(text) <= 253 and bool(_HOST_RE.match(text))
+
+
+def _check_networks(check: _Checker, key: str) -> tuple:
+    texts = check.string_list(key, ())
+    if key not in check.data:
+        return DEFAULT_REMOTE_TS
+    if not texts:
+        raise check.fail(key, "must list at least one network (leave it out to send everything)")
+    networks = []
+    for text in texts:
+        try:
+            networks.append(ipaddress.ip_network(text.strip(), strict=True))
+        except ValueError as e:
+            raise check.fail(key, f"'{text}' is not a network in CIDR form ({e})") from None
+    return tuple(networks)
+
+
+def _check_combinations(check: _Checker, p: Profile) -> None:
+    if p.auth == "psk" and p.psk_file is None and not p.keyring:
+        raise check.fail("auth", "psk needs a secret source: set 'psk_file' or 'keyring = true'")
+    if p.psk_file is not None and p.auth != "psk":
+        raise check.fail("psk_file", f"is only used with auth = \"psk\", not \"{p.auth}\"")
+    if p.password_file is not None and p.auth not in PASSWORD_METHODS:
+        raise check.fail("password_file", f"is only used with auth {', '.join(PASSWORD_METHODS)}, "
+                                          f"not \"{p.auth}\"")
+    if p.auth in CERTIFICATE_METHODS:
+        for key in ("cert", "key"):
+            if getattr(p, key) is None:
+                raise check.fail(key, f"is required with auth = \"{p.auth}\"")
+    if p.auth in EAP_METHODS and p.eap_identity is None and p.local_id is None:
+        raise check.fail("eap_identity", f"is required with auth = \"{p.auth}\" (or set 'local_id')")
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing profiles (used by `cygnet import`)
+
+
+def profile_to_dict(profile: Profile, relative_to: Optional[Path] = None) -> dict:
+    """The TOML table for a profile: only keys that differ from the defaults. Paths under
+    `relative_to` are written relative to it."""
+    defaults = Profile(name="", gateways=("x",), auth="psk")
+    table: dict[str, Any] = {"name": profile.name}
+    table["gateway"] = profile.gateways[0] if len(profile.gateways) == 1 else list(profile.gateways)
+    table["auth"] = profile.auth
+    for key in KNOWN_KEYS:
+        if key in table:
+            continue
+        value = getattr(profile, key)
+        if value == getattr(defaults, key):
+            continue
+        if isinstance(value, Path):
+            value = _relative(value, relative_to)
+        elif key == "remote_ts":
+            value = [str(n) for n in value]
+        elif isinstance(value, tuple):
+            value = list(value)
+        table[key] = value
+    return table
+
+
+def _relative(path: Path, base: Optional[Path]) -> str:
+    if base is not None:
+        try:
+            return str(path.relative_to(Path(os.path.abspath(base))))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def format_toml(table: dict, comment: str = "") -> str:
+    """A flat TOML document from str/int/bool/list-of-str values."""
+    lines = [f"# {line}" for line in comment.splitlines()] if comment else []
+    for key, value in table.items():
+        lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_string(text: str) -> str:
+    out = ['"']
+    for ch in text:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
