@@ -1,0 +1,190 @@
+"""The `cygnet` command line.
+
+    cygnet up PROFILE [--daemon]     bring a connection up (PROFILE: a name or a .toml path)
+    cygnet down [NAME]               take a connection down (all of them without NAME)
+    cygnet status [--json]           show connections
+    cygnet import FILE.sswan         turn a strongSwan Android profile into a Cygnet profile
+    cygnet nm install|uninstall      NetworkManager plugin files
+
+Exit codes: 0 done, 1 failed (the reason is printed), 2 bad arguments or a part that is not
+available yet. Start-up stays light: heavy modules (cryptography, pyroute2, asyncio) are
+imported inside the commands that need them, never at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing costs milliseconds at start-up; annotations need it only for checkers
+    from typing import Optional, Sequence
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+ENGINE_MISSING = "cygnet: the connection engine is not yet available"
+
+
+class _UsageError(Exception):
+    def __init__(self, status: int, message: Optional[str]):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that returns from main() instead of calling sys.exit()."""
+
+    def exit(self, status: int = 0, message: Optional[str] = None):
+        raise _UsageError(status, message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cygnet", description="Cygnet IKEv2 VPN client")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    up = commands.add_parser("up", help="bring a connection up")
+    up.add_argument("profile", metavar="PROFILE", help="profile name or path to a .toml file")
+    up.add_argument("--daemon", action="store_true", help="run in the background once connected")
+    up.set_defaults(run=cmd_up)
+
+    down = commands.add_parser("down", help="take a connection down")
+    down.add_argument("name", metavar="NAME", nargs="?", help="profile name (default: all)")
+    down.set_defaults(run=cmd_down)
+
+    status = commands.add_parser("status", help="show connections")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(run=cmd_status)
+
+    imp = commands.add_parser("import", help="import a strongSwan Android .sswan profile")
+    imp.add_argument("file", metavar="FILE.sswan")
+    imp.add_argument("--name", help="profile name (default: from the file's name field)")
+    imp.add_argument("--dir", metavar="D", help="where to write NAME.toml "
+                                                "(default: ~/.config/cygnet)")
+    imp.add_argument("--force", action="store_true", help="replace an existing profile")
+    imp.add_argument("--p12-password-file", metavar="FILE",
+                     help="file (mode 600) holding the password of the embedded PKCS#12")
+    imp.set_defaults(run=cmd_import)
+
+    nm = commands.add_parser("nm", help="NetworkManager plugin files")
+    nm.add_argument("action", choices=("install", "uninstall"))
+    nm.add_argument("--prefix", default="/usr", help="installation prefix (default: /usr)")
+    nm.set_defaults(run=cmd_nm)
+    return parser
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("cygnet")
+    except Exception:  # not installed, e.g. run from a source tree
+        return "0.1.0"
+
+
+def _error(message: str) -> int:
+    print(f"cygnet: {message}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _load_engine():
+    """client.engine, or None while it does not exist yet."""
+    try:
+        return importlib.import_module("client.engine")
+    except ModuleNotFoundError as e:
+        if e.name == "client.engine":
+            return None
+        raise  # the engine exists but something it needs is missing: show the real error
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+
+def cmd_up(args) -> int:
+    from client.profile import ProfileError, load_profile
+
+    try:
+        profile = load_profile(args.profile)
+    except ProfileError as e:
+        return _error(str(e))
+    engine = _load_engine()
+    if engine is None:
+        print(ENGINE_MISSING, file=sys.stderr)
+        return EXIT_USAGE
+    return engine.up(profile, daemon=args.daemon)
+
+
+def cmd_down(args) -> int:
+    engine = _load_engine()
+    if engine is None:
+        print(ENGINE_MISSING, file=sys.stderr)
+        return EXIT_USAGE
+    return engine.down(args.name)
+
+
+def cmd_status(args) -> int:
+    engine = _load_engine()
+    if engine is None:
+        print(ENGINE_MISSING, file=sys.stderr)
+        return EXIT_USAGE
+    return engine.status(as_json=args.json)
+
+
+def cmd_import(args) -> int:
+    from pathlib import Path
+
+    from client.profile import ProfileError
+    from client.secrets import SecretError
+    from client.sswan import SswanError, import_sswan
+
+    try:
+        result = import_sswan(
+            Path(args.file),
+            profile_dir=Path(args.dir) if args.dir else None,
+            name=args.name,
+            force=args.force,
+            p12_password_file=Path(args.p12_password_file) if args.p12_password_file else None,
+        )
+    except (SswanError, ProfileError, SecretError) as e:
+        return _error(str(e))
+    except OSError as e:
+        return _error(f"{e.filename or args.file}: {e.strerror}")
+    for warning in result.warnings:
+        print(f"cygnet: warning: {warning}", file=sys.stderr)
+    print(f"wrote {result.toml_path}; connect with: cygnet up {result.profile.name}")
+    return EXIT_OK
+
+
+def cmd_nm(args) -> int:
+    print(f"cygnet: nm {args.action}: the NetworkManager plugin is not yet available",
+          file=sys.stderr)
+    return EXIT_USAGE
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as e:
+        if e.message:
+            # argparse's own messages already start with "cygnet: " / "usage:"
+            sys.stderr.write(e.message)
+        return e.status
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("cygnet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
