@@ -1,0 +1,427 @@
+"""The data plane: where CHILD_SAs carry packets between the virtual interface and the peer.
+
+``DataPlane`` is the interface the engine codes against; implementations are the userspace one
+here (a TUN device and the UDP 4500 socket, like strongSwan's libipsec and its Android app), and
+later a kernel-XFRM backend or a mobile port.
+
+``UserspaceDataPlane`` does ESP tunnel mode in UDP encapsulation (RFC 3948):
+
+* TUN → outbound SA chosen by the packet's addresses (traffic selectors; packets matching no
+  SA are dropped and counted, never sent in the clear) → ESP → UDP to the peer's port 4500.
+* UDP 4500 → first four bytes: zero = the non-ESP marker of an IKE message (RFC 3948 §2.2),
+  handed to the engine without the marker; a single 0xFF byte = NAT keepalive (§2.3), ignored;
+  otherwise ESP: SPI → inbound SA → replay check, decrypt, inner addresses checked against the
+  SA's selectors (RFC 4301 §5.2) → TUN.
+
+Make-before-break rekeying (RFC 7296 §2.8): ``install_child_sa`` for a child_id that already has
+an SA adds the new inbound SA and (by default) switches outbound to the new one; the old inbound
+SA keeps decrypting late packets until ``remove_child_sa(old spi_in)``.
+
+Nothing here knows IKE: volume limits become ``SaLimitReached`` events for the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol
+
+from client import esp
+from client.tun import VNET_HDR_SIZE, TunDevice
+
+log = logging.getLogger(__name__)
+
+NON_ESP_MARKER = b"\0\0\0\0"  # RFC 3948 §2.2: precedes IKE messages on port 4500
+NAT_KEEPALIVE = b"\xff"  # RFC 3948 §2.3
+IKE_NATT_PORT = 4500
+
+# How many packets one wake-up handles before giving the event loop back.
+BATCH = 64
+_RECV_BUFFER = 65536
+
+
+# --- events and counters --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SaLimitReached:
+    """An SA crossed a volume or sequence-number limit; "soft" asks the engine to rekey now,
+    "hard" means the SA has stopped carrying traffic in that direction."""
+
+    child_id: int
+    spi_in: bytes
+    spi_out: bytes
+    direction: str  # "in" | "out"
+    severity: str  # "soft" | "hard"
+    what: str  # "packets" | "bytes" | "sequence"
+
+
+@dataclass
+class SaCounters:
+    """Per-SA counters (a snapshot when returned by ``counters()``)."""
+
+    child_id: int
+    spi_in: bytes
+    spi_out: bytes
+    bytes_in: int = 0
+    packets_in: int = 0
+    bytes_out: int = 0
+    packets_out: int = 0
+    replay_drops: int = 0
+    auth_failures: int = 0
+    malformed_drops: int = 0
+    policy_drops_in: int = 0  # decrypted packets whose addresses are outside the selectors
+
+
+@dataclass
+class GlobalCounters:
+    outside_selectors: int = 0  # TUN packets no outbound SA covers (dropped, never sent clear)
+    unknown_spi: int = 0
+    keepalives_in: int = 0
+    ike_in: int = 0
+    send_errors: int = 0
+
+
+class ChildSaParameters(Protocol):
+    """What the data plane reads from ike.events.ChildSaEstablished (any object with these)."""
+
+    child_id: int
+    spi_in: bytes
+    spi_out: bytes
+    encr_id: int
+    encr_key_bits: int
+    integ_id: int | None
+    esn: bool
+    encr_key_in: bytes
+    integ_key_in: bytes
+    encr_key_out: bytes
+    integ_key_out: bytes
+    local_ts: tuple
+    remote_ts: tuple
+    udp_encapsulation: bool
+
+
+class DataPlane(Protocol):
+    """What the engine needs from any data plane (userspace, kernel XFRM, mobile)."""
+
+    def install_child_sa(self, sa: ChildSaParameters, *, activate_outbound: bool = True) -> None:
+        """Install both SAs; with activate_outbound, outbound traffic of sa.child_id moves to it."""
+
+    def activate_outbound(self, spi_in: bytes) -> None:
+        """Send the child's traffic with the SA installed under spi_in (responder-side rekey)."""
+
+    def remove_child_sa(self, spi_in: bytes) -> None:
+        """Forget the SA pair installed under spi_in (no error if unknown)."""
+
+    def counters(self) -> dict[bytes, SaCounters]:
+        """Counters per installed SA pair, keyed by spi_in."""
+
+    def close(self) -> None:
+        """Stop, remove all SAs, release what the data plane opened."""
+
+
+# --- traffic selectors ----------------------------------------------------------------------
+
+
+class Selectors:
+    """A set of networks compiled for integer address matching (protocol/ports not used)."""
+
+    def __init__(self, networks: Iterable):
+        self.networks = tuple(ipaddress.ip_network(n) for n in networks)
+        self._v4 = [(int(n.network_address), int(n.netmask)) for n in self.networks if n.version == 4]
+        self._v6 = [(int(n.network_address), int(n.netmask)) for n in self.networks if n.version == 6]
+
+    def contains(self, version: int, address: int) -> bool:
+        for base, mask in self._v4 if version == 4 else self._v6:
+            if address & mask == base:
+                return True
+        return False
+
+
+def _addresses(packet) -> tuple[int, int, int] | None:
+    """(IP version, source, destination) as integers, or None if not an IP header."""
+    if not len(packet):
+        return None
+    version = packet[0] >> 4
+    if version == 4 and len(packet) >= 20:
+        return 4, int.from_bytes(packet[12:16], "big"), int.from_bytes(packet[16:20], "big")
+    if version == 6 and len(packet) >= 40:
+        return 6, int.from_bytes(packet[8:24], "big"), int.from_bytes(packet[24:40], "big")
+    return None
+
+
+# --- one installed CHILD_SA pair ----------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Child:
+    child_id: int
+    inbound: esp.InboundSa = field(repr=False)
+    outbound: esp.OutboundSa = field(repr=False)
+    local: Selectors
+    remote: Selectors
+    counters: SaCounters
+    # (src, dst) address bytes already checked against the selectors: skips the scan per packet
+    allowed_in: set = field(default_factory=set, repr=False)
+
+    def inner_allowed(self, packet) -> bool:
+        """RFC 4301 §5.2: a decrypted packet must come from remote_ts and go to local_ts."""
+        key = bytes(packet[12:20]) if packet[0] >> 4 == 4 else bytes(packet[8:40])
+        if key in self.allowed_in:
+            return True
+        parsed = _addresses(packet)
+        if parsed is None:
+            return False
+        version, src, dst = parsed
+        if self.remote.contains(version, src) and self.local.contains(version, dst):
+            if len(self.allowed_in) > 4096:
+                self.allowed_in.clear()
+            self.allowed_in.add(key)
+            return True
+        return False
+
+
+# --- the userspace implementation -----------------------------------------------------------
+
+
+class UserspaceDataPlane:
+    """ESP-in-UDP between a TUN device and the (shared) UDP 4500 socket, on an asyncio loop.
+
+    ``on_ike_packet(message, addr)`` receives IKE messages that arrived on the socket (marker
+    removed); ``on_event(SaLimitReached)`` receives limit notices. Both run on the loop thread.
+    """
+
+    def __init__(
+        self,
+        tun: TunDevice,
+        sock: socket.socket,
+        peer: tuple[str, int] | None = None,
+        *,
+        on_ike_packet: Callable[[bytes, tuple], None] | None = None,
+        on_event: Callable[[object], None] | None = None,
+        replay_window: int = esp.DEFAULT_REPLAY_WINDOW,
+        limits: esp.SaLimits | None = None,
+    ):
+        self.tun = tun
+        self.sock = sock
+        sock.setblocking(False)
+        self.peer = peer
+        self.on_ike_packet = on_ike_packet or (lambda message, addr: None)
+        self.on_event = on_event or (lambda event: None)
+        self.replay_window = replay_window
+        self.limits = limits
+        self.global_counters = GlobalCounters()
+        self._inbound: dict[bytes, _Child] = {}
+        self._outbound: dict[int, _Child] = {}  # child_id -> the SA outbound traffic uses
+        self._route_cache: dict[bytes, _Child] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._recv_buffer = bytearray(_RECV_BUFFER)
+        self._recv_view = memoryview(self._recv_buffer)
+        self._vnet_zero = bytes(VNET_HDR_SIZE)
+        self._closed = False
+
+    # --- SA management (DataPlane) ---
+
+    def install_child_sa(self, sa: ChildSaParameters, *, activate_outbound: bool = True) -> None:
+        if not getattr(sa, "udp_encapsulation", True):
+            log.info("CHILD_SA %d without UDP encapsulation: sending ESP-in-UDP anyway", sa.child_id)
+        spi_in, spi_out = bytes(sa.spi_in), bytes(sa.spi_out)
+        counters = SaCounters(sa.child_id, spi_in, spi_out)
+        child_ref: list[_Child] = []
+
+        def limit_notifier(direction: str):
+            def notify(severity: str, what: str) -> None:
+                self.on_event(SaLimitReached(sa.child_id, spi_in, spi_out, direction, severity, what))
+
+            return notify
+
+        inbound = esp.InboundSa(
+            spi_in, sa.encr_id, sa.encr_key_bits, sa.encr_key_in, sa.integ_id, sa.integ_key_in,
+            esn=sa.esn, replay_window=self.replay_window, limits=self.limits, on_limit=limit_notifier("in"),
+        )
+        outbound = esp.OutboundSa(
+            spi_out, sa.encr_id, sa.encr_key_bits, sa.encr_key_out, sa.integ_id, sa.integ_key_out,
+            esn=sa.esn, limits=self.limits, on_limit=limit_notifier("out"),
+        )
+        child = _Child(sa.child_id, inbound, outbound, Selectors(sa.local_ts), Selectors(sa.remote_ts), counters)
+        child_ref.append(child)
+        self._inbound[spi_in] = child  # inbound first: the peer may already use it
+        if activate_outbound or sa.child_id not in self._outbound:
+            self._outbound[sa.child_id] = child
+            self._route_cache.clear()
+
+    def activate_outbound(self, spi_in: bytes) -> None:
+        child = self._inbound[bytes(spi_in)]
+        self._outbound[child.child_id] = child
+        self._route_cache.clear()
+
+    def remove_child_sa(self, spi_in: bytes) -> None:
+        child = self._inbound.pop(bytes(spi_in), None)
+        if child is None:
+            return
+        if self._outbound.get(child.child_id) is child:
+            # Fall back to a newer SA of the same child if one is installed, else stop sending.
+            successor = next((c for c in self._inbound.values() if c.child_id == child.child_id), None)
+            if successor is None:
+                del self._outbound[child.child_id]
+            else:
+                self._outbound[child.child_id] = successor
+        self._route_cache.clear()
+
+    def counters(self) -> dict[bytes, SaCounters]:
+        result = {}
+        for spi_in, child in self._inbound.items():
+            c = child.counters
+            inbound, outbound = child.inbound, child.outbound
+            result[spi_in] = SaCounters(
+                c.child_id, c.spi_in, c.spi_out,
+                bytes_in=inbound.meter.bytes, packets_in=inbound.meter.packets,
+                bytes_out=outbound.meter.bytes, packets_out=outbound.meter.packets,
+                replay_drops=inbound.replay_drops, auth_failures=inbound.auth_failures,
+                malformed_drops=inbound.malformed_drops, policy_drops_in=c.policy_drops_in,
+            )
+        return result
+
+    # --- the shared UDP socket (RFC 3948) ---
+
+    def set_peer(self, peer: tuple[str, int]) -> None:
+        """Where ESP goes (the gateway's address and NAT-T port; changes with MOBIKE)."""
+        self.peer = peer
+
+    def send_ike(self, message: bytes, addr: tuple[str, int] | None = None) -> None:
+        """Send an IKE message on the shared socket, behind the non-ESP marker."""
+        self.sock.sendmsg([NON_ESP_MARKER, message], [], 0, addr or self.peer)
+
+    def send_keepalive(self, addr: tuple[str, int] | None = None) -> None:
+        """A NAT keepalive (RFC 3948 §2.3) keeps the NAT mapping of the UDP flow open."""
+        self.sock.sendto(NAT_KEEPALIVE, addr or self.peer)
+
+    # --- packet paths (synchronous; the loop callbacks below drive them) ---
+
+    def _outbound_child(self, packet) -> _Child | None:
+        key = bytes(packet[12:20]) if packet[0] >> 4 == 4 else bytes(packet[8:40])
+        child = self._route_cache.get(key)
+        if child is not None:
+            return child
+        parsed = _addresses(packet)
+        if parsed is None:
+            return None
+        version, src, dst = parsed
+        for candidate in self._outbound.values():
+            if candidate.local.contains(version, src) and candidate.remote.contains(version, dst):
+                if len(self._route_cache) > 4096:
+                    self._route_cache.clear()
+                self._route_cache[key] = candidate
+                return candidate
+        return None
+
+    def send_packet(self, packet) -> bool:
+        """Encrypt one inner IP packet from the TUN and send it; False if dropped."""
+        if not len(packet):
+            return False
+        child = self._outbound_child(packet)
+        if child is None:
+            self.global_counters.outside_selectors += 1
+            return False
+        next_header = esp.NEXT_HEADER_IPV4 if packet[0] >> 4 == 4 else esp.NEXT_HEADER_IPV6
+        try:
+            header, body = child.outbound.seal_parts(packet, next_header)
+        except esp.SaExhausted:
+            return False
+        try:
+            self.sock.sendmsg([header, body], (), 0, self.peer)
+        except (BlockingIOError, InterruptedError):
+            self.global_counters.send_errors += 1  # socket buffer full: drop like a router would
+            return False
+        except OSError as error:
+            self.global_counters.send_errors += 1
+            log.debug("ESP send failed: %s", error)
+            return False
+        return True
+
+    def receive_datagram(self, datagram, addr) -> bytes | None:
+        """Handle one UDP payload from port 4500; returns the inner packet written to the TUN."""
+        length = len(datagram)
+        if length == 1 and datagram[0] == 0xFF:
+            self.global_counters.keepalives_in += 1
+            return None
+        if length < 4:
+            return None
+        spi = bytes(datagram[:4])
+        if spi == NON_ESP_MARKER:
+            self.global_counters.ike_in += 1
+            self.on_ike_packet(bytes(datagram[4:]), addr)
+            return None
+        child = self._inbound.get(spi)
+        if child is None:
+            self.global_counters.unknown_spi += 1
+            return None
+        try:
+            next_header, inner = child.inbound.open(datagram)
+        except (esp.EspError, esp.SaExhausted):
+            return None  # counted by the SA
+        if next_header == esp.NEXT_HEADER_NONE:
+            return None  # dummy packet (RFC 4303 §2.6)
+        if not child.inner_allowed(inner):
+            child.counters.policy_drops_in += 1
+            return None
+        try:
+            if self.tun.offload:
+                os.writev(self.tun.fd, (self._vnet_zero, inner))
+            else:
+                os.write(self.tun.fd, inner)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as error:
+            log.debug("TUN write failed: %s", error)
+            return None
+        return inner
+
+    # --- asyncio integration ---
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Start reading the TUN device and the socket on the (running) event loop."""
+        self._loop = loop or asyncio.get_running_loop()
+        self._loop.add_reader(self.tun.fd, self._on_tun_readable)
+        self._loop.add_reader(self.sock.fileno(), self._on_socket_readable)
+
+    def _on_tun_readable(self) -> None:
+        read, fd = os.read, self.tun.fd
+        offload = self.tun.offload
+        for _ in range(BATCH):
+            try:
+                packet = read(fd, _RECV_BUFFER)
+            except (BlockingIOError, InterruptedError):
+                return
+            if offload:
+                packet = memoryview(packet)[VNET_HDR_SIZE:]
+            self.send_packet(packet)
+
+    def _on_socket_readable(self) -> None:
+        recv_into, view = self.sock.recvfrom_into, self._recv_view
+        for _ in range(BATCH):
+            try:
+                length, addr = recv_into(self._recv_buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # e.g. ICMP port unreachable reported on the socket
+                if error.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                    continue
+                raise
+            self.receive_datagram(view[:length], addr)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._loop is not None:
+            self._loop.remove_reader(self.tun.fd)
+            self._loop.remove_reader(self.sock.fileno())
+        self._inbound.clear()
+        self._outbound.clear()
+        self._route_cache.clear()
