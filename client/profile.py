@@ -393,9 +393,14 @@ def _check_networks(check: _Checker, key: str) -> tuple:
     networks = []
     for text in texts:
         try:
+            loose = ipaddress.ip_network(text.strip(), strict=False)
+        except ValueError:
+            raise check.fail(key, f"'{text}' is not a network in CIDR form "
+                                  "(like 10.0.0.0/8 or fd00::/8)") from None
+        try:
             networks.append(ipaddress.ip_network(text.strip(), strict=True))
-        except ValueError as e:
-            raise check.fail(key, f"'{text}' is not a network in CIDR form ({e})") from None
+        except ValueError:
+            raise check.fail(key, f"'{text}' has host bits set (did you mean {loose}?)") from None
     return tuple(networks)
 
 
