@@ -1,0 +1,127 @@
+"""A strongSwan initiator (a second charon in the client namespace): the reference client.
+
+The self-tests use it to prove the gateway works; bench/ compares Cygnet against it. It has
+one connection per authentication method, named after the method (see METHODS), all aimed
+at the testbed gateway and asking for an IPv4 and an IPv6 virtual IP.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .charon import Charon, CharonSettings
+from .gateway import EAP_IDENTITIES, PSK_IDENTITY, GatewayOptions, _merge, _quoted
+from .netns import Namespace
+from .pki import GATEWAY_NAME, Pki
+
+# method -> pki credential name for certificate methods
+CERT_METHODS = {"rsa": "alice", "ecdsa": "bob", "ed25519": "carol", "chain": "dave",
+                "rogue": "mallory"}
+METHODS = ("psk", *CERT_METHODS, "eap-mschapv2", "eap-md5", "eap-tls")
+
+
+@dataclass
+class ClientOptions:
+    ike_proposals: tuple[str, ...] = ("default",)
+    esp_proposals: tuple[str, ...] = ("default",)
+    virtual_ips: tuple[str, ...] = ("0.0.0.0", "::")
+    remote_ts: tuple[str, ...] = ("0.0.0.0/0", "::/0")
+    gateway_id: str = GATEWAY_NAME
+    fragmentation: str = "yes"
+    mobike: bool = True
+    charon: CharonSettings = field(default_factory=CharonSettings)
+    extra_connection: dict = field(default_factory=dict)
+
+
+def client_config(gateway_address: str, pki: Pki, gateway: GatewayOptions,
+                  options: ClientOptions) -> dict:
+    """swanctl.conf for the reference client; secrets taken from the gateway's options."""
+    def connection(local: dict, remote_auth: str = "pubkey") -> dict:
+        conn = {
+            "version": 2,
+            "remote_addrs": gateway_address,
+            "vips": list(options.virtual_ips) or None,
+            "proposals": list(options.ike_proposals),
+            "fragmentation": options.fragmentation,
+            "mobike": options.mobike,
+            "local": local,
+            "remote": {"auth": remote_auth, "id": options.gateway_id},
+            "children": {"tunnel": {"remote_ts": list(options.remote_ts),
+                                    "esp_proposals": list(options.esp_proposals)}},
+        }
+        _merge(conn, copy.deepcopy(options.extra_connection))
+        return conn
+
+    connections = {"psk": connection({"auth": "psk", "id": PSK_IDENTITY}, remote_auth="psk")}
+    for method, name in CERT_METHODS.items():
+        credential = pki.credentials[name]
+        connections[method] = connection({"auth": "pubkey", "id": credential.identity,
+                                          "certs": credential.cert.name})
+    for method in ("eap-mschapv2", "eap-md5"):
+        identity = EAP_IDENTITIES[method]
+        connections[method] = connection({"auth": method, "id": identity, "eap_id": identity})
+    connections["eap-tls"] = connection({"auth": "eap-tls", "id": pki.eaptls.identity,
+                                         "certs": pki.eaptls.cert.name})
+
+    secrets_ = {"ike-psk": {"id": PSK_IDENTITY, "secret": _quoted(gateway.psk)}}
+    for method, (identity, password) in gateway.eap_users.items():
+        secrets_[f"eap-{method}"] = {"id": identity, "secret": _quoted(password)}
+    return {"connections": connections, "secrets": secrets_}
+
+
+class StrongswanClient:
+    """charon as an initiator. `connect(method)` brings a tunnel up and returns its IKE_SA."""
+
+    def __init__(self, namespace: Namespace, workdir: Path, pki: Pki, gateway_address: str,
+                 gateway_options: GatewayOptions, options: ClientOptions | None = None):
+        self.pki = pki
+        self.options = options or ClientOptions()
+        self.gateway_address = gateway_address
+        self.gateway_options = gateway_options
+        self.charon = Charon(namespace, workdir, self.options.charon, name="strongswan-client")
+
+    @property
+    def log_path(self) -> Path:
+        return self.charon.log_path
+
+    @property
+    def resolv_conf(self) -> Path:
+        """Where this client's charon writes the DNS servers it received."""
+        return self.charon.resolv_conf_path
+
+    def start(self) -> "StrongswanClient":
+        p = self.pki
+        clients = [p.credentials[name] for name in (*CERT_METHODS.values(), "eaptls")]
+        self.charon.install_credentials(certs=[c.cert for c in clients],
+                                        cacerts=[p.root_ca, *p.intermediates],
+                                        private_keys=[c.key for c in clients])
+        self.charon.start()
+        self.charon.load(client_config(self.gateway_address, self.pki, self.gateway_options,
+                                       self.options))
+        return self
+
+    def stop(self) -> None:
+        self.charon.stop()
+
+    def kill(self) -> None:
+        self.charon.kill()
+
+    def connect(self, method: str, timeout: float = 30.0) -> dict:
+        """Initiate the connection for `method` and return the established IKE_SA (a dict)."""
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+        self.charon.initiate("tunnel", ike=method, timeout=timeout)
+        return self.charon.wait_for_sa(lambda sa: sa["name"] == method, timeout=5)
+
+    def disconnect(self, method: str) -> None:
+        self.charon.terminate(method)
+
+    def list_sas(self) -> list[dict]:
+        return self.charon.list_sas()
+
+    def virtual_ips(self, method: str) -> list[str]:
+        for sa in self.charon.list_sas(method):
+            return list(sa.get("local-vips", []))
+        return []
