@@ -1,0 +1,242 @@
+"""The `cygnet` command line (client/cli.py): arguments, exit codes, messages, start-up cost."""
+
+import base64
+import datetime
+import importlib.util
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+import types
+import uuid
+from pathlib import Path
+
+import pytest
+
+from client.cli import ENGINE_MISSING, main
+
+REPO = Path(__file__).resolve().parents[2]
+ENGINE_EXISTS = importlib.util.find_spec("client.engine") is not None
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def profile_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    folder = tmp_path / "config" / "cygnet"
+    folder.mkdir(parents=True)
+    (folder / "office.toml").write_text('gateway = "vpn.example.org"\nauth = "psk"\nkeyring = true\n')
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# Arguments
+
+
+def test_help_exits_zero(capsys):
+    code, out, err = run(capsys, "--help")
+    assert code == 0 and out.startswith("usage: cygnet ") and err == ""
+    for command in ("up", "down", "status", "import", "nm"):
+        assert command in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    ([], "cygnet: error: the following arguments are required: COMMAND"),
+    (["connect"], "cygnet: error: argument COMMAND: invalid choice: 'connect'"),
+    (["up"], "cygnet up: error: the following arguments are required: PROFILE"),
+    (["up", "office", "--background"], "cygnet: error: unrecognized arguments: --background"),
+    (["status", "--yaml"], "cygnet: error: unrecognized arguments: --yaml"),
+    (["down", "a", "b"], "cygnet: error: unrecognized arguments: b"),
+    (["import"], "cygnet import: error: the following arguments are required: FILE.sswan"),
+    (["nm"], "cygnet nm: error: the following arguments are required: action"),
+    (["nm", "reinstall"], "cygnet nm: error: argument action: invalid choice: 'reinstall'"),
+])
+def test_argument_errors_exit_2_with_usage(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("usage: cygnet")
+    assert message in err
+
+
+def test_version(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("cygnet 0.")
+
+
+def test_nm_is_not_yet_available(capsys):
+    for action in ("install", "uninstall"):
+        code, out, err = run(capsys, "nm", action, "--prefix", "/usr/local")
+        assert code == 2 and out == ""
+        assert err == f"cygnet: nm {action}: the NetworkManager plugin is not yet available\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# up / down / status
+
+
+def test_up_with_an_unknown_profile(capsys, profile_dir):
+    code, out, err = run(capsys, "up", "home")
+    assert code == 1 and out == ""
+    assert err.startswith("cygnet: no profile named 'home' (looked for ")
+
+
+def test_up_with_a_bad_profile_names_file_and_key(capsys, profile_dir):
+    (profile_dir / "bad.toml").write_text('gateway = "gw"\nauth = "eap-foo"\n')
+    code, _, err = run(capsys, "up", "bad")
+    assert code == 1
+    assert err == (f"cygnet: {profile_dir}/bad.toml: key 'auth': 'eap-foo' is not one of psk, pubkey, "
+                   "eap-mschapv2, eap-md5, eap-tls, pubkey+eap-mschapv2, pubkey+eap-md5\n")
+
+
+@pytest.mark.skipif(ENGINE_EXISTS, reason="client.engine exists now")
+@pytest.mark.parametrize("argv", [["up", "office"], ["up", "office", "--daemon"], ["down"],
+                                  ["down", "office"], ["status"], ["status", "--json"]])
+def test_engine_commands_without_engine(capsys, profile_dir, argv):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err == ENGINE_MISSING + "\n"
+
+
+def test_engine_commands_call_the_engine_entry_points(capsys, profile_dir, monkeypatch):
+    """The CLI side of the contract with client.engine: what each command passes and returns.
+    A stand-in module records the calls (the real engine would open sockets)."""
+    calls = []
+    engine = types.ModuleType("client.engine")
+    engine.up = lambda profile, daemon: calls.append(("up", profile.name, profile.gateway, daemon)) or 0
+    engine.down = lambda name: calls.append(("down", name)) or 3
+    engine.status = lambda as_json: calls.append(("status", as_json)) or 0
+    monkeypatch.setitem(sys.modules, "client.engine", engine)
+    assert main(["up", "office", "--daemon"]) == 0
+    assert main(["up", str(profile_dir / "office.toml")]) == 0
+    assert main(["down"]) == 3
+    assert main(["down", "office"]) == 3
+    assert main(["status", "--json"]) == 0
+    assert main(["status"]) == 0
+    assert calls == [("up", "office", "vpn.example.org", True), ("up", "office", "vpn.example.org", False),
+                     ("down", None), ("down", "office"), ("status", True), ("status", False)]
+
+
+# ---------------------------------------------------------------------------------------------
+# import
+
+
+def sswan(tmp_path, **extra) -> Path:
+    obj = {"uuid": str(uuid.uuid4()), "name": "Lab Gateway", "type": "ikev2-eap",
+           "remote": {"addr": "lab.example.org"}, "local": {"eap_id": "dave"}}
+    obj.update(extra)
+    path = tmp_path / "lab.sswan"
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def test_import_writes_the_profile_and_prints_warnings(capsys, tmp_path):
+    path = sswan(tmp_path, **{"nat-keepalive": 20})
+    code, out, err = run(capsys, "import", str(path), "--dir", str(tmp_path / "p"))
+    assert code == 0
+    assert out == f"wrote {tmp_path}/p/lab-gateway.toml; connect with: cygnet up lab-gateway\n"
+    assert err == (f"cygnet: warning: {path}: field 'nat-keepalive' is not supported: Cygnet's default "
+                   "NAT keepalive interval is used\n")
+    code, out, err = run(capsys, "import", str(path), "--dir", str(tmp_path / "p"), "--name", "lab")
+    assert code == 0 and (tmp_path / "p" / "lab.toml").is_file()
+
+
+def test_import_errors_exit_1(capsys, tmp_path):
+    code, out, err = run(capsys, "import", str(tmp_path / "missing.sswan"), "--dir", str(tmp_path))
+    assert code == 1 and out == ""
+    assert err == f"cygnet: {tmp_path}/missing.sswan: cannot be read: No such file or directory\n"
+    path = sswan(tmp_path, type="ikev2-psk")
+    code, _, err = run(capsys, "import", str(path), "--dir", str(tmp_path))
+    assert code == 1 and err.startswith(f"cygnet: {path}: field 'type': 'ikev2-psk' is not one of ")
+    path = sswan(tmp_path)
+    assert run(capsys, "import", str(path), "--dir", str(tmp_path))[0] == 0
+    code, _, err = run(capsys, "import", str(path), "--dir", str(tmp_path))
+    assert code == 1 and err == (f"cygnet: {tmp_path}/lab-gateway.toml already exists "
+                                 "(use --force to replace it)\n")
+    assert run(capsys, "import", str(path), "--dir", str(tmp_path), "--force")[0] == 0
+
+
+def test_import_asks_the_pkcs12_password_on_a_terminal(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dave")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    p12 = pkcs12.serialize_key_and_certificates(b"dave", key, cert, None,
+                                                serialization.BestAvailableEncryption(b"unlock-me"))
+    path = sswan(tmp_path, type="ikev2-cert", local={"p12": base64.b64encode(p12).decode()})
+    out = run_on_terminal([sys.executable, "-m", "client.cli", "import", str(path), "--dir", str(tmp_path)],
+                          b"unlock-me\n")
+    assert f"Password for the PKCS#12 in {path} (local.p12): " in out
+    assert "unlock-me" not in out
+    assert f"wrote {tmp_path}/lab-gateway.toml" in out
+    written = serialization.load_pem_private_key((tmp_path / "lab-gateway" / "key.pem").read_bytes(), None)
+    assert written.public_key() == key.public_key()
+
+
+def run_on_terminal(argv, typed: bytes, timeout: float = 30.0) -> str:
+    """Run argv with a pseudo-terminal as its controlling terminal, type `typed` at the first
+    prompt, and return what it printed."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(REPO)
+        os.execv(argv[0], argv)
+    output, sent = b"", False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            if not sent and b": " in output:
+                os.write(fd, typed)
+                sent = True
+    finally:
+        os.close(fd)
+        os.waitpid(pid, 0)
+    return output.decode(errors="replace")
+
+
+# ---------------------------------------------------------------------------------------------
+# Running as a program
+
+
+def test_python_m_client_cli_help():
+    result = subprocess.run([sys.executable, "-m", "client.cli", "--help"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("usage: cygnet ")
+
+
+def test_bad_arguments_as_a_program_exit_2():
+    result = subprocess.run([sys.executable, "-m", "client.cli", "frobnicate"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "invalid choice: 'frobnicate'" in result.stderr
+
+
+def test_start_up_imports_stay_light():
+    script = ("import sys; from client.cli import main; code = main(['--help']);"
+              "heavy = [m for m in ('cryptography', 'pyroute2', 'asyncio', 'keyring', 'tomllib', 'typing')"
+              " if m in sys.modules]; print(heavy)")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.strip().splitlines()[-1] == "[]"
