@@ -11,17 +11,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from .proposals import DEFAULT_ESP, DEFAULT_IKE
 from .retransmission import RetransmissionPolicy
 
 ALL_IPV4 = ipaddress.ip_network("0.0.0.0/0")
 ALL_IPV6 = ipaddress.ip_network("::/0")
 
-# strongSwan's proposal defaults (src/libstrongswan/crypto/proposal/proposal.c)
-DEFAULT_IKE_PROPOSALS = (
-    "aes256gcm16-aes128gcm16-prfsha384-prfsha256-x25519-ecp256-ecp384-modp3072",
-    "aes256-aes128-sha384-sha256-x25519-ecp256-ecp384-modp3072",
-)
-DEFAULT_ESP_PROPOSALS = ("aes256gcm16-aes128gcm16", "aes256-aes128-sha384-sha256")
 
 
 @dataclass
@@ -60,8 +55,9 @@ class Settings:
     send_remote_id: bool = True
     auth: AuthSettings = field(default_factory=AuthSettings)
 
-    ike_proposals: tuple[str, ...] = DEFAULT_IKE_PROPOSALS
-    esp_proposals: tuple[str, ...] = DEFAULT_ESP_PROPOSALS
+    # strongSwan syntax, proposals separated by commas (ike/proposals.py)
+    ike_proposals: str = DEFAULT_IKE
+    esp_proposals: str = DEFAULT_ESP
 
     # CHILD_SA traffic selectors: a virtual-IP client proposes everything locally and lets
     # the gateway narrow both sides (RFC 7296 §2.9).
