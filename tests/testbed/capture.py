@@ -19,8 +19,8 @@ class PacketCapture:
         self._stderr = self.pcap.with_suffix(".tcpdump.log")
 
     def start(self, timeout: float = 5.0) -> "PacketCapture":
-        argv = self.namespace.argv(["tcpdump", "-i", self.interface, "-n", "-U", "-s", "0",
-                                    "-w", str(self.pcap)])
+        argv = self.namespace.argv(["tcpdump", "-i", self.interface, "-n", "-U", "--immediate-mode",
+                                    "-s", "0", "-w", str(self.pcap)])
         with open(self._stderr, "wb") as stderr:
             self.process = Process(argv, f"tcpdump in {self.namespace.name}",
                                    stdout=subprocess.DEVNULL, stderr=stderr,
