@@ -128,8 +128,14 @@ class Profile:
         return self.gateways[0]
 
     @property
+    def auth_rounds(self) -> tuple[str, ...]:
+        """Our authentication rounds in order (RFC 4739): ("pubkey", "eap-mschapv2") for
+        "pubkey+eap-mschapv2", else the one method."""
+        return tuple(self.auth.split("+"))
+
+    @property
     def eap_method(self) -> Optional[str]:
-        """"mschapv2", "md5" or "tls" for EAP profiles, else None."""
+        """The EAP method ("mschapv2", "md5" or "tls") for EAP profiles, else None."""
         if "eap-" not in self.auth:
             return None
         return self.auth.split("eap-", 1)[1]

@@ -120,6 +120,7 @@ def test_every_key_with_a_good_value(folder):
     assert p.port == 4500
     assert (p.remote_id, p.local_id, p.eap_identity) == ("vpn.example.org", "carol@example.org", "carol")
     assert p.auth == "pubkey+eap-mschapv2" and p.eap_method == "mschapv2"
+    assert p.auth_rounds == ("pubkey", "eap-mschapv2")
     assert p.needs_password and p.needs_certificate
     assert p.password_file == folder / "password.txt"
     assert p.ca == folder / "cas" and p.cert == folder / "cert.pem" and p.key == folder / "key.pem"
@@ -143,6 +144,14 @@ def test_each_auth_method_with_what_it_needs(folder, auth, extra, method):
 def test_psk_from_keyring_needs_no_file(folder):
     p = load(folder, 'gateway = "gw"\nauth = "psk"\nkeyring = true\n')
     assert p.psk_file is None and p.keyring
+
+
+def test_every_key_is_documented_in_the_module_table():
+    import client.profile
+
+    table_rows = [line for line in client.profile.__doc__.splitlines() if line.startswith("| ")]
+    documented = [row.split("|")[1].strip() for row in table_rows[1:]]
+    assert documented == list(client.profile.KNOWN_KEYS)
 
 
 # ---------------------------------------------------------------------------------------------
