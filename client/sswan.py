@@ -298,7 +298,7 @@ def _networks(r: _Reader, dotted: str) -> Optional[list]:
     """Subnets as the app takes them: a list, or one string of space-separated entries;
     each a CIDR, an address, or a range 'a-b'."""
     *_, key = dotted.split(".")
-    raw = r.obj.get("split-tunneling", {}).get(key)
+    raw = (r.obj.get("split-tunneling") or {}).get(key)
     if raw is None or raw == "" or raw == []:
         return None
     if isinstance(raw, str):
