@@ -285,3 +285,18 @@ def test_repr_carries_no_key_material():
     text = repr(initiator) + repr(initiator._out) + repr(keys)
     for secret in (keys.sk_ei, keys.sk_ai, keys.sk_er, keys.sk_ar):
         assert secret.hex() not in text and repr(secret) not in text
+
+
+@pytest.mark.parametrize("text", ["aes128gcm16-prfsha256-x25519", "aes256gcm16-prfsha384-ecp256",
+                                  "chacha20poly1305-prfsha256-x25519",
+                                  "aes256-sha256-modp3072", "aes128-sha384-x25519"])
+def test_with_real_proposals_and_derived_keys(text):
+    """SkProtector with ike/proposals.py's IkeProposal and ike/keys.py's derived SK_*."""
+    from ike.keys import derive_ike_sa_keys
+    from ike.proposals import parse_ike_proposals
+
+    (proposal,) = parse_ike_proposals(text)
+    keys = derive_ike_sa_keys(proposal, os.urandom(32), os.urandom(32), os.urandom(32),
+                              HEADER.spi_i, HEADER.spi_r)
+    initiator, responder = SkProtector(proposal, keys, True), SkProtector(proposal, keys, False)
+    assert responder.open(*received(initiator.seal(HEADER, PAYLOADS))) == PAYLOADS
