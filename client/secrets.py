@@ -107,33 +107,36 @@ def _decode(text: str, is_psk: bool, where: str) -> Secret:
 # Sources
 
 
-def check_private_file(path: Path, what: str) -> None:
-    """Refuse a secret file that group or others could read or change."""
+def _read_private_file(path: Path, what: str) -> bytes:
+    """The bytes of a secret file, refused if group or others could read or change it.
+    The mode is checked on the opened file, so a swap after the check cannot slip through."""
     try:
-        st = os.stat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOCTTY)
     except FileNotFoundError:
         raise SecretError(f"{what} {path} does not exist") from None
     except OSError as e:
         raise SecretError(f"{what} {path} cannot be read: {e.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise SecretError(f"{what} {path} is not a regular file")
-    if st.st_mode & 0o077:
-        mode = stat.S_IMODE(st.st_mode)
-        raise SecretError(
-            f"{what} {path} is accessible by group or others (mode {mode:04o}); "
-            f"run: chmod 600 {path}"
-        )
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise SecretError(f"{what} {path} is not a regular file")
+        if st.st_mode & 0o077:
+            mode = stat.S_IMODE(st.st_mode)
+            raise SecretError(
+                f"{what} {path} is accessible by group or others (mode {mode:04o}); "
+                f"run: chmod 600 {path}"
+            )
+        try:
+            return f.read()
+        except OSError as e:
+            raise SecretError(f"{what} {path} cannot be read: {e.strerror}") from None
 
 
 def read_secret_file(path: Path, is_psk: bool) -> Secret:
     """A PSK or password from a private file (one trailing newline dropped)."""
     what = "PSK file" if is_psk else "password file"
     path = Path(path)
-    check_private_file(path, what)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise SecretError(f"{what} {path} cannot be read: {e.strerror}") from None
+    raw = _read_private_file(path, what)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

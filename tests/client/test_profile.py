@@ -445,6 +445,18 @@ def test_missing_secret_file(tmp_path):
         read_secret_file(tmp_path / "nope", is_psk=False)
 
 
+def test_secret_file_must_be_a_regular_utf8_file(tmp_path):
+    folder = tmp_path / "dir"
+    folder.mkdir(mode=0o700)
+    with pytest.raises(SecretError, match=f"^PSK file {folder} is not a regular file$"):
+        read_secret_file(folder, is_psk=True)
+    binary = tmp_path / "bin"
+    binary.write_bytes(b"\xff\xfe\x00")
+    os.chmod(binary, 0o600)
+    with pytest.raises(SecretError, match=rf"^PSK file {binary} is not UTF-8 text \(write binary PSKs as 0x hex\)$"):
+        read_secret_file(binary, is_psk=True)
+
+
 def test_get_secret_uses_the_profile_file(folder):
     assert get_secret(load(folder, PSK_BASE)).reveal() == b"correct horse battery staple"
     eap = load(folder, 'gateway = "gw"\nauth = "eap-md5"\neap_identity = "c"\npassword_file = "password.txt"\n')
