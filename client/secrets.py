@@ -116,8 +116,8 @@ def _read_private_file(path: Path, what: str) -> bytes:
         raise SecretError(f"{what} {path} does not exist") from None
     except OSError as e:
         raise SecretError(f"{what} {path} cannot be read: {e.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
+    try:
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise SecretError(f"{what} {path} is not a regular file")
         if st.st_mode & 0o077:
@@ -126,10 +126,14 @@ def _read_private_file(path: Path, what: str) -> bytes:
                 f"{what} {path} is accessible by group or others (mode {mode:04o}); "
                 f"run: chmod 600 {path}"
             )
-        try:
-            return f.read()
-        except OSError as e:
-            raise SecretError(f"{what} {path} cannot be read: {e.strerror}") from None
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as e:
+        raise SecretError(f"{what} {path} cannot be read: {e.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def read_secret_file(path: Path, is_psk: bool) -> Secret:
