@@ -243,7 +243,7 @@ class IkeSession:
             return
         try:
             self._receive(bytes(data), tuple(addr[:2]), now)
-        except (ParseError, ProtocolViolation, crypto.CRYPTO_ERRORS) as exc:
+        except (ParseError, ProtocolViolation, *crypto.CRYPTO_ERRORS) as exc:
             log.info("dropped a datagram from %s: %s", addr, exc)
         except Exception:
             if self.raise_internal_errors:
@@ -740,7 +740,11 @@ class IkeSession:
         if auth.method == "eap":
             self._eap = crypto.make_eap_client(auth, s.local_id)
         else:
-            payloads.append(self._our_auth())
+            try:
+                payloads.append(self._our_auth())
+            except crypto.AuthError as exc:  # e.g. an empty PSK, a key the gateway refuses
+                reason = f"cannot authenticate: {exc}"
+                return self._finish(reason, AuthenticationFailed(reason))
         request_cp = config_payload.build_request(s)
         if request_cp.attributes:
             payloads.append(request_cp)

@@ -154,11 +154,17 @@ def signed_octets(message, nonce, prf, sk_p, id_payload) -> bytes:
 
 
 def psk_auth(prf, secret: bytes, octets: bytes) -> bytes:
-    return _auth.psk_auth_data(prf, secret, octets)
+    try:
+        return _auth.psk_auth_data(prf, secret, octets)
+    except _auth.AuthenticationError as exc:
+        raise AuthError(str(exc)) from None
 
 
 def sign(private_key, octets: bytes, peer_hash_algorithms) -> tuple:
-    return _auth.Signer(private_key).sign(octets, peer_hash_algorithms or None)
+    try:
+        return _auth.Signer(private_key).sign(octets, peer_hash_algorithms or None)
+    except (_auth.AuthenticationError, TypeError) as exc:
+        raise AuthError(str(exc)) from None
 
 
 def cert_der(certificate) -> bytes:
