@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
 from client import esp
-from client.tun import VNET_HDR_SIZE, TunDevice
+from client.tun import TunDevice, coalesce_tcp, split_vnet_packet
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,18 @@ NON_ESP_MARKER = b"\0\0\0\0"  # RFC 3948 §2.2: precedes IKE messages on port 45
 NAT_KEEPALIVE = b"\xff"  # RFC 3948 §2.3
 IKE_NATT_PORT = 4500
 
-# How many packets one wake-up handles before giving the event loop back.
+# How many reads one wake-up does before giving the event loop back.
 BATCH = 64
 _RECV_BUFFER = 65536
+_SOCKET_BUFFER = 4 * 1024 * 1024
+
+# UDP segmentation offload (linux/udp.h): one sendmsg carries many equal-size datagrams, one
+# recvmsg returns many; the kernel keeps them as one buffer through veth and loopback.
+SOL_UDP = 17
+UDP_SEGMENT = 103
+UDP_GRO = 104
+_GSO_MAX_SEGMENTS = 64
+_GSO_MAX_BYTES = 65000  # the sum must fit one IP datagram
 
 
 # --- events and counters --------------------------------------------------------------------
@@ -222,8 +231,8 @@ class UserspaceDataPlane:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._recv_buffer = bytearray(_RECV_BUFFER)
         self._recv_view = memoryview(self._recv_buffer)
-        self._vnet_zero = bytes(VNET_HDR_SIZE)
         self._closed = False
+        self._udp_gso, self._udp_gro = _enable_udp_offloads(sock)
 
     # --- SA management (DataPlane) ---
 
@@ -320,32 +329,70 @@ class UserspaceDataPlane:
                 return candidate
         return None
 
-    def send_packet(self, packet) -> bool:
-        """Encrypt one inner IP packet from the TUN and send it; False if dropped."""
+    def _seal(self, packet):
+        """(ESP header, ciphertext) for one inner packet, or None if it must be dropped."""
         if not len(packet):
-            return False
+            return None
         child = self._outbound_child(packet)
         if child is None:
             self.global_counters.outside_selectors += 1
-            return False
+            return None
         next_header = esp.NEXT_HEADER_IPV4 if packet[0] >> 4 == 4 else esp.NEXT_HEADER_IPV6
         try:
-            header, body = child.outbound.seal_parts(packet, next_header)
+            return child.outbound.seal_parts(packet, next_header)
         except esp.SaExhausted:
-            return False
-        try:
-            self.sock.sendmsg([header, body], (), 0, self.peer)
-        except (BlockingIOError, InterruptedError):
-            self.global_counters.send_errors += 1  # socket buffer full: drop like a router would
-            return False
-        except OSError as error:
-            self.global_counters.send_errors += 1
-            log.debug("ESP send failed: %s", error)
-            return False
-        return True
+            return None
 
-    def receive_datagram(self, datagram, addr) -> bytes | None:
-        """Handle one UDP payload from port 4500; returns the inner packet written to the TUN."""
+    def send_packet(self, packet) -> bool:
+        """Encrypt one inner IP packet from the TUN and send it; False if dropped."""
+        sealed = self._seal(packet)
+        if sealed is None:
+            return False
+        return self._send_datagrams([sealed]) == 1
+
+    def _send_datagrams(self, datagrams: list) -> int:
+        """Send (header, body) ESP datagrams to the peer, many per syscall where the kernel
+        allows (UDP_SEGMENT needs equal sizes, only the last may be shorter). Returns how
+        many were handed to the kernel."""
+        sent = 0
+        count = len(datagrams)
+        start = 0
+        while start < count:
+            size = len(datagrams[start][0]) + len(datagrams[start][1])
+            end = start + 1
+            if self._udp_gso:
+                total = size
+                while end < count and end - start < _GSO_MAX_SEGMENTS:
+                    length = len(datagrams[end][0]) + len(datagrams[end][1])
+                    if length > size or total + length > _GSO_MAX_BYTES:
+                        break
+                    total += length
+                    end += 1
+                    if length < size:
+                        break
+            sent += self._sendmsg(datagrams[start:end], size)
+            start = end
+        return sent
+
+    def _sendmsg(self, datagrams: list, segment_size: int) -> int:
+        iov = [part for datagram in datagrams for part in datagram]
+        ancillary = [(SOL_UDP, UDP_SEGMENT, segment_size.to_bytes(2, "little"))] if len(datagrams) > 1 else ()
+        try:
+            self.sock.sendmsg(iov, ancillary, 0, self.peer)
+            return len(datagrams)
+        except (BlockingIOError, InterruptedError):
+            self.global_counters.send_errors += len(datagrams)  # buffer full: drop like a router
+        except OSError as error:
+            if ancillary and error.errno in (errno.EINVAL, errno.EIO, errno.EMSGSIZE, errno.ENOPROTOOPT):
+                log.info("UDP segmentation offload refused (%s): sending datagrams one by one", error)
+                self._udp_gso = False
+                return sum(self._sendmsg([datagram], 0) for datagram in datagrams)
+            self.global_counters.send_errors += len(datagrams)
+            log.debug("ESP send failed: %s", error)
+        return 0
+
+    def _open(self, datagram, addr):
+        """Demultiplex one UDP payload from port 4500; returns an inner packet for the TUN."""
         length = len(datagram)
         if length == 1 and datagram[0] == 0xFF:
             self.global_counters.keepalives_in += 1
@@ -370,17 +417,28 @@ class UserspaceDataPlane:
         if not child.inner_allowed(inner):
             child.counters.policy_drops_in += 1
             return None
+        return inner
+
+    def receive_datagram(self, datagram, addr) -> bytes | None:
+        """Handle one UDP payload from port 4500; returns the inner packet written to the TUN."""
+        inner = self._open(datagram, addr)
+        if inner is not None:
+            self._write_tun([inner])
+        return inner
+
+    def _write_tun(self, packets: list) -> None:
+        fd = self.tun.fd
         try:
-            if self.tun.offload:
-                os.writev(self.tun.fd, (self._vnet_zero, inner))
+            if self.tun.vnet_hdr:
+                for iov in coalesce_tcp(packets):
+                    os.writev(fd, iov)
             else:
-                os.write(self.tun.fd, inner)
+                for packet in packets:
+                    os.write(fd, packet)
         except (BlockingIOError, InterruptedError):
-            return None
+            pass  # TUN queue full: the rest of this batch is dropped
         except OSError as error:
             log.debug("TUN write failed: %s", error)
-            return None
-        return inner
 
     # --- asyncio integration ---
 
@@ -392,28 +450,50 @@ class UserspaceDataPlane:
 
     def _on_tun_readable(self) -> None:
         read, fd = os.read, self.tun.fd
-        offload = self.tun.offload
+        vnet_hdr = self.tun.vnet_hdr
+        seal = self._seal
+        datagrams = []
         for _ in range(BATCH):
             try:
-                packet = read(fd, _RECV_BUFFER)
+                data = read(fd, _RECV_BUFFER + 16)
             except (BlockingIOError, InterruptedError):
-                return
-            if offload:
-                packet = memoryview(packet)[VNET_HDR_SIZE:]
-            self.send_packet(packet)
+                break
+            if vnet_hdr:
+                for packet in split_vnet_packet(data):
+                    sealed = seal(packet)
+                    if sealed is not None:
+                        datagrams.append(sealed)
+            else:
+                sealed = seal(data)
+                if sealed is not None:
+                    datagrams.append(sealed)
+        if datagrams:
+            self._send_datagrams(datagrams)
 
     def _on_socket_readable(self) -> None:
-        recv_into, view = self.sock.recvfrom_into, self._recv_view
+        recvmsg_into, buffers, view = self.sock.recvmsg_into, [self._recv_buffer], self._recv_view
+        ancillary_size = socket.CMSG_SPACE(4) if self._udp_gro else 0
+        open_ = self._open
+        packets = []
         for _ in range(BATCH):
             try:
-                length, addr = recv_into(self._recv_buffer)
+                length, ancillary, _flags, addr = recvmsg_into(buffers, ancillary_size)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as error:  # e.g. ICMP port unreachable reported on the socket
                 if error.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
                     continue
                 raise
-            self.receive_datagram(view[:length], addr)
+            segment = length
+            for level, kind, data in ancillary:
+                if level == SOL_UDP and kind == UDP_GRO:
+                    segment = int.from_bytes(data[:4], "little") or length
+            for offset in range(0, length, segment):
+                inner = open_(view[offset : min(offset + segment, length)], addr)
+                if inner is not None:
+                    packets.append(inner)
+        if packets:
+            self._write_tun(packets)
 
     def close(self) -> None:
         if self._closed:
@@ -425,3 +505,28 @@ class UserspaceDataPlane:
         self._inbound.clear()
         self._outbound.clear()
         self._route_cache.clear()
+
+
+def _enable_udp_offloads(sock: socket.socket) -> tuple[bool, bool]:
+    """Larger buffers, and UDP GSO/GRO where the kernel has them (Linux ≥ 4.18 / 5.0)."""
+    for option, force in ((socket.SO_RCVBUF, 33), (socket.SO_SNDBUF, 32)):  # SO_*BUFFORCE
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, _SOCKET_BUFFER)
+        except OSError:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
+            except OSError:
+                pass
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False, False
+    try:
+        sock.getsockopt(SOL_UDP, UDP_SEGMENT)
+        gso = True
+    except OSError:
+        gso = False
+    try:
+        sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+        gro = True
+    except OSError:
+        gro = False
+    return gso, gro

@@ -4,12 +4,13 @@ Linux: ``TunDevice.create()`` opens /dev/net/tun (IFF_TUN | IFF_NO_PI: every rea
 exactly one IP packet). Mobile platforms (Android's VpnService, like strongSwan's app) give an
 already-open, already-configured descriptor instead: ``TunDevice.from_fd(fd)``.
 
-Two optional kernel features make the userspace data plane cheaper per byte:
+Optional kernel features make the userspace data plane cheaper per byte:
 
-* ``offload=True`` sets IFF_VNET_HDR and TUNSETOFFLOAD(CSUM | TSO4 | TSO6): every packet is
-  preceded by a 10-byte ``struct virtio_net_hdr``, the kernel hands us TCP "super-packets" of
-  up to 64 KiB with a partial checksum (we segment them, see client/dataplane.py) and accepts
-  super-packets we write back (it segments or GROs them itself).
+* ``vnet_hdr=True`` (IFF_VNET_HDR): every packet read or written is preceded by a 10-byte
+  ``struct virtio_net_hdr``. That lets us *write* TCP "super-packets" (many decrypted segments
+  of one flow coalesced, see ``coalesce_tcp``): the kernel takes up to 64 KiB in one write.
+* ``tso=True`` (implies vnet_hdr) also sets TUNSETOFFLOAD(CSUM | TSO4 | TSO6): the kernel then
+  hands us TCP super-packets with a partial checksum, which ``segment_tcp`` cuts back to MTU size.
 * ``multi_queue=True`` (IFF_MULTI_QUEUE) lets ``add_queue()`` open more descriptors on the same
   device; the kernel spreads flows across them by hash.
 
@@ -55,33 +56,37 @@ _IFREQ = struct.Struct(f"{IFNAMSIZ}sH22x")
 class TunDevice:
     """One open TUN descriptor (non-blocking) and the interface it belongs to."""
 
-    def __init__(self, fd: int, name: str | None, *, offload: bool = False, multi_queue: bool = False):
+    def __init__(self, fd: int, name: str | None, *, vnet_hdr: bool = False, tso: bool = False,
+                 multi_queue: bool = False):
         self.fd = fd
         self.name = name
-        self.offload = offload  # packets carry a virtio_net_hdr
+        self.vnet_hdr = vnet_hdr or tso  # packets carry a virtio_net_hdr
+        self.tso = tso  # reads may be TCP super-packets
         self.multi_queue = multi_queue
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"TunDevice(name={self.name!r}, fd={self.fd}, offload={self.offload})"
+        return f"TunDevice(name={self.name!r}, fd={self.fd}, vnet_hdr={self.vnet_hdr}, tso={self.tso})"
 
     @classmethod
-    def create(cls, name: str = "cygnet%d", *, offload: bool = False, multi_queue: bool = False) -> "TunDevice":
+    def create(cls, name: str = "cygnet%d", *, vnet_hdr: bool = False, tso: bool = False,
+               multi_queue: bool = False) -> "TunDevice":
         """Create (or attach to) a TUN interface; ``%d`` lets the kernel pick a free number."""
-        fd = _open_queue(name, offload=offload, multi_queue=multi_queue)
+        fd = _open_queue(name, vnet_hdr=vnet_hdr or tso, tso=tso, multi_queue=multi_queue)
         try:
             ifreq = fcntl.ioctl(fd, TUNGETIFF, _IFREQ.pack(b"", 0))
             actual = _IFREQ.unpack(ifreq)[0].rstrip(b"\0").decode()
         except OSError:
             os.close(fd)
             raise
-        return cls(fd, actual, offload=offload, multi_queue=multi_queue)
+        return cls(fd, actual, vnet_hdr=vnet_hdr, tso=tso, multi_queue=multi_queue)
 
     @classmethod
-    def from_fd(cls, fd: int, *, name: str | None = None, offload: bool = False) -> "TunDevice":
+    def from_fd(cls, fd: int, *, name: str | None = None, vnet_hdr: bool = False, tso: bool = False) -> "TunDevice":
         """Adopt a descriptor opened elsewhere (a mobile VPN service); we own it from now on.
 
-        ``offload`` must say whether it was opened with IFF_VNET_HDR: the framing differs.
+        ``vnet_hdr``/``tso`` must say how it was opened (IFF_VNET_HDR, TUNSETOFFLOAD): the
+        framing differs.
         """
         os.set_blocking(fd, False)
         if name is None:
@@ -90,14 +95,14 @@ class TunDevice:
                 name = _IFREQ.unpack(ifreq)[0].rstrip(b"\0").decode() or None
             except OSError:
                 name = None  # not a Linux TUN descriptor (a socketpair in tests, another OS)
-        return cls(fd, name, offload=offload)
+        return cls(fd, name, vnet_hdr=vnet_hdr, tso=tso)
 
     def add_queue(self) -> "TunDevice":
         """Another descriptor on the same multi-queue device (one per worker)."""
         if not self.multi_queue:
             raise ValueError("device was not created with multi_queue=True")
-        fd = _open_queue(self.name, offload=self.offload, multi_queue=True)
-        return TunDevice(fd, self.name, offload=self.offload, multi_queue=True)
+        fd = _open_queue(self.name, vnet_hdr=self.vnet_hdr, tso=self.tso, multi_queue=True)
+        return TunDevice(fd, self.name, vnet_hdr=self.vnet_hdr, tso=self.tso, multi_queue=True)
 
     def configure(
         self,
@@ -144,19 +149,241 @@ class TunDevice:
         self.close()
 
 
-def _open_queue(name: str, *, offload: bool, multi_queue: bool) -> int:
+def _open_queue(name: str, *, vnet_hdr: bool, tso: bool, multi_queue: bool) -> int:
     flags = IFF_TUN | IFF_NO_PI
-    if offload:
+    if vnet_hdr:
         flags |= IFF_VNET_HDR
     if multi_queue:
         flags |= IFF_MULTI_QUEUE
     fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(), flags))
-        if offload:
+        if vnet_hdr:
             fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_SIZE))
-            fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
+            # Without TUN_F_CSUM the kernel finishes checksums before handing packets to us.
+            fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 if tso else 0)
     except OSError:
         os.close(fd)
         raise
     return fd
+
+
+# --- checksums and TCP coalescing for IFF_VNET_HDR writes ------------------------------------
+
+_VNET_PLAIN = bytes(VNET_HDR_SIZE)  # no offload: the kernel checks the packet's own checksums
+_TCP = 6
+_TCP_ACK, _TCP_PSH = 0x10, 0x08
+_MAX_IP_PACKET = 65535
+
+
+def ones_complement_sum(data) -> int:
+    """The 16-bit one's complement sum of ``data`` (RFC 1071), folded, not inverted.
+
+    2^16 ≡ 1 (mod 2^16 - 1), so a big-endian integer taken modulo 0xFFFF is the folded sum;
+    one C-level modulo is far cheaper than a Python loop over 16-bit words.
+    """
+    value = int.from_bytes(data, "big")
+    if len(data) & 1:
+        value <<= 8  # odd length: pad with a zero byte
+    value %= 0xFFFF
+    if value == 0 and any(data):
+        return 0xFFFF  # non-zero words never sum to +0 with end-around carry
+    return value
+
+
+def ipv4_header_checksum(header) -> int:
+    """Checksum of an IPv4 header whose checksum field is zero (RFC 791)."""
+    return ~ones_complement_sum(header) & 0xFFFF
+
+
+class _Run:
+    """Consecutive segments of one TCP flow being merged into one super-packet."""
+
+    __slots__ = ("key", "first", "header_length", "gso_size", "next_seq", "payloads", "total", "closed", "push")
+
+    def __init__(self, key, packet, header_length, seq, payload_length, flags):
+        self.key = key
+        self.first = packet
+        self.header_length = header_length
+        self.gso_size = payload_length
+        self.next_seq = (seq + payload_length) & 0xFFFFFFFF
+        self.payloads = [memoryview(packet)[header_length:]]
+        self.total = payload_length
+        self.push = flags & _TCP_PSH
+        self.closed = bool(self.push)  # PSH ends a run
+
+    def try_append(self, packet, key, header_length, seq, payload_length, flags) -> bool:
+        if (
+            self.closed
+            or key != self.key
+            or seq != self.next_seq
+            or payload_length > self.gso_size
+            or header_length + self.total + payload_length > _MAX_IP_PACKET
+        ):
+            return False
+        self.payloads.append(memoryview(packet)[header_length:])
+        self.next_seq = (seq + payload_length) & 0xFFFFFFFF
+        self.total += payload_length
+        self.push = flags & _TCP_PSH
+        # Only the last segment may be shorter than gso_size.
+        self.closed = bool(self.push) or payload_length < self.gso_size
+        return True
+
+
+def coalesce_tcp(packets) -> list:
+    """Group in-order TCP segments of one flow into super-packets for one GSO write each.
+
+    ``packets`` are complete IP packets. Returns a list of iovec lists, each beginning with a
+    virtio_net_hdr: either one packet unchanged (plain header: the kernel verifies it as
+    usual) or a rebuilt IP+TCP header followed by the segments' payloads, with gso_size = the
+    first payload's length and a partial checksum (VIRTIO_NET_HDR_F_NEEDS_CSUM). Same rules as
+    the kernel's GRO: identical addresses, ports, ACK, window, options; consecutive sequence
+    numbers; equal payload sizes except a shorter last one; only ACK/PSH set; PSH ends a run.
+    Checksums of the coalesced segments are not verified: ESP authenticated every byte.
+    """
+    writes: list = []
+    run: _Run | None = None
+    for packet in packets:
+        info = _tcp_segment_info(packet)
+        if info is None:
+            if run is not None:
+                writes.append(_emit(run))
+                run = None
+            writes.append([_VNET_PLAIN, packet])
+        elif run is None or not run.try_append(packet, *info):
+            if run is not None:
+                writes.append(_emit(run))
+            run = _Run(info[0], packet, *info[1:])
+    if run is not None:
+        writes.append(_emit(run))
+    return writes
+
+
+def _tcp_segment_info(packet):
+    """(flow key, IP+TCP header length, seq, payload length, flags) or None if not coalescible."""
+    length = len(packet)
+    if length < 40:
+        return None
+    version = packet[0] >> 4
+    if version == 4:
+        if packet[0] != 0x45 or packet[9] != _TCP or packet[6] & 0x3F or packet[7]:
+            return None  # options, not TCP, or a fragment
+        ip_length = 20
+    elif version == 6:
+        if length < 60 or packet[6] != _TCP:
+            return None  # extension headers are not coalesced
+        ip_length = 40
+    else:
+        return None
+    data_offset = (packet[ip_length + 12] >> 4) * 4
+    header_length = ip_length + data_offset
+    flags = packet[ip_length + 13]
+    payload_length = length - header_length
+    if payload_length <= 0 or data_offset < 20 or flags & ~(_TCP_ACK | _TCP_PSH) or not flags & _TCP_ACK:
+        return None
+    if version == 4:
+        # TOS, TTL, DF, addresses, ports; then ACK number, data offset, window, options.
+        key = (packet[1], packet[6], packet[8], bytes(packet[12:24]), bytes(packet[28:33]),
+               bytes(packet[34:36]), bytes(packet[40:header_length]))
+    else:
+        key = (bytes(packet[0:4]), packet[7], bytes(packet[8:44]), bytes(packet[48:53]),
+               bytes(packet[54:56]), bytes(packet[60:header_length]))
+    seq = int.from_bytes(packet[ip_length + 4 : ip_length + 8], "big")
+    return key, header_length, seq, payload_length, flags
+
+
+def _emit(run: _Run) -> list:
+    if len(run.payloads) == 1:
+        return [_VNET_PLAIN, run.first]
+    header_length, total = run.header_length, run.total
+    header = bytearray(run.first[:header_length])
+    version = header[0] >> 4
+    ip_length = 20 if version == 4 else 40
+    tcp_length = header_length - ip_length + total
+    header[ip_length + 13] |= run.push
+    if version == 4:
+        header[2:4] = (header_length + total).to_bytes(2, "big")
+        header[10:12] = b"\0\0"
+        header[10:12] = ipv4_header_checksum(header[:20]).to_bytes(2, "big")
+        pseudo = bytes(header[12:20]) + b"\0\x06" + tcp_length.to_bytes(2, "big")
+        gso_type = VNET_GSO_TCPV4
+    else:
+        header[4:6] = tcp_length.to_bytes(2, "big")
+        pseudo = bytes(header[8:40]) + tcp_length.to_bytes(4, "big") + b"\0\0\0\x06"
+        gso_type = VNET_GSO_TCPV6
+    # CHECKSUM_PARTIAL: the field holds the pseudo-header sum; the rest is "offloaded".
+    header[ip_length + 16 : ip_length + 18] = ones_complement_sum(pseudo).to_bytes(2, "big")
+    vnet = VNET_HDR.pack(VNET_F_NEEDS_CSUM, gso_type, header_length, run.gso_size, ip_length, 16)
+    return [vnet, header, *run.payloads]
+
+
+# --- TCP segmentation of super-packets read with TSO (tso=True) ------------------------------
+
+_TCP_FIN, _TCP_CWR = 0x01, 0x80
+
+
+def split_vnet_packet(data) -> list:
+    """Complete IP packets from one read of a vnet_hdr TUN: cuts TSO super-packets into
+    gso_size segments and finishes partial checksums (the kernel left them to the "NIC")."""
+    flags, gso_type, _hdr_len, gso_size, csum_start, csum_offset = VNET_HDR.unpack_from(data)
+    packet = memoryview(data)[VNET_HDR_SIZE:]
+    gso_type &= ~VNET_GSO_ECN
+    if gso_type == VNET_GSO_NONE:
+        if not flags & VNET_F_NEEDS_CSUM:
+            return [packet]
+        packet = bytearray(packet)
+        # The checksum field already holds the pseudo-header sum (CHECKSUM_PARTIAL).
+        checksum = ~ones_complement_sum(packet[csum_start:]) & 0xFFFF
+        if checksum == 0 and csum_offset == 6:
+            checksum = 0xFFFF  # UDP sends a computed zero as all ones (RFC 768)
+        packet[csum_start + csum_offset : csum_start + csum_offset + 2] = checksum.to_bytes(2, "big")
+        return [packet]
+    if gso_type not in (VNET_GSO_TCPV4, VNET_GSO_TCPV6):
+        raise ValueError(f"unsupported GSO type {gso_type}")
+    return segment_tcp(packet, gso_size, csum_start)
+
+
+def segment_tcp(packet, mss: int, tcp_start: int) -> list:
+    """Cut a TCP super-packet into segments of ``mss`` payload bytes, as a NIC's TSO would:
+    per segment the IP length (and IPv4 ID and header checksum), the TCP sequence number,
+    FIN/PSH only on the last, CWR only on the first, and a full TCP checksum."""
+    version = packet[0] >> 4
+    data_offset = (packet[tcp_start + 12] >> 4) * 4
+    header_length = tcp_start + data_offset
+    template = bytearray(packet[:header_length])
+    template[tcp_start + 16 : tcp_start + 18] = b"\0\0"
+    if version == 4:
+        template[10:12] = b"\0\0"
+        ip_id = int.from_bytes(template[4:6], "big")
+        # Pseudo-header without its length field: source, destination, zero, protocol.
+        pseudo_sum = ones_complement_sum(bytes(template[12:20]) + b"\0\x06")
+    else:
+        pseudo_sum = ones_complement_sum(bytes(template[8:40]) + b"\0\0\0\x06")
+    seq0 = int.from_bytes(template[tcp_start + 4 : tcp_start + 8], "big")
+    flags = template[tcp_start + 13]
+    payload = memoryview(packet)[header_length:]
+    total = len(payload)
+    segments = []
+    for offset in range(0, total, mss):
+        chunk = payload[offset : offset + mss]
+        header = bytearray(template)
+        tcp_length = data_offset + len(chunk)
+        if version == 4:
+            header[2:4] = (header_length + len(chunk)).to_bytes(2, "big")
+            header[4:6] = ((ip_id + offset // mss) & 0xFFFF).to_bytes(2, "big")
+            header[10:12] = ipv4_header_checksum(header[:20]).to_bytes(2, "big")
+        else:
+            header[4:6] = tcp_length.to_bytes(2, "big")
+        header[tcp_start + 4 : tcp_start + 8] = ((seq0 + offset) & 0xFFFFFFFF).to_bytes(4, "big")
+        segment_flags = flags
+        if offset + mss < total:
+            segment_flags &= ~(_TCP_FIN | _TCP_PSH)
+        if offset:
+            segment_flags &= ~_TCP_CWR
+        header[tcp_start + 13] = segment_flags
+        checksum = pseudo_sum + tcp_length + ones_complement_sum(header[tcp_start:]) + ones_complement_sum(chunk)
+        checksum = (checksum & 0xFFFF) + (checksum >> 16)
+        checksum = (checksum & 0xFFFF) + (checksum >> 16)
+        header[tcp_start + 16 : tcp_start + 18] = (~checksum & 0xFFFF).to_bytes(2, "big")
+        segments.append(b"".join((header, chunk)))
+    return segments

@@ -229,7 +229,7 @@ sa = FakeChildSa(encr_id=conf["encr_id"], encr_key_bits=conf["bits"], integ_id=c
                  remote_ts=(ipaddress.ip_network(conf["peer_vip"] + "/32"),))
 if conf["mirror"]:
     sa = mirror(replace(sa, local_ts=sa.remote_ts, remote_ts=sa.local_ts))
-tun = TunDevice.create("cygtun%d", offload=conf.get("offload", False))
+tun = TunDevice.create("cygtun%d", vnet_hdr=conf.get("vnet_hdr", False), tso=conf.get("tso", False))
 tun.configure([conf["vip"] + "/32"], mtu=conf.get("mtu", 1400), routes=[conf["peer_vip"] + "/32"])
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.bind((conf["addr"], 4500))
@@ -371,12 +371,12 @@ SUITE_CONFIGS = {
 @pytest.mark.interop
 @needs_root
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
+@pytest.mark.parametrize("offload", [{}, {"vnet_hdr": True}, {"tso": True}], ids=["plain", "gso-write", "tso"])
 @pytest.mark.parametrize("suite", list(SUITE_CONFIGS))
 def test_tunnel_between_two_namespaces(suite, offload):
     ns = Namespaces()
     try:
-        processes = start_endpoints(ns, SUITE_CONFIGS[suite], offload=offload)
+        processes = start_endpoints(ns, SUITE_CONFIGS[suite], **offload)
         a, b = ns.names
         ping = ns.run(a, sys.executable, "-c", PING_SCRIPT, "10.99.0.2", capture_output=True, text=True, timeout=20)
         assert ping.stdout.strip() == "3"
