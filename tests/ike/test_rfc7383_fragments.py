@@ -22,6 +22,7 @@ from ike.payloads import (
     VendorId,
 )
 from ike.protection import FragmentReassembler, IntegrityError, SkProtector, fragment_overhead
+from tests.ike.test_rfc7296_payloads import plain_payloads
 
 
 @dataclass
@@ -298,3 +299,29 @@ def test_unfragmented_message_equals_reassembled_one():
     random.Random(7).shuffle(fragments)
     result = [r for r in (reassembler.add(*f) for f in fragments) if r is not None]
     assert result == [responder.open(whole, Message.decode(whole))]
+
+
+# ---------------------------------------------------------------- properties
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(list(SUITES)), st.lists(plain_payloads, max_size=5),
+       st.integers(200, 1500), st.randoms(use_true_random=False))
+def test_fragment_round_trip_property(suite, payloads, max_datagram, rng):
+    """Any payload chain, any fragment size, any arrival order: the same payloads come out,
+    and every fragment fits the datagram."""
+    initiator, responder = pair(suite)
+    fragments = fragments_of(initiator, payloads=payloads, max_datagram=max_datagram,
+                             ip_version=4, non_esp_marker=False)
+    assert all(len(d) <= max_datagram - 28 for d, _ in fragments)
+    rng.shuffle(fragments)
+    reassembler = FragmentReassembler(responder)
+    results = [reassembler.add(*f) for f in fragments]
+    assert results[-1] == payloads and results[:-1] == [None] * (len(fragments) - 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(list(SUITES)), st.lists(plain_payloads, max_size=5))
+def test_sk_round_trip_property(suite, payloads):
+    initiator, responder = pair(suite)
+    datagram = initiator.seal(header(), payloads)
+    assert responder.open(datagram, Message.decode(datagram)) == payloads
