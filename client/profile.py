@@ -328,8 +328,12 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
 
     name = check.string("name", default=path.stem)
     if not _NAME_RE.match(name):
-        raise check.fail("name", f"'{name}' may hold only letters, digits, '.', '_' and '-' "
-                                 "(at most 64, starting with a letter or digit)")
+        rule = ("may hold only letters, digits, '.', '_' and '-' (at most 64, starting with a "
+                "letter or digit)")
+        if check.has("name"):
+            raise check.fail("name", f"'{name}' {rule}")
+        raise check.fail("name", f"not set, and the file name '{name}' is no profile name: a name "
+                                 f"{rule}; rename the file or set 'name'")
 
     if not check.has("gateway"):
         raise check.fail("gateway", "is required (the gateway's host name or address)")

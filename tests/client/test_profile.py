@@ -322,6 +322,18 @@ def test_lookup_errors(folder):
         find_profile("bad name!")
 
 
+def test_a_file_name_that_is_no_profile_name(folder):
+    path = write(folder, PSK_BASE, name="my office")
+    with pytest.raises(ProfileError) as info:
+        load_profile(str(path))
+    assert str(info.value) == (
+        f"{path}: key 'name': not set, and the file name 'my office' is no profile name: a name may "
+        "hold only letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit); "
+        "rename the file or set 'name'")
+    path.write_text(PSK_BASE + 'name = "my-office"\n')
+    assert load_profile(str(path)).name == "my-office"
+
+
 def test_a_path_works_and_name_defaults_to_the_file_name(folder):
     path = write(folder, PSK_BASE, name="lab-2")
     p = load_profile(str(path))
