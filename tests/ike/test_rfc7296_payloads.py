@@ -664,14 +664,17 @@ def test_messages_roundtrip(header_, payloads, encrypted):
     assert decoded.encode() == data
 
 
-@settings(max_examples=300)
-@given(st.binary(max_size=200))
-def test_arbitrary_bytes_raise_only_parse_error(junk):
-    data = header(next_payload=PayloadType.SA, length=28 + len(junk)).encode() + junk
+@settings(max_examples=500)
+@given(st.sampled_from(list(PayloadType)) | u8, st.binary(max_size=200))
+def test_arbitrary_bytes_raise_only_parse_error(first, junk):
+    """Fuzz: garbage after a valid header either decodes or raises ParseError (never another
+    exception), with an offset inside the datagram."""
+    data = header(next_payload=first, length=28 + len(junk)).encode() + junk
     try:
         Message.decode(data)
     except ParseError as err:
         assert 0 <= err.offset <= len(data)
+        assert err.notify in (NotifyType.INVALID_SYNTAX, NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD)
 
 
 def test_count_fields_limit_what_can_be_encoded():
@@ -685,3 +688,21 @@ def test_count_fields_limit_what_can_be_encoded():
 def test_notify_error_and_status_ranges():
     assert NotifyType.INVALID_SYNTAX.is_error
     assert not NotifyType.COOKIE.is_error
+
+
+@settings(max_examples=300)
+@given(headers, st.lists(plain_payloads, min_size=1, max_size=4), st.data())
+def test_mutated_messages_raise_only_parse_error(header_, payloads, data):
+    """Fuzz: valid messages with one byte changed or cut short, header length kept right."""
+    datagram = bytearray(Message(header_, payloads).encode())
+    if data.draw(st.booleans(), label="truncate"):
+        cut = data.draw(st.integers(29, len(datagram)), label="cut")
+        datagram = datagram[:cut]
+    else:
+        where = data.draw(st.integers(28, len(datagram) - 1), label="where")
+        datagram[where] = data.draw(u8, label="value")
+    datagram[24:28] = struct.pack("!I", len(datagram))
+    try:
+        Message.decode(bytes(datagram))
+    except ParseError as err:
+        assert 28 <= err.offset <= len(datagram)
