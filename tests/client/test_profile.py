@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from client.profile import (
     DEFAULT_REMOTE_TS,
@@ -593,3 +595,16 @@ def test_password_is_asked_on_a_terminal_without_echo(folder):
     assert "EAP password for carol on 'office': " in out
     assert f"GOT {b'typed-pass'.hex()} Secret(<hidden>)" in out
     assert "typed-pass" not in out  # not echoed
+
+
+# ---------------------------------------------------------------------------------------------
+# The TOML writer survives any text
+
+
+@given(text=st.text(max_size=40), number=st.integers(min_value=-2**63, max_value=2**63 - 1),
+       flag=st.booleans(), items=st.lists(st.text(max_size=10), max_size=4))
+def test_format_toml_round_trips_any_values(text, number, flag, items):
+    import tomllib
+
+    table = {"s": text, "n": number, "b": flag, "l": items}
+    assert tomllib.loads(format_toml(table, comment="any\ncomment")) == table
