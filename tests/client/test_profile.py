@@ -88,7 +88,7 @@ def test_minimal_psk_profile_has_documented_defaults(folder):
     assert p.ca is None and p.cert is None and p.key is None
     assert p.ike is None and p.esp is None
     assert p.virtual_ip == ("ipv4", "ipv6")
-    assert p.remote_ts == (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+    assert p.remote_ts == DEFAULT_REMOTE_TS == (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
     assert p.dataplane == "auto"
     assert p.encap is False and p.dpd == 30 and p.mtu is None
     assert p.dns is True and p.keyring is False
