@@ -264,7 +264,10 @@ class _FragmentSet:
 
 
 class FragmentReassembler:
-    """Collects SKF fragments per message ID and returns the whole inner payload chain.
+    """Collects SKF fragments per message and returns the whole inner payload chain.
+
+    Sets are keyed by (message ID, is response): the peer's requests and its responses to
+    ours number their message IDs independently, so both may be in flight with one ID.
 
     RFC 7383 §2.6: every fragment is authenticated on its own before it is kept (one that
     fails raises IntegrityError and is forgotten; the others stay); duplicates are ignored;
@@ -276,14 +279,17 @@ class FragmentReassembler:
     def __init__(self, protector: SkProtector, max_fragments: int = 256) -> None:
         self.protector = protector
         self.max_fragments = max_fragments
-        self._sets: dict[int, _FragmentSet] = {}
+        self._sets: dict[tuple[int, bool], _FragmentSet] = {}
 
-    def pending(self) -> list[int]:
-        """Message IDs with an incomplete fragment set."""
+    def pending(self) -> list[tuple[int, bool]]:
+        """(message ID, is response) of every incomplete fragment set."""
         return list(self._sets)
 
-    def discard(self, message_id: int) -> None:
-        self._sets.pop(message_id, None)
+    def discard(self, message_id: int, is_response: bool | None = None) -> None:
+        """Forget incomplete sets of ``message_id`` (of both directions if None)."""
+        for key in [k for k in self._sets if k[0] == message_id
+                    and is_response in (None, k[1])]:
+            del self._sets[key]
 
     def add_chain(self, message_bytes: bytes, message: Message) -> tuple[int, bytes] | None:
         """Add one fragment; when the set is complete return (first payload type, inner
@@ -296,21 +302,21 @@ class FragmentReassembler:
                 f"{fragment.total} fragments exceed the limit of {self.max_fragments}",
                 payload=PayloadType.SKF, offset=len(message_bytes) - len(fragment.data) - 2,
             )
-        message_id = message.header.message_id
-        current = self._sets.get(message_id)
+        key = (message.header.message_id, message.header.is_response)
+        current = self._sets.get(key)
         if current is not None and fragment.total < current.total:
             return None  # stale fragment of an older, coarser fragmentation
         if current is not None and fragment.number in current.chunks and fragment.total == current.total:
             return None  # duplicate (e.g. a retransmission)
         chunk = self.protector.open_fragment(message_bytes, fragment)  # may raise IntegrityError
         if current is None or fragment.total > current.total:
-            current = self._sets[message_id] = _FragmentSet(fragment.total)
+            current = self._sets[key] = _FragmentSet(fragment.total)
         current.chunks[fragment.number] = chunk
         if fragment.number == 1:
             current.first_payload = fragment.first_payload
         if len(current.chunks) < current.total:
             return None
-        del self._sets[message_id]
+        del self._sets[key]
         inner = b"".join(current.chunks[n] for n in range(1, current.total + 1))
         return current.first_payload, inner
 

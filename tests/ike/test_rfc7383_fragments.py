@@ -14,6 +14,7 @@ from ike.keys import IkeSaKeys
 from ike.payloads import (
     CERT,
     FLAG_INITIATOR,
+    FLAG_RESPONSE,
     EncryptedFragment,
     Header,
     IDi,
@@ -47,8 +48,8 @@ def pair(suite: str):
     return SkProtector(proposal, keys, True), SkProtector(proposal, keys, False)
 
 
-def header(message_id: int = 1) -> Header:
-    return Header(b"I" * 8, b"R" * 8, 0, ExchangeType.IKE_AUTH, FLAG_INITIATOR, message_id)
+def header(message_id: int = 1, flags: int = FLAG_INITIATOR) -> Header:
+    return Header(b"I" * 8, b"R" * 8, 0, ExchangeType.IKE_AUTH, flags, message_id)
 
 
 # A certificate big enough to need several fragments, as strongSwan's RSA-3072 chain does.
@@ -56,8 +57,10 @@ PAYLOADS = [IDi(IdType.FQDN, b"client.example"), CERT(4, bytes(range(256)) * 7),
             VendorId(b"tail")]
 
 
-def fragments_of(protector, payloads=PAYLOADS, max_datagram=576, message_id=1, **kwargs):
-    datagrams = protector.seal_fragments(header(message_id), payloads, max_datagram, **kwargs)
+def fragments_of(protector, payloads=PAYLOADS, max_datagram=576, message_id=1,
+                 flags=FLAG_INITIATOR, **kwargs):
+    datagrams = protector.seal_fragments(header(message_id, flags), payloads, max_datagram,
+                                         **kwargs)
     return [(d, Message.decode(d)) for d in datagrams]
 
 
@@ -169,7 +172,7 @@ def test_duplicates_do_not_complete_a_set():
     reassembler = FragmentReassembler(responder)
     for _ in range(3):
         assert reassembler.add(*fragments[0]) is None
-    assert reassembler.pending() == [1]
+    assert reassembler.pending() == [(1, False)]
 
 
 def test_missing_fragment_keeps_the_set_pending():
@@ -178,7 +181,7 @@ def test_missing_fragment_keeps_the_set_pending():
     reassembler = FragmentReassembler(responder)
     for f in fragments[:1] + fragments[2:]:
         assert reassembler.add(*f) is None
-    assert reassembler.pending() == [1]
+    assert reassembler.pending() == [(1, False)]
     assert reassembler.add(*fragments[1]) == PAYLOADS
     assert reassembler.pending() == []
 
@@ -188,6 +191,8 @@ def test_discard_forgets_a_set():
     fragments = fragments_of(initiator)
     reassembler = FragmentReassembler(responder)
     reassembler.add(*fragments[0])
+    reassembler.discard(1, is_response=True)  # the other direction: nothing to drop
+    assert reassembler.pending() == [(1, False)]
     reassembler.discard(1)
     reassembler.discard(99)  # unknown IDs are fine
     assert reassembler.pending() == []
@@ -204,6 +209,18 @@ def test_sets_are_kept_per_message_id():
     interleaved += first[len(second):] + second[len(first):]
     results = [r for r in (reassembler.add(*f) for f in interleaved) if r is not None]
     assert sorted(results, key=len) == [PAYLOADS[:2], PAYLOADS]
+
+
+def test_request_and_response_with_the_same_message_id_are_kept_apart():
+    """The peer's request #1 and its response to our request #1 may interleave."""
+    initiator, responder = pair("aes128gcm16")
+    request = fragments_of(initiator, message_id=1)
+    response = fragments_of(initiator, payloads=PAYLOADS[:2], message_id=1,
+                            flags=FLAG_INITIATOR | FLAG_RESPONSE)
+    reassembler = FragmentReassembler(responder)
+    results = [reassembler.add(*f) for pair_ in zip(request, response) for f in pair_]
+    results += [reassembler.add(*f) for f in request[len(response):] + response[len(request):]]
+    assert sorted((r for r in results if r is not None), key=len) == [PAYLOADS[:2], PAYLOADS]
 
 
 @pytest.mark.parametrize("suite", list(SUITES))
@@ -245,7 +262,7 @@ def test_refragmentation_with_more_fragments_restarts_the_set():
     # a late fragment of the coarse set (fewer fragments) does not disturb a newer set
     assert reassembler.add(*fine[0]) is None
     assert reassembler.add(*coarse[1]) is None
-    assert reassembler.pending() == [1]
+    assert reassembler.pending() == [(1, False)]
 
 
 def test_stale_fragment_with_fewer_total_is_dropped():
