@@ -849,7 +849,7 @@ def decode_payloads(first_type: int, data: bytes, base_offset: int = 0) -> list:
 
     ``base_offset`` is added to byte offsets in errors.
     """
-    return _decode_chain(first_type, memoryview(data).tobytes(), 0, base_offset, allow_encrypted=False)
+    return _decode_chain(first_type, bytes(data), 0, base_offset, allow_encrypted=False)
 
 
 # --------------------------------------------------------------------------- message
