@@ -261,6 +261,9 @@ class IkeSession:
         deadlines = []
         if self._outstanding:
             deadlines.append(self._outstanding.request.deadline)
+        elif self._queue:
+            # work queued by rekey_child()/rekey_ike()/close(), which get no `now`: due at once
+            return 0.0
         if self.state is State.ESTABLISHED:
             deadlines.extend(self._retry_at.values())
             if self._ike_rekey_at is not None and self._ike_rekey is None:
@@ -307,10 +310,6 @@ class IkeSession:
             self._transition(Input.CLOSE)
             self._queue.clear()
             self._queue.append(self._send_ike_delete)
-            if self._outstanding is None:
-                # close() has no `now`: send on the next timer, which fires at once
-                self._retry_at["close"] = 0.0
-                self._pump_without_clock()
         elif self.state is not State.CLOSED and self.state is not State.DELETING:
             self._finish("closed before the IKE_SA was established")
 
@@ -398,10 +397,6 @@ class IkeSession:
         """Start queued work when no request is outstanding (window size 1)."""
         while self._outstanding is None and self._queue and not self._finished:
             self._queue.popleft()(now)
-
-    def _pump_without_clock(self) -> None:
-        # Only close() lacks a clock; the deadline fires immediately in handle_timer.
-        pass
 
     def _give_up(self, outstanding: _Outstanding, now: float) -> None:
         self._outstanding = None
@@ -843,16 +838,18 @@ class IkeSession:
         certs = [p for p in payloads if isinstance(p, CERT)]
         if not certs:
             return "the gateway sent no certificate"
-        expected_identity = s.remote_id or s.remote_address
+        # Like strongSwan: the certificate must name the identity the gateway claims (IDr),
+        # and that identity must be the one we expect (remote_id; unset accepts any).
+        if s.remote_id and not crypto.identity_matches(s.remote_id, self._peer_idr):
+            return (f"gateway certificate does not match {s.remote_id} "
+                    f"(the gateway says it is {self._peer_identity})")
         try:
             end_entity, intermediates = crypto.load_certificates(certs)
             crypto.validate_certificate(end_entity, intermediates, auth.trust_anchors,
-                                        expected_identity, now)
+                                        (self._peer_idr.id_type, self._peer_idr.data), now)
             crypto.verify_signature(gateway_auth, octets, end_entity)
         except crypto.AuthError as exc:
             return str(exc) or "the gateway's signature is invalid"
-        if s.remote_id and not crypto.identity_matches(s.remote_id, self._peer_idr):
-            return f"gateway certificate does not match {s.remote_id}"
         self._gateway_authenticated = True
         return ""
 

@@ -67,6 +67,8 @@ class GatewayConfig:
     refuse_child: Optional[NotifyType] = None  # IKE_AUTH without CHILD_SA, this notify instead
     answer_rekey_with: list = field(default_factory=list)  # notifies for our next rekeys
     reject_auth: bool = False
+    invalid_ke: Optional[int] = None  # always answer INVALID_KE_PAYLOAD asking for this group
+    own_psk: Optional[bytes] = field(default=None, repr=False)  # sign with another PSK
 
 
 @dataclass
@@ -266,6 +268,9 @@ class Responder:
         except proposals.ProposalError:
             return self._answer_init(header, [Notify(NotifyType.NO_PROPOSAL_CHOSEN)])
         chosen = selection.proposal
+        if c.invalid_ke:
+            return self._answer_init(header, [Notify(NotifyType.INVALID_KE_PAYLOAD,
+                                                     data=struct.pack("!H", c.invalid_ke))])
         if chosen.ke_group != ke.group:
             return self._answer_init(header, [Notify(NotifyType.INVALID_KE_PAYLOAD,
                                                      data=struct.pack("!H", chosen.ke_group))])
@@ -371,7 +376,7 @@ class Responder:
                 return [Notify(NotifyType.AUTHENTICATION_FAILED)]
             idr = self._gateway_idr()
             gateway_auth = [AUTH(AuthMethod.SHARED_KEY_MIC, auth.psk_auth_data(
-                sa.prf, c.psk, self._octets(sa, False, idr, header.message_id)))]
+                sa.prf, c.own_psk or c.psk, self._octets(sa, False, idr, header.message_id)))]
         else:
             cert = get(CERT)
             try:
