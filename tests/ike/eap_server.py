@@ -141,6 +141,7 @@ class TlsServerConfig:
     private_key: Any = field(repr=False)
     client_ca: Any = None
     intermediates: tuple = ()
+    keylog: Optional[Any] = None  # callback(line: bytes) with NSS key-log lines, for tests
 
 
 class EapServer:
@@ -271,6 +272,8 @@ class EapServer:
         context.use_privatekey(self.tls.private_key)
         for cert in self.tls.intermediates:
             context.add_extra_chain_cert(cert)
+        if self.tls.keylog is not None:
+            context.set_keylog_callback(lambda conn, line: self.tls.keylog(line))
         if self.tls.client_ca is not None:
             context.get_cert_store().add_cert(crypto.X509.from_cryptography(self.tls.client_ca))
             context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
