@@ -23,11 +23,22 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature, encode_dss_signature)
 
-from .certificates import (  # noqa: F401  (re-exported API)
+from .certificates import (  # re-exported, see __all__
     CertificateError, certreq_hashes, describe_certificate, dn_from_string, format_dn,
     format_identity, identity_from_string, load_certificates, load_private_key,
     load_trust_anchors, validate_certificate, decode_oid, read_der, read_der_sequence)
 from .constants import AuthMethod, HashAlgorithm
+
+__all__ = [
+    # defined here
+    "AuthenticationError", "Signer", "SUPPORTED_HASH_ALGORITHMS", "decode_hash_algorithms",
+    "encode_hash_algorithms", "psk_auth_data", "rest_of_id_payload", "signed_octets",
+    "verify_auth", "verify_shared_key_auth",
+    # from ike.certificates
+    "CertificateError", "certreq_hashes", "describe_certificate", "dn_from_string", "format_dn",
+    "format_identity", "identity_from_string", "load_certificates", "load_private_key",
+    "load_trust_anchors", "validate_certificate",
+]
 
 
 class AuthenticationError(Exception):

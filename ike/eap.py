@@ -50,6 +50,10 @@ class EapError(ValueError):
     """A malformed EAP packet; the message names the problem."""
 
 
+class EapConfigurationError(ValueError):
+    """Our own EAP settings cannot work (found when the method starts)."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Packet codec (RFC 3748 §4)
 
@@ -360,6 +364,8 @@ class _TlsMethod(_Method):
     def __init__(self, config: TlsClientConfig, clock: Callable[[], Optional[float]]):
         if config is None:
             raise ValueError("EAP-TLS needs tls=TlsClientConfig(...)")
+        if config.certificate is None or config.private_key is None:
+            raise ValueError("EAP-TLS needs our certificate and private key")
         if not config.server_identity:
             raise ValueError("EAP-TLS needs the gateway identity its certificate must name")
         self._config, self._clock = config, clock
@@ -382,7 +388,11 @@ class _TlsMethod(_Method):
         context.use_privatekey(self._config.private_key)
         for cert in self._config.intermediates:
             context.add_extra_chain_cert(cert)
-        context.check_privatekey()
+        try:
+            context.check_privatekey()
+        except SSL.Error:
+            raise EapConfigurationError(
+                "our EAP-TLS certificate and private key do not belong together") from None
         self._connection = SSL.Connection(context, None)
         self._connection.set_connect_state()
 
@@ -509,7 +519,9 @@ class EapClient:
             return self._dispatch(packet)
         except EapError as exc:
             self._fail(f"malformed EAP message from the gateway: {exc}")
-            return None
+        except EapConfigurationError as exc:
+            self._fail(str(exc))
+        return None
 
     def _fail(self, reason: str) -> None:
         self.failure_reason = self.failure_reason or reason

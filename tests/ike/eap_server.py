@@ -24,7 +24,6 @@ Pki
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import ipaddress
 import os
 from dataclasses import dataclass, field

@@ -64,11 +64,11 @@ def test_notification_gets_an_empty_response():
 
 
 @pytest.mark.parametrize("ours, expected", [("md5", 4), ("mschapv2", 26), ("tls", 13)])
-def test_other_method_is_naked_with_ours(ours, expected, tmp_path):
+def test_other_method_is_naked_with_ours(ours, expected):
     tls = None
     if ours == "tls":
         from ike.eap import TlsClientConfig
-        tls = TlsClientConfig(None, None, (), "vpn.example.org")
+        tls = TlsClientConfig(object(), object(), (), "vpn.example.org")
     client = EapClient(ours, "carol", password="pw", tls=tls)
     proposal = EapType.MSCHAPV2 if ours != "mschapv2" else EapType.MD5_CHALLENGE
     reply = client.respond(EapPacket(EapCode.REQUEST, 3, proposal, b"\x10" + bytes(16)).encode())

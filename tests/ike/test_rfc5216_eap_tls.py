@@ -221,3 +221,38 @@ def test_configuration_errors_and_secret_hiding(client_credentials):
         EapClient("tls", "carol", tls=TlsClientConfig(*client_credentials))
     config = TlsClientConfig(*client_credentials, server_identity="vpn.example.org")
     assert "private_key" not in repr(config)
+
+
+def test_chains_through_intermediates_both_ways(pki):
+    server_ca = pki.issue("Server Sub CA", ca=True)
+    client_ca = pki.issue("Client Sub CA", ca=True)
+    server_cert, server_key = pki.issue("vpn.example.org", issuer=server_ca)
+    client_cert, client_key = pki.issue("carol@example.org", issuer=client_ca,
+                                        eku=(ExtendedKeyUsageOID.CLIENT_AUTH,))
+    server = EapServer("tls", tls=TlsServerConfig(server_cert, server_key, client_ca=pki.cert,
+                                                  intermediates=(server_ca[0],)))
+    client = EapClient("tls", "carol@example.org", tls=TlsClientConfig(
+        client_cert, client_key, trust_anchors=[pki.cert], server_identity="vpn.example.org",
+        intermediates=(client_ca[0],)))
+    request = server.start()
+    while not server.done:
+        response = client.respond(request, now=NOW)  # time may also come with each packet
+        assert response is not None, client.failure_reason
+        request = server.process(response)
+    client.respond(request)
+    assert client.succeeded and server.succeeded and client.msk == server.msk
+
+
+def test_mismatched_key_is_reported(pki, client_credentials):
+    other_key = Pki().issue("x")[1]
+    client = EapClient("tls", "carol", now=NOW, tls=TlsClientConfig(
+        client_credentials[0], other_key, [pki.cert], "vpn.example.org"))
+    start = EapPacket(EapCode.REQUEST, 1, EapType.TLS, bytes([TLS_FLAG_START])).encode()
+    assert client.respond(start) is None
+    assert client.failure_reason == ("our EAP-TLS certificate and private key do not belong "
+                                     "together")
+
+
+def test_certificate_and_key_are_required(client_credentials):
+    with pytest.raises(ValueError, match="needs our certificate and private key"):
+        EapClient("tls", "carol", tls=TlsClientConfig(None, None, (), "vpn.example.org"))

@@ -3,7 +3,7 @@
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, padding
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from ike import auth
@@ -123,6 +123,23 @@ def test_ecdsa_classic_is_raw_r_s_and_rfc7427_is_der(kind, method, size, identif
 def test_ecdsa_falls_back_to_another_announced_hash():
     _, data = Signer(KEYS["ec256"]).sign(OCTETS, (HashAlgorithm.SHA2_384,))
     assert algorithm_identifier(data) == ECDSA_WITH_SHA384
+
+
+def test_ed448_signs_and_verifies():
+    key = ed448.Ed448PrivateKey.generate()
+    method, data = Signer(key).sign(OCTETS, (HashAlgorithm.IDENTITY,))
+    assert algorithm_identifier(data) == bytes.fromhex("300506032b6571")
+    verify_auth(AUTH(method, data), OCTETS, key.public_key())
+    with pytest.raises(AuthenticationError, match="signed with Ed448, but its certificate "
+                                                  "holds a Ed25519 key"):
+        verify_auth(AUTH(method, data), OCTETS, KEYS["ed25519"].public_key())
+    with pytest.raises(AuthenticationError, match="holds a Ed448 key"):
+        verify_auth(AUTH(*Signer(KEYS["ec256"]).sign(OCTETS, ALL)), OCTETS, key.public_key())
+
+
+def test_long_der_lengths():
+    assert auth._der(0x04, bytes(200))[:3] == b"\x04\x81\xc8"
+    assert auth._der(0x04, bytes(300))[:4] == b"\x04\x82\x01\x2c"
 
 
 def test_ed25519_identifier():
