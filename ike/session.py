@@ -997,7 +997,9 @@ class IkeSession:
         nonce = self._random(NONCE_SIZE)
         ke = None
         ke_payload = None
-        group = crypto.esp_pfs_group(old.proposal) if self.settings.pfs else None
+        # strongSwan: PFS whenever the ESP proposals name a KE group (the IKE_AUTH choice
+        # never has one, §1.2, so look at what we offer)
+        group = crypto.esp_offered_pfs_group(self._offered_esp)
         if group:
             ke = crypto.make_ke(group)
             ke_payload = KE(group, ke.public_bytes())

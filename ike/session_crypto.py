@@ -73,6 +73,11 @@ def esp_pfs_group(proposal) -> int:
     return proposal.ke_group or 0
 
 
+def esp_offered_pfs_group(offered) -> int:
+    """The PFS group for our CREATE_CHILD_SA: the first one our ESP proposals name."""
+    return next((p.ke_group for p in offered if p.ke_group), 0)
+
+
 def choose_ike(offered, sa):
     return _proposals.choose_ike(offered, sa)
 

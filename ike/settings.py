@@ -86,7 +86,6 @@ class Settings:
     child_rekey_time: float = 3600.0
     child_rand_time: float = 360.0
     child_life_time: float = 3960.0
-    pfs: bool = False  # send KE in CHILD_SA rekeys when the ESP proposal has a KE group
 
     # Deterministic tests inject their own source of randomness.
     random_bytes: Callable[[int], bytes] = field(default=os.urandom, repr=False)

@@ -135,7 +135,9 @@ class Responder:
         self._addke: list[int] = []
         self._cookie_secret = self.random(16)
         self.responses: list = []  # payloads of every response to our requests
+        self.queue: list = []  # requests to send once the outstanding one is answered
         self._init_request = b""
+        self.answered_rekeys: dict = {}  # old spi_in -> (ni, nr, new child), for collisions
         self._init_response = b""
         self._auth_mid = 1
         self.ni = self.nr = b""
@@ -234,6 +236,8 @@ class Responder:
         self.pending = None
         self.responses.append(payloads)
         handler(payloads)
+        if self.queue and self.pending is None:
+            self.queue.pop(0)()
 
     # ------------------------------------------------------------------ IKE_SA_INIT
 
@@ -518,6 +522,9 @@ class Responder:
             return out
         if rekey is not None:
             self.rekeyed_from = rekey.spi
+            old = next((c for c in self.children.values() if c.spi_out == rekey.spi), None)
+            if old is not None:
+                self.answered_rekeys[old.spi_in] = (nonce.data, nr, self.last_child)
         return [out[0], Nonce(nr), *ke_out, *out[1:]]
 
     def _answer_ike_rekey(self, sa, sa_payload, nonce, ke, nr):
@@ -609,6 +616,14 @@ class Responder:
             self.children[spi] = new
             result["child"] = new
             result["nonce_r"] = nr.data
+            # RFC 7296 §2.8.1: on a collision the SA created with the lowest nonce is
+            # redundant; its creator deletes it, the winner's creator deletes the old one.
+            theirs = self.answered_rekeys.pop(child.spi_in, None)
+            if theirs is not None and min(ni, nr.data) < min(theirs[0], theirs[1]):
+                result["redundant"] = True
+                self.queue.append(lambda: self.delete_child(new))
+            else:
+                self.queue.append(lambda: self.delete_child(child))
         result["datagrams"] = self.request(ExchangeType.CREATE_CHILD_SA, payloads, done)
         return result
 
@@ -639,6 +654,13 @@ class Responder:
             self.sa = new
             result["sa"] = new
             result["old"] = old
+
+            def retire(_payloads):
+                if old in self.sas:
+                    self.sas.remove(old)
+            # §2.18: the rekey initiator deletes the old IKE_SA over the old IKE_SA
+            self.queue.append(lambda: self.request(
+                ExchangeType.INFORMATIONAL, [Delete(ProtocolId.IKE, [])], retire, sa=old))
         result["datagrams"] = self.request(ExchangeType.CREATE_CHILD_SA, payloads, done, sa=old)
         return result
 

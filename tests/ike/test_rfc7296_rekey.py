@@ -1,0 +1,155 @@
+"""Rekeying (RFC 7296 §1.3.2, §1.3.3, §2.8, §2.8.1, §2.18, §2.25): CHILD_SAs and the IKE_SA,
+started by us or by the gateway, make-before-break, collisions and refusals."""
+
+from ike.constants import ExchangeType, KeId, NotifyType
+from ike.events import (ChildSaDeleted, ChildSaEstablished, ChildSaRekeyed, IkeSaRekeyed)
+from ike.payloads import KE, Notify
+from ike.session import State
+
+from .responder import GatewayConfig, Pair, client_settings
+
+
+def _kinds(events):
+    return [type(e).__name__ for e in events]
+
+
+def _established():
+    pair = Pair()
+    child = pair.connect()[-1]
+    assert isinstance(child, ChildSaEstablished)
+    return pair, child
+
+
+def test_child_rekey_is_make_before_break():
+    pair, old = _established()
+    pair.session.rekey_child(old.child_id)
+    events = pair.advance(0)
+    assert _kinds(events) == ["ChildSaEstablished", "ChildSaRekeyed", "ChildSaDeleted"]
+    new, rekeyed, deleted = events
+    assert new.child_id == old.child_id and new.spi_in != old.spi_in
+    assert (rekeyed.old_spi_in, rekeyed.new_spi_in) == (old.spi_in, new.spi_in)
+    assert (deleted.spi_in, deleted.spi_out) == (old.spi_in, old.spi_out)
+    assert list(pair.gateway.children) == [new.spi_out]
+    gateway_child = pair.gateway.children[new.spi_out]
+    assert gateway_child.encr_key_in == new.encr_key_out
+    assert gateway_child.encr_key_out == new.encr_key_in
+    assert new.encr_key_in != old.encr_key_in
+    # the request carried REKEY_SA with the old inbound SPI
+    exchange, payloads = pair.gateway.received[2]
+    assert exchange == ExchangeType.CREATE_CHILD_SA
+    rekey = next(p for p in payloads if isinstance(p, Notify) and p.type == NotifyType.REKEY_SA)
+    assert rekey.spi == old.spi_in
+
+
+def test_child_rekey_fires_on_the_soft_lifetime():
+    pair, old = _established()
+    assert pair.advance(old.lifetime_soft - 1) == []
+    events = pair.advance(2)
+    assert _kinds(events) == ["ChildSaEstablished", "ChildSaRekeyed", "ChildSaDeleted"]
+
+
+def test_child_rekey_with_pfs_sends_ke_and_mixes_the_shared_secret():
+    pair = Pair(client_settings(esp_proposals="aes128gcm16-ecp256"),
+                GatewayConfig(esp_proposals="aes128gcm16-ecp256"))
+    old = pair.connect()[-1]
+    pair.session.rekey_child(old.child_id)
+    new = pair.advance(0)[0]
+    _, payloads = pair.gateway.received[2]
+    assert next(p for p in payloads if isinstance(p, KE)).group == KeId.ECP_256
+    assert pair.gateway.children[new.spi_out].encr_key_in == new.encr_key_out
+
+
+def test_temporary_failure_postpones_the_rekey():
+    pair, old = _established()
+    pair.gateway.config.answer_rekey_with.append(NotifyType.TEMPORARY_FAILURE)
+    pair.session.rekey_child(old.child_id)
+    assert pair.advance(0) == []
+    events = pair.advance(25)
+    assert _kinds(events) == ["ChildSaEstablished", "ChildSaRekeyed", "ChildSaDeleted"]
+
+
+def test_child_sa_not_found_sets_up_a_fresh_child_with_the_same_id():
+    pair, old = _established()
+    pair.gateway.config.answer_rekey_with.append(NotifyType.CHILD_SA_NOT_FOUND)
+    pair.session.rekey_child(old.child_id)
+    events = pair.advance(0)
+    assert _kinds(events) == ["ChildSaDeleted", "ChildSaEstablished"]
+    assert events[1].child_id == old.child_id
+    assert pair.session.state is State.ESTABLISHED
+
+
+def test_gateway_rekeys_a_child_sa_then_deletes_the_old_one():
+    pair, old = _established()
+    gateway_old = pair.gateway.children[old.spi_out]
+    result = pair.gateway.rekey_child(gateway_old)
+    events = pair.run()
+    assert _kinds(events) == ["ChildSaEstablished", "ChildSaRekeyed", "ChildSaDeleted"]
+    new = events[0]
+    assert new.child_id == old.child_id
+    assert result["child"].encr_key_in == new.encr_key_out
+    assert result["child"].encr_key_out == new.encr_key_in
+    assert events[2].reason == "rekeyed by the gateway"
+
+
+def test_gateway_rekey_with_pfs():
+    pair = Pair(client_settings(esp_proposals="aes128gcm16-ecp256"),
+                GatewayConfig(esp_proposals="aes128gcm16-ecp256"))
+    old = pair.connect()[-1]
+    result = pair.gateway.rekey_child(pair.gateway.children[old.spi_out], KeId.ECP_256)
+    events = pair.run()
+    assert result["child"].encr_key_in == events[0].encr_key_out
+
+
+def test_simultaneous_child_rekeys_keep_exactly_one_new_sa():
+    for _ in range(6):  # nonces are random: both outcomes of §2.8.1 get exercised
+        pair, old = _established()
+        pair.session.rekey_child(old.child_id)
+        pair.session.handle_timer(pair.now)  # our request is on its way ...
+        pair.gateway.rekey_child(pair.gateway.children[old.spi_out])  # ... and so is theirs
+        events = pair.run()
+        established = [e for e in events if isinstance(e, ChildSaEstablished)]
+        deleted = [e for e in events if isinstance(e, ChildSaDeleted)]
+        assert len(established) == 2 and len(deleted) == 2
+        assert any(isinstance(e, ChildSaRekeyed) for e in events)
+        survivors = list(pair.session._children)
+        assert len(survivors) == 1 and len(pair.gateway.children) == 1
+        survivor = pair.session._children[survivors[0]]
+        assert pair.gateway.children[survivor.spi_out].spi_out == survivor.spi_in
+        assert survivor.child_id == old.child_id
+
+
+def test_ike_rekey_moves_children_to_the_new_ike_sa():
+    pair, child = _established()
+    old_spi_i = pair.session._ike.spi_i
+    pair.session.rekey_ike()
+    events = pair.advance(0)
+    assert _kinds(events) == ["IkeSaRekeyed"]
+    rekeyed = events[0]
+    assert rekeyed.old_spi_i == old_spi_i and rekeyed.new_spi_i != old_spi_i
+    assert [sa.spi_i for sa in pair.gateway.sas] == [rekeyed.new_spi_i]
+    # the new IKE_SA works: a CHILD rekey over it succeeds, and message IDs restarted
+    pair.session.rekey_child(child.child_id)
+    assert _kinds(pair.advance(0)) == ["ChildSaEstablished", "ChildSaRekeyed", "ChildSaDeleted"]
+    assert pair.session._ike.next_request_id == 2
+
+
+def test_ike_rekey_fires_on_its_timer():
+    pair, _ = _established()
+    events = pair.advance(14400)
+    assert "IkeSaRekeyed" in _kinds(events)
+
+
+def test_gateway_rekeys_the_ike_sa_and_we_become_its_responder():
+    pair, child = _established()
+    result = pair.gateway.rekey_ike()
+    events = pair.run()
+    assert _kinds(events) == ["IkeSaRekeyed"]
+    assert not pair.session._ike.we_are_initiator
+    assert pair.session._old_ikes == []  # the gateway deleted the old one
+    assert result["sa"].spi_r == pair.session._ike.spi_r
+    # requests in both directions still work over the new IKE_SA
+    pair.session.rekey_child(child.child_id)
+    assert _kinds(pair.advance(0)) == ["ChildSaEstablished", "ChildSaRekeyed", "ChildSaDeleted"]
+    pair.gateway.send_dpd()
+    pair.run()
+    assert pair.gateway.responses[-1] == []
