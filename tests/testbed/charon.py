@@ -251,9 +251,13 @@ class Charon:
                                error.stderr + "\n" + error.stdout + "\n--- charon log ---\n"
                                + self.log_tail(60)) from None
 
-    def terminate(self, ike: str, timeout: float = 10.0, check: bool = True) -> None:
-        self.swanctl("--terminate", "--ike", ike, "--timeout", str(int(max(1, timeout))),
-                     check=check, timeout=timeout + 5)
+    def terminate(self, ike: str, timeout: float = 10.0, check: bool = True,
+                  force: bool = False) -> None:
+        """Delete an IKE_SA. force=True drops it locally without waiting for the peer
+        (for a peer that is gone or no longer knows the SA)."""
+        args = ["--terminate", "--ike", ike]
+        args += ["--force"] if force else ["--timeout", str(int(max(1, timeout)))]
+        self.swanctl(*args, check=check, timeout=timeout + 5)
 
     def wait_for_sa(self, predicate=None, timeout: float = 10.0) -> dict:
         """Wait for an ESTABLISHED IKE_SA (matching `predicate(sa)` if given); return it."""

@@ -115,8 +115,9 @@ class StrongswanClient:
         self.charon.initiate("tunnel", ike=method, timeout=timeout)
         return self.charon.wait_for_sa(lambda sa: sa["name"] == method, timeout=5)
 
-    def disconnect(self, method: str) -> None:
-        self.charon.terminate(method)
+    def disconnect(self, method: str, force: bool = False) -> None:
+        """Close the tunnel; force=True when the gateway no longer knows the SA."""
+        self.charon.terminate(method, force=force)
 
     def list_sas(self) -> list[dict]:
         return self.charon.list_sas()

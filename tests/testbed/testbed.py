@@ -227,7 +227,8 @@ class Testbed:
         ns = self.namespace(role)
         rules = f"table inet {LOSS_TABLE}\ndelete table inet {LOSS_TABLE}\n"
         if percent:
-            rule = f"{match} numgen random mod 100 < {percent} drop".strip()
+            chance = "" if percent == 100 else f"numgen random mod 100 < {percent}"
+            rule = f"{match} {chance} drop".strip()
             chains = "".join(
                 f"  chain {hook} {{ type filter hook {hook} priority -50; policy accept; "
                 f"{rule}; }}\n" for hook in ("input", "output", "forward"))
