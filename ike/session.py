@@ -733,7 +733,7 @@ class IkeSession:
         if s.remote_id and s.send_remote_id:
             payloads.append(IDr(*crypto.identity(s.remote_id)))
         if auth.method == "eap":
-            self._eap = crypto.make_eap_client(auth, s.local_id)
+            self._eap = crypto.make_eap_client(auth, s.local_id, now, self._random)
         else:
             try:
                 payloads.append(self._our_auth())
@@ -860,7 +860,7 @@ class IkeSession:
         if not self._gateway_authenticated:
             return self._finish("the gateway started EAP before proving its identity",
                                 AuthenticationFailed("the gateway did not authenticate itself"))
-        answer = self._eap.respond(eap.data)
+        answer = self._eap.respond(eap.data, now)
         self._transition(Input.CONTINUE_AUTH)
         if answer is not None:
             self._send_request(self._ike, ExchangeType.IKE_AUTH, [EAP(answer)],

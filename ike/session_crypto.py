@@ -210,11 +210,12 @@ def verify_signature(auth_payload, octets: bytes, certificate) -> None:
 
 # ------------------------------------------------------------------ EAP
 
-def make_eap_client(auth_settings, local_id: str):
+def make_eap_client(auth_settings, local_id: str, now: float, random_bytes):
     from . import eap as _eap  # imported late: EAP-TLS pulls in pyOpenSSL
     identity_text = auth_settings.eap_identity or local_id
     return _eap.EapClient(auth_settings.eap_method, identity_text,
-                          password=auth_settings.eap_password, tls=auth_settings.eap_tls)
+                          password=auth_settings.eap_password, tls=auth_settings.eap_tls,
+                          now=now, random_bytes=random_bytes)
 
 
 def eap_failed(client) -> bool:

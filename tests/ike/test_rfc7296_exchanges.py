@@ -237,3 +237,120 @@ def test_close_deletes_the_ike_sa_and_reports_children_gone():
     assert [type(e).__name__ for e in events] == ["ChildSaDeleted", "IkeSaDeleted"]
     assert events[-1].reason == "closed"
     assert pair.gateway.sa is None
+
+
+# --------------------------------------------------------------------------- certificates
+
+
+@pytest.fixture(scope="module")
+def pki():
+    from .eap_server import Pki
+    pki = Pki()
+    gateway = pki.issue("vpn.example.org")
+    client = pki.issue("carol@example.org", eku=None)
+    impostor = pki.issue("other.example.org")
+    return pki, gateway, client, impostor
+
+
+def _cert_pair(pki, *, client_auth="pubkey", gateway_cert=None, identity="vpn.example.org",
+               remote_id="vpn.example.org", eap=None, eap_method="mschapv2",
+               eap_password="carol-password", **gateway_options):
+    root, (gw_cert, gw_key), (cl_cert, cl_key), _ = pki
+    if gateway_cert is not None:
+        gw_cert, gw_key = gateway_cert
+    auth = AuthSettings(method=client_auth, private_key=cl_key, certificate=cl_cert,
+                        trust_anchors=(root.cert,), eap_method=eap_method,
+                        eap_password=eap_password)
+    gateway = GatewayConfig(client_auth=client_auth, certificate=gw_cert, private_key=gw_key,
+                            identity=identity, eap_server=eap, **gateway_options)
+    return Pair(client_settings(auth=auth, remote_id=remote_id), gateway)
+
+
+def test_certificate_authentication_both_ways(pki):
+    pair = _cert_pair(pki)
+    events = pair.connect()
+    assert _kinds(events) == [IkeSaEstablished, ConfigReceived, ChildSaEstablished]
+    _, payloads = pair.gateway.received[1]
+    kinds = {type(p).__name__ for p in payloads}
+    assert {"CERT", "CERTREQ", "IDr", "AUTH"} <= kinds
+
+
+def test_gateway_certificate_must_match_the_expected_identity(pki):
+    _, _, _, impostor = pki
+    pair = _cert_pair(pki, gateway_cert=impostor, identity="other.example.org")
+    events = pair.connect()
+    assert _kinds(events) == [AuthenticationFailed, IkeSaDeleted]
+    assert events[0].reason.startswith("gateway certificate does not match vpn.example.org")
+
+
+def test_gateway_claiming_an_identity_its_certificate_lacks_is_refused(pki):
+    _, _, _, impostor = pki
+    pair = _cert_pair(pki, gateway_cert=impostor, identity="vpn.example.org")
+    events = pair.connect()
+    assert isinstance(events[0], AuthenticationFailed)
+    assert "does not match the gateway identity vpn.example.org" in events[0].reason
+
+
+def test_untrusted_gateway_certificate_is_refused(pki):
+    from .eap_server import Pki
+    stranger = Pki("Stranger CA").issue("vpn.example.org")
+    pair = _cert_pair(pki, gateway_cert=stranger)
+    events = pair.connect()
+    assert isinstance(events[0], AuthenticationFailed)
+    assert "not signed by a trusted CA" in events[0].reason
+
+
+def test_gateway_rejecting_our_certificate(pki):
+    pair = _cert_pair(pki, reject_auth=True)
+    events = pair.connect()
+    assert isinstance(events[0], AuthenticationFailed)
+    assert "rejected our certificate" in events[0].reason
+
+
+def test_rsa_gateway_certificate_is_fragmented_like_strongswan(pki):
+    root, *_ = pki
+    rsa_gateway = root.issue("vpn.example.org", key_kind="rsa3072")
+    pair = _cert_pair(pki, gateway_cert=rsa_gateway)
+    events = pair.connect()
+    assert isinstance(events[-1], ChildSaEstablished)
+
+
+# --------------------------------------------------------------------------- EAP (§2.16)
+
+
+def _eap_server(method="mschapv2"):
+    from .eap_server import EapServer
+    return lambda: EapServer(method, users={"carol@example.org": "carol-password"})
+
+
+@pytest.mark.parametrize("method", ["mschapv2", "md5"])
+def test_eap_authentication_with_msk_based_auth(pki, method):
+    pair = _cert_pair(pki, client_auth="eap", eap=_eap_server(method), eap_method=method)
+    events = pair.connect()
+    assert _kinds(events) == [IkeSaEstablished, ConfigReceived, ChildSaEstablished]
+    auth_requests = [p for x, p in pair.gateway.received if x == ExchangeType.IKE_AUTH]
+    # strongSwan: EAP-Identity, MSCHAPv2 challenge, success request, EAP-Success, AUTH
+    assert len(auth_requests) == (5 if method == "mschapv2" else 4)
+    assert not any(isinstance(p, AUTH) for p in auth_requests[0])  # EAP: no AUTH at first
+
+
+def test_eap_wrong_password(pki):
+    pair = _cert_pair(pki, client_auth="eap", eap=_eap_server(), eap_password="nope")
+    events = pair.connect()
+    assert _kinds(events) == [AuthenticationFailed, IkeSaDeleted]
+    assert events[0].reason
+
+
+def test_eap_gateway_with_untrusted_certificate_gets_no_password(pki):
+    from .eap_server import Pki
+    stranger = Pki("Stranger CA").issue("vpn.example.org")
+    pair = _cert_pair(pki, client_auth="eap", eap=_eap_server(), gateway_cert=stranger)
+    events = pair.connect()
+    assert isinstance(events[0], AuthenticationFailed)
+    assert len([x for x, _ in pair.gateway.received if x == ExchangeType.IKE_AUTH]) == 1
+
+
+def test_eap_final_auth_rejected(pki):
+    pair = _cert_pair(pki, client_auth="eap", eap=_eap_server(), reject_auth=True)
+    events = pair.connect()
+    assert isinstance(events[0], AuthenticationFailed)
