@@ -359,8 +359,10 @@ def _lookup(token: str, text: str) -> tuple[str, int, int | None]:
 
 def _parse_one(text: str, protocol: str) -> _Parsed:
     parsed = _Parsed(text)
+    if not text:
+        raise ProposalError("empty proposal in the list (two commas in a row, or a comma at an end)")
     tokens = text.split("-")
-    if not text or any(not t for t in tokens):
+    if any(not t for t in tokens):
         raise ProposalError(f"empty algorithm name in proposal '{text}'")
     for token in tokens:
         word = token.lower()
