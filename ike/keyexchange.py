@@ -23,9 +23,7 @@ Peer values are checked as RFC 6989 asks before they are used:
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dh, ec, mlkem, x448, x25519
 from cryptography.utils import CryptographyDeprecationWarning
@@ -345,19 +343,12 @@ _MLKEM = {
 # ML-KEM-512 (35) is in the registry but `cryptography` 50 does not offer it.
 
 
-def _mlkem_entry(group: KeId):
-    try:
-        return _MLKEM[group]
-    except KeyError:
-        raise KeyExchangeError(f"unsupported key exchange method {_group_name(group)}") from None
-
-
 class _MlKemExchange(KeyExchange):
     """Initiator side: public value = encapsulation key; the peer's value is a ciphertext."""
 
     def __init__(self, group: KeId, private_key=None):
         self.group = group
-        private_cls, _, _, self._ciphertext_size = _mlkem_entry(group)
+        private_cls, _, _, self._ciphertext_size = _MLKEM[group]
         self._private = private_key or private_cls.generate()
 
     def public_bytes(self) -> bytes:
@@ -371,7 +362,7 @@ class _MlKemExchange(KeyExchange):
 
 
 def _mlkem_respond(group: KeId, encapsulation_key: bytes) -> tuple[bytes, bytes]:
-    _, public_cls, key_size, _ = _mlkem_entry(group)
+    _, public_cls, key_size, _ = _MLKEM[group]
     if len(encapsulation_key) != key_size:
         raise KeyExchangeError(
             f"{_group_name(group)} peer encapsulation key must be {key_size} bytes, "

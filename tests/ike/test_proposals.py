@@ -491,11 +491,11 @@ def test_select_esp():
 
 
 def test_select_esp_pfs_and_esn():
-    received = offer_sa_esp = round_trip(SA([
+    received = round_trip(SA([
         parse_esp_proposals("aes128gcm16-ecp256-none-esn")[0].to_payload(1, b"\1\2\3\4")]))
     chosen = select_esp(parse_esp_proposals("aes128gcm16-ecp256-esn-noesn"), received).proposal
     assert chosen.ke_group == KeId.ECP_256 and chosen.esn
-    optional = select_esp(parse_esp_proposals("aes128gcm16-none-esn"), offer_sa_esp).proposal
+    optional = select_esp(parse_esp_proposals("aes128gcm16-none-esn"), received).proposal
     assert optional.ke_groups == ()
     for mine in ("aes256gcm16", "aes128gcm16-modp3072-esn", "aes128gcm16-noesn",
                  "aes128-sha256-esn"):
@@ -511,3 +511,23 @@ def test_select_esp_skips_bad_spi_and_unknown_attributes():
         good.to_payload(3, b"\2" * 4),
     ]))
     assert select_esp([good], sa, with_ke=False).number == 3
+
+
+def test_select_esp_needs_common_integrity():
+    received = round_trip(SA([parse_esp_proposals("aes128-sha512")[0].to_payload(1, b"\1" * 4)]))
+    with pytest.raises(ProposalError, match="no acceptable ESP proposal"):
+        select_esp(parse_esp_proposals("aes128-sha256"), received)
+
+
+def test_esp_proposal_properties():
+    (p,) = parse_esp_proposals("aes192-sha512")
+    assert (p.encr_id, p.encr_key_bits, p.is_aead) == (EncrId.AES_CBC, 192, False)
+
+
+def test_unknown_numbers_are_named_plainly():
+    unknown_type = answer(GCM128, PRF256, KE25519, Transform(200, 1))
+    with pytest.raises(ProposalError, match="the responder's IKE proposal contains type 200 transforms"):
+        choose_ike(OFFERED_IKE, unknown_type)
+    unknown_protocol = answer(GCM128, PRF256, KE25519, protocol=9)
+    with pytest.raises(ProposalError, match="the responder chose a proposal for protocol 9, not IKE"):
+        choose_ike(OFFERED_IKE, unknown_protocol)

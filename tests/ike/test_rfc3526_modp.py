@@ -8,7 +8,6 @@ p = 2^N - 2^(N-64) - 1 + 2^64 * (floor(2^(N-130) * pi) + k), with pi computed he
 import warnings
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import dh
 
 from ike import keyexchange
 from ike.constants import KeId

@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from ike.constants import EncrId, IntegId, PrfId
+from ike.constants import IntegId, PrfId
 from ike.transforms import (
     IntegrityError,
     TransformError,
