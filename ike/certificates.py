@@ -16,7 +16,6 @@ revocation (CRL/OCSP), name constraints, certificate policies.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import ipaddress
 import os
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Iterable, Sequence, Union
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
@@ -344,10 +343,13 @@ def load_private_key(source: Union[str, os.PathLike, bytes], password: bytes | N
 def certreq_hashes(cas: Iterable[x509.Certificate]) -> bytes:
     """CERTREQ Certification Authority field: SHA-1 of each CA's SubjectPublicKeyInfo,
     concatenated (RFC 7296 §3.7)."""
-    return b"".join(
-        hashlib.sha1(ca.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).digest()
-        for ca in cas)
+    digests = []
+    for ca in cas:
+        digest = hashes.Hash(hashes.SHA1())
+        digest.update(ca.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+        digests.append(digest.finalize())
+    return b"".join(digests)
 
 
 # ---------------------------------------------------------------------------------------------

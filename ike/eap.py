@@ -12,12 +12,13 @@ the next one to send (or None). EAP-TLS runs pyOpenSSL over memory BIOs.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Callable, Optional, Sequence, Union
+
+from cryptography.hazmat.primitives import hashes
 
 from . import mschapv2
 from .certificates import CertificateError, validate_certificate
@@ -105,7 +106,9 @@ def _response(request: EapPacket, type_: int, data: bytes = b"") -> bytes:
 
 def md5_challenge_response(identifier: int, password: str, challenge: bytes) -> bytes:
     """MD5(Identifier ‖ secret ‖ Challenge)."""
-    return hashlib.md5(bytes([identifier]) + password.encode("utf-8") + challenge).digest()
+    digest = hashes.Hash(hashes.MD5())
+    digest.update(bytes([identifier]) + password.encode("utf-8") + challenge)
+    return digest.finalize()
 
 
 def parse_value_and_name(type_data: bytes) -> tuple[bytes, bytes]:

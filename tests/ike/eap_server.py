@@ -196,11 +196,12 @@ class EapServer:
             self.identity = response.data.decode("utf-8")
             return self._begin_method()
         if response.type == EapType.NAK:
-            wanted = {t: name for name, t in _METHOD_TYPES.items()}.get(response.data[:1][0]
-                                                                         if response.data else 0)
-            if wanted is None or self._state not in ("md5", "mschapv2", "tls"):
+            # RFC 3748 §5.3.1: the Nak lists the methods the client wants instead
+            offered = {t: name for name, t in _METHOD_TYPES.items()}
+            wanted = [offered[t] for t in response.data if t in offered]
+            if not wanted or self._state not in _METHOD_TYPES:
                 return self._failure("client wants no method we offer")
-            self.method = wanted
+            self.method = wanted[0]
             return self._begin_method()
         if response.type != _METHOD_TYPES[self.method]:
             return self._failure(f"unexpected response type {response.type}")
