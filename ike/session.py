@@ -696,8 +696,9 @@ class IkeSession:
         self._intauth.add(ike.prf, old_keys.sk_pi, old_keys.sk_pr,
                           self._intermediate_input(message.header,
                                                    encode_payloads(reply.request_payloads),
-                                                   response=False),
-                          self._intermediate_input(message.header, reply.inner, response=True))
+                                                   flags=ike.flags(response=False)),
+                          self._intermediate_input(message.header, reply.inner,
+                                                   flags=message.header.flags))
         self._set_keys(ike, crypto.update_keys(ike.proposal, ike.keys, shared, self._nonce_i,
                                                self._nonce_r, ike.spi_i, ike.spi_r))
         if self._additional_groups:
@@ -705,9 +706,8 @@ class IkeSession:
         else:
             self._send_ike_auth(now)
 
-    def _intermediate_input(self, header: Header, chain: tuple, response: bool) -> bytes:
+    def _intermediate_input(self, header: Header, chain: tuple, flags: int) -> bytes:
         first, inner = chain
-        flags = self._ike.flags(response=response)
         return intermediate_auth_input(self._ike.spi_i, self._ike.spi_r,
                                        ExchangeType.IKE_INTERMEDIATE, flags,
                                        header.message_id, first, inner)

@@ -701,6 +701,7 @@ class Pair:
         self.to_client: Optional[Callable[[bytes], list]] = None
         self.client_nat = client_nat  # the address the gateway sees us as
         self.sent_to_gateway: list[tuple[bytes, tuple]] = []
+        self.sent_to_client: list[bytes] = []
 
     def connect(self) -> list:
         self.session.connect(self.now)
@@ -728,6 +729,7 @@ class Pair:
                           addr[1] != self.settings.local_port else 500)
                 if self.session._nat_t:
                     source = (self.gateway.config.address, 4500)
+                self.sent_to_client.append(data)
                 for d in (self.to_client(data) if self.to_client else [data]):
                     self.session.receive_datagram(d, source, self.now)
             while (event := self.session.next_event()) is not None:
