@@ -50,16 +50,29 @@ class Journal:
 
 
 class NetworkConfig:
-    """Adds the virtual IPs and routes of one tunnel, and removes them again."""
+    """Adds the virtual IPs and routes of one tunnel, and removes them again.
+
+    pyroute2's synchronous IPRoute runs its own asyncio loop, which cannot nest inside the
+    engine's: every netlink call therefore runs on one worker thread that owns the socket
+    (the calls are short; the engine waits for each).
+    """
 
     def __init__(self, journal_path: Path):
-        from pyroute2 import IPRoute  # imported lazily: start-up time matters for `cygnet up`
+        from concurrent.futures import ThreadPoolExecutor
 
-        self._ipr = IPRoute()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
+        self._ipr = self._worker.submit(_open_iproute).result()
         self.journal = Journal(journal_path)
+
+    def call(self, function, *args, **kwargs):
+        """Run function(*args, **kwargs) on the netlink thread and return its result."""
+        return self._worker.submit(function, *args, **kwargs).result()
 
     # -- queries -----------------------------------------------------------------------------
     def ifindex(self, ifname: str) -> int:
+        return self.call(self._ifindex, ifname)
+
+    def _ifindex(self, ifname: str) -> int:
         found = self._ipr.link_lookup(ifname=ifname)
         if not found:
             raise LookupError(f"network interface {ifname} does not exist")
@@ -67,7 +80,7 @@ class NetworkConfig:
 
     def current_path(self, destination: ipaddress.IPv4Address | ipaddress.IPv6Address) -> dict:
         """How the kernel reaches `destination` right now: {'oif': …, 'gateway': … or None}."""
-        route = self._ipr.route("get", dst=str(destination))[0]
+        route = self.call(self._ipr.route, "get", dst=str(destination))[0]
         return {"oif": route.get("RTA_OIF"), "gateway": route.get("RTA_GATEWAY")}
 
     # -- changes -----------------------------------------------------------------------------
@@ -77,8 +90,19 @@ class NetworkConfig:
         kwargs = {}
         if address.version == 6:
             kwargs["flags"] = 0x02  # IFA_F_NODAD: a virtual IP from the gateway is not ours to test
-        self._ipr.addr("add", index=self.ifindex(ifname), address=str(address.ip),
-                       prefixlen=address.network.prefixlen, **kwargs)
+        self.call(self._ipr.addr, "add", index=self.ifindex(ifname), address=str(address.ip),
+                  prefixlen=address.network.prefixlen, **kwargs)
+
+    def remove_address(self, ifname: str, address: IPInterface) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:
+            self.call(self._ipr.addr, "del", index=self.ifindex(ifname), address=str(address.ip),
+                      prefixlen=address.network.prefixlen)
+        except NetlinkError:
+            pass  # already gone
+        self.journal.addresses = [a for a in self.journal.addresses if a != (ifname, str(address))]
+        self.journal.save()
 
     def pin_gateway(self, gateway: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
         """Keep the gateway reachable the way it was before the tunnel (host route)."""
@@ -101,14 +125,21 @@ class NetworkConfig:
         spec = {**spec, "family": 10 if family == 6 else 2}
         self.journal.routes.append(spec)
         self.journal.save()
-        self._ipr.route("replace", **spec)
+        self.call(self._ipr.route, "replace", **spec)
 
     def revert(self) -> None:
         """Remove what the journal lists, newest first; what is already gone is fine."""
-        revert_journal(self._ipr, self.journal)
+        self.call(revert_journal, self._ipr, self.journal)
 
     def close(self) -> None:
-        self._ipr.close()
+        self.call(self._ipr.close)
+        self._worker.shutdown()
+
+
+def _open_iproute():
+    from pyroute2 import IPRoute  # imported lazily: start-up time matters for `cygnet up`
+
+    return IPRoute()
 
 
 def revert_journal(ipr, journal: Journal) -> None:

@@ -1,0 +1,705 @@
+"""The connection engine: drives the sans-I/O IkeSession over real sockets and applies what it
+reports to the system (TUN device, addresses, routes, DNS, the ESP data plane).
+
+The engine is the only place where time, sockets and the kernel meet the protocol:
+
+    UDP 500  ─┐                          ┌─ ConfigReceived    → addresses on the TUN, DNS
+    UDP 4500 ─┼─ IkeSession (ike/) ──────┼─ ChildSaEstablished → data plane + routes
+    timers  ──┘   datagrams_to_send()    └─ IkeSaDeleted…      → reconnect with back-off
+
+Reconnecting keeps the TUN device, its addresses and routes: while the tunnel is down,
+packets for the tunnel are dropped by the data plane (no SA covers them) instead of leaking
+out of the physical interface.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from client import control
+from client.profile import Profile
+
+log = logging.getLogger("cygnet")
+
+BACKOFF_FIRST = 1.0  # seconds; doubled per failed attempt up to BACKOFF_MAX (as strongSwan's
+BACKOFF_MAX = 120.0  # Android app does)
+NAT_KEEPALIVE_INTERVAL = 20.0  # strongSwan's charon.keep_alive default
+DEFAULT_MTU = 1400  # libipsec's and the Android app's default: room for ESP-in-UDP headers
+
+
+class FatalError(Exception):
+    """A problem retrying cannot fix (wrong credentials, no common proposal, bad setup)."""
+
+
+class TunnelObserver:
+    """Hooks for whoever runs a Tunnel in-process (the NetworkManager plugin); the CLI uses
+    none. Each is called on the event loop; the default does nothing."""
+
+    def config_received(self, tunnel: "Tunnel", config) -> None:
+        """ike.events.ConfigReceived, after addresses and DNS were applied."""
+
+    def tunnel_up(self, tunnel: "Tunnel") -> None:
+        """The first CHILD_SA of an IKE_SA is installed: traffic flows."""
+
+    def tunnel_lost(self, tunnel: "Tunnel", reason: str) -> None:
+        """The IKE_SA is gone; the tunnel will reconnect unless it is stopping."""
+
+    def failed(self, tunnel: "Tunnel", message: str) -> None:
+        """A fatal error: the tunnel stops."""
+
+
+# ------------------------------------------------------------------------------ what the user sees
+
+
+class Progress:
+    """Progress lines for the user ("contacting …", "tunnel up"); also written to a pipe
+    when `cygnet up --daemon` waits in the foreground for the tunnel."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+
+    def say(self, text: str) -> None:
+        try:
+            print(text, file=self.stream, flush=True)
+        except (OSError, ValueError):
+            pass  # the terminal or the --daemon parent is gone: keep running
+
+
+@dataclass
+class TunnelStatus:
+    """What `cygnet status` shows; no secrets."""
+
+    name: str
+    state: str = "connecting"
+    gateway: str = ""
+    local_id: str = ""
+    remote_id: str = ""
+    interface: str = ""
+    virtual_ips: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    domains: list[str] = field(default_factory=list)
+    ike_proposal: str = ""
+    nat: bool = False
+    children: dict = field(default_factory=dict)  # spi_in hex -> details
+    up_since: Optional[float] = None
+    reconnects: int = 0
+    last_error: str = ""
+
+
+# ------------------------------------------------------------------------------ settings
+
+
+def _local_address_towards(remote: str, port: int) -> str:
+    """Our source address for `remote` (for NAT detection, RFC 7296 §2.23)."""
+    family = socket.AF_INET6 if ":" in remote else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect((remote, port))
+        return probe.getsockname()[0]
+
+
+def resolve_gateway(host: str, port: int) -> str:
+    """The first address of a gateway name (addresses pass through)."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror as error:
+        raise ConnectionError(f"cannot resolve gateway {host}: {error.strerror}") from None
+    return infos[0][4][0]
+
+
+def session_settings(profile: Profile, secret, remote: str, local: str, local_port: int):
+    """ike.settings.Settings for one attempt at one gateway address."""
+    from ike import certificates
+    from ike.settings import AuthSettings, Settings
+
+    auth = AuthSettings()
+    rounds = profile.auth_rounds
+    if profile.ca is not None:
+        auth.trust_anchors = tuple(certificates.load_trust_anchors(profile.ca))
+    certificate = private_key = None
+    intermediates: list = []
+    if profile.cert is not None:
+        chain = certificates.load_certificates(profile.cert)
+        certificate, intermediates = chain[0], chain[1:]
+        private_key = certificates.load_private_key(profile.key)
+    if rounds[0] == "psk":
+        auth.method = "psk"
+        auth.psk = secret.reveal()
+    elif rounds[0] == "pubkey" and len(rounds) == 1:
+        auth.method = "pubkey"
+        auth.private_key, auth.certificate = private_key, certificate
+    else:
+        if len(rounds) > 1:
+            raise FatalError(f"profile '{profile.name}': auth = {profile.auth} (certificate, then EAP) "
+                             "is not supported by this version; use eap-mschapv2 or pubkey")
+        auth.method = "eap"
+        auth.eap_method = profile.eap_method
+        auth.eap_identity = profile.eap_identity or profile.local_id
+        if secret is not None:
+            auth.eap_password = secret.reveal().decode("utf-8")
+        if profile.eap_method == "tls":
+            from ike.eap import TlsClientConfig
+
+            auth.eap_tls = TlsClientConfig(
+                certificate=certificate, private_key=private_key, trust_anchors=auth.trust_anchors,
+                server_identity=profile.remote_id or profile.gateway, intermediates=tuple(intermediates))
+    if not auth.trust_anchors and auth.method != "psk":
+        raise FatalError(f"profile '{profile.name}': set 'ca' to the CA that issued the gateway's "
+                         "certificate (the system trust store is not used for IKE)")
+    kwargs = {}
+    if profile.ike:
+        kwargs["ike_proposals"] = profile.ike
+    if profile.esp:
+        kwargs["esp_proposals"] = profile.esp
+    local_id = profile.local_id or (str(certificate.subject.rfc4514_string()) if certificate else local)
+    return Settings(
+        remote_address=remote, remote_port=profile.port, local_address=local, local_port=local_port,
+        local_id=local_id, remote_id=profile.remote_id, auth=auth,
+        remote_ts=tuple(profile.remote_ts),
+        request_ip4="ipv4" in profile.virtual_ip, request_ip6="ipv6" in profile.virtual_ip,
+        request_dns4=profile.dns and "ipv4" in profile.virtual_ip,
+        request_dns6=profile.dns and "ipv6" in profile.virtual_ip,
+        request_domains=profile.dns,
+        force_encapsulation=profile.encap, dpd_delay=float(profile.dpd), **kwargs)
+
+
+# ------------------------------------------------------------------------------ the tunnel
+
+
+class Tunnel:
+    """One profile's tunnel: sockets, TUN, data plane, and a fresh IkeSession per attempt."""
+
+    def __init__(self, profile: Profile, secret, progress: Progress,
+                 observer: Optional[TunnelObserver] = None):
+        self.profile = profile
+        self.secret = secret
+        self.progress = progress
+        self.observer = observer or TunnelObserver()
+        self.status = TunnelStatus(profile.name)
+        self.loop = asyncio.get_running_loop()
+        self.session = None
+        self.gateway_address = ""
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._keepalive: Optional[asyncio.TimerHandle] = None
+        self._attempt_done: Optional[asyncio.Future] = None
+        self._stopping = False
+        self._first_up: asyncio.Future = self.loop.create_future()
+        self._stopped = asyncio.Event()
+        self._addresses: list = []
+        self._routed: set = set()
+        self._gateway_pinned = False
+        self._dns = None
+        self._sock500 = self._sock4500 = None
+        self.tun = self.dataplane = self.netconfig = None
+
+    # --- set-up and tear-down ---
+
+    def open(self) -> None:
+        from client.dataplane import UserspaceDataPlane
+        from client.netconfig import NetworkConfig, clean_stale
+        from client.tun import TunDevice
+
+        if self.profile.dataplane == "kernel":
+            raise FatalError("dataplane = kernel is not available in this version; use userspace or auto")
+        run = control.ensure_run_dir()
+        journal = run / f"{self.profile.name}.routes.json"
+        if clean_stale(journal):
+            self.progress.say("cleaned up what a previous run of this tunnel left behind")
+        from client.dns import restore_file
+
+        restore_file(run / f"{self.profile.name}.resolv.conf.orig")
+        try:
+            self.tun = TunDevice.create("cygnet%d")
+        except PermissionError:
+            raise FatalError("cannot create a TUN device: run cygnet as root (or give it CAP_NET_ADMIN)") from None
+        except FileNotFoundError:
+            raise FatalError("cannot create a TUN device: /dev/net/tun is missing (modprobe tun)") from None
+        self.status.interface = self.tun.name
+        self.netconfig = NetworkConfig(journal)
+        self.netconfig.call(self.tun.configure, mtu=self.profile.mtu or DEFAULT_MTU)
+        self._sock500 = _udp_socket(500)
+        self._sock4500 = _udp_socket(4500)
+        self.dataplane = UserspaceDataPlane(self.tun, self._sock4500, on_ike_packet=self._on_ike_4500,
+                                            on_event=self._on_dataplane_event)
+        self.dataplane.start(self.loop)
+        self.loop.add_reader(self._sock500.fileno(), self._on_sock500_readable)
+
+    def close(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+        if self._keepalive:
+            self._keepalive.cancel()
+        if self._dns is not None:
+            self._dns.restore()
+            self._dns = None
+        if self.dataplane is not None:
+            self.dataplane.close()
+        if self._sock500 is not None:
+            self.loop.remove_reader(self._sock500.fileno())
+            self._sock500.close()
+        if self._sock4500 is not None:
+            self._sock4500.close()
+        if self.netconfig is not None:
+            self.netconfig.revert()
+            self.netconfig.close()
+        if self.tun is not None:
+            self.tun.close()
+
+    # --- the connection loop ---
+
+    async def run(self) -> None:
+        """Connect, stay connected (reconnecting with back-off), until stop() or a fatal error."""
+        backoff = BACKOFF_FIRST
+        gateways = list(self.profile.gateways)
+        index = 0
+        while not self._stopping:
+            host = gateways[index % len(gateways)]
+            try:
+                reason = await self._attempt(host)
+            except (ConnectionError, OSError) as error:
+                reason = str(error)
+            if self._stopping:
+                break
+            if isinstance(reason, Redirect):
+                gateways.insert(index + 1, reason.gateway)
+                index += 1
+                continue
+            self.status.last_error = reason
+            self.status.state = "reconnecting"
+            self.status.reconnects += 1
+            self.progress.say(f"{reason}; retrying in {backoff:.0f} s")
+            index += 1
+            try:
+                await asyncio.wait_for(self._stopped.wait(), backoff)
+            except asyncio.TimeoutError:
+                pass
+            backoff = min(backoff * 2, BACKOFF_MAX)
+            if self.status.up_since is not None:
+                backoff = BACKOFF_FIRST if backoff >= BACKOFF_MAX else backoff
+
+    async def _attempt(self, host: str):
+        from ike.session import IkeSession
+
+        remote = await self.loop.run_in_executor(None, resolve_gateway, host, self.profile.port)
+        local = _local_address_towards(remote, self.profile.port)
+        self.gateway_address = remote
+        self.status.gateway = host if host == remote else f"{host} ({remote})"
+        self.progress.say(f"contacting {self.status.gateway}…")
+        settings = session_settings(self.profile, self.secret, remote, local, self._sock500.getsockname()[1])
+        who = settings.auth.eap_identity if settings.auth.method == "eap" else settings.local_id
+        self.progress.say(f"authenticating as {who}")
+        self.status.local_id = who
+        self.session = IkeSession(settings, self.loop.time())
+        self._attempt_done = self.loop.create_future()
+        self.session.connect(self.loop.time())
+        self._pump()
+        return await self._attempt_done
+
+    def stop(self) -> None:
+        """Delete the IKE_SA politely, then let run() return."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._stopped.set()
+        if self.session is not None and self._attempt_done is not None and not self._attempt_done.done():
+            self.session.close()
+            self._pump()
+            # Give the DELETE a moment to be answered; the session ends the attempt itself.
+            self.loop.call_later(3.0, self._end_attempt, "closed")
+        elif self._attempt_done is not None and not self._attempt_done.done():
+            self._end_attempt("closed")
+
+    def _end_attempt(self, reason) -> None:
+        if self._attempt_done is not None and not self._attempt_done.done():
+            self._attempt_done.set_result(reason)
+
+    # --- I/O glue ---
+
+    def _on_sock500_readable(self) -> None:
+        for _ in range(16):
+            try:
+                data, addr = self._sock500.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue  # ICMP errors reported on the socket
+            if self.session is not None:
+                self.session.receive_datagram(data, addr, self.loop.time())
+        self._pump()
+
+    def _on_ike_4500(self, message: bytes, addr) -> None:
+        if self.session is not None:
+            self.session.receive_datagram(message, addr, self.loop.time())
+            self._pump()
+
+    def _on_dataplane_event(self, event) -> None:
+        if getattr(event, "severity", "") == "soft" and self.session is not None:
+            self.session.rekey_child(event.child_id)
+            self._pump()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.session is not None:
+            self.session.handle_timer(self.loop.time())
+            self._pump()
+
+    def _pump(self) -> None:
+        """Send what the session wants sent, handle its events, re-arm its timer."""
+        session = self.session
+        if session is None:
+            return
+        now = self.loop.time()
+        for data, addr in session.datagrams_to_send(now):
+            try:
+                if addr[1] == 4500:
+                    self.dataplane.set_peer(addr)
+                    self.dataplane.send_ike(data, addr)
+                else:
+                    self._sock500.sendto(data, addr)
+            except OSError as error:
+                log.info("sending to %s failed: %s", addr, error)
+        while (event := session.next_event()) is not None:
+            try:
+                self._handle(event)
+            except FatalError as error:
+                self._fail(str(error))
+            except OSError as error:
+                self._fail(f"applying {type(event).__name__} failed: {error}")
+        if self._timer:
+            self._timer.cancel()
+            self._timer = None
+        deadline = session.get_timer()
+        if deadline is not None:
+            self._timer = self.loop.call_at(max(deadline, now), self._on_timer)
+
+    def _fail(self, message: str) -> None:
+        self.observer.failed(self, message)
+        if not self._first_up.done():
+            self._first_up.set_exception(FatalError(message))
+        self._stopping = True
+        self._stopped.set()
+        self._end_attempt(message)
+
+    # --- events ---
+
+    def _handle(self, event) -> None:
+        from ike import events as ev
+
+        log.debug("event %s", event)
+        if isinstance(event, ev.IkeSaEstablished):
+            self.status.remote_id = event.peer_identity
+            self.status.ike_proposal = event.proposal
+            self.status.nat = event.nat_detected
+            if event.nat_detected:
+                self._schedule_keepalive()
+        elif isinstance(event, ev.ConfigReceived):
+            self._apply_config(event)
+        elif isinstance(event, ev.ChildSaEstablished):
+            self._install_child(event)
+        elif isinstance(event, ev.ChildSaDeleted):
+            self.dataplane.remove_child_sa(event.spi_in)
+            self.status.children.pop(event.spi_in.hex(), None)
+        elif isinstance(event, ev.AuthenticationFailed):
+            raise FatalError(f"authentication failed: {event.reason}")
+        elif isinstance(event, ev.ProposalMismatch):
+            raise FatalError(f"no proposal chosen: the gateway accepted none of {', '.join(event.offered)} "
+                             f"({event.reason})")
+        elif isinstance(event, ev.Redirected):
+            self.progress.say(f"redirected to {event.gateway}")
+            self._end_attempt(Redirect(event.gateway))
+        elif isinstance(event, (ev.IkeSaDeleted, ev.DeadPeerDetected)):
+            self._tunnel_lost(event.reason)
+
+    def _apply_config(self, config) -> None:
+        from client.dns import DnsConfig
+
+        wanted = list(config.addresses)
+        for address in self._addresses:
+            if address not in wanted:
+                self._remove_address(address)
+        for address in wanted:
+            if address not in self._addresses:
+                self.netconfig.add_address(self.tun.name, address)
+                self._addresses.append(address)
+        self.status.virtual_ips = [str(a.ip) for a in self._addresses]
+        self.status.dns = [str(s) for s in config.dns_servers]
+        self.status.domains = list(config.domains)
+        line = "virtual IP " + (", ".join(self.status.virtual_ips) or "none")
+        if self.profile.dns and (config.dns_servers or config.domains):
+            if self._dns is None:
+                self._dns = DnsConfig(self.profile.name, self.tun.name, control.run_dir())
+            self._dns.apply(list(config.dns_servers), list(config.domains))
+            line += ", DNS " + " ".join(self.status.dns)
+            if config.domains:
+                line += " (search " + " ".join(config.domains) + ")"
+        self.progress.say(line)
+        self.observer.config_received(self, config)
+
+    def _remove_address(self, address) -> None:
+        self.netconfig.remove_address(self.tun.name, address)
+        self._addresses.remove(address)
+
+    def _install_child(self, child) -> None:
+        from ike.constants import EncrId, IntegId
+
+        self.dataplane.set_peer((self.gateway_address, 4500))
+        self.dataplane.install_child_sa(child)
+        if not self._gateway_pinned:
+            self.netconfig.pin_gateway(ipaddress.ip_address(self.gateway_address))
+            self._gateway_pinned = True
+        families = {n.version for n in child.local_ts}
+        for network in child.remote_ts:
+            if network.version in families and network not in self._routed:
+                source = next((str(a.ip) for a in self._addresses if a.version == network.version), None)
+                self.netconfig.route_through(self.tun.name, network, source)
+                self._routed.add(network)
+        encr = f"{EncrId(child.encr_id).name}-{child.encr_key_bits}"
+        integ = IntegId(child.integ_id).name if child.integ_id else ""
+        self.status.children[child.spi_in.hex()] = {
+            "child_id": child.child_id, "spi_in": child.spi_in.hex(), "spi_out": child.spi_out.hex(),
+            "encryption": encr, "integrity": integ, "esn": child.esn,
+            "local_ts": [str(n) for n in child.local_ts], "remote_ts": [str(n) for n in child.remote_ts],
+            "rekey_at": time.time() + child.lifetime_soft, "installed_at": time.time()}
+        if self.status.state != "up":
+            self.status.state = "up"
+            self.status.up_since = time.time()
+            self.progress.say(f"tunnel up ({self.tun.name}, ESP {encr}{'/' + integ if integ else ''})")
+            self.observer.tunnel_up(self)
+            if not self._first_up.done():
+                self._first_up.set_result(True)
+
+    def _tunnel_lost(self, reason: str) -> None:
+        for spi_in in list(self.status.children):
+            self.dataplane.remove_child_sa(bytes.fromhex(spi_in))
+        self.status.children.clear()
+        self.status.state = "down"
+        self.status.up_since = None
+        if self._keepalive:
+            self._keepalive.cancel()
+            self._keepalive = None
+        self.observer.tunnel_lost(self, reason)
+        self._end_attempt("closed" if self._stopping else f"tunnel lost: {reason}")
+
+    def _schedule_keepalive(self) -> None:
+        def send() -> None:
+            try:
+                self.dataplane.send_keepalive((self.gateway_address, 4500))
+            except OSError:
+                pass
+            self._keepalive = self.loop.call_later(NAT_KEEPALIVE_INTERVAL, send)
+
+        if self._keepalive is None:
+            self._keepalive = self.loop.call_later(NAT_KEEPALIVE_INTERVAL, send)
+
+    # --- control socket ---
+
+    def snapshot(self) -> dict:
+        data = dict(self.status.__dict__)
+        counters = self.dataplane.counters() if self.dataplane else {}
+        children = []
+        for spi_hex, info in self.status.children.items():
+            c = counters.get(bytes.fromhex(spi_hex))
+            entry = dict(info)
+            if c is not None:
+                entry.update(bytes_in=c.bytes_in, packets_in=c.packets_in, bytes_out=c.bytes_out,
+                             packets_out=c.packets_out, replay_drops=c.replay_drops,
+                             auth_failures=c.auth_failures)
+            entry["rekey_in"] = max(0, round(info["rekey_at"] - time.time()))
+            children.append(entry)
+        data["children"] = children
+        data["uptime"] = round(time.time() - self.status.up_since) if self.status.up_since else 0
+        return data
+
+    async def handle_control(self, request: dict) -> dict:
+        command = request.get("command")
+        if command == "status":
+            return {"ok": True, "status": self.snapshot()}
+        if command == "down":
+            self.stop()
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown command {command!r}"}
+
+
+@dataclass(frozen=True)
+class Redirect:
+    gateway: str
+
+
+def _udp_socket(port: int) -> socket.socket:
+    """A UDP socket on `port` if free (IKE's well-known ports), else on any port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    try:
+        sock.bind(("0.0.0.0", port))
+    except OSError:
+        sock.bind(("0.0.0.0", 0))
+    return sock
+
+
+# ------------------------------------------------------------------------------ entry points
+
+
+async def _run(profile: Profile, secret, progress: Progress, on_up: Callable[[], None]) -> int:
+    loop = asyncio.get_running_loop()
+    tunnel = Tunnel(profile, secret, progress)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, tunnel.stop)
+    server = None
+    try:
+        tunnel.open()
+        server = await control.serve(profile.name, tunnel.handle_control)
+        runner = asyncio.ensure_future(tunnel.run())
+        done, _ = await asyncio.wait({runner, tunnel._first_up}, return_when=asyncio.FIRST_COMPLETED)
+        if tunnel._first_up.done() and tunnel._first_up.exception() is None:
+            on_up()
+            await runner
+            progress.say("tunnel closed")
+            return 0
+        await tunnel._first_up if tunnel._first_up.done() else None
+        await runner
+        progress.say("cygnet: stopped before the tunnel came up")
+        return 1
+    except FatalError as error:
+        progress.say(f"cygnet: {error}")
+        return 1
+    finally:
+        if server is not None:
+            server.close()
+            try:
+                control.socket_path(profile.name).unlink()
+            except FileNotFoundError:
+                pass
+        tunnel.close()
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if os.environ.get("CYGNET_DEBUG"):  # Cygnet's own loggers only: pyroute2's dump netlink
+        for name in ("cygnet", "ike", "client"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+
+
+def up(profile: Profile, daemon: bool = False) -> int:
+    """`cygnet up`: bring the tunnel up and keep it up; 0 only if it came up."""
+    from client.secrets import SecretError, get_secret
+
+    _configure_logging()
+    if control.is_alive(profile.name):
+        print(f"cygnet: tunnel {profile.name} is already running (cygnet down {profile.name})", file=sys.stderr)
+        return 1
+    try:
+        needs_secret = profile.auth == "psk" or profile.needs_password
+        secret = get_secret(profile) if needs_secret else None  # before detaching: it may prompt
+    except SecretError as error:
+        print(f"cygnet: {error}", file=sys.stderr)
+        return 1
+    if not daemon:
+        return asyncio.run(_run(profile, secret, Progress(), on_up=lambda: None))
+    return _daemonize(profile, secret)
+
+
+def _daemonize(profile: Profile, secret) -> int:
+    """Run the tunnel in a detached child; the parent prints its progress and exits once the
+    tunnel is up (0) or has failed (1)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        ok = False
+        with os.fdopen(read_end) as lines:
+            for line in lines:
+                if line.startswith("\0up"):
+                    ok = True
+                    break
+                print(line, end="", flush=True)
+        return 0 if ok else 1
+    os.close(read_end)
+    os.setsid()
+    pipe = os.fdopen(write_end, "w")
+    progress = Progress(pipe)
+
+    def detached() -> None:
+        progress.say("\0up")
+        progress.stream = open(os.devnull, "w")
+        pipe.close()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+
+    code = asyncio.run(_run(profile, secret, progress, on_up=detached))
+    os._exit(code)
+
+
+def down(name: Optional[str] = None) -> int:
+    """`cygnet down [NAME]`: close one tunnel (or the only one running)."""
+    names = [name] if name else control.running_tunnels()
+    if not names:
+        print("cygnet: no tunnel is running", file=sys.stderr)
+        return 1
+    if len(names) > 1:
+        print(f"cygnet: several tunnels run ({', '.join(names)}): name one", file=sys.stderr)
+        return 2
+    try:
+        control.request(names[0], "down")
+    except OSError:
+        print(f"cygnet: tunnel {names[0]} is not running", file=sys.stderr)
+        return 1
+    deadline = time.monotonic() + 10
+    while control.socket_path(names[0]).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print(f"tunnel {names[0]} closed")
+    return 0
+
+
+def status(as_json: bool = False) -> int:
+    """`cygnet status [--json]`: what every running tunnel is doing."""
+    reports = []
+    for name in control.running_tunnels():
+        try:
+            reports.append(control.request(name, "status")["status"])
+        except (OSError, KeyError, ValueError):
+            continue
+    if as_json:
+        print(json.dumps(reports, indent=2))
+        return 0
+    if not reports:
+        print("no tunnel is running")
+        return 0
+    for report in reports:
+        print(format_status(report))
+    return 0
+
+
+def format_status(s: dict) -> str:
+    lines = [f"{s['name']}: {s['state']}, gateway {s['gateway']}"]
+    if s.get("remote_id"):
+        lines.append(f"  identities  {s['local_id']} → {s['remote_id']}")
+    lines.append(f"  interface   {s['interface']}  virtual IP {', '.join(s['virtual_ips']) or 'none'}")
+    if s.get("dns"):
+        lines.append(f"  DNS         {' '.join(s['dns'])}" + (f"  search {' '.join(s['domains'])}" if s.get("domains") else ""))
+    if s.get("ike_proposal"):
+        lines.append(f"  IKE         {s['ike_proposal']}{'  (NAT-T)' if s.get('nat') else ''}")
+    if s.get("uptime"):
+        lines.append(f"  up for      {s['uptime']} s, reconnects {s['reconnects']}")
+    for c in s.get("children", []):
+        algo = c["encryption"] + (f"/{c['integrity']}" if c["integrity"] else "")
+        lines.append(f"  CHILD_SA    {c['spi_in']}_i {c['spi_out']}_o  {algo}  rekey in {c['rekey_in']} s")
+        lines.append(f"              {', '.join(c['local_ts'])} === {', '.join(c['remote_ts'])}")
+        if "bytes_in" in c:
+            lines.append(f"              in {c['bytes_in']} B / {c['packets_in']} pkts, "
+                         f"out {c['bytes_out']} B / {c['packets_out']} pkts")
+    if s.get("last_error"):
+        lines.append(f"  last error  {s['last_error']}")
+    return "\n".join(lines)
