@@ -311,13 +311,23 @@ def load_certificates(source: Union[str, os.PathLike, bytes]) -> list[x509.Certi
 
 
 def load_trust_anchors(source: Union[str, os.PathLike]) -> list[x509.Certificate]:
-    """CA certificates from a file or from every file in a directory (PEM or DER)."""
+    """CA certificates from a file or from every file in a directory (PEM or DER).
+
+    In a directory, files without a certificate (keys, READMEs) and certificates that are not
+    CA certificates (basicConstraints cA) are skipped, as strongSwan skips them in its cacerts
+    directory; a directory without any CA certificate is an error. A single file is taken as
+    given, so that a gateway certificate can be pinned on purpose.
+    """
     path = Path(source)
     if path.is_dir():
         anchors = []
         for entry in sorted(path.iterdir()):
             if entry.is_file():
-                anchors.extend(load_certificates(entry))
+                try:
+                    found = load_certificates(entry)
+                except CertificateError:
+                    continue
+                anchors.extend(c for c in found if _is_ca(c))
         if not anchors:
             raise CertificateError(f"no CA certificates in directory {path}")
         return anchors
@@ -390,6 +400,11 @@ def _when(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _is_ca(cert: x509.Certificate) -> bool:
+    constraints = _extension(cert, x509.BasicConstraints)
+    return constraints is not None and constraints.ca
+
+
 def _check_validity(cert: x509.Certificate, what: str, now: float) -> None:
     moment = _utc(now)
     if moment > cert.not_valid_after_utc:
@@ -408,9 +423,9 @@ def _check_critical_extensions(cert: x509.Certificate, what: str) -> None:
 def _check_issuer_is_ca(issuer: x509.Certificate, cas_below: int) -> None:
     """RFC 5280 §6.1.4 (k), (l), (n) for an intermediate CA."""
     what = f"intermediate certificate {format_dn(issuer.subject.public_bytes())}"
-    constraints = _extension(issuer, x509.BasicConstraints)
-    if constraints is None or not constraints.ca:
+    if not _is_ca(issuer):
         raise CertificateError(f"{what} is not a CA certificate (basicConstraints)")
+    constraints = _extension(issuer, x509.BasicConstraints)
     if constraints.path_length is not None and cas_below > constraints.path_length:
         raise CertificateError(f"{what} allows only {constraints.path_length} CAs below it")
     usage = _extension(issuer, x509.KeyUsage)

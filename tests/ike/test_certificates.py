@@ -152,6 +152,9 @@ def test_load_trust_anchors_from_directory_and_file(tmp_path):
     (tmp_path / "a.pem").write_bytes(first.cert.public_bytes(PEM))
     (tmp_path / "b.der").write_bytes(second.cert.public_bytes(DER))
     (tmp_path / "sub").mkdir()  # directories inside are skipped
+    (tmp_path / "ca.key").write_bytes(b"-----BEGIN PRIVATE KEY-----\n")  # and non-certificates
+    server_cert, _ = first.issue("vpn.example.org")
+    (tmp_path / "server.pem").write_bytes(server_cert.public_bytes(PEM))  # and non-CAs
     assert auth.load_trust_anchors(tmp_path) == [first.cert, second.cert]
     assert auth.load_trust_anchors(tmp_path / "a.pem") == [first.cert]
     empty = tmp_path / "empty"
