@@ -77,7 +77,12 @@ def _sha1(*parts: bytes) -> bytes:
 
 
 def nt_password_hash(password: str) -> bytes:
-    """§8.3 NtPasswordHash: MD4 of the UTF-16LE (Unicode) password."""
+    """§8.3 NtPasswordHash: MD4 of the UTF-16LE (Unicode) password.
+
+    Caveat: strongSwan's own eap-mschapv2 server (ascii_to_unicode) widens each UTF-8 *byte*
+    to 16 bits, so a non-ASCII password matches Windows/RADIUS back ends (which follow the
+    RFC, as we do) but not a strongSwan secrets file. ASCII passwords match both.
+    """
     return md4(password.encode("utf-16-le"))
 
 
