@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from ike.constants import IntegId
 from ike.transforms import (
     Prf,
     cipher_keymat_size,
@@ -65,8 +66,11 @@ class IkeSaKeys:
 
 
 def _integ_key_size(proposal) -> int:
-    # AEAD proposals carry no INTEG transform, hence no SK_a / integrity KEYMAT (RFC 5282 §5).
-    return 0 if proposal.integ_id is None else integrity_key_size(proposal.integ_id)
+    # AEAD proposals carry no INTEG transform (or INTEG NONE), hence no SK_a and no
+    # integrity KEYMAT (RFC 5282 §8).
+    if proposal.integ_id in (None, IntegId.NONE):
+        return 0
+    return integrity_key_size(proposal.integ_id)
 
 
 def _ike_keys_from_skeyseed(proposal, prf: Prf, skeyseed: bytes, ni, nr, spi_i, spi_r) -> IkeSaKeys:

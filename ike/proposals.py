@@ -72,7 +72,7 @@ _KEYWORDS: dict[str, tuple[str, int, int | None]] = {
     "aes128": (ENCR, EncrId.AES_CBC, 128),
     "aes192": (ENCR, EncrId.AES_CBC, 192),
     "aes256": (ENCR, EncrId.AES_CBC, 256),
-    # RFC 7634 §2: ChaCha20-Poly1305 has a fixed 256-bit key and no Key Length attribute.
+    # RFC 7634 §4: ChaCha20-Poly1305 has a fixed 256-bit key and no Key Length attribute.
     "chacha20poly1305": (ENCR, EncrId.CHACHA20_POLY1305, 256),
     "sha256": (INTEG, IntegId.HMAC_SHA2_256_128, None),
     "sha2_256": (INTEG, IntegId.HMAC_SHA2_256_128, None),
@@ -311,7 +311,7 @@ class EspProposal:
 
 
 def _encr_transform(encr_id: int, key_bits: int) -> Transform:
-    # RFC 7634 §2 forbids the Key Length attribute for ChaCha20-Poly1305; AES needs it.
+    # RFC 7634 §4 forbids the Key Length attribute for ChaCha20-Poly1305; AES needs it.
     key_length = None if encr_id == EncrId.CHACHA20_POLY1305 else key_bits
     return Transform(TransformType.ENCR, encr_id, key_length)
 

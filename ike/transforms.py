@@ -156,9 +156,9 @@ class _AesCbcCipher(Cipher):
 class _SaltedAeadCipher(Cipher):
     """An AEAD whose KEYMAT ends in a 4-byte salt; nonce = salt ‖ 8-byte IV.
 
-    RFC 5282 §7.1 (AES-GCM in IKE, same layout as RFC 4106 for ESP) and RFC 7634 §2/§4
-    (ChaCha20-Poly1305). The IV must never repeat under one key: callers use a counter
-    (the ESP sequence number or the IKE message counter), never a random value.
+    AES-GCM: RFC 4106 §8.1 for ESP, and RFC 5282 reuses the layout for IKE; ChaCha20-Poly1305:
+    RFC 7634 §2 (KEYMAT and nonce; §3 applies it to IKEv2). The IV must never repeat under one
+    key: callers use a counter (the ESP sequence number or the IKE message counter).
     """
 
     aead = True
@@ -208,7 +208,7 @@ class _ChaCha20Poly1305Cipher(_SaltedAeadCipher):
 _ENCR = {
     EncrId.AES_CBC: ((128, 192, 256), _AesCbcCipher, 0),
     EncrId.AES_GCM_16: ((128, 192, 256), _AesGcm16Cipher, 4),
-    # RFC 7634 §2: fixed 256-bit key; no Key Length attribute is sent.
+    # RFC 7634: fixed 256-bit key; no Key Length attribute is sent (§4).
     EncrId.CHACHA20_POLY1305: ((256,), _ChaCha20Poly1305Cipher, 4),
 }
 SUPPORTED_ENCR = frozenset(_ENCR)

@@ -81,7 +81,7 @@ IKE_CASES = [
      (48, 64, 64, 32, 32, 48, 48)),
     (ike(EncrId.AES_GCM_16, 256, PrfId.HMAC_SHA2_512, None),  # AEAD: no SK_a, salt in SK_e
      (64, 0, 0, 36, 36, 64, 64)),
-    (ike(EncrId.CHACHA20_POLY1305, 256, PrfId.HMAC_SHA2_256, None),
+    (ike(EncrId.CHACHA20_POLY1305, 256, PrfId.HMAC_SHA2_256, IntegId.NONE),
      (32, 0, 0, 36, 36, 32, 32)),
 ]
 
