@@ -6,7 +6,7 @@ retransmitted on a timer, only re-sent when a duplicate request arrives.
 The schedule is strongSwan's: the n-th retransmission (n = 1 … tries) leaves
 ``timeout * base ** (n - 1)`` seconds after the previous send, and the request is given up
 ``timeout * base ** tries`` seconds after the last one. With the defaults (5, 4.0, 1.8) that
-is sends at 0, 4, 11.2, 24.2, 47.5, 89.5 s and giving up at 165.5 s.
+is sends at 0, 4, 11.2, 24.2, 47.5, 89.5 s and giving up at 165.1 s.
 """
 
 from __future__ import annotations
