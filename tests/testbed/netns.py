@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -106,32 +108,34 @@ class Namespace:
 
 
 def sweep_stale_namespaces() -> list[str]:
-    """Delete namespaces left behind by testbed runs whose process no longer exists.
+    """Remove what testbed runs that died without cleaning up (SIGKILL) left behind.
 
-    Only names of the form cygtb<pid>-... with a dead <pid> are touched, and processes still
-    inside them are killed by PID. Returns the names removed.
+    Only names of the form cygtb<pid>-... with a dead <pid> are touched: namespaces in
+    /run/netns (processes still inside are killed by PID first) and work directories in the
+    temp dir. Returns the names removed.
     """
     removed = []
     netns_dir = Path("/run/netns")
-    if not netns_dir.is_dir():
-        return removed
-    for entry in netns_dir.iterdir():
-        name = entry.name
-        if not name.startswith(NAME_PREFIX):
+    entries = list(netns_dir.iterdir()) if netns_dir.is_dir() else []
+    entries += list(Path(tempfile.gettempdir()).glob(f"{NAME_PREFIX}[0-9]*"))
+    for entry in entries:
+        pid_text = entry.name[len(NAME_PREFIX):].split("-", 1)[0]
+        if (not entry.name.startswith(NAME_PREFIX) or not pid_text.isdigit()
+                or _pid_alive(int(pid_text))):
             continue
-        pid_text = name[len(NAME_PREFIX):].split("-", 1)[0]
-        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
-            continue
-        Namespace(name)._delete()
-        removed.append(name)
+        if entry.parent == netns_dir:
+            Namespace(entry.name)._delete()
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry.name)
     return removed
 
 
 def _pid_alive(pid: int) -> bool:
+    """True if `pid` runs (a zombie, dead but not yet reaped, counts as gone)."""
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
         return False
-    except PermissionError:
-        return True
+    return state not in ("Z", "X")

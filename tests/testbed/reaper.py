@@ -5,6 +5,9 @@ in reverse order (processes before the namespaces they live in) when their owner
 interpreter exit (atexit) and on SIGTERM/SIGHUP (SIGINT becomes KeyboardInterrupt, which
 reaches the finalizers and atexit anyway). Processes are ended by their own id
 (each one leads its own process group), never by name.
+
+An action is forgotten only after it has run, so a signal that interrupts one makes the
+signal handler run it again: every action must be idempotent.
 """
 
 from __future__ import annotations
@@ -40,9 +43,10 @@ def forget(token: int) -> None:
 def run_one(token: int) -> None:
     """Run one undo action now (if it has not run yet)."""
     with _lock:
-        entry = _callbacks.pop(token, None)
+        entry = _callbacks.get(token)
     if entry is not None:
         _safely(*entry)
+        forget(token)
 
 
 def run_all() -> None:
@@ -52,8 +56,9 @@ def run_all() -> None:
             if not _callbacks:
                 return
             token = max(_callbacks)
-            entry = _callbacks.pop(token)
+            entry = _callbacks[token]
         _safely(*entry)
+        forget(token)
 
 
 def pending() -> list[str]:

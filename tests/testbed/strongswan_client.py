@@ -29,6 +29,7 @@ class ClientOptions:
     virtual_ips: tuple[str, ...] = ("0.0.0.0", "::")
     remote_ts: tuple[str, ...] = ("0.0.0.0/0", "::/0")
     gateway_id: str = GATEWAY_NAME
+    gateway_address: str | None = None      # default: the testbed's IPv4 gateway address
     fragmentation: str = "yes"
     mobike: bool = True
     charon: CharonSettings = field(default_factory=CharonSettings)
@@ -78,7 +79,7 @@ class StrongswanClient:
                  gateway_options: GatewayOptions, options: ClientOptions | None = None):
         self.pki = pki
         self.options = options or ClientOptions()
-        self.gateway_address = gateway_address
+        self.gateway_address = self.options.gateway_address or gateway_address
         self.gateway_options = gateway_options
         self.charon = Charon(namespace, workdir, self.options.charon, name="strongswan-client")
 

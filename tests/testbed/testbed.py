@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typing import Sequence
 from . import netsock, reaper
 from .capture import PacketCapture
 from .gateway import Gateway, GatewayOptions
-from .lan_services import ECHO_PORT
+from .lan_services import ECHO_PORT, SINK_PORT
 from .netns import Namespace, run, sweep_stale_namespaces
 from .pki import Pki
 from .process import Process
@@ -28,6 +29,22 @@ from .topology import Topology
 from .wait import wait_for
 
 LOSS_TABLE = "cygtb_loss"
+IPERF_PORT = 5201
+
+
+def _listening(pid: int, port: int) -> bool:
+    """Whether a TCP socket listens on `port` in the network namespace of process `pid`."""
+    wanted = f":{port:04X} "
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = open(f"/proc/{pid}/net/{table}").read().splitlines()[1:]
+        except OSError:
+            return False
+        # Fields: sl local_address rem_address st ...; st 0A is LISTEN.
+        if any(wanted in f"{fields[1]} " and fields[3] == "0A"
+               for fields in (line.split() for line in lines)):
+            return True
+    return False
 
 
 class Testbed:
@@ -43,6 +60,9 @@ class Testbed:
         self.pki = pki
         self.topology = Topology(nat=nat)
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.topology.prefix}-"))
+        # Registered first, so it runs last: after the processes that write into it.
+        self._workdir_token = reaper.register(
+            f"remove {self.workdir}", lambda: shutil.rmtree(self.workdir, ignore_errors=True))
         self.gateway = Gateway(self.topology.gateway, self.workdir / "gateway", pki,
                                gateway_options)
         self._want_capture = capture
@@ -98,8 +118,10 @@ class Testbed:
         # everything above.
         self.topology.wait_links_up()
         if self._want_lan_services:
-            wait_for(lambda: self._lan_echo_ready(), timeout=10,
-                     message="LAN echo service did not start")
+            for process, port in self._lan_ports:
+                wait_for(lambda: _listening(process.pid, port), timeout=10,
+                         message=f"{process.description} is not listening on port {port}",
+                         abort=lambda: not process.running)
         return self
 
     def close(self) -> None:
@@ -121,7 +143,7 @@ class Testbed:
         for capture in self.captures:
             capture.stop()
         self.topology.destroy()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        reaper.run_one(self._workdir_token)
 
     # -- LAN services ---------------------------------------------------------------------
 
@@ -133,18 +155,13 @@ class Testbed:
                        "LAN echo/sink services", stdin=subprocess.PIPE,
                        stdout=subprocess.DEVNULL)
         self.processes.append(echo)
+        self._lan_ports = [(echo, ECHO_PORT), (echo, SINK_PORT)]
         if self._want_iperf and shutil.which("iperf3"):
-            self.processes.append(Process(
-                self.lan_ns.argv(["iperf3", "--server", "--port", "5201"]),
-                "iperf3 server", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                stdin=subprocess.DEVNULL))
-
-    def _lan_echo_ready(self) -> bool:
-        try:
-            return netsock.tcp_echo(self.lan_ns.name, "127.0.0.1", ECHO_PORT, b"x",
-                                    timeout=0.5) == b"x"
-        except OSError:
-            return False
+            iperf = Process(self.lan_ns.argv(["iperf3", "--server", "--port", str(IPERF_PORT)]),
+                            "iperf3 server", stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            self.processes.append(iperf)
+            self._lan_ports.append((iperf, IPERF_PORT))
 
     # -- running things -------------------------------------------------------------------
 
@@ -212,6 +229,19 @@ class Testbed:
                       timeout: float = 10.0) -> None:
         wait_for(lambda: self.ping(role, destination, timeout=0.3), timeout=timeout,
                  message=f"{destination} does not answer pings from {role}")
+
+    def iperf3(self, role: str | Namespace = "client", server: str = "10.1.0.10",
+               seconds: float = 3.0, reverse: bool = False, extra_args: Sequence[str] = (),
+               timeout: float | None = None) -> dict:
+        """Run an iperf3 client against the LAN host's `iperf3 -s`; returns iperf3's JSON.
+
+        Throughput in bit/s: result["end"]["sum_received"]["bits_per_second"].
+        """
+        argv = ["iperf3", "--client", server, "--time", str(seconds), "--json", *extra_args]
+        if reverse:
+            argv.append("--reverse")
+        result = self.run(role, argv, timeout=timeout or seconds + 20)
+        return json.loads(result.stdout)
 
     # -- impairments ----------------------------------------------------------------------
 
