@@ -48,6 +48,8 @@ DEFAULT_REPLAY_WINDOW = 1024
 
 # Monotonic padding bytes 1, 2, 3, … (RFC 4303 §2.4); slicing this avoids building them per packet.
 _PADDING = bytes(range(1, 256))
+# Pad Length ‖ Next Header for every pad length up to a block and every next header.
+_TRAILERS = [[bytes((pad, nh)) for nh in range(256)] for pad in range(16)]
 
 _pack_header = struct.Struct(">4sI").pack
 _pack_header_iv64 = struct.Struct(">4sIQ").pack
@@ -96,43 +98,51 @@ def _cipher_alignment(cipher) -> int:
     return max(cipher.block_size, 4)
 
 
-class _VolumeMeter:
-    """Counts packets and bytes and reports soft/hard limit crossings (one comparison per packet)."""
+_NEVER = float("inf")
 
-    __slots__ = ("packets", "bytes", "_limits", "_on_limit", "_soft_fired", "_hard_fired")
+
+class _VolumeLimits:
+    """Packet/byte counters of one SA and its soft/hard limits.
+
+    The hot path only compares the counters with two thresholds (the next limit due);
+    ``crossed`` does the bookkeeping when one is reached: soft fires once, hard exhausts the SA.
+    """
 
     def __init__(self, limits: SaLimits | None, on_limit: LimitCallback | None):
-        self.packets = 0
-        self.bytes = 0
-        self._limits = limits or SaLimits()
-        self._on_limit = on_limit
-        self._soft_fired = False
-        self._hard_fired = False
+        self.limits = limits or SaLimits()
+        self.on_limit = on_limit
+        self.soft_fired = False
+        self.exhausted = False
 
-    def add(self, length: int) -> None:
-        self.packets += 1
-        self.bytes += length
-        limits = self._limits
-        if not self._soft_fired and (
-            (limits.soft_packets is not None and self.packets >= limits.soft_packets)
-            or (limits.soft_bytes is not None and self.bytes >= limits.soft_bytes)
-        ):
-            self._soft_fired = True
-            self.fire("soft", "packets" if limits.soft_packets and self.packets >= limits.soft_packets else "bytes")
+    def thresholds(self) -> tuple[float, float]:
+        """(packets, bytes) at which ``crossed`` must be called next."""
+        limits = self.limits
+        if self.exhausted:
+            return _NEVER, _NEVER
+        if not self.soft_fired:
+            return (_min(limits.soft_packets, limits.hard_packets), _min(limits.soft_bytes, limits.hard_bytes))
+        return (_min(limits.hard_packets), _min(limits.hard_bytes))
 
-    def hard_reached(self) -> bool:
-        limits = self._limits
-        reached = (limits.hard_packets is not None and self.packets >= limits.hard_packets) or (
-            limits.hard_bytes is not None and self.bytes >= limits.hard_bytes
-        )
-        if reached and not self._hard_fired:
-            self._hard_fired = True
-            self.fire("hard", "packets" if limits.hard_packets and self.packets >= limits.hard_packets else "bytes")
-        return reached
+    def crossed(self, packets: int, byte_count: int) -> None:
+        limits = self.limits
+        if not self.soft_fired and (_reached(packets, limits.soft_packets) or _reached(byte_count, limits.soft_bytes)):
+            self.soft_fired = True
+            self.fire("soft", "packets" if _reached(packets, limits.soft_packets) else "bytes")
+        if _reached(packets, limits.hard_packets) or _reached(byte_count, limits.hard_bytes):
+            self.exhausted = True
+            self.fire("hard", "packets" if _reached(packets, limits.hard_packets) else "bytes")
 
     def fire(self, severity: str, what: str) -> None:
-        if self._on_limit is not None:
-            self._on_limit(severity, what)
+        if self.on_limit is not None:
+            self.on_limit(severity, what)
+
+
+def _min(*values) -> float:
+    return min((v for v in values if v is not None), default=_NEVER)
+
+
+def _reached(count: int, limit: int | None) -> bool:
+    return limit is not None and count >= limit
 
 
 class ReplayWindow:
@@ -241,8 +251,11 @@ class OutboundSa:
         self.overhead = HEADER_SIZE + crypto.iv_size + TRAILER_SIZE + crypto.icv_size
         self.seq = initial_seq  # last sequence number sent (64-bit with ESN)
         self._seq_max = (1 << 64) - 1 if esn else SEQ32_MAX
-        self._seq_soft = None if esn else SEQ32_MAX - SEQ32_SOFT_MARGIN
-        self.meter = _VolumeMeter(limits, on_limit)
+        self._seq_soft = -1 if esn else SEQ32_MAX - SEQ32_SOFT_MARGIN
+        self.packets = 0
+        self.bytes = 0  # inner packet bytes
+        self._limits = _VolumeLimits(limits, on_limit)
+        self._next_packets, self._next_bytes = self._limits.thresholds()
         self._random_ivs = b""
         self._random_pos = 0
 
@@ -256,27 +269,29 @@ class OutboundSa:
         self._random_pos = start + size
         return self._random_ivs[start : start + size]
 
-    def padded_trailer(self, payload_length: int, next_header: int) -> bytes:
-        """Padding (1, 2, 3, …) + Pad Length + Next Header for a payload of this length."""
-        pad_length = -(payload_length + TRAILER_SIZE) % self._alignment
-        return _PADDING[:pad_length] + bytes((pad_length, next_header))
-
     def seal_parts(self, payload, next_header: int) -> tuple[bytes, bytes]:
         """Encrypt one inner packet; returns (SPI‖Seq‖IV, ciphertext‖ICV) for a gathered send.
 
         Raises SaExhausted when the sequence space or a hard limit is used up.
         """
         seq = self.seq + 1
-        if seq > self._seq_max or self.meter.hard_reached():
-            if seq > self._seq_max:
-                self.meter.fire("hard", "sequence")
+        if seq > self._seq_max or self._limits.exhausted:
+            if seq > self._seq_max and not self._limits.exhausted:
+                self._limits.exhausted = True
+                self._limits.fire("hard", "sequence")
             raise SaExhausted("ESP SA exhausted: a rekeyed SA must replace it")
         self.seq = seq
-        if self._seq_soft is not None and seq == self._seq_soft:
-            self.meter.fire("soft", "sequence")
-        self.meter.add(len(payload))
+        if seq == self._seq_soft:
+            self._limits.fire("soft", "sequence")
+        length = len(payload)
+        self.packets += 1
+        self.bytes += length
+        if self.packets >= self._next_packets or self.bytes >= self._next_bytes:
+            self._limits.crossed(self.packets, self.bytes)
+            self._next_packets, self._next_bytes = self._limits.thresholds()
         seq_low = seq & SEQ32_MAX
-        plaintext = b"".join((payload, self.padded_trailer(len(payload), next_header)))
+        pad_length = -(length + TRAILER_SIZE) % self._alignment
+        plaintext = b"".join((payload, _PADDING[:pad_length], _TRAILERS[pad_length][next_header]))
         if self._aead:
             # The 8-byte IV must never repeat under one key (RFC 4106 §3.1): the counter is unique.
             header = _pack_header_iv64(self.spi, seq_low, seq)
@@ -331,7 +346,10 @@ class InboundSa:
         self._icv_size = crypto.icv_size
         self._min_length = HEADER_SIZE + crypto.iv_size + TRAILER_SIZE + crypto.icv_size
         self.window = ReplayWindow(replay_window)
-        self.meter = _VolumeMeter(limits, on_limit)
+        self.packets = 0
+        self.bytes = 0
+        self._limits = _VolumeLimits(limits, on_limit)
+        self._next_packets, self._next_bytes = self._limits.thresholds()
         self.replay_drops = 0
         self.auth_failures = 0
         self.malformed_drops = 0
@@ -346,7 +364,7 @@ class InboundSa:
         if length < self._min_length:
             self.malformed_drops += 1
             raise MalformedPacket("ESP packet too short")
-        if self.meter.hard_reached():
+        if self._limits.exhausted:
             raise SaExhausted("ESP SA exhausted: a rekeyed SA must replace it")
         window = self.window
         seq_low = _unpack_seq(packet, SPI_SIZE)[0]
@@ -390,5 +408,9 @@ class InboundSa:
         if payload_end < 0 or plaintext[payload_end:-TRAILER_SIZE] != _PADDING[:pad_length]:
             self.malformed_drops += 1
             raise MalformedPacket("ESP padding is not 1, 2, 3, … (RFC 4303 §2.4)")
-        self.meter.add(payload_end)
+        self.packets += 1
+        self.bytes += payload_end
+        if self.packets >= self._next_packets or self.bytes >= self._next_bytes:
+            self._limits.crossed(self.packets, self.bytes)
+            self._next_packets, self._next_bytes = self._limits.thresholds()
         return next_header, plaintext[:payload_end]

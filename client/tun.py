@@ -49,6 +49,10 @@ VNET_GSO_TCPV4 = 1
 VNET_GSO_TCPV6 = 4
 VNET_GSO_ECN = 0x80
 
+# Packets the kernel queues for us to read. TCP sends in bursts; with the default 500 a short
+# scheduling delay of the (single-threaded, Python) reader drops packets and TCP backs off.
+DEFAULT_TXQUEUELEN = 4000
+
 IFNAMSIZ = 16
 _IFREQ = struct.Struct(f"{IFNAMSIZ}sH22x")
 
@@ -111,6 +115,7 @@ class TunDevice:
         mtu: int | None = None,
         routes: Iterable = (),
         up: bool = True,
+        txqueuelen: int | None = DEFAULT_TXQUEUELEN,
     ) -> None:
         """Give the interface addresses (``10.1.0.2/32``), an MTU, routes, and bring it up.
 
@@ -122,6 +127,8 @@ class TunDevice:
             index = ipr.link_lookup(ifname=self.name)[0]
             if mtu is not None:
                 ipr.link("set", index=index, mtu=mtu)
+            if txqueuelen is not None:
+                ipr.link("set", index=index, txqlen=txqueuelen)
             for address in addresses:
                 interface = ipaddress.ip_interface(address)
                 ipr.addr("add", index=index, address=str(interface.ip), prefixlen=interface.network.prefixlen)
@@ -199,9 +206,9 @@ def ipv4_header_checksum(header) -> int:
 class _Run:
     """Consecutive segments of one TCP flow being merged into one super-packet."""
 
-    __slots__ = ("key", "first", "header_length", "gso_size", "next_seq", "payloads", "total", "closed", "push")
+    __slots__ = ("key", "first", "header_length", "gso_size", "next_seq", "payloads", "total", "push")
 
-    def __init__(self, key, packet, header_length, seq, payload_length, flags):
+    def __init__(self, key, packet, header_length, seq, payload_length, push):
         self.key = key
         self.first = packet
         self.header_length = header_length
@@ -209,25 +216,7 @@ class _Run:
         self.next_seq = (seq + payload_length) & 0xFFFFFFFF
         self.payloads = [memoryview(packet)[header_length:]]
         self.total = payload_length
-        self.push = flags & _TCP_PSH
-        self.closed = bool(self.push)  # PSH ends a run
-
-    def try_append(self, packet, key, header_length, seq, payload_length, flags) -> bool:
-        if (
-            self.closed
-            or key != self.key
-            or seq != self.next_seq
-            or payload_length > self.gso_size
-            or header_length + self.total + payload_length > _MAX_IP_PACKET
-        ):
-            return False
-        self.payloads.append(memoryview(packet)[header_length:])
-        self.next_seq = (seq + payload_length) & 0xFFFFFFFF
-        self.total += payload_length
-        self.push = flags & _TCP_PSH
-        # Only the last segment may be shorter than gso_size.
-        self.closed = bool(self.push) or payload_length < self.gso_size
-        return True
+        self.push = push
 
 
 def coalesce_tcp(packets) -> list:
@@ -236,60 +225,63 @@ def coalesce_tcp(packets) -> list:
     ``packets`` are complete IP packets. Returns a list of iovec lists, each beginning with a
     virtio_net_hdr: either one packet unchanged (plain header: the kernel verifies it as
     usual) or a rebuilt IP+TCP header followed by the segments' payloads, with gso_size = the
-    first payload's length and a partial checksum (VIRTIO_NET_HDR_F_NEEDS_CSUM). Same rules as
-    the kernel's GRO: identical addresses, ports, ACK, window, options; consecutive sequence
-    numbers; equal payload sizes except a shorter last one; only ACK/PSH set; PSH ends a run.
-    Checksums of the coalesced segments are not verified: ESP authenticated every byte.
+    first payload's length and a partial checksum (VIRTIO_NET_HDR_F_NEEDS_CSUM). The rules
+    follow the kernel's GRO: same TOS, addresses, ports, ACK number, flags, window and options;
+    consecutive sequence numbers; equal payload sizes except a shorter last one; only ACK set,
+    or ACK+PSH on the segment that ends a run. Checksums are not verified: ESP authenticated
+    every byte. This loop runs per packet, so it works on local variables, not helper calls.
     """
     writes: list = []
     run: _Run | None = None
     for packet in packets:
-        info = _tcp_segment_info(packet)
-        if info is None:
+        length = len(packet)
+        first = packet[0] if length >= 40 else 0
+        payload_length = 0
+        if first == 0x45 and packet[9] == _TCP and not (packet[6] & 0x3F or packet[7]):
+            ip_length = 20
+            header_length = 20 + (packet[32] >> 4) * 4
+            flags = packet[33]
+            # TOS, addresses and ports; ACK and data offset; window; options.
+            key = (packet[1], packet[12:24], packet[28:33], packet[34:36], packet[40:header_length])
+            payload_length = length - header_length
+        elif first >> 4 == 6 and length >= 60 and packet[6] == _TCP:
+            ip_length = 40
+            header_length = 40 + (packet[52] >> 4) * 4
+            flags = packet[53]
+            key = (packet[0:4], packet[8:44], packet[48:53], packet[54:56], packet[60:header_length])
+            payload_length = length - header_length
+        if payload_length <= 0 or flags & ~_TCP_PSH != _TCP_ACK or header_length < ip_length + 20:
             if run is not None:
                 writes.append(_emit(run))
                 run = None
             writes.append([_VNET_PLAIN, packet])
-        elif run is None or not run.try_append(packet, *info):
-            if run is not None:
+            continue
+        seq = int.from_bytes(packet[ip_length + 4 : ip_length + 8], "big")
+        push = flags & _TCP_PSH
+        if (
+            run is not None
+            and seq == run.next_seq
+            and payload_length <= run.gso_size
+            and key == run.key
+            and header_length + run.total + payload_length <= _MAX_IP_PACKET
+        ):
+            run.payloads.append(memoryview(packet)[header_length:])
+            run.next_seq = (seq + payload_length) & 0xFFFFFFFF
+            run.total += payload_length
+            run.push = push
+            if push or payload_length < run.gso_size:  # only the last may be short; PSH ends a run
                 writes.append(_emit(run))
-            run = _Run(info[0], packet, *info[1:])
+                run = None
+            continue
+        if run is not None:
+            writes.append(_emit(run))
+        run = _Run(key, packet, header_length, seq, payload_length, push)
+        if push:
+            writes.append(_emit(run))
+            run = None
     if run is not None:
         writes.append(_emit(run))
     return writes
-
-
-def _tcp_segment_info(packet):
-    """(flow key, IP+TCP header length, seq, payload length, flags) or None if not coalescible."""
-    length = len(packet)
-    if length < 40:
-        return None
-    version = packet[0] >> 4
-    if version == 4:
-        if packet[0] != 0x45 or packet[9] != _TCP or packet[6] & 0x3F or packet[7]:
-            return None  # options, not TCP, or a fragment
-        ip_length = 20
-    elif version == 6:
-        if length < 60 or packet[6] != _TCP:
-            return None  # extension headers are not coalesced
-        ip_length = 40
-    else:
-        return None
-    data_offset = (packet[ip_length + 12] >> 4) * 4
-    header_length = ip_length + data_offset
-    flags = packet[ip_length + 13]
-    payload_length = length - header_length
-    if payload_length <= 0 or data_offset < 20 or flags & ~(_TCP_ACK | _TCP_PSH) or not flags & _TCP_ACK:
-        return None
-    if version == 4:
-        # TOS, TTL, DF, addresses, ports; then ACK number, data offset, window, options.
-        key = (packet[1], packet[6], packet[8], bytes(packet[12:24]), bytes(packet[28:33]),
-               bytes(packet[34:36]), bytes(packet[40:header_length]))
-    else:
-        key = (bytes(packet[0:4]), packet[7], bytes(packet[8:44]), bytes(packet[48:53]),
-               bytes(packet[54:56]), bytes(packet[60:header_length]))
-    seq = int.from_bytes(packet[ip_length + 4 : ip_length + 8], "big")
-    return key, header_length, seq, payload_length, flags
 
 
 def _emit(run: _Run) -> list:

@@ -66,7 +66,7 @@ def test_round_trip_every_algorithm(suite, esn):
         assert packet[:4] == SPI
         assert len(packet) - suite[6] - 8 - out._iv_size >= length + 2
         assert inb.open(packet) == (NEXT_HEADER_IPV6, inner)
-    assert inb.meter.packets == out.meter.packets == 10
+    assert inb.packets == out.packets == 10
 
 
 @pytest.mark.parametrize("suite", SUITES, ids=[s[0] for s in SUITES])
@@ -338,9 +338,11 @@ def test_volume_soft_and_hard_limits():
     out = OutboundSa(SPI, EncrId.AES_GCM_16, 128, keys(20, 1),
                      limits=SaLimits(soft_bytes=250, hard_packets=5),
                      on_limit=lambda severity, what: events.append((severity, what)))
-    for _ in range(5):
+    for _ in range(4):
         out.seal(bytes(100), 4)
     assert events == [("soft", "bytes")]
+    out.seal(bytes(100), 4)  # the 5th and last packet: the SA is used up now
+    assert events == [("soft", "bytes"), ("hard", "packets")]
     with pytest.raises(SaExhausted):
         out.seal(bytes(100), 4)
     assert events == [("soft", "bytes"), ("hard", "packets")]

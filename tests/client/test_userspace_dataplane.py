@@ -241,6 +241,7 @@ async def main():
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     print("ready", tun.name, flush=True)
     await stop.wait()
+    print(json.dumps(vars(plane.global_counters)), flush=True)
     print(json.dumps({{k.hex(): vars(v) | {{"spi_in": v.spi_in.hex(), "spi_out": v.spi_out.hex()}}
                       for k, v in plane.counters().items()}}), flush=True)
     plane.close()
