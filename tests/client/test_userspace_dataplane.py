@@ -208,6 +208,159 @@ def test_keys_are_not_in_reprs():
         a.close()
 
 
+# --- TUN offload helpers: checksums, TSO segmentation, GRO-style coalescing ------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from client.tun import (  # noqa: E402
+    VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_HDR, VNET_HDR_SIZE,
+    coalesce_tcp, ones_complement_sum, split_vnet_packet,
+)
+
+
+def rfc1071_sum(data: bytes) -> int:
+    """Reference one's complement sum, word by word (RFC 1071 §4.1)."""
+    if len(data) % 2:
+        data += b"\0"
+    total = 0
+    for i in range(0, len(data), 2):
+        total += (data[i] << 8) | data[i + 1]
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000))
+def test_ones_complement_sum_matches_rfc1071(data):
+    assert ones_complement_sum(data) == rfc1071_sum(data)
+
+
+def tcp_checksum_ok(packet: bytes) -> bool:
+    if packet[0] >> 4 == 4:
+        ihl = (packet[0] & 15) * 4
+        pseudo = packet[12:20] + b"\0\x06" + (len(packet) - ihl).to_bytes(2, "big")
+        assert rfc1071_sum(packet[:ihl]) == 0xFFFF, "IPv4 header checksum"
+    else:
+        ihl = 40
+        pseudo = packet[8:40] + (len(packet) - 40).to_bytes(4, "big") + b"\0\0\0\x06"
+    return rfc1071_sum(pseudo + packet[ihl:]) == 0xFFFF
+
+
+def tcp_super_packet(version, payload, flags=0x18 | 0x80, seq=0xFFFFF000):
+    """A TCP packet as the kernel hands it to a TSO device: one header, a big payload and the
+    pseudo-header sum in the checksum field (CHECKSUM_PARTIAL)."""
+    options = b"\x01\x01\x08\x0a" + struct.pack(">II", 12345, 678)
+    tcp = struct.pack(">HHIIBBHHH", 40000, 5201, seq, 99, (20 + len(options)) // 4 << 4, flags, 512, 0, 0) + options
+    tcp_length = len(tcp) + len(payload)
+    if version == 4:
+        src, dst = ipaddress.ip_address("10.9.0.2").packed, ipaddress.ip_address("10.20.0.1").packed
+        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, min(20 + tcp_length, 65535), 7, 0x4000, 64, 6, 0, src, dst)
+        pseudo = src + dst + b"\0\x06" + tcp_length.to_bytes(2, "big")
+    else:
+        src, dst = ipaddress.ip_address("fd00:1::2").packed, ipaddress.ip_address("fd00:2::1").packed
+        ip = struct.pack(">IHBB16s16s", 6 << 28, tcp_length, 6, 64, src, dst)
+        pseudo = src + dst + tcp_length.to_bytes(4, "big") + b"\0\0\0\x06"
+    tcp = tcp[:16] + ones_complement_sum(pseudo).to_bytes(2, "big") + tcp[18:]
+    return ip + tcp + payload
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_tso_super_packet_is_cut_into_valid_segments(version):
+    payload = os.urandom(10 * 1348 + 77)
+    packet = tcp_super_packet(version, payload)
+    ip_length = 20 if version == 4 else 40
+    vnet = VNET_HDR.pack(VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4 if version == 4 else VNET_GSO_TCPV6,
+                         ip_length + 32, 1348, ip_length, 16)
+    segments = [bytes(s) for s in split_vnet_packet(vnet + packet)]
+    assert len(segments) == 11
+    assert b"".join(s[ip_length + 32:] for s in segments) == payload
+    for i, segment in enumerate(segments):
+        assert tcp_checksum_ok(segment), f"segment {i}"
+        seq = int.from_bytes(segment[ip_length + 4: ip_length + 8], "big")
+        assert seq == (0xFFFFF000 + i * 1348) & 0xFFFFFFFF  # wraps around 2^32
+        flags = segment[ip_length + 13]
+        assert bool(flags & 0x08) == (i == 10)  # PSH only on the last
+        assert bool(flags & 0x80) == (i == 0)  # CWR only on the first
+        if version == 4:
+            assert int.from_bytes(segment[2:4], "big") == len(segment)
+            assert int.from_bytes(segment[4:6], "big") == 7 + i
+        else:
+            assert int.from_bytes(segment[4:6], "big") == len(segment) - 40
+
+
+def test_partial_udp_checksum_is_completed():
+    src, dst = ipaddress.ip_address("10.9.0.2").packed, ipaddress.ip_address("10.20.0.1").packed
+    data = b"datagram!"
+    udp_length = 8 + len(data)
+    pseudo = src + dst + b"\0\x11" + udp_length.to_bytes(2, "big")
+    udp = struct.pack(">HHHH", 5353, 53, udp_length, ones_complement_sum(pseudo)) + data
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + udp_length, 0, 0, 64, 17, 0, src, dst)
+    vnet = VNET_HDR.pack(VNET_F_NEEDS_CSUM, VNET_GSO_NONE, 0, 0, 20, 6)
+    (packet,) = split_vnet_packet(vnet + ip + udp)
+    assert rfc1071_sum(pseudo + bytes(packet[20:])) == 0xFFFF
+    plain = VNET_HDR.pack(0, VNET_GSO_NONE, 0, 0, 0, 0)
+    assert bytes(split_vnet_packet(plain + ip + udp)[0]) == ip + udp  # nothing to finish
+
+
+def _segments(version, payload, **kwargs):
+    ip_length = 20 if version == 4 else 40
+    vnet = VNET_HDR.pack(VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4 if version == 4 else VNET_GSO_TCPV6,
+                         ip_length + 32, 1000, ip_length, 16)
+    return [bytes(s) for s in split_vnet_packet(vnet + tcp_super_packet(version, payload, **kwargs))]
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_in_order_segments_are_coalesced_into_one_gso_write(version):
+    payload = os.urandom(5 * 1000 + 10)
+    segments = _segments(version, payload, flags=0x18)  # ACK, and PSH on the last
+    writes = coalesce_tcp(segments)
+    assert len(writes) == 1
+    vnet, header, *payloads = writes[0]
+    flags, gso_type, hdr_len, gso_size, csum_start, csum_offset = VNET_HDR.unpack(vnet)
+    ip_length = 20 if version == 4 else 40
+    assert (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset) == (
+        VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4 if version == 4 else VNET_GSO_TCPV6, ip_length + 32, 1000, ip_length, 16)
+    assert b"".join(bytes(p) for p in payloads) == payload
+    header = bytes(header)
+    assert header[ip_length + 13] & 0x08  # the last segment's PSH is kept
+    # The kernel finishes the checksum: header sum + payload sum must verify.
+    whole = header + payload
+    if version == 4:
+        assert int.from_bytes(whole[2:4], "big") == len(whole)
+        assert rfc1071_sum(header[:20]) == 0xFFFF
+    completed = bytearray(whole)
+    partial = ones_complement_sum(completed[ip_length:])
+    completed[ip_length + 16: ip_length + 18] = (~partial & 0xFFFF).to_bytes(2, "big")
+    assert tcp_checksum_ok(bytes(completed))
+
+
+def test_coalescing_stops_at_gaps_flows_and_non_tcp():
+    segments = _segments(4, os.urandom(4000), flags=0x10)  # four full 1000-byte segments, no PSH
+    other_flow = bytearray(segments[1])
+    other_flow[20:22] = (40001).to_bytes(2, "big")  # a different source port
+    udp = ipv4("10.9.0.2", "10.20.0.1", b"x" * 30)
+    packets = [segments[0], segments[1], segments[3], bytes(other_flow), udp, segments[2]]
+    writes = coalesce_tcp(packets)
+    shapes = [len(w) - 2 if VNET_HDR.unpack(w[0])[1] else 0 for w in writes]
+    # [0,1] merge (2 payloads); 3 jumps ahead; other flow; UDP as is; 2 alone
+    assert shapes == [2, 0, 0, 0, 0]
+    assert writes[3] == [bytes(VNET_HDR_SIZE), udp]
+
+
+def test_cwr_segment_is_not_merged():
+    """Like the kernel's GRO: a congestion-window-reduced signal must reach TCP unchanged."""
+    writes = coalesce_tcp(_segments(4, os.urandom(3000), flags=0x90))  # ACK|CWR: CWR only on the first
+    assert [len(w) - 2 for w in writes] == [0, 2]
+
+
+def test_shorter_segment_ends_a_run():
+    segments = _segments(4, os.urandom(2500), flags=0x10)  # 1000, 1000, 500
+    more = _segments(4, os.urandom(1000), flags=0x10, seq=(0xFFFFF000 + 2500) & 0xFFFFFFFF)
+    writes = coalesce_tcp(segments + more)
+    assert [len(w) - 2 for w in writes] == [3, 0]
+
+
 # --- real TUN devices in two network namespaces (root) ----------------------------------------
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and TUN")
