@@ -1140,17 +1140,19 @@ class IkeSession:
         self._key_new_ike(new, old, shared, exchange.nonce_i, nonce.data)
         exchange.nonce_r = nonce.data
         exchange.result = new
-        collision = self._peer_ike_rekey
-        if collision is not None and collision.result is not None \
-                and _lowest_nonce(exchange) < _lowest_nonce(collision):
-            # §2.8.2: our new IKE_SA is redundant; delete it and keep the gateway's
-            self._ike_rekey = None
-            self._old_ikes.append(new)
-            self._queue.appendleft(lambda t: self._send_ike_delete_of(new, t, final=False))
-            return
-        self._switch_ike(old, new)
         self._ike_rekey = None
-        self._queue.appendleft(lambda t: self._send_ike_delete_of(old, t, final=False))
+        collision, self._peer_ike_rekey = self._peer_ike_rekey, None
+        if collision is not None and _lowest_nonce(exchange) < _lowest_nonce(collision):
+            # §2.8.2: ours holds the lowest nonce, so our new IKE_SA is redundant: move to
+            # the gateway's, delete ours; the gateway deletes the old one.
+            self._switch_ike(old, collision.result)
+            self._old_ikes.append(new)
+            self._queue.appendleft(lambda t: self._send_ike_delete_of(new, t))
+            return
+        if collision is not None:
+            self._old_ikes.append(collision.result)  # redundant; the gateway deletes it
+        self._switch_ike(old, new)
+        self._queue.appendleft(lambda t: self._send_ike_delete_of(old, t))
 
     def _key_new_ike(self, new, old, shared, ni, nr) -> None:
         """§2.18: SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr)."""
@@ -1168,7 +1170,8 @@ class IkeSession:
         self._ike_rekey_at = self._last_received + self.settings.ike_rekey_time - self._jitter(
             self.settings.ike_rand_time)
 
-    def _send_ike_delete_of(self, ike: IkeSaContext, now: float, final: bool) -> None:
+    def _send_ike_delete_of(self, ike: IkeSaContext, now: float) -> None:
+        """DELETE of a replaced or redundant IKE_SA, sent over that IKE_SA (§2.18)."""
         def done(*_):
             if ike in self._old_ikes:
                 self._old_ikes.remove(ike)
@@ -1336,6 +1339,8 @@ class IkeSession:
             self._peer_ike_rekey = exchange  # collision: decided when our response arrives
         else:
             self._switch_ike(ike, new)  # the gateway deletes the old IKE_SA next
+            if ours is not None and not ours.nonce_i:
+                self._ike_rekey = None  # ours was only queued: no need any more
         return [SA([chosen.to_payload(selection.number, our_spi)]), Nonce(our_nonce),
                 KE(group, ke.public_bytes())]
 

@@ -138,6 +138,7 @@ class Responder:
         self.queue: list = []  # requests to send once the outstanding one is answered
         self._init_request = b""
         self.answered_rekeys: dict = {}  # old spi_in -> (ni, nr, new child), for collisions
+        self.answered_ike_rekey = None
         self._init_response = b""
         self._auth_mid = 1
         self.ni = self.nr = b""
@@ -539,6 +540,7 @@ class Responder:
                                                     old_prf=sa.proposal.prf_id))
         self.sas.append(new)
         self.sa = new
+        self.answered_ike_rekey = (nonce.data, nr, new)
         return [SA([selection.proposal.to_payload(selection.number, new.spi_r)]), Nonce(nr),
                 KE(ke.group, public)]
 
@@ -651,16 +653,24 @@ class Responder:
                 chosen, own.shared_secret(ke.data), ni, nr.data, new.spi_i, new.spi_r,
                 old_sk_d=old.keys.sk_d, old_prf=old.proposal.prf_id))
             self.sas.append(new)
-            self.sa = new
             result["sa"] = new
             result["old"] = old
+            doomed = old
+            theirs, self.answered_ike_rekey = self.answered_ike_rekey, None
+            if theirs is not None and min(ni, nr.data) < min(theirs[0], theirs[1]):
+                # §2.8.2 collision lost: ours is redundant; the client deletes the old one
+                result["redundant"] = True
+                doomed = new
+                self.sa = theirs[2]
+            else:
+                self.sa = new
 
             def retire(_payloads):
-                if old in self.sas:
-                    self.sas.remove(old)
-            # §2.18: the rekey initiator deletes the old IKE_SA over the old IKE_SA
+                if doomed in self.sas:
+                    self.sas.remove(doomed)
+            # §2.18: the rekey initiator deletes the old (or redundant) IKE_SA over itself
             self.queue.append(lambda: self.request(
-                ExchangeType.INFORMATIONAL, [Delete(ProtocolId.IKE, [])], retire, sa=old))
+                ExchangeType.INFORMATIONAL, [Delete(ProtocolId.IKE, [])], retire, sa=doomed))
         result["datagrams"] = self.request(ExchangeType.CREATE_CHILD_SA, payloads, done, sa=old)
         return result
 

@@ -101,12 +101,14 @@ def test_gateway_rekey_with_pfs():
 
 
 def test_simultaneous_child_rekeys_keep_exactly_one_new_sa():
-    for _ in range(6):  # nonces are random: both outcomes of §2.8.1 get exercised
+    outcomes = set()
+    for _ in range(8):  # nonces are random: both outcomes of §2.8.1 get exercised
         pair, old = _established()
         pair.session.rekey_child(old.child_id)
         pair.session.handle_timer(pair.now)  # our request is on its way ...
-        pair.gateway.rekey_child(pair.gateway.children[old.spi_out])  # ... and so is theirs
+        result = pair.gateway.rekey_child(pair.gateway.children[old.spi_out])  # ... and theirs
         events = pair.run()
+        outcomes.add(bool(result.get("redundant")))
         established = [e for e in events if isinstance(e, ChildSaEstablished)]
         deleted = [e for e in events if isinstance(e, ChildSaDeleted)]
         assert len(established) == 2 and len(deleted) == 2
@@ -116,6 +118,7 @@ def test_simultaneous_child_rekeys_keep_exactly_one_new_sa():
         survivor = pair.session._children[survivors[0]]
         assert pair.gateway.children[survivor.spi_out].spi_out == survivor.spi_in
         assert survivor.child_id == old.child_id
+    assert outcomes == {True, False}
 
 
 def test_ike_rekey_moves_children_to_the_new_ike_sa():
@@ -153,3 +156,24 @@ def test_gateway_rekeys_the_ike_sa_and_we_become_its_responder():
     pair.gateway.send_dpd()
     pair.run()
     assert pair.gateway.responses[-1] == []
+
+
+def test_simultaneous_ike_rekeys_keep_exactly_one_new_ike_sa():
+    outcomes = set()
+    for _ in range(8):  # random nonces: both outcomes of §2.8.2 get exercised
+        pair, child = _established()
+        old_spi = pair.session._ike.spi_i
+        pair.session.rekey_ike()
+        pair.session.handle_timer(pair.now)
+        result = pair.gateway.rekey_ike()
+        events = pair.run()
+        assert _kinds(events) == ["IkeSaRekeyed"]
+        outcomes.add(bool(result.get("redundant")))
+        ike = pair.session._ike
+        assert ike.spi_i != old_spi
+        assert pair.session._old_ikes == []
+        assert [(sa.spi_i, sa.spi_r) for sa in pair.gateway.sas] == [(ike.spi_i, ike.spi_r)]
+        # and the survivor works
+        pair.session.rekey_child(child.child_id)
+        assert "ChildSaRekeyed" in _kinds(pair.advance(0))
+    assert outcomes == {True, False}
