@@ -163,7 +163,16 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
         kwargs["ike_proposals"] = profile.ike
     if profile.esp:
         kwargs["esp_proposals"] = profile.esp
-    local_id = profile.local_id or (str(certificate.subject.rfc4514_string()) if certificate else local)
+    # IDi defaults as in strongSwan's Android app and NM plugin: the EAP user name for EAP,
+    # the certificate's subject for certificates, else our address.
+    if profile.local_id:
+        local_id = profile.local_id
+    elif auth.method == "eap" and auth.eap_identity:
+        local_id = auth.eap_identity
+    elif certificate is not None:
+        local_id = certificate.subject.rfc4514_string()
+    else:
+        local_id = local
     return Settings(
         remote_address=remote, remote_port=profile.port, local_address=local, local_port=local_port,
         local_id=local_id, remote_id=profile.remote_id, auth=auth,
@@ -192,6 +201,9 @@ class Tunnel:
         self.session = None
         self.gateway_address = ""
         self._timer: Optional[asyncio.TimerHandle] = None
+        # The session's clock: monotonic (the loop's) shifted to wall-clock seconds, because
+        # the same `now` checks certificate validity. Re-sampled per attempt.
+        self._clock_offset = time.time() - self.loop.time()
         self._keepalive: Optional[asyncio.TimerHandle] = None
         self._attempt_done: Optional[asyncio.Future] = None
         self._stopping = False
@@ -301,11 +313,15 @@ class Tunnel:
         who = settings.auth.eap_identity if settings.auth.method == "eap" else settings.local_id
         self.progress.say(f"authenticating as {who}")
         self.status.local_id = who
-        self.session = IkeSession(settings, self.loop.time())
+        self._clock_offset = time.time() - self.loop.time()
+        self.session = IkeSession(settings, self._now())
         self._attempt_done = self.loop.create_future()
-        self.session.connect(self.loop.time())
+        self.session.connect(self._now())
         self._pump()
         return await self._attempt_done
+
+    def _now(self) -> float:
+        return self.loop.time() + self._clock_offset
 
     def stop(self) -> None:
         """Delete the IKE_SA politely, then let run() return."""
@@ -336,12 +352,12 @@ class Tunnel:
             except OSError:
                 continue  # ICMP errors reported on the socket
             if self.session is not None:
-                self.session.receive_datagram(data, addr, self.loop.time())
+                self.session.receive_datagram(data, addr, self._now())
         self._pump()
 
     def _on_ike_4500(self, message: bytes, addr) -> None:
         if self.session is not None:
-            self.session.receive_datagram(message, addr, self.loop.time())
+            self.session.receive_datagram(message, addr, self._now())
             self._pump()
 
     def _on_dataplane_event(self, event) -> None:
@@ -352,7 +368,7 @@ class Tunnel:
     def _on_timer(self) -> None:
         self._timer = None
         if self.session is not None:
-            self.session.handle_timer(self.loop.time())
+            self.session.handle_timer(self._now())
             self._pump()
 
     def _pump(self) -> None:
@@ -360,7 +376,7 @@ class Tunnel:
         session = self.session
         if session is None:
             return
-        now = self.loop.time()
+        now = self._now()
         for data, addr in session.datagrams_to_send(now):
             try:
                 if addr[1] == 4500:
@@ -382,7 +398,7 @@ class Tunnel:
             self._timer = None
         deadline = session.get_timer()
         if deadline is not None:
-            self._timer = self.loop.call_at(max(deadline, now), self._on_timer)
+            self._timer = self.loop.call_at(max(deadline, now) - self._clock_offset, self._on_timer)
 
     def _fail(self, message: str) -> None:
         self.observer.failed(self, message)
