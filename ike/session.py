@@ -121,10 +121,6 @@ class IkeSaContext:
     reassembler: Any = field(default=None, repr=False)
     fragmentation: bool = False
 
-    @property
-    def our_spi(self) -> bytes:
-        return self.spi_i if self.we_are_initiator else self.spi_r
-
     def flags(self, response: bool) -> int:
         return (FLAG_INITIATOR if self.we_are_initiator else 0) | (FLAG_RESPONSE if response else 0)
 
@@ -179,7 +175,6 @@ class IkeSession:
         self.settings = settings
         self.state = State.INITIAL
         self._random = settings.random_bytes
-        self._created = now
         self._events: deque[Event] = deque()
         self._outbox: list[tuple[bytes, tuple[str, int]]] = []
         self._queue: deque[Callable[[float], None]] = deque()
@@ -203,7 +198,6 @@ class IkeSession:
         self._init_request = b""
         self._init_response = b""
         self._peer_hash_algorithms: tuple = ()
-        self._peer_certreq = False
         self._additional_groups: list[int] = []
         self._intauth = IntermediateAuthChain()
         self._auth_message_id = 1
@@ -221,7 +215,6 @@ class IkeSession:
         self._peer_rekeys: dict[int, _RekeyExchange] = {}  # child_id -> the gateway's
         self._ike_rekey: Optional[_RekeyExchange] = None
         self._peer_ike_rekey: Optional[_RekeyExchange] = None
-        self._retry_at: dict[str, float] = {}  # delayed work after TEMPORARY_FAILURE
         self._ike_rekey_at: Optional[float] = None
         self._last_received = now
         self._finished = False
@@ -265,7 +258,6 @@ class IkeSession:
             # work queued by rekey_child()/rekey_ike()/close(), which get no `now`: due at once
             return 0.0
         if self.state is State.ESTABLISHED:
-            deadlines.extend(self._retry_at.values())
             if self._ike_rekey_at is not None and self._ike_rekey is None:
                 deadlines.append(self._ike_rekey_at)
             for child in self._children.values():
@@ -356,8 +348,7 @@ class IkeSession:
         return span * int.from_bytes(self._random(4), "big") / 2 ** 32
 
     def _seal(self, ike: IkeSaContext, header: Header, payloads: list) -> list[bytes]:
-        if ike.protector is None:  # IKE_SA_INIT travels in the clear
-            return [Message(header, payloads).encode()]
+        """SK-protect a message; RFC 7383 fragments if it would exceed fragment_size."""
         whole = ike.protector.seal(header, payloads)
         # fragment_size is a whole IP datagram (strongSwan's charon.fragment_size)
         ip_version = 6 if ":" in self._remote[0] else 4
@@ -501,8 +492,9 @@ class IkeSession:
         if header.message_id != ike.next_peer_request_id:
             raise ProtocolViolation(f"request with message ID {header.message_id}, expected "
                                     f"{ike.next_peer_request_id}")
-        if ike.protector is None or self.state in (State.INIT_SENT, State.INTERMEDIATE_SENT):
-            raise ProtocolViolation("request before the IKE_SA is set up")
+        if self.state not in (State.ESTABLISHED, State.DELETING):
+            # the responder may not start exchanges before IKE_AUTH completes (§1.2)
+            raise ProtocolViolation("request before the IKE_SA is established")
         inner = self._open_chain(ike, message, data)  # IntegrityError: dropped silently
         if inner is None:
             return
@@ -615,7 +607,6 @@ class IkeSession:
             data = by_type[NotifyType.SIGNATURE_HASH_ALGORITHMS].data
             self._peer_hash_algorithms = tuple(
                 struct.unpack("!H", data[i:i + 2])[0] for i in range(0, len(data) - 1, 2))
-        self._peer_certreq = any(isinstance(p, CERTREQ) for p in payloads)
         self._detect_nat(by_type, reply.addr)
         self._additional_groups = crypto.ike_chosen_additional_groups(chosen)
         if self._additional_groups:
@@ -1347,9 +1338,6 @@ class IkeSession:
     # ------------------------------------------------------------------ lifetimes
 
     def _run_lifetime_timers(self, now: float) -> None:
-        for key, at in list(self._retry_at.items()):
-            if now >= at:
-                del self._retry_at[key]
         for child in list(self._children.values()):
             if now >= child.expire_at:
                 # Hard lifetime reached without a successful rekey: it must not be used
