@@ -91,11 +91,15 @@ def run_demo(work: Path) -> int:
                 print(f"   {line}")
 
             ok = True
-            for target in (topology.LAN_HOST, topology.LAN_HOST_ADDR6):
+            for target in (topology.LAN_HOST_ADDR, topology.LAN_HOST_ADDR6):
                 step(f"ping {target} (a host behind the gateway) through the tunnel")
                 ping = bed.run("client", ["ping", "-c", "3", "-i", "0.2", "-W", "2", str(target)], check=False)
                 show(ping)
+                if ping.returncode != 0:
+                    print(f"   ping failed (exit {ping.returncode}) {ping.stderr.strip()}")
                 ok = ok and ping.returncode == 0
+            step("the tunnel's counters after the pings (cygnet status)")
+            show(cygnet("status"))
         finally:
             step("cygnet down")
             show(cygnet("down", "demo", check=False))

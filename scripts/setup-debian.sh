@@ -5,7 +5,7 @@ if [ "$(id -u)" != 0 ]; then echo "setup-debian.sh: run as root (it installs Deb
 # Keep package scripts from starting the system's own charon: the tests run their own, in namespaces.
 if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; fi
 packages=(
-  python3-venv iproute2 nftables tcpdump iperf3 procps psmisc util-linux
+  python3-venv iproute2 iputils-ping nftables tcpdump iperf3 procps psmisc util-linux
   strongswan-charon strongswan-swanctl strongswan-pki
   libcharon-extra-plugins libstrongswan-extra-plugins
 )
