@@ -776,6 +776,12 @@ class IkeSession:
         auth = self.settings.auth
         notifies = {int(p.type): p for p in payloads if isinstance(p, Notify)}
         if NotifyType.AUTHENTICATION_FAILED in notifies:
+            eap = _first(payloads, EAP)
+            if eap is not None and self._eap is not None:
+                self._eap.respond(eap.data, now)  # an EAP-Failure may say more than the notify
+                if crypto.eap_failed(self._eap):
+                    reason = crypto.eap_failure_reason(self._eap)
+                    return self._finish(reason, AuthenticationFailed(reason))
             reason = {
                 "psk": "the gateway rejected our credentials (wrong pre-shared key?)",
                 "pubkey": "the gateway rejected our certificate (not trusted, or wrong identity?)",

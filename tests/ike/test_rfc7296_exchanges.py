@@ -338,7 +338,7 @@ def test_eap_wrong_password(pki):
     pair = _cert_pair(pki, client_auth="eap", eap=_eap_server(), eap_password="nope")
     events = pair.connect()
     assert _kinds(events) == [AuthenticationFailed, IkeSaDeleted]
-    assert events[0].reason
+    assert events[0].reason == "wrong password (EAP-MSCHAPv2 error 691)"
 
 
 def test_eap_gateway_with_untrusted_certificate_gets_no_password(pki):
@@ -354,3 +354,22 @@ def test_eap_final_auth_rejected(pki):
     pair = _cert_pair(pki, client_auth="eap", eap=_eap_server(), reject_auth=True)
     events = pair.connect()
     assert isinstance(events[0], AuthenticationFailed)
+
+
+def test_eap_tls_authentication(pki):
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from ike.eap import TlsClientConfig
+    from .eap_server import EapServer, TlsServerConfig
+    root, (gw_cert, gw_key), _, _ = pki
+    client_cert, client_key = root.issue("carol@example.org",
+                                         eku=(ExtendedKeyUsageOID.CLIENT_AUTH,))
+    server = lambda: EapServer("tls", tls=TlsServerConfig(gw_cert, gw_key,  # noqa: E731
+                                                          client_ca=root.cert))
+    pair = _cert_pair(pki, client_auth="eap", eap=server, eap_method="tls")
+    pair.settings.auth.eap_tls = TlsClientConfig(client_cert, client_key,
+                                                 trust_anchors=[root.cert],
+                                                 server_identity="vpn.example.org")
+    events = pair.connect()
+    assert _kinds(events) == [IkeSaEstablished, ConfigReceived, ChildSaEstablished]
+    assert len(pair.gateway.msk) == 64
