@@ -33,7 +33,8 @@ log = logging.getLogger("cygnet")
 BACKOFF_FIRST = 1.0  # seconds; doubled per failed attempt up to BACKOFF_MAX (as strongSwan's
 BACKOFF_MAX = 120.0  # Android app does)
 NAT_KEEPALIVE_INTERVAL = 20.0  # strongSwan's charon.keep_alive default
-DEFAULT_MTU = 1400  # libipsec's and the Android app's default: room for ESP-in-UDP headers
+DEFAULT_MTU = 1400
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's ca-certificates  # libipsec's and the Android app's default: room for ESP-in-UDP headers
 
 
 class FatalError(Exception):
@@ -156,8 +157,11 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
                 certificate=certificate, private_key=private_key, trust_anchors=auth.trust_anchors,
                 server_identity=profile.remote_id or profile.gateway, intermediates=tuple(intermediates))
     if not auth.trust_anchors and auth.method != "psk":
-        raise FatalError(f"profile '{profile.name}': set 'ca' to the CA that issued the gateway's "
-                         "certificate (the system trust store is not used for IKE)")
+        # No `ca`: trust the system's CA bundle, as strongSwan's Android app does by default.
+        if not os.path.exists(SYSTEM_CA_BUNDLE):
+            raise FatalError(f"profile '{profile.name}': no 'ca' given and no system CA bundle at "
+                             f"{SYSTEM_CA_BUNDLE}: set 'ca' to the CA that issued the gateway's certificate")
+        auth.trust_anchors = tuple(certificates.load_certificates(SYSTEM_CA_BUNDLE))
     kwargs = {}
     if profile.ike:
         kwargs["ike_proposals"] = profile.ike
