@@ -177,3 +177,83 @@ def test_simultaneous_ike_rekeys_keep_exactly_one_new_ike_sa():
         pair.session.rekey_child(child.child_id)
         assert "ChildSaRekeyed" in _kinds(pair.advance(0))
     assert outcomes == {True, False}
+
+
+def _gateway_create_child(pair, payloads):
+    pair.gateway.request(ExchangeType.CREATE_CHILD_SA, payloads)
+    pair.run()
+    return pair.gateway.responses[-1]
+
+
+def _child_offer(pair, child, rekey_spi=None, ke=None):
+    from ike import proposals, traffic_selectors
+    from ike.constants import ProtocolId
+    from ike.payloads import SA, TSi, TSr, Nonce
+    offers = proposals.parse_esp_proposals(pair.gateway.config.esp_proposals)
+    payloads = [SA([p.to_payload(n, b"\x00\x01\x02\x03", with_ke=ke is not None)
+                    for n, p in enumerate(offers, 1)]), Nonce(b"n" * 32)]
+    if rekey_spi is not None:
+        payloads.insert(0, Notify(NotifyType.REKEY_SA, ProtocolId.ESP, rekey_spi))
+    if ke is not None:
+        payloads.append(ke)
+    payloads += [TSi(traffic_selectors.selectors_for(child.remote_ts)),
+                 TSr(traffic_selectors.selectors_for(child.local_ts))]
+    return payloads
+
+
+def test_gateway_may_not_add_child_sas():
+    pair, child = _established()
+    answer = _gateway_create_child(pair, _child_offer(pair, child))
+    assert [n.type for n in answer] == [NotifyType.NO_ADDITIONAL_SAS]
+
+
+def test_gateway_rekey_of_an_unknown_child_sa():
+    pair, child = _established()
+    answer = _gateway_create_child(pair, _child_offer(pair, child, rekey_spi=b"\x09\x09\x09\x09"))
+    assert [n.type for n in answer] == [NotifyType.CHILD_SA_NOT_FOUND]
+
+
+def test_gateway_rekey_with_a_pfs_group_we_do_not_accept():
+    from ike.keyexchange import make_key_exchange
+    pair = Pair(client_settings(esp_proposals="aes128gcm16-ecp256"),
+                GatewayConfig(esp_proposals="aes128gcm16-ecp256"))
+    child = pair.connect()[-1]
+    # the proposal names ecp256, which we accept, but the KE payload is ecp384 (§1.3: the
+    # KE must match the proposed group, else INVALID_KE_PAYLOAD with the one we want)
+    ke = KE(KeId.ECP_384, make_key_exchange(KeId.ECP_384).public_bytes())
+    answer = _gateway_create_child(pair, _child_offer(pair, child, rekey_spi=child.spi_out,
+                                                      ke=ke))
+    assert [n.type for n in answer] == [NotifyType.INVALID_KE_PAYLOAD]
+    assert answer[0].data == b"\x00\x13"
+    # a proposal with a group we do not offer at all is refused outright
+    pair.gateway.config.esp_proposals = "aes128gcm16-ecp384"
+    answer = _gateway_create_child(pair, _child_offer(pair, child, rekey_spi=child.spi_out,
+                                                      ke=ke))
+    assert [n.type for n in answer] == [NotifyType.NO_PROPOSAL_CHOSEN]
+
+
+def test_gateway_child_rekey_while_our_ike_rekey_runs_is_postponed():
+    pair, child = _established()
+    pair.to_gateway = lambda d: []  # our IKE rekey request is outstanding
+    pair.session.rekey_ike()
+    pair.advance(0)
+    pair.to_gateway = None
+    answer = _gateway_create_child(pair, _child_offer(pair, child, rekey_spi=child.spi_out))
+    assert [n.type for n in answer] == [NotifyType.TEMPORARY_FAILURE]
+
+
+def test_ike_rekey_refused_is_retried_later():
+    pair, _ = _established()
+    pair.gateway.config.answer_rekey_with.append(NotifyType.TEMPORARY_FAILURE)
+    pair.session.rekey_ike()
+    assert pair.advance(0) == []
+    assert _kinds(pair.advance(25)) == ["IkeSaRekeyed"]
+
+
+def test_child_sa_expires_when_it_cannot_be_rekeyed():
+    pair, child = _established()
+    pair.gateway.config.answer_rekey_with.extend([NotifyType.NO_PROPOSAL_CHOSEN] * 100)
+    events = pair.advance(child.lifetime_hard + 1)
+    deleted = [e for e in events if isinstance(e, ChildSaDeleted)]
+    assert deleted and deleted[0].reason == "hard lifetime expired"
+    assert pair.gateway.children == {}  # we told the gateway
