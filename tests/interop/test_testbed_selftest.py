@@ -30,8 +30,9 @@ def assert_tunnel_works(testbed, client_sa):
     vips = [ipaddress.ip_address(v) for v in client_sa["local-vips"]]
     assert [v for v in vips if v in topology.POOL_NET], client_sa
     assert [v for v in vips if v in topology.POOL_NET6], client_sa
-    assert testbed.ping("client", LAN_HOST, count=2) == 2
-    assert testbed.ping("client", LAN_HOST6, count=2) == 2
+    for host in (LAN_HOST, LAN_HOST6):
+        testbed.wait_for_ping("client", host, timeout=5)
+        assert testbed.ping("client", host, count=3) == 3
 
 
 @pytest.mark.parametrize("method", list(GATEWAY_CONNECTION))
