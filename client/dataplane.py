@@ -168,6 +168,18 @@ def _addresses(packet) -> tuple[int, int, int] | None:
     return None
 
 
+def _address_key(packet):
+    """Cache key for a packet's address pair: IPv4 without options -> bytes 12-20 (8 bytes),
+    IPv6 -> bytes 8-40 (32 bytes); lengths differ, so the families cannot collide. Anything
+    else (IPv4 options, garbage) gets None and is checked in full every time."""
+    first = packet[:1]
+    if first == b"\x45":
+        return bytes(packet[12:20])
+    if first and first[0] >> 4 == 6 and len(packet) >= 40:
+        return bytes(packet[8:40])
+    return None
+
+
 # --- one installed CHILD_SA pair ----------------------------------------------------------
 
 
@@ -183,18 +195,22 @@ class _Child:
     allowed_in: set = field(default_factory=set, repr=False)
 
     def inner_allowed(self, packet) -> bool:
-        """RFC 4301 §5.2: a decrypted packet must come from remote_ts and go to local_ts."""
-        key = bytes(packet[12:20]) if packet[0] >> 4 == 4 else bytes(packet[8:40])
-        if key in self.allowed_in:
+        """RFC 4301 §5.2: a decrypted packet must come from remote_ts and go to local_ts.
+
+        Allowed address pairs are cached (see ``_address_key``).
+        """
+        key = _address_key(packet)
+        if key is not None and key in self.allowed_in:
             return True
         parsed = _addresses(packet)
         if parsed is None:
             return False
         version, src, dst = parsed
         if self.remote.contains(version, src) and self.local.contains(version, dst):
-            if len(self.allowed_in) > 4096:
-                self.allowed_in.clear()
-            self.allowed_in.add(key)
+            if key is not None:
+                if len(self.allowed_in) > 4096:
+                    self.allowed_in.clear()
+                self.allowed_in.add(key)
             return True
         return False
 
@@ -317,7 +333,7 @@ class UserspaceDataPlane:
     # --- packet paths (synchronous; the loop callbacks below drive them) ---
 
     def _outbound_child(self, packet) -> _Child | None:
-        key = bytes(packet[12:20]) if packet[0] >> 4 == 4 else bytes(packet[8:40])
+        key = _address_key(packet)
         child = self._route_cache.get(key)
         if child is not None:
             return child
@@ -327,9 +343,10 @@ class UserspaceDataPlane:
         version, src, dst = parsed
         for candidate in self._outbound.values():
             if candidate.local.contains(version, src) and candidate.remote.contains(version, dst):
-                if len(self._route_cache) > 4096:
-                    self._route_cache.clear()
-                self._route_cache[key] = candidate
+                if key is not None:
+                    if len(self._route_cache) > 4096:
+                        self._route_cache.clear()
+                    self._route_cache[key] = candidate
                 return candidate
         return None
 
@@ -397,31 +414,34 @@ class UserspaceDataPlane:
 
     def _open(self, datagram, addr):
         """Demultiplex one UDP payload from port 4500; returns an inner packet for the TUN."""
-        length = len(datagram)
-        if length == 1 and datagram[0] == 0xFF:
-            self.global_counters.keepalives_in += 1
-            return None
-        if length < 4:
-            return None
         spi = bytes(datagram[:4])
-        if spi == NON_ESP_MARKER:
-            self.global_counters.ike_in += 1
-            self.on_ike_packet(bytes(datagram[4:]), addr)
-            return None
         child = self._inbound.get(spi)
         if child is None:
-            self.global_counters.unknown_spi += 1
-            return None
+            return self._not_esp(datagram, spi, addr)
         try:
             next_header, inner = child.inbound.open(datagram)
         except (esp.EspError, esp.SaExhausted):
             return None  # counted by the SA
         if next_header == esp.NEXT_HEADER_NONE:
             return None  # dummy packet (RFC 4303 §2.6)
+        # RFC 4301 §5.2: inner addresses must match the SA's selectors (cached per address pair).
         if not child.inner_allowed(inner):
             child.counters.policy_drops_in += 1
             return None
         return inner
+
+    def _not_esp(self, datagram, spi: bytes, addr) -> None:
+        """Keepalives, IKE behind the non-ESP marker, runts and unknown SPIs."""
+        if len(datagram) == 1 and datagram[0] == 0xFF:
+            self.global_counters.keepalives_in += 1
+        elif len(datagram) < 4:
+            pass
+        elif spi == NON_ESP_MARKER:
+            self.global_counters.ike_in += 1
+            self.on_ike_packet(bytes(datagram[4:]), addr)
+        else:
+            self.global_counters.unknown_spi += 1
+        return None
 
     def receive_datagram(self, datagram, addr) -> bytes | None:
         """Handle one UDP payload from port 4500; returns the inner packet written to the TUN."""

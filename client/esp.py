@@ -345,6 +345,7 @@ class InboundSa:
         self._alignment = crypto.alignment
         self._icv_size = crypto.icv_size
         self._min_length = HEADER_SIZE + crypto.iv_size + TRAILER_SIZE + crypto.icv_size
+        self._iv_end = HEADER_SIZE + crypto.iv_size
         self.window = ReplayWindow(replay_window)
         self.packets = 0
         self.bytes = 0
@@ -373,11 +374,12 @@ class InboundSa:
             seq = -1 if high is None else (high << 32) | seq_low
         else:
             seq = seq_low
-        if seq < 0 or not window.check(seq):
+        # In-order packets (seq above the window) skip the bitmap lookup.
+        if seq <= window.top and (seq < 0 or not window.check(seq)):
             self.replay_drops += 1
             raise ReplayedPacket("ESP sequence number replayed or outside the window")
 
-        iv_end = HEADER_SIZE + self._iv_size
+        iv_end = self._iv_end
         icv_start = length - self._icv_size
         if (icv_start - iv_end) % self._alignment:
             self.malformed_drops += 1

@@ -94,6 +94,25 @@ def test_decrypted_packet_outside_selectors_is_dropped(pair):
     assert b.plane.counters()[SA.spi_out].packets_in == 1  # it was authentic, just not allowed
 
 
+def test_selector_cache_cannot_be_confused_across_address_families(pair):
+    """An IPv4 packet with options whose bytes 8-40 equal an allowed IPv6 address pair must
+    still be checked on its own IPv4 addresses."""
+    a, b = pair
+    wide = replace(SA, local_ts=(NET("0.0.0.0/0"), NET("::/0")), remote_ts=(NET("0.0.0.0/0"), NET("::/0")))
+    narrow = mirror(replace(SA, local_ts=(NET("fd00:1::/64"),), remote_ts=(NET("fd00:2::/64"),)))
+    a.plane.install_child_sa(wide)
+    b.plane.install_child_sa(replace(narrow, spi_in=wide.spi_out, spi_out=wide.spi_in,
+                                     encr_key_in=wide.encr_key_out, encr_key_out=wide.encr_key_in))
+    v6 = struct.pack(">IHBB16s16s", 6 << 28, 4, 17, 64, ipaddress.ip_address("fd00:1::5").packed,
+                     ipaddress.ip_address("fd00:2::7").packed) + b"data"
+    assert a.plane.send_packet(v6)
+    assert deliver(a, b) == v6
+    v4_with_options = b"\x46" + v6[1:8] + v6[8:40] + b"data"
+    assert a.plane.send_packet(v4_with_options)
+    assert deliver(a, b) is None
+    assert b.plane.counters()[wide.spi_out].policy_drops_in == 1
+
+
 def test_ipv6_inner_packets(pair):
     a, b = pair
     sa6 = replace(SA, local_ts=(NET("fd00:1::2/128"),), remote_ts=(NET("fd00:2::/64"),))
