@@ -384,6 +384,10 @@ class _TlsMethod(_Method):
         context = SSL.Context(SSL.TLS_CLIENT_METHOD)
         context.set_min_proto_version(SSL.TLS1_2_VERSION)
         context.set_max_proto_version(SSL.TLS1_2_VERSION)  # RFC 5216 keying; TLS 1.3 is RFC 9190
+        # strongSwan's own TLS stack (libtls, its EAP-TLS server) does not send RFC 5746
+        # renegotiation_info, which OpenSSL 3 refuses by default. EAP-TLS never renegotiates,
+        # so the attack RFC 5746 prevents cannot happen here (wpa_supplicant does the same).
+        context.set_options(SSL.OP_LEGACY_SERVER_CONNECT)
         # OpenSSL would check validity against the system clock; we check the server's chain
         # ourselves with validate_certificate() and the caller's `now`.
         context.set_verify(SSL.VERIFY_NONE)

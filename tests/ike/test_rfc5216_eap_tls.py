@@ -256,3 +256,18 @@ def test_mismatched_key_is_reported(pki, client_credentials):
 def test_certificate_and_key_are_required(client_credentials):
     with pytest.raises(ValueError, match="needs our certificate and private key"):
         EapClient("tls", "carol", tls=TlsClientConfig(None, None, (), "vpn.example.org"))
+
+
+def test_accepts_a_server_without_rfc5746_renegotiation_info(pki, server_credentials,
+                                                              client_credentials):
+    """strongSwan's libtls EAP-TLS server sends no renegotiation_info; OpenSSL 3 refuses such
+    a server ("unsafe legacy renegotiation disabled") unless the client allows it. Found
+    against charon 5.9.8 in tests/interop/test_cygnet_auth.py."""
+    from OpenSSL import SSL
+
+    client, server = make_pair(pki, server_credentials, client_credentials)
+    converse(client, server)
+    assert client.succeeded
+    # pyOpenSSL has no getter once a Connection exists: ask OpenSSL itself.
+    options = SSL._lib.SSL_get_options(client._method._connection._ssl)
+    assert options & SSL.OP_LEGACY_SERVER_CONNECT
