@@ -4,9 +4,15 @@ Every event is a frozen dataclass named in the past tense: it states something t
 already happened to the IKE_SA or one of its CHILD_SAs. Fields carrying key material are
 declared ``field(repr=False)`` so that logging an event never leaks a key.
 
-Order guarantees the data plane relies on (make-before-break, RFC 7296 §2.8):
-  rekeying a CHILD_SA yields ChildSaEstablished(new SPIs, same child_id), then
-  ChildSaRekeyed(old -> new), and later ChildSaDeleted(old SPIs) once the old SA is gone.
+Order guarantees the engine and data plane rely on:
+- establishment: IkeSaEstablished, then ConfigReceived (if the gateway sent a CP reply), then
+  ChildSaEstablished for the first CHILD_SA;
+- make-before-break (RFC 7296 §2.8): rekeying a CHILD_SA yields ChildSaEstablished(new SPIs,
+  same child_id), then ChildSaRekeyed(old -> new), and later ChildSaDeleted(old SPIs) once the
+  old SA is gone;
+- the end: every session ends with exactly one IkeSaDeleted, preceded by the more specific
+  cause if there is one (AuthenticationFailed, ProposalMismatch, Redirected,
+  DeadPeerDetected) and by ChildSaDeleted for each CHILD_SA still installed.
 """
 
 from __future__ import annotations

@@ -988,8 +988,9 @@ class IkeSession:
         return None
 
     def _send_child_rekey(self, old: ChildSa, now: float) -> None:
-        if self._children.get(old.spi_in) is not old or self.state is not State.ESTABLISHED:
-            return
+        if (self._children.get(old.spi_in) is not old or old.state is not ChildState.REKEYING
+                or self.state is not State.ESTABLISHED):
+            return  # deleted, or the gateway rekeyed it while our request was queued
         spi_in = self._new_child_spi()
         nonce = self._random(NONCE_SIZE)
         ke = None
