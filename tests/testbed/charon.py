@@ -49,6 +49,7 @@ class CharonSettings:
     retransmit_tries: int | None = None
     retransmit_base: float | None = None
     fragment_size: int | None = None
+    extra_plugins: tuple[str, ...] = ()          # e.g. ("ha",), appended to charon.load
     log_levels: dict = field(default_factory=lambda: {
         "default": 1, "ike": 2, "cfg": 2, "knl": 1, "net": 1, "enc": 1, "esp": 1})
     extra: dict = field(default_factory=dict)   # merged into the charon {} section
@@ -174,7 +175,7 @@ class Charon:
     def _write_strongswan_conf(self) -> None:
         s = self.settings
         charon = {
-            "load": CHARON_PLUGINS,
+            "load": " ".join((CHARON_PLUGINS, *s.extra_plugins)),
             "cookie_threshold": s.cookie_threshold,
             "cookie_threshold_ip": s.cookie_threshold_ip,
             "block_threshold": s.block_threshold,

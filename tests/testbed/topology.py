@@ -11,6 +11,7 @@ gateway at 203.0.113.1; IPv6 is routed through it unchanged.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import time
 from dataclasses import dataclass
 
@@ -171,9 +172,17 @@ class Topology:
         _enable_forwarding(self.gateway)
 
 
+_next_index = itertools.count(10, 2)
+
+
 def _veth(a: Namespace, a_name: str, b: Namespace, b_name: str) -> None:
     # Created inside `a` with its peer in `b`: never appears in the root namespace.
-    a.ip("link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", b.name)
+    # The two ends get different interface indexes: the kernel applies link changes at
+    # once only when a device's index differs from its peer's (iflink); with equal
+    # indexes (both "2" in fresh namespaces) carrier and IPv6 come up a second late.
+    index = next(_next_index)
+    a.ip("link", "add", a_name, "index", str(index), "type", "veth",
+         "peer", "name", b_name, "index", str(index + 1), "netns", b.name)
 
 
 def _batch(ns: Namespace, commands: list[str]) -> None:
