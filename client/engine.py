@@ -219,6 +219,10 @@ class Tunnel:
         self._dns = None
         self._sock500 = self._sock4500 = None
         self.tun = self.dataplane = self.netconfig = None
+        # For in-process users (the NetworkManager plugin): NM applies DNS itself, and may
+        # tune ike.settings.Settings fields (e.g. retransmission) set on every attempt.
+        self.manage_dns = True
+        self.session_overrides: dict = {}
 
     # --- set-up and tear-down ---
 
@@ -314,6 +318,8 @@ class Tunnel:
         self.status.gateway = host if host == remote else f"{host} ({remote})"
         self.progress.say(f"contacting {self.status.gateway}…")
         settings = session_settings(self.profile, self.secret, remote, local, self._sock500.getsockname()[1])
+        for name, value in self.session_overrides.items():
+            setattr(settings, name, value)
         who = settings.auth.eap_identity if settings.auth.method == "eap" else settings.local_id
         self.progress.say(f"authenticating as {who}")
         self.status.local_id = who
@@ -457,7 +463,7 @@ class Tunnel:
         self.status.dns = [str(s) for s in config.dns_servers]
         self.status.domains = list(config.domains)
         line = "virtual IP " + (", ".join(self.status.virtual_ips) or "none")
-        if self.profile.dns and (config.dns_servers or config.domains):
+        if self.manage_dns and self.profile.dns and (config.dns_servers or config.domains):
             if self._dns is None:
                 self._dns = DnsConfig(self.profile.name, self.tun.name, control.run_dir())
             self._dns.apply(list(config.dns_servers), list(config.domains))
