@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
 from client import esp
-from client.tun import TunDevice, coalesce_tcp, split_vnet_packet
+from client.tun import VNET_HDR_SIZE, TunDevice, coalesce_tcp, split_vnet_packet
 
 log = logging.getLogger(__name__)
 
@@ -172,10 +172,10 @@ def _address_key(packet):
     """Cache key for a packet's address pair: IPv4 without options -> bytes 12-20 (8 bytes),
     IPv6 -> bytes 8-40 (32 bytes); lengths differ, so the families cannot collide. Anything
     else (IPv4 options, garbage) gets None and is checked in full every time."""
-    first = packet[:1]
-    if first == b"\x45":
+    length = len(packet)
+    if length >= 20 and packet[0] == 0x45:
         return bytes(packet[12:20])
-    if first and first[0] >> 4 == 6 and len(packet) >= 40:
+    if length >= 40 and packet[0] >> 4 == 6:
         return bytes(packet[8:40])
     return None
 
@@ -251,6 +251,10 @@ class UserspaceDataPlane:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._recv_buffer = bytearray(_RECV_BUFFER)
         self._recv_view = memoryview(self._recv_buffer)
+        tun_buffer = bytearray(_RECV_BUFFER)
+        self._tun_view = memoryview(tun_buffer)
+        self._vnet_buffer = bytearray(VNET_HDR_SIZE) if tun.vnet_hdr else None
+        self._tun_buffers = [tun_buffer] if self._vnet_buffer is None else [self._vnet_buffer, tun_buffer]
         self._closed = False
         self._udp_gso, self._udp_gro = _enable_udp_offloads(sock)
 
@@ -352,8 +356,6 @@ class UserspaceDataPlane:
 
     def _seal(self, packet):
         """(ESP header, ciphertext) for one inner packet, or None if it must be dropped."""
-        if not len(packet):
-            return None
         child = self._outbound_child(packet)
         if child is None:
             self.global_counters.outside_selectors += 1
@@ -473,23 +475,30 @@ class UserspaceDataPlane:
         self._loop.add_reader(self.sock.fileno(), self._on_socket_readable)
 
     def _on_tun_readable(self) -> None:
-        read, fd = os.read, self.tun.fd
-        vnet_hdr = self.tun.vnet_hdr
+        # readv into reused buffers: no 64 KiB allocation per read; the packet is encrypted
+        # (copied) before the next read overwrites it.
+        readv, fd, buffers = os.readv, self.tun.fd, self._tun_buffers
+        packet_view = self._tun_view
+        vnet = self._vnet_buffer
         seal = self._seal
         datagrams = []
         self.global_counters.tun_wakeups += 1
         for _ in range(BATCH):
             try:
-                data = read(fd, _RECV_BUFFER + 16)
+                length = readv(fd, buffers)
             except (BlockingIOError, InterruptedError):
                 break
-            if vnet_hdr:
-                for packet in split_vnet_packet(data):
+            if vnet is None:
+                sealed = seal(packet_view[:length])
+                if sealed is not None:
+                    datagrams.append(sealed)
+            elif vnet[0] or vnet[1]:  # partial checksum or TSO super-packet: finish/cut it first
+                for packet in split_vnet_packet(bytes(vnet) + packet_view[: length - VNET_HDR_SIZE]):
                     sealed = seal(packet)
                     if sealed is not None:
                         datagrams.append(sealed)
             else:
-                sealed = seal(data)
+                sealed = seal(packet_view[: length - VNET_HDR_SIZE])
                 if sealed is not None:
                     datagrams.append(sealed)
         self.global_counters.tun_packets += len(datagrams)
