@@ -542,8 +542,11 @@ class EapClient:
                            f"{self._method.type.name} method completed")
             return None
         if packet.code == EapCode.FAILURE:
+            # A bare EAP-Failure after a password method almost always means a wrong password.
+            hint = ("; wrong user name or password?"
+                    if self._method.type in (EapType.MD5_CHALLENGE, EapType.MSCHAPV2) else "")
             self._fail(self._method.failure_reason
-                       or "the gateway rejected the EAP authentication (EAP-Failure)")
+                       or f"the gateway rejected the EAP authentication (EAP-Failure{hint})")
             return None
         if packet.code != EapCode.REQUEST:
             raise EapError(f"unexpected EAP {packet.code.name}")

@@ -110,7 +110,7 @@ def test_md5_against_server(password, ok):
     assert client.msk == b""  # MD5 derives no MSK
     if not ok:
         assert client.failure_reason == ("the gateway rejected the EAP authentication "
-                                         "(EAP-Failure)")
+                                         "(EAP-Failure; wrong user name or password?)")
 
 
 def test_md5_with_empty_challenge_is_malformed():
