@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .netns import run
 from .topology import ALL_GATEWAY_ADDRESSES
 
 DOMAIN = "cygnet.test"

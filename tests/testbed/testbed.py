@@ -2,7 +2,7 @@
 
     with Testbed(pki) as tb:                       # gateway up, ready for clients
         tb.client_run(["cygnet", "up", ...], resolv_conf=my_resolv)
-        assert tb.ping_from_client("10.1.0.10")
+        assert tb.ping("client", "10.1.0.10") == 1
         tb.gateway.kill()
 """
 
@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -114,8 +113,7 @@ class Testbed:
             self._start_lan_services()
         if self._start_gateway:
             self.gateway.start()
-        # Carrier on fresh veths takes up to a second; wait for it last, in parallel with
-        # everything above.
+        # Veth carrier comes up asynchronously: wait for it last, overlapping the above.
         self.topology.wait_links_up()
         if self._want_lan_services:
             for process, port in self._lan_ports:
@@ -191,7 +189,7 @@ class Testbed:
         if private_run:
             mounts.append("mount -t tmpfs cygtb-run /run")
         if resolv_conf is not None:
-            mounts.append(f'mount --bind "$0" /etc/resolv.conf')
+            mounts.append('mount --bind "$0" /etc/resolv.conf')
         script = " && ".join(mounts + ['exec "$@"'])
         return self.client_ns.argv(["unshare", "--mount", "--propagation", "private",
                                     "sh", "-c", script,
