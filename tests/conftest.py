@@ -24,7 +24,7 @@ def pytest_collection_modifyitems(config, items):
     # Everything under tests/interop talks to real strongSwan: mark it so `-m 'not interop'`
     # selects the pure unit tests even if a module forgets its marker.
     for item in items:
-        if INTEROP_DIR in Path(str(item.fspath)).resolve().parents:
+        if INTEROP_DIR in Path(item.path).resolve().parents:
             item.add_marker(pytest.mark.interop)
 
 

@@ -61,9 +61,9 @@ class Namespace:
         self._token = reaper.register(f"delete namespace {self.name}", self._delete)
         # Fresh veths would otherwise change link-local addresses after DAD, which charon
         # takes for roaming. Set before any interface exists so every interface inherits it.
-        self.sysctl("net.ipv6.conf.all.accept_dad", "0")
-        self.sysctl("net.ipv6.conf.default.accept_dad", "0")
-        self.run(["ip", "link", "set", "lo", "up"])
+        self.run(["sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0",
+                  "net.ipv6.conf.default.accept_dad=0"])
+        self.ip("link", "set", "lo", "up")
         return self
 
     def delete(self) -> None:
