@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     nm = commands.add_parser("nm", help="NetworkManager plugin files")
     nm.add_argument("action", choices=("install", "uninstall"))
-    nm.add_argument("--prefix", default="/usr", help="installation prefix (default: /usr)")
+    nm.add_argument("--prefix", default="/", metavar="DIR",
+                    help="root to install under (default: /, i.e. /etc/NetworkManager/VPN and "
+                         "/etc/dbus-1/system.d)")
     nm.set_defaults(run=cmd_nm)
     return parser
 
@@ -167,9 +169,25 @@ def cmd_import(args) -> int:
 
 
 def cmd_nm(args) -> int:
-    print(f"cygnet: nm {args.action}: the NetworkManager plugin is not yet available",
-          file=sys.stderr)
-    return EXIT_USAGE
+    from nm_plugin.install import InstallError, install, uninstall
+
+    try:
+        if args.action == "install":
+            for path in install(args.prefix):
+                print(f"wrote {path}")
+            print("NetworkManager now knows vpn-type cygnet "
+                  "(nmcli connection add type vpn vpn-type cygnet ...)")
+        else:
+            removed = uninstall(args.prefix)
+            for path in removed:
+                print(f"removed {path}")
+            if not removed:
+                print(f"nothing to remove under {args.prefix}")
+    except InstallError as e:
+        return _error(f"nm {args.action}: {e}")
+    except OSError as e:
+        return _error(f"nm {args.action}: {e.filename}: {e.strerror}")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------------

@@ -71,11 +71,57 @@ def test_version(capsys):
     assert code == 0 and out.startswith("cygnet 0.")
 
 
-def test_nm_is_not_yet_available(capsys):
-    for action in ("install", "uninstall"):
-        code, out, err = run(capsys, "nm", action, "--prefix", "/usr/local")
-        assert code == 2 and out == ""
-        assert err == f"cygnet: nm {action}: the NetworkManager plugin is not yet available\n"
+def test_nm_install_writes_name_file_policy_and_dialog_under_prefix(capsys, tmp_path):
+    import configparser
+
+    code, out, err = run(capsys, "nm", "install", "--prefix", str(tmp_path))
+    assert code == 0 and err == ""
+    name_file = tmp_path / "etc/NetworkManager/VPN/nm-cygnet-service.name"
+    policy = tmp_path / "etc/dbus-1/system.d/nm-cygnet-service.conf"
+    assert f"wrote {name_file}" in out and f"wrote {policy}" in out
+    # NetworkManager ignores .name files that group or others may write.
+    for path in (name_file, policy):
+        assert path.stat().st_mode & 0o777 == 0o644
+    parsed = configparser.ConfigParser()
+    parsed.read(name_file)
+    vpn, gnome = parsed["VPN Connection"], parsed["GNOME"]
+    assert vpn["name"] == "cygnet" and vpn["service"] == "org.freedesktop.NetworkManager.cygnet"
+    assert vpn["supports-multiple-connections"] == "true"
+    assert os.access(vpn["program"], os.X_OK) and vpn["program"].endswith("cygnet-nm-service")
+    assert gnome["supports-external-ui-mode"] == "true"
+    dialog = gnome["auth-dialog"]
+    assert dialog.startswith("/")
+    # Either the console script, or the launcher written under the prefix.
+    installed = dialog if os.access(dialog, os.X_OK) else str(tmp_path) + dialog
+    assert os.access(installed, os.X_OK)
+    text = policy.read_text()
+    assert 'own_prefix="org.freedesktop.NetworkManager.cygnet"' in text
+    assert '<policy user="root">' in text
+
+    # The dialog speaks NetworkManager's external UI protocol.
+    result = subprocess.run([installed, "-u", "u-1", "-n", "office", "-s", "x", "-i",
+                             "--external-ui-mode"], input="DATA_KEY=method\nDATA_VAL=eap\nDONE\n",
+                            capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("[VPN Plugin UI]\n")
+    assert "[password]" in result.stdout and "ShouldAsk=true" in result.stdout
+
+
+def test_nm_uninstall_removes_what_install_wrote(capsys, tmp_path):
+    assert run(capsys, "nm", "install", "--prefix", str(tmp_path))[0] == 0
+    code, out, err = run(capsys, "nm", "uninstall", "--prefix", str(tmp_path))
+    assert code == 0 and err == "" and "removed" in out
+    assert not list(tmp_path.rglob("*cygnet*"))
+    code, out, _ = run(capsys, "nm", "uninstall", "--prefix", str(tmp_path))
+    assert code == 0 and out == f"nothing to remove under {tmp_path}\n"
+
+
+def test_nm_install_reports_an_unwritable_prefix(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, out, err = run(capsys, "nm", "install", "--prefix", str(blocker))
+    assert code == 1 and err.startswith("cygnet: nm install: ")
 
 
 # ---------------------------------------------------------------------------------------------
