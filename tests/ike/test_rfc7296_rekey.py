@@ -102,7 +102,7 @@ def test_gateway_rekey_with_pfs():
 
 def test_simultaneous_child_rekeys_keep_exactly_one_new_sa():
     outcomes = set()
-    for _ in range(8):  # nonces are random: both outcomes of §2.8.1 get exercised
+    for _ in range(40):  # nonces are random: both outcomes of §2.8.1 get exercised
         pair, old = _established()
         pair.session.rekey_child(old.child_id)
         pair.session.handle_timer(pair.now)  # our request is on its way ...
@@ -118,6 +118,8 @@ def test_simultaneous_child_rekeys_keep_exactly_one_new_sa():
         survivor = pair.session._children[survivors[0]]
         assert pair.gateway.children[survivor.spi_out].spi_out == survivor.spi_in
         assert survivor.child_id == old.child_id
+        if outcomes == {True, False}:
+            break
     assert outcomes == {True, False}
 
 
@@ -160,7 +162,7 @@ def test_gateway_rekeys_the_ike_sa_and_we_become_its_responder():
 
 def test_simultaneous_ike_rekeys_keep_exactly_one_new_ike_sa():
     outcomes = set()
-    for _ in range(8):  # random nonces: both outcomes of §2.8.2 get exercised
+    for _ in range(40):  # random nonces: both outcomes of §2.8.2 get exercised
         pair, child = _established()
         old_spi = pair.session._ike.spi_i
         pair.session.rekey_ike()
@@ -176,6 +178,8 @@ def test_simultaneous_ike_rekeys_keep_exactly_one_new_ike_sa():
         # and the survivor works
         pair.session.rekey_child(child.child_id)
         assert "ChildSaRekeyed" in _kinds(pair.advance(0))
+        if outcomes == {True, False}:
+            break
     assert outcomes == {True, False}
 
 
