@@ -12,6 +12,15 @@ later a kernel-XFRM backend or a mobile port.
   handed to the engine without the marker; a single 0xFF byte = NAT keepalive (§2.3), ignored;
   otherwise ESP: SPI → inbound SA → replay check, decrypt, inner addresses checked against the
   SA's selectors (RFC 4301 §5.2) → TUN.
+* A CHILD_SA negotiated without UDP encapsulation (no NAT, not forced) sends and receives
+  plain ESP (IP protocol 50) on a raw socket instead; that needs CAP_NET_RAW and a kernel that
+  does not consume ESP itself (no XFRM state for the SPI), and it is not batched.
+
+Speed (Python costs ~5 µs per packet each way, the kernel's per-packet work is what batching
+saves): TUN reads go into reused buffers, a wake-up handles up to BATCH reads, ESP datagrams
+leave in one sendmsg with UDP_SEGMENT, arrive in one recvmsg with UDP_GRO, and decrypted TCP
+segments of one flow are written to the TUN as one super-packet (client/tun.py coalesce_tcp).
+cryptography does not release the GIL for AEAD calls, so threads would not add throughput.
 
 Make-before-break rekeying (RFC 7296 §2.8): ``install_child_sa`` for a child_id that already has
 an SA adds the new inbound SA and (by default) switches outbound to the new one; the old inbound
@@ -94,6 +103,7 @@ class GlobalCounters:
     keepalives_in: int = 0
     ike_in: int = 0
     send_errors: int = 0
+    exhausted_drops: int = 0  # outbound packets refused because their SA hit a hard limit
     tun_wakeups: int = 0  # loop callbacks; packets per wake-up shows how well reads batch
     socket_wakeups: int = 0
     tun_packets: int = 0
@@ -191,6 +201,7 @@ class _Child:
     local: Selectors
     remote: Selectors
     counters: SaCounters
+    udp_encapsulation: bool = True  # False: plain ESP on the raw socket
     # (src, dst) address bytes already checked against the selectors: skips the scan per packet
     allowed_in: set = field(default_factory=set, repr=False)
 
@@ -257,15 +268,14 @@ class UserspaceDataPlane:
         self._tun_buffers = [tun_buffer] if self._vnet_buffer is None else [self._vnet_buffer, tun_buffer]
         self._closed = False
         self._udp_gso, self._udp_gro = _enable_udp_offloads(sock)
+        self._raw_sock: socket.socket | None = None
+        self._raw_buffer = bytearray(_RECV_BUFFER)
 
     # --- SA management (DataPlane) ---
 
     def install_child_sa(self, sa: ChildSaParameters, *, activate_outbound: bool = True) -> None:
-        if not getattr(sa, "udp_encapsulation", True):
-            log.info("CHILD_SA %d without UDP encapsulation: sending ESP-in-UDP anyway", sa.child_id)
         spi_in, spi_out = bytes(sa.spi_in), bytes(sa.spi_out)
         counters = SaCounters(sa.child_id, spi_in, spi_out)
-        child_ref: list[_Child] = []
 
         def limit_notifier(direction: str):
             def notify(severity: str, what: str) -> None:
@@ -281,8 +291,10 @@ class UserspaceDataPlane:
             spi_out, sa.encr_id, sa.encr_key_bits, sa.encr_key_out, sa.integ_id, sa.integ_key_out,
             esn=sa.esn, limits=self.limits, on_limit=limit_notifier("out"),
         )
-        child = _Child(sa.child_id, inbound, outbound, Selectors(sa.local_ts), Selectors(sa.remote_ts), counters)
-        child_ref.append(child)
+        child = _Child(sa.child_id, inbound, outbound, Selectors(sa.local_ts), Selectors(sa.remote_ts), counters,
+                       udp_encapsulation=bool(getattr(sa, "udp_encapsulation", True)))
+        if not child.udp_encapsulation:
+            self._open_raw_esp_socket()
         self._inbound[spi_in] = child  # inbound first: the peer may already use it
         if activate_outbound or sa.child_id not in self._outbound:
             self._outbound[sa.child_id] = child
@@ -362,9 +374,14 @@ class UserspaceDataPlane:
             return None
         next_header = esp.NEXT_HEADER_IPV4 if packet[0] >> 4 == 4 else esp.NEXT_HEADER_IPV6
         try:
-            return child.outbound.seal_parts(packet, next_header)
+            sealed = child.outbound.seal_parts(packet, next_header)
         except esp.SaExhausted:
+            self.global_counters.exhausted_drops += 1
             return None
+        if child.udp_encapsulation:
+            return sealed
+        self._send_raw_esp(sealed)
+        return None
 
     def send_packet(self, packet) -> bool:
         """Encrypt one inner IP packet from the TUN and send it; False if dropped."""
@@ -466,6 +483,43 @@ class UserspaceDataPlane:
         except OSError as error:
             log.debug("TUN write failed: %s", error)
 
+    # --- plain ESP (IP protocol 50) for SAs without UDP encapsulation ---
+
+    def _open_raw_esp_socket(self) -> None:
+        if self._raw_sock is not None:
+            return
+        family = socket.AF_INET6 if self.peer and ":" in self.peer[0] else socket.AF_INET
+        self._raw_sock = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_ESP)
+        self._raw_sock.setblocking(False)
+        if self._loop is not None:
+            self._loop.add_reader(self._raw_sock.fileno(), self._on_raw_readable)
+
+    def _send_raw_esp(self, sealed) -> None:
+        try:
+            self._raw_sock.sendmsg(sealed, (), 0, (self.peer[0], 0))
+        except OSError as error:
+            self.global_counters.send_errors += 1
+            log.debug("ESP send failed: %s", error)
+
+    def _on_raw_readable(self) -> None:
+        recv_into, buffer, view = self._raw_sock.recvfrom_into, self._raw_buffer, memoryview(self._raw_buffer)
+        ipv4 = self._raw_sock.family == socket.AF_INET
+        packets = []
+        for _ in range(BATCH):
+            try:
+                length, addr = recv_into(buffer)
+            except (BlockingIOError, InterruptedError):
+                break
+            # IPv4 raw sockets deliver the IP header too; IPv6 ones do not.
+            start = (buffer[0] & 0x0F) * 4 if ipv4 else 0
+            if length - start < 8 or view[start : start + 4] == NON_ESP_MARKER:
+                continue  # SPI 0 is reserved (RFC 4303 §2.1): no IKE on this path
+            inner = self._open(view[start:length], addr)
+            if inner is not None:
+                packets.append(inner)
+        if packets:
+            self._write_tun(packets)
+
     # --- asyncio integration ---
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -473,6 +527,8 @@ class UserspaceDataPlane:
         self._loop = loop or asyncio.get_running_loop()
         self._loop.add_reader(self.tun.fd, self._on_tun_readable)
         self._loop.add_reader(self.sock.fileno(), self._on_socket_readable)
+        if self._raw_sock is not None:
+            self._loop.add_reader(self._raw_sock.fileno(), self._on_raw_readable)
 
     def _on_tun_readable(self) -> None:
         # readv into reused buffers: no 64 KiB allocation per read; the packet is encrypted
@@ -539,6 +595,10 @@ class UserspaceDataPlane:
         if self._loop is not None:
             self._loop.remove_reader(self.tun.fd)
             self._loop.remove_reader(self.sock.fileno())
+            if self._raw_sock is not None:
+                self._loop.remove_reader(self._raw_sock.fileno())
+        if self._raw_sock is not None:
+            self._raw_sock.close()  # the only socket the data plane opened itself
         self._inbound.clear()
         self._outbound.clear()
         self._route_cache.clear()

@@ -396,7 +396,7 @@ conf = json.loads(sys.argv[1])
 sa = FakeChildSa(encr_id=conf["encr_id"], encr_key_bits=conf["bits"], integ_id=conf["integ_id"],
                  encr_key_in=bytes.fromhex(conf["ek_in"]), encr_key_out=bytes.fromhex(conf["ek_out"]),
                  integ_key_in=bytes.fromhex(conf["ik_in"]), integ_key_out=bytes.fromhex(conf["ik_out"]),
-                 esn=conf["esn"],
+                 esn=conf["esn"], udp_encapsulation=conf.get("udp_encapsulation", True),
                  local_ts=(ipaddress.ip_network(conf["vip"] + "/32"),),
                  remote_ts=(ipaddress.ip_network(conf["peer_vip"] + "/32"),))
 if conf["mirror"]:
@@ -539,6 +539,28 @@ SUITE_CONFIGS = {
                               ek_in=bytes(range(32)).hex(), ek_out=bytes(range(50, 82)).hex(),
                               ik_in=bytes(range(100, 132)).hex(), ik_out=bytes(range(140, 172)).hex(), esn=True),
 }
+
+
+@pytest.mark.interop
+@needs_root
+@pytest.mark.timeout(60)
+def test_plain_esp_without_udp_encapsulation():
+    """No NAT, no forced encapsulation: ESP travels as IP protocol 50 on a raw socket."""
+    ns = Namespaces()
+    try:
+        processes = start_endpoints(ns, SUITE_CONFIGS["aes128gcm16"], udp_encapsulation=False)
+        a, b = ns.names
+        capture = ns.spawn(b, "tcpdump", "-i", "veth-cyg-b", "-n", "-c", "3", "-l", "esp",
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(0.5)
+        ping = ns.run(a, sys.executable, "-c", PING_SCRIPT, "10.99.0.2", capture_output=True, text=True, timeout=20)
+        assert ping.stdout.strip() == "3"
+        lines = capture.communicate(timeout=10)[0].splitlines()
+        assert len(lines) == 3 and all("ESP(spi=0x0000" in line for line in lines), lines
+        counters_a, counters_b = stop_endpoints(processes)
+        assert next(iter(counters_b.values()))["packets_in"] == 3
+    finally:
+        ns.close()
 
 
 @pytest.mark.interop
