@@ -271,13 +271,15 @@ def test_bring_up_is_fast(pki):
     assert elapsed < 2.0, f"testbed bring-up took {elapsed:.2f} s"
 
 
-def test_ike_over_ipv6_and_iperf3_through_the_tunnel(testbed):
-    from tests.testbed import ClientOptions
+def test_ike_over_ipv6_with_an_ecdsa_gateway_and_iperf3_through_the_tunnel(testbed_factory):
+    from tests.testbed import ClientOptions, GatewayOptions
 
+    testbed = testbed_factory(gateway_options=GatewayOptions(certificate="ecdsa"))
     client = testbed.strongswan_client(ClientOptions(gateway_address=testbed.gateway_address6))
     client_sa = client.connect("ed25519")
     assert client_sa["remote-host"] == testbed.gateway_address6
     assert_tunnel_works(testbed, client_sa)
+    assert "authentication of 'gw.cygnet.test' with ECDSA" in client.log_path.read_text()
 
     result = testbed.iperf3("client", LAN_HOST, seconds=1)
     assert result["end"]["sum_received"]["bits_per_second"] > 1e6

@@ -16,6 +16,7 @@ import atexit
 import itertools
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Callable
@@ -23,7 +24,8 @@ from typing import Callable
 _lock = threading.RLock()
 _callbacks: dict[int, tuple[str, Callable[[], None]]] = {}
 _tokens = itertools.count(1)
-_installed = False
+_atexit_installed = False
+_signals_installed = False
 
 
 def register(description: str, callback: Callable[[], None]) -> int:
@@ -70,7 +72,7 @@ def _safely(description: str, callback: Callable[[], None]) -> None:
     try:
         callback()
     except Exception as error:  # cleanup must go on with the rest
-        print(f"testbed cleanup: {description} failed: {error}", file=os.sys.stderr)
+        print(f"testbed cleanup: {description} failed: {error}", file=sys.stderr)
 
 
 def terminate_process_group(pid: int, grace: float = 3.0) -> None:
@@ -111,16 +113,19 @@ def _group_alive(pid: int) -> bool:
 
 
 def _install_handlers() -> None:
-    global _installed
+    global _atexit_installed, _signals_installed
     with _lock:
-        if _installed:
+        if not _atexit_installed:
+            atexit.register(run_all)
+            _atexit_installed = True
+        # Signal handlers can only be set from the main thread; retry on later calls.
+        if _signals_installed or threading.current_thread() is not threading.main_thread():
             return
-        _installed = True
-    atexit.register(run_all)
-    if threading.current_thread() is not threading.main_thread():
-        return
+        _signals_installed = True
     for signum in (signal.SIGTERM, signal.SIGHUP):
         previous = signal.getsignal(signum)
+        if previous is signal.SIG_IGN:      # e.g. SIGHUP under nohup: leave it ignored
+            continue
         signal.signal(signum, _make_handler(previous))
 
 
@@ -130,7 +135,7 @@ def _make_handler(previous):
         if callable(previous):
             previous(signum, frame)
         else:
-            # Default action for SIGTERM/SIGHUP is to exit; do so with the usual status.
+            # The default action for SIGTERM/SIGHUP is to exit: do so, with the usual status.
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
 

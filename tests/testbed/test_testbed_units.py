@@ -136,3 +136,20 @@ def test_wait_for_returns_the_value_or_times_out():
         wait_for(lambda: False, timeout=0.05, message="never")
     with pytest.raises(RuntimeError, match="gone"):
         wait_for(lambda: False, timeout=5, abort=lambda: True, message="gone")
+
+
+def test_reaper_runs_an_action_once_and_survives_failures(capsys):
+    from tests.testbed import reaper
+
+    calls = []
+    token = reaper.register("count", lambda: calls.append("ran"))
+    assert "count" in reaper.pending()
+    reaper.run_one(token)
+    reaper.run_one(token)
+    assert calls == ["ran"] and "count" not in reaper.pending()
+
+    def broken():
+        raise OSError("already gone")
+
+    reaper.run_one(reaper.register("broken cleanup", broken))
+    assert "broken cleanup failed: already gone" in capsys.readouterr().err
