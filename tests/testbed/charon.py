@@ -106,8 +106,8 @@ class Charon:
         self._token = reaper.register(f"stop {self.name} (pid {self.process.pid})",
                                       self._terminate)
         wait_for(self._vici_ready, timeout=timeout,
-                 message=lambda: f"{self.name} did not open its vici socket; "
-                                 f"log tail:\n{self.log_tail()}",
+                 message=lambda: f"{self.name} did not open its vici socket; output:\n"
+                                 f"{self._output_tail()}\nlog tail:\n{self.log_tail()}",
                  abort=lambda: not self.running)
         if self._loaded_config is not None:
             self.load(self._loaded_config)
@@ -162,6 +162,12 @@ class Charon:
                 return True
             except OSError:
                 return False
+
+    def _output_tail(self, lines: int = 10) -> str:
+        try:
+            return "\n".join(self.output_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(none)"
 
     def log_tail(self, lines: int = 30) -> str:
         try:
