@@ -93,7 +93,7 @@ class SaCounters:
     replay_drops: int = 0
     auth_failures: int = 0
     malformed_drops: int = 0
-    policy_drops_in: int = 0  # decrypted packets whose addresses are outside the selectors
+    policy_drops_in: int = 0  # decrypted packets outside the selectors, or not IP (tunnel mode)
 
 
 @dataclass
@@ -394,6 +394,9 @@ class UserspaceDataPlane:
         """Send (header, body) ESP datagrams to the peer, many per syscall where the kernel
         allows (UDP_SEGMENT needs equal sizes, only the last may be shorter). Returns how
         many were handed to the kernel."""
+        if self.peer is None:
+            self.global_counters.send_errors += len(datagrams)
+            return 0
         sent = 0
         count = len(datagrams)
         start = 0
@@ -441,8 +444,10 @@ class UserspaceDataPlane:
             next_header, inner = child.inbound.open(datagram)
         except (esp.EspError, esp.SaExhausted):
             return None  # counted by the SA
-        if next_header == esp.NEXT_HEADER_NONE:
-            return None  # dummy packet (RFC 4303 §2.6)
+        if next_header != esp.NEXT_HEADER_IPV4 and next_header != esp.NEXT_HEADER_IPV6:
+            if next_header != esp.NEXT_HEADER_NONE:  # 59 = dummy packet (RFC 4303 §2.6): silent
+                child.counters.policy_drops_in += 1  # tunnel mode carries only IP packets
+            return None
         # RFC 4301 §5.2: inner addresses must match the SA's selectors (cached per address pair).
         if not child.inner_allowed(inner):
             child.counters.policy_drops_in += 1
@@ -544,6 +549,9 @@ class UserspaceDataPlane:
                 length = readv(fd, buffers)
             except (BlockingIOError, InterruptedError):
                 break
+            except OSError as error:  # e.g. EBADFD while the interface is torn down
+                log.warning("reading the TUN device failed: %s", error)
+                break
             if vnet is None:
                 sealed = seal(packet_view[:length])
                 if sealed is not None:
@@ -575,7 +583,8 @@ class UserspaceDataPlane:
             except OSError as error:  # e.g. ICMP port unreachable reported on the socket
                 if error.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
                     continue
-                raise
+                log.warning("receiving on the UDP socket failed: %s", error)
+                break
             segment = length
             for level, kind, data in ancillary:
                 if level == SOL_UDP and kind == UDP_GRO:

@@ -139,6 +139,26 @@ def test_dummy_packets_are_dropped_silently(pair):
         b.app.recv(2000)
 
 
+def test_non_ip_next_header_is_dropped(pair):
+    """Tunnel mode carries whole IP packets (RFC 4303 §2.6): Next Header 6 (TCP) is refused."""
+    a, b = pair
+    a.plane.install_child_sa(SA)
+    b.plane.install_child_sa(mirror(SA))
+    esp_packet = a.plane._outbound[SA.child_id].outbound.seal(ipv4("10.9.0.2", "10.20.0.1"), 6)
+    assert b.plane.receive_datagram(esp_packet, a.addr) is None
+    assert b.plane.counters()[SA.spi_out].policy_drops_in == 1
+
+
+def test_nothing_is_sent_before_the_peer_is_known():
+    a = Endpoint()
+    try:
+        a.plane.install_child_sa(SA)
+        assert not a.plane.send_packet(ipv4("10.9.0.2", "10.20.0.1"))
+        assert a.plane.global_counters.send_errors == 1
+    finally:
+        a.close()
+
+
 def test_replayed_and_tampered_datagrams_are_counted(pair):
     a, b = pair
     a.plane.install_child_sa(SA)
@@ -535,6 +555,9 @@ SUITE_CONFIGS = {
     "aes128gcm16": dict(encr_id=int(EncrId.AES_GCM_16), bits=128, integ_id=None,
                         ek_in=bytes(range(20)).hex(), ek_out=bytes(range(50, 70)).hex(), ik_in="", ik_out="",
                         esn=False),
+    "chacha20poly1305": dict(encr_id=int(EncrId.CHACHA20_POLY1305), bits=256, integ_id=None,
+                             ek_in=bytes(range(36)).hex(), ek_out=bytes(range(50, 86)).hex(), ik_in="", ik_out="",
+                             esn=True),
     "aes256-sha256-esn": dict(encr_id=int(EncrId.AES_CBC), bits=256, integ_id=int(IntegId.HMAC_SHA2_256_128),
                               ek_in=bytes(range(32)).hex(), ek_out=bytes(range(50, 82)).hex(),
                               ik_in=bytes(range(100, 132)).hex(), ik_out=bytes(range(140, 172)).hex(), esn=True),
