@@ -739,13 +739,16 @@ class IkeSession:
         payloads.append(Notify(NotifyType.ESP_TFC_PADDING_NOT_SUPPORTED))
         self._send_request(ike, ExchangeType.IKE_AUTH, payloads, self._on_ike_auth_response, now)
 
-    def _child_sa_offer(self, spi: bytes, ke_payload=None) -> list:
+    def _child_sa_offer(self, spi: bytes, ke_payload=None, ts=None) -> list:
+        """SA [KE] TSi TSr. ts: (local, remote) networks; the settings' for a new CHILD_SA,
+        the current (narrowed) ones when rekeying, as strongSwan does."""
+        local_ts, remote_ts = ts or (self.settings.local_ts, self.settings.remote_ts)
         payloads = [SA(crypto.esp_proposal_payloads(self._offered_esp, spi,
                                                     with_ke=ke_payload is not None))]
         if ke_payload is not None:
             payloads.append(ke_payload)
-        payloads += [TSi(traffic_selectors.selectors_for(self.settings.local_ts)),
-                     TSr(traffic_selectors.selectors_for(self.settings.remote_ts))]
+        payloads += [TSi(traffic_selectors.selectors_for(local_ts)),
+                     TSr(traffic_selectors.selectors_for(remote_ts))]
         return payloads
 
     def _signed_octets(self, ours: bool) -> bytes:
@@ -931,7 +934,7 @@ class IkeSession:
         return ""
 
     def _child_from_response(self, payloads, spi_in, ni, nr, shared, now, child_id,
-                             we_initiated, with_ke: bool = False) -> ChildSa:
+                             we_initiated, with_ke: bool = False, ts=None) -> ChildSa:
         """Build a CHILD_SA from the responder's SA/TSi/TSr (we initiated the exchange)."""
         sa, tsi, tsr = _first(payloads, SA), _first(payloads, TSi), _first(payloads, TSr)
         if sa is None or tsi is None or tsr is None:
@@ -940,8 +943,9 @@ class IkeSession:
         spi_out = sa.proposals[0].spi
         if len(spi_out) != 4:
             raise ProtocolViolation("ESP SPI must be 4 bytes")
-        proposed_i = traffic_selectors.selectors_for(self.settings.local_ts)
-        proposed_r = traffic_selectors.selectors_for(self.settings.remote_ts)
+        local_ts, remote_ts = ts or (self.settings.local_ts, self.settings.remote_ts)
+        proposed_i = traffic_selectors.selectors_for(local_ts)
+        proposed_r = traffic_selectors.selectors_for(remote_ts)
         if not (traffic_selectors.is_narrowing_of(proposed_i, tsi.selectors)
                 and traffic_selectors.is_narrowing_of(proposed_r, tsr.selectors)):
             raise ProtocolViolation("the gateway widened our traffic selectors")
@@ -1004,7 +1008,7 @@ class IkeSession:
         exchange = _RekeyExchange("child", old, nonce_i=nonce)
         self._rekeys[old.child_id] = exchange
         payloads = [Notify(NotifyType.REKEY_SA, ProtocolId.ESP, old.spi_in)]
-        offer = self._child_sa_offer(spi_in, ke_payload)
+        offer = self._child_sa_offer(spi_in, ke_payload, ts=(old.local_ts, old.remote_ts))
         payloads += [offer[0], Nonce(nonce)] + offer[1:]
         payloads.append(Notify(NotifyType.ESP_TFC_PADDING_NOT_SUPPORTED))
         self._send_request(
@@ -1042,7 +1046,8 @@ class IkeSession:
         exchange.nonce_r = nonce.data
         new = self._child_from_response(payloads, spi_in, exchange.nonce_i, nonce.data,
                                         shared, now, old.child_id, we_initiated=True,
-                                        with_ke=ke is not None)
+                                        with_ke=ke is not None,
+                                        ts=(old.local_ts, old.remote_ts))
         exchange.result = new
         self._events.append(new.established_event())
         collision = self._peer_rekeys.pop(old.child_id, None)

@@ -3,7 +3,7 @@ started by us or by the gateway, make-before-break, collisions and refusals."""
 
 from ike.constants import ExchangeType, KeId, NotifyType
 from ike.events import (ChildSaDeleted, ChildSaEstablished, ChildSaRekeyed, IkeSaRekeyed)
-from ike.payloads import KE, Notify
+from ike.payloads import KE, Notify, TSi
 from ike.session import State
 
 from .responder import GatewayConfig, Pair, client_settings
@@ -39,6 +39,10 @@ def test_child_rekey_is_make_before_break():
     assert exchange == ExchangeType.CREATE_CHILD_SA
     rekey = next(p for p in payloads if isinstance(p, Notify) and p.type == NotifyType.REKEY_SA)
     assert rekey.spi == old.spi_in
+    # like strongSwan, the rekey proposes the narrowed selectors of the SA it replaces
+    tsi = next(p for p in payloads if isinstance(p, TSi))
+    assert [n for s in tsi.selectors for n in s.to_network_range()] == list(old.local_ts)
+    assert new.local_ts == old.local_ts and new.remote_ts == old.remote_ts
 
 
 def test_child_rekey_fires_on_the_soft_lifetime():
