@@ -1,0 +1,48 @@
+"""Scenario 4: memory of a connected client, Cygnet (`cygnet up`) vs charon (PSK).
+
+Each client is brought up, a few pings go through the tunnel, and after a short settle the
+VmRSS of the client process is read (Cygnet: the one `cygnet up` process with its threads;
+strongSwan: the charon initiator, without the swanctl processes that come and go).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.testbed import Testbed
+
+from .clients import LAN_HOST, METHODS, cold_start_cygnet, cold_start_strongswan, use_gateway_certificate, write_profile
+from .probe import rss_mb
+from .stats import ratio, summary
+
+SETTLE_SECONDS = 1.0
+
+
+def run(tb: Testbed, workdir: Path, repeats: int, log) -> dict:
+    method = METHODS["psk"]
+    use_gateway_certificate(tb, method)
+    profile = write_profile(tb, method, workdir / "profiles")
+    samples: dict[str, list[float]] = {"cygnet": [], "strongswan": []}
+    for _ in range(repeats):
+        _, cygnet = cold_start_cygnet(tb, profile, workdir / "cygnet", keep=True)
+        try:
+            tb.ping("client", LAN_HOST, count=5, timeout=1)
+            time.sleep(SETTLE_SECONDS)
+            samples["cygnet"].append(round(rss_mb(cygnet.pid), 2))
+        finally:
+            cygnet.stop()
+        _, strongswan = cold_start_strongswan(tb, method, keep=True)
+        try:
+            tb.ping("client", LAN_HOST, count=5, timeout=1)
+            time.sleep(SETTLE_SECONDS)
+            samples["strongswan"].append(round(rss_mb(strongswan.charon.pid), 2))
+        finally:
+            strongswan.stop()
+    results = {client: {"rss_mb": values, "summary": summary(values)}
+               for client, values in samples.items()}
+    results["ratio"] = ratio(results["cygnet"]["summary"]["median"],
+                             results["strongswan"]["summary"]["median"])
+    log(f"memory: cygnet {results['cygnet']['summary']['median']} MB, strongswan "
+        f"{results['strongswan']['summary']['median']} MB RSS")
+    return results

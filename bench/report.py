@@ -1,0 +1,130 @@
+"""Goals and the Markdown summary of one benchmark run (the JSON holds every raw number)."""
+
+from __future__ import annotations
+
+from .stats import goal
+
+
+def goals(results: dict) -> dict:
+    """Each goal of the benchmark issue: the measured value, the goal, met or not."""
+    s = results["scenarios"]
+    found: dict = {}
+    for method, entry in s.get("tunnel-up", {}).items():
+        if isinstance(entry, dict) and "wire_ratio" in entry:
+            found[f"tunnel-up {method} wire (x strongSwan)"] = goal(entry["wire_ratio"], 1.0, at_most=True)
+            found[f"tunnel-up {method} cold (x strongSwan)"] = goal(entry["cold_ratio"], 1.5, at_most=True)
+    for suite, entry in s.get("throughput", {}).items():
+        if suite == "profile":
+            continue
+        for direction in ("upload", "download"):
+            d = entry[direction]
+            found[f"throughput {suite} {direction} (x strongSwan)"] = goal(d["throughput_ratio"], 0.95, at_most=False)
+            found[f"throughput per core {suite} {direction} (x strongSwan)"] = goal(d["per_core_ratio"], 2.0, at_most=False)
+    for config, entry in s.get("backtoback", {}).items():
+        for direction, d in entry.items():
+            found[f"back-to-back {config} {direction} (Gbit/s)"] = goal(d["gbps"]["median"], 1.3, at_most=False)
+    if "handshake" in s:
+        found["handshake CPU per IKE_SA (x strongSwan)"] = goal(s["handshake"]["cpu_ratio"], 2.0, at_most=True)
+    if "memory" in s:
+        found["memory RSS connected (MB)"] = goal(s["memory"]["cygnet"]["summary"]["median"], 30.0, at_most=True)
+    return found
+
+
+def _f(value, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _spread(summary: dict, digits: int = 1) -> str:
+    """'median (min–max, IQR x, n)'"""
+    if not summary or summary.get("median") is None:
+        return "–"
+    return (f"{_f(summary['median'], digits)} ({_f(summary['min'], digits)}–{_f(summary['max'], digits)}, "
+            f"IQR {_f(summary['iqr'], digits)}, n={summary['n']})")
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    s = results["scenarios"]
+    out = [f"# Cygnet vs strongSwan benchmark, {results['date']} ({results['mode']} run)", "",
+           f"- Machine: {m['nproc']} CPUs, {m['cpu_model']}, kernel {m['kernel']}, Python {m['python']}, "
+           f"{m['strongswan']}",
+           f"- Commit: {m['commit']}",
+           f"- Load average (1/5/15 min) at start {results['load_average']['start']}, at end "
+           f"{results['load_average'].get('end')} — other work shared this machine",
+           f"- All benchmark processes in one CPU cgroup: {', '.join(results.get('cgroup', [])) or 'none'}",
+           f"- Duration {results.get('duration_s')} s; values are medians (min–max, IQR, n)", ""]
+
+    if "tunnel-up" in s:
+        out += ["## Tunnel-up time (ms)", "",
+                "wire: first IKE_SA_INIT request to the last IKE_AUTH response (pcap on the client link); "
+                "cold: client start to the first ping reply through the tunnel.", "",
+                "| method | Cygnet wire | strongSwan wire | ratio | Cygnet cold | strongSwan cold | ratio |",
+                "|---|---|---|---|---|---|---|"]
+        for method, e in s["tunnel-up"].items():
+            if not isinstance(e, dict) or "wire_ratio" not in e:
+                continue
+            out.append(f"| {method} | {_spread(e['cygnet']['wire'])} | {_spread(e['strongswan']['wire'])} | "
+                       f"{_f(e['wire_ratio'])} | {_spread(e['cygnet']['cold'], 0)} | "
+                       f"{_spread(e['strongswan']['cold'], 0)} | {_f(e['cold_ratio'])} |")
+        out += ["", "Where Cygnet's cold start goes (medians, ms from `cygnet up`): "
+                + "; ".join(f"{method}: 'contacting' line {_f(e['cygnet']['phases_ms']['start_to_contacting']['median'], 0)}, "
+                            f"'tunnel up' line {_f(e['cygnet']['phases_ms']['start_to_tunnel_up_line']['median'], 0)}, "
+                            f"IKE_AUTH response to first reply {_f(e['cygnet']['auth_to_first_reply_ms']['median'], 0)} "
+                            f"(strongSwan {_f(e['strongswan']['auth_to_first_reply_ms']['median'], 0)})"
+                            for method, e in s["tunnel-up"].items()
+                            if isinstance(e, dict) and "phases_ms" in e.get("cygnet", {})), ""]
+        imports = s["tunnel-up"].get("cold_start_imports")
+        if imports:
+            out += ["Import time of the modules `cygnet up` needs (ms, -X importtime): "
+                    + ", ".join(f"{i['module']} {i['ms']}" for i in imports), ""]
+
+    if "throughput" in s:
+        out += ["## Throughput through the gateway (iperf3 TCP, Mbit/s)", "",
+                "| suite | direction | Cygnet | strongSwan | ratio | Cygnet Mbit/s per core | strongSwan per core | ratio | limit |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for suite, e in s["throughput"].items():
+            if suite == "profile":
+                continue
+            for direction in ("upload", "download"):
+                d = e[direction]
+                out.append(f"| {e['name']} | {direction} | {_spread(d['cygnet']['mbps'])} | "
+                           f"{_spread(d['strongswan']['mbps'])} | {_f(d['throughput_ratio'])} | "
+                           f"{_spread(d['cygnet']['mbps_per_core'], 0)} | {_spread(d['strongswan']['mbps_per_core'], 0)} | "
+                           f"{_f(d['per_core_ratio'])} | {d['limit']} |")
+        prof = s["throughput"].get("profile")
+        if prof:
+            out += ["", "py-spy on `cygnet up` during iperf3 (self time, % of samples):"]
+            for direction, p in prof.items():
+                out.append(f"- {direction}: " + ", ".join(f"{name} {pct}%" for name, pct in p.get("self", [])[:8]))
+        out.append("")
+
+    if "backtoback" in s:
+        out += ["## Cygnet data plane back to back (two UserspaceDataPlanes, iperf3 TCP, Gbit/s)", "",
+                "| TUN / suite | direction | Gbit/s | sender cores | receiver cores | limit |", "|---|---|---|---|---|---|"]
+        for config, e in s["backtoback"].items():
+            for direction, d in e.items():
+                out.append(f"| {config} | {direction} | {_spread(d['gbps'], 3)} | {_f(d['sender_cores'])} | "
+                           f"{_f(d['receiver_cores'])} | {d['limit']} |")
+        out.append("")
+
+    if "handshake" in s:
+        h = s["handshake"]
+        out += [f"## Handshake cost: {h['count']} IKE_SAs (+ CHILD_SA) from one process", "",
+                "| client | CPU ms per IKE_SA | wall s for all | all up |", "|---|---|---|---|",
+                f"| Cygnet (bench/loadgen.py) | {_spread(h['cygnet']['cpu_ms_per_sa'], 2)} | "
+                f"{_spread(h['cygnet']['wall_s'], 2)} | {h['cygnet']['all_established']} |",
+                f"| strongSwan (charon, start_action=start) | {_spread(h['strongswan']['cpu_ms_per_sa'], 2)} | "
+                f"{_spread(h['strongswan']['wall_s'], 2)} | {h['strongswan']['all_established']} |",
+                "", f"CPU ratio {_f(h['cpu_ratio'])}, wall ratio {_f(h['wall_ratio'])}.", ""]
+
+    if "memory" in s:
+        mem = s["memory"]
+        out += ["## Memory (RSS of the connected client, MB, PSK)", "",
+                f"Cygnet {_spread(mem['cygnet']['summary'])}; strongSwan charon {_spread(mem['strongswan']['summary'])}; "
+                f"ratio {_f(mem['ratio'])}.", ""]
+
+    out += ["## Goals", "", "| goal | value | target | met |", "|---|---|---|---|"]
+    for name, g in results.get("goals", {}).items():
+        met = {True: "yes", False: "**no**", None: "–"}[g["met"]]
+        out.append(f"| {name} | {_f(g['value'])} | {g['goal']} | {met} |")
+    return "\n".join(out) + "\n"

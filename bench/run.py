@@ -1,0 +1,171 @@
+"""Cygnet vs strongSwan 5.9, measured in the same run on the same testbed.
+
+    cd /work/main && .venv/bin/python -m bench.run [--quick] [--only NAME ...]
+
+Scenarios (NAME): tunnel-up, throughput, backtoback, handshake, memory. Needs root, strongSwan,
+iperf3 and tcpdump (the testbed's requirements). Everything the run starts goes into one CPU
+cgroup (bench/cgroup.py) that is removed at the end. Results: bench/results/<UTC time>.json
+with every raw number, and a Markdown summary next to it (bench/report.py).
+
+Full run ~10 minutes, --quick ~2 minutes (fewer repetitions, shorter iperf3 runs, 50 SAs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import datetime
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.testbed import Pki, Testbed, missing_requirements, reaper
+
+from . import backtoback, handshake, machine, memory, profiling, report, throughput, tunnel_up
+from .cgroup import CpuGroup
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+PKI_DIR = Path("/var/tmp/cygnet-bench/pki")   # reused between runs: making it takes a while
+SCENARIOS = ("tunnel-up", "throughput", "backtoback", "handshake", "memory")
+
+
+# How much of everything: (full run, --quick)
+PLAN = {
+    "tunnel_up_runs": (20, 5),
+    "iperf_seconds": (4, 2),
+    "iperf_repeats": (3, 1),
+    "handshake_count": (200, 50),
+    "handshake_repeats": (3, 1),
+    "memory_repeats": (3, 1),
+}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (~2 minutes)")
+    parser.add_argument("--only", action="append", choices=SCENARIOS, metavar="NAME",
+                        help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}")
+    parser.add_argument("--no-profile", action="store_true",
+                        help="skip the py-spy / pyinstrument profiles (on by default in a full run)")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where results go")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    problems = missing_requirements()
+    for program in ("iperf3", "tcpdump"):
+        if shutil.which(program) is None:
+            problems.append(f"program {program!r} not found")
+    if problems:
+        print("bench: cannot run here: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    plan = {key: value[1 if args.quick else 0] for key, value in PLAN.items()}
+    chosen = args.only or list(SCENARIOS)
+    profile = not args.quick and not args.no_profile
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    results: dict = {
+        "date": started.isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "machine": machine.describe(),
+        "plan": plan,
+        "load_average": {"start": machine.load_average()},
+        "scenarios": {},
+    }
+    log(f"bench: {results['mode']} run of {', '.join(chosen)}; load average {results['load_average']['start']}")
+    # `cygnet up` is measured as installed: pip byte-compiles a package, so compile ours
+    # (into the ignored __pycache__ folders) instead of paying for it at every start.
+    compileall.compile_dir(REPO / "client", quiet=1)
+    compileall.compile_dir(REPO / "ike", quiet=1)
+
+    workdir = Path(tempfile.mkdtemp(prefix="cygnet-bench-"))
+    group = CpuGroup("cygnet-bench").__enter__()
+    token = reaper.register(f"remove cgroup {group.name}", group.close)
+    try:
+        group.add_self()   # everything started from here on inherits the group
+        results["cgroup"] = [str(p) for p in group.paths]
+        pki = Pki.load_or_create(PKI_DIR)
+        scenarios = results["scenarios"]
+        needs_testbed = [name for name in chosen if name != "backtoback"]
+        if needs_testbed:
+            with Testbed(pki, gateway_options=handshake.gateway_options()) as tb:
+                if "tunnel-up" in chosen:
+                    log("tunnel-up: cold and on-the-wire tunnel-up times")
+                    scenarios["tunnel-up"] = tunnel_up.run(
+                        tb, workdir / "tunnel-up", plan["tunnel_up_runs"],
+                        list(tunnel_up.METHODS), log)
+                    scenarios["tunnel-up"]["cold_start_imports"] = profiling.import_times()
+                if "throughput" in chosen:
+                    log("throughput: iperf3 through the tunnel")
+                    scenarios["throughput"] = throughput.run(
+                        tb, workdir / "throughput", plan["iperf_seconds"], plan["iperf_repeats"],
+                        log, profile_with=_profile_data_plane(workdir) if profile else None)
+                if "handshake" in chosen:
+                    log(f"handshake: {plan['handshake_count']} IKE_SAs from one process")
+                    scenarios["handshake"] = handshake.run(
+                        tb, workdir / "handshake", plan["handshake_count"],
+                        plan["handshake_repeats"], log,
+                        profile=workdir / "loadgen-profile.txt" if profile else None)
+                    if profile:
+                        scenarios["handshake"]["profile"] = _pyinstrument_summary(
+                            workdir / "loadgen-profile.txt")
+                if "memory" in chosen:
+                    log("memory: RSS of a connected client")
+                    scenarios["memory"] = memory.run(tb, workdir / "memory",
+                                                     plan["memory_repeats"], log)
+        if "backtoback" in chosen:
+            log("backtoback: two Cygnet data planes, iperf3 across")
+            scenarios["backtoback"] = backtoback.run(
+                plan["iperf_seconds"], plan["iperf_repeats"], log)
+    finally:
+        reaper.run_one(token)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    results["load_average"]["end"] = machine.load_average()
+    results["duration_s"] = round((datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(), 1)
+    results["goals"] = report.goals(results)
+    stem = started.strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else "")
+    args.output.mkdir(parents=True, exist_ok=True)
+    json_path = args.output / f"{stem}.json"
+    json_path.write_text(json.dumps(results, indent=1) + "\n")
+    md_path = args.output / f"{stem}.md"
+    md_path.write_text(report.markdown(results))
+    log(f"results: {json_path.relative_to(REPO) if json_path.is_relative_to(REPO) else json_path}, "
+        f"{md_path.name} ({results['duration_s']} s)")
+    print(report.markdown(results))
+    return 0
+
+
+def _profile_data_plane(workdir: Path):
+    """A hook for throughput.run: sample `cygnet up` with py-spy during extra iperf3 runs."""
+    def profile(tb, pid: int, seconds: float) -> dict:
+        found = {}
+        for direction, reverse in (("upload", False), ("download", True)):
+            output = workdir / f"py-spy-{direction}.txt"
+            sampler = profiling.py_spy_record(pid, seconds, output)
+            tb.iperf3("client", seconds=seconds, reverse=reverse)
+            sampler.wait(30)
+            found[direction] = profiling.top_functions(output) if output.exists() else {}
+        return found
+    return profile
+
+
+def _pyinstrument_summary(path: Path, lines: int = 60) -> list[str]:
+    """The first lines of pyinstrument's text report (the heaviest call paths)."""
+    if not path.exists():
+        return []
+    return [line.rstrip() for line in path.read_text().splitlines() if line.strip()][:lines]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

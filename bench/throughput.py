@@ -1,0 +1,98 @@
+"""Scenario 2: data-plane throughput through the tunnel, Cygnet vs strongSwan.
+
+iperf3 TCP from the client namespace to the LAN host behind the gateway, both directions
+(upload: client -> LAN; download: iperf3 --reverse), for AES-GCM-128 and AES-CBC-128 +
+HMAC-SHA-256. Cygnet's userspace ESP (`cygnet up` with `esp = ...`) against strongSwan's
+kernel-libipsec client (charon with esp_proposals = ...), both against the same libipsec gateway.
+
+CPU: utime+stime from /proc/<pid>/stat of the client process (and of the gateway's charon, to
+see which side is the limit) over the iperf3 run. "Per core" = Mbit/s / client cores used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.testbed import Testbed
+
+from .clients import METHODS, cold_start_cygnet, cold_start_strongswan, use_gateway_certificate, write_profile
+from .probe import CpuMeter
+from .stats import ratio, summary
+
+SUITES = {"aes128gcm16": "AES-GCM-128", "aes128-sha256": "AES-CBC-128 + HMAC-SHA-256"}
+DIRECTIONS = ("upload", "download")
+
+
+def _iperf(tb: Testbed, client_pid: int, seconds: float, direction: str) -> dict:
+    pids = {"client": client_pid, "gateway": tb.gateway.charon.pid}
+    with CpuMeter(pids) as meter:
+        result = tb.iperf3("client", seconds=seconds, reverse=(direction == "download"))
+    mbps = result["end"]["sum_received"]["bits_per_second"] / 1e6
+    client_cores = meter.cores["client"]
+    return {"mbps": round(mbps, 1), "client_cores": round(client_cores, 3),
+            "gateway_cores": round(meter.cores["gateway"], 3),
+            "mbps_per_core": round(mbps / client_cores, 1) if client_cores > 0 else None,
+            "retransmits": result["end"].get("sum_sent", {}).get("retransmits")}
+
+
+def run(tb: Testbed, workdir: Path, seconds: float, repeats: int, log, profile_with=None) -> dict:
+    """profile_with(pid, seconds) -> report: called during one extra Cygnet upload run if given."""
+    method = METHODS["psk"]
+    use_gateway_certificate(tb, method)
+    results: dict = {}
+    for suite in SUITES:
+        samples: dict = {(c, d): [] for c in ("cygnet", "strongswan") for d in DIRECTIONS}
+        profile = write_profile(tb, method, workdir / "profiles", esp=suite)
+        _, cygnet = cold_start_cygnet(tb, profile, workdir / "cygnet", keep=True)
+        try:
+            for _ in range(repeats):
+                for direction in DIRECTIONS:
+                    samples["cygnet", direction].append(_iperf(tb, cygnet.pid, seconds, direction))
+            if profile_with is not None and suite == "aes128gcm16":
+                results["profile"] = profile_with(tb, cygnet.pid, seconds)
+        finally:
+            cygnet.stop()
+        _, strongswan = cold_start_strongswan(tb, method, esp=suite, keep=True)
+        try:
+            for _ in range(repeats):
+                for direction in DIRECTIONS:
+                    samples["strongswan", direction].append(
+                        _iperf(tb, strongswan.charon.pid, seconds, direction))
+        finally:
+            strongswan.stop()
+
+        entry: dict = {"name": SUITES[suite]}
+        for direction in DIRECTIONS:
+            d: dict = {}
+            for client in ("cygnet", "strongswan"):
+                runs = samples[client, direction]
+                d[client] = {"runs": runs,
+                             "mbps": summary([r["mbps"] for r in runs]),
+                             "mbps_per_core": summary([r["mbps_per_core"] for r in runs]),
+                             "client_cores": summary([r["client_cores"] for r in runs]),
+                             "gateway_cores": summary([r["gateway_cores"] for r in runs])}
+            d["throughput_ratio"] = ratio(d["cygnet"]["mbps"]["median"], d["strongswan"]["mbps"]["median"])
+            d["per_core_ratio"] = ratio(d["cygnet"]["mbps_per_core"]["median"],
+                                        d["strongswan"]["mbps_per_core"]["median"])
+            d["limit"] = _limit(d)
+            entry[direction] = d
+            log(f"throughput {suite} {direction}: cygnet {d['cygnet']['mbps']['median']} Mbit/s "
+                f"({d['cygnet']['client_cores']['median']} cores), strongswan "
+                f"{d['strongswan']['mbps']['median']} Mbit/s ({d['strongswan']['client_cores']['median']} cores); "
+                f"x{d['throughput_ratio']:.2f}, per core x{d['per_core_ratio']:.2f}; {d['limit']}")
+        results[suite] = entry
+    return results
+
+
+def _limit(d: dict) -> str:
+    """Which side was saturated in the Cygnet run (a process near one core is CPU-bound:
+    both charon's libipsec and Cygnet's data plane move packets on one thread)."""
+    notes = []
+    for client in ("cygnet", "strongswan"):
+        client_cores = d[client]["client_cores"]["median"]
+        gateway_cores = d[client]["gateway_cores"]["median"]
+        busy = [name for name, cores in (("client", client_cores), ("gateway", gateway_cores))
+                if cores is not None and cores >= 0.85]
+        notes.append(f"{client}: client {client_cores:.2f} / gateway {gateway_cores:.2f} cores"
+                     + (f" -> {' and '.join(busy)} CPU-bound" if busy else ""))
+    return "; ".join(notes)
