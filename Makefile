@@ -16,7 +16,7 @@ $(STAMP_APT): scripts/setup-debian.sh
 $(STAMP_VENV): pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -e '.[test,gui]'
 	touch $@
 
 demo: setup
