@@ -45,6 +45,8 @@ SEQ32_MAX = 0xFFFFFFFF
 # Ask for a rekey this many packets before a 32-bit counter would have to cycle (RFC 4303 §3.3.3).
 SEQ32_SOFT_MARGIN = 1 << 22
 DEFAULT_REPLAY_WINDOW = 1024
+# After this many replay drops in a row, check whether the peer restarted its counter.
+STALE_RUN_CHECK = 16
 
 # Monotonic padding bytes 1, 2, 3, … (RFC 4303 §2.4); slicing this avoids building them per packet.
 _PADDING = bytes(range(1, 256))
@@ -354,6 +356,8 @@ class InboundSa:
         self.replay_drops = 0
         self.auth_failures = 0
         self.malformed_drops = 0
+        self._stale_run = 0  # replay drops since the last accepted packet
+        self._reset_reported = False
 
     def open(self, packet) -> tuple[int, bytes]:
         """Return (next_header, inner packet) of one ESP packet (bytes or memoryview).
@@ -377,6 +381,9 @@ class InboundSa:
         # In-order packets (seq above the window) skip the bitmap lookup.
         if seq <= window.top and (seq < 0 or not window.check(seq)):
             self.replay_drops += 1
+            self._stale_run += 1
+            if self._stale_run >= STALE_RUN_CHECK and not self._reset_reported and seq > 0:
+                self._check_sequence_reset(packet, seq)
             raise ReplayedPacket("ESP sequence number replayed or outside the window")
 
         iv_end = self._iv_end
@@ -403,6 +410,7 @@ class InboundSa:
             raise AuthenticationFailed("ESP ICV verification failed") from None
         # Authenticated: only now may the window move (RFC 4303 §3.4.3).
         window.update(seq)
+        self._stale_run = 0
 
         pad_length = plaintext[-2]
         next_header = plaintext[-1]
@@ -416,3 +424,27 @@ class InboundSa:
             self._limits.crossed(self.packets, self.bytes)
             self._next_packets, self._next_bytes = self._limits.thresholds()
         return next_header, plaintext[:payload_end]
+
+    def _check_sequence_reset(self, packet, seq: int) -> None:
+        """Many replay drops in a row: if this "replayed" packet is authentic, the peer most
+        likely restarted its sequence counter under the same keys (an HA gateway taking over
+        does exactly that). The window stays untouched (the packet is still dropped); the
+        owner is told once, as a soft limit, so that it rekeys the SA at once instead of losing
+        traffic until the peer's counter passes ours again. Replayed captures would pass this
+        check too, so it does nothing but ask for that one rekey."""
+        iv_end = self._iv_end
+        icv_start = len(packet) - self._icv_size
+        if (icv_start - iv_end) % self._alignment:
+            return
+        try:
+            if self._aead:
+                aad = _pack_esn_aad(self.spi, seq >> 32, seq & SEQ32_MAX) if self.esn else packet[:HEADER_SIZE]
+                self._cipher.decrypt(packet[HEADER_SIZE:iv_end], packet[iv_end:], aad)
+            else:
+                signed = bytes(packet[:icv_start]) + (_pack_u32(seq >> 32) if self.esn else b"")
+                self._integrity.verify(signed, packet[icv_start:])  # no decryption: CBC state
+        except IntegrityError:
+            return
+        self._reset_reported = True
+        self._limits.fire("soft", "sequence-reset")
+
