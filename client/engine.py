@@ -33,8 +33,9 @@ log = logging.getLogger("cygnet")
 BACKOFF_FIRST = 1.0  # seconds; doubled per failed attempt up to BACKOFF_MAX (as strongSwan's
 BACKOFF_MAX = 120.0  # Android app does)
 NAT_KEEPALIVE_INTERVAL = 20.0  # strongSwan's charon.keep_alive default
-DEFAULT_MTU = 1400
-SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's ca-certificates  # libipsec's and the Android app's default: room for ESP-in-UDP headers
+DEFAULT_MTU = 1400  # libipsec's and the Android app's default: room for ESP-in-UDP headers
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's ca-certificates
+TEST_HOOKS_VARIABLE = "CYGNET_TEST_HOOKS"
 
 
 class FatalError(Exception):
@@ -89,10 +90,14 @@ class TunnelStatus:
     dns: list[str] = field(default_factory=list)
     domains: list[str] = field(default_factory=list)
     ike_proposal: str = ""
+    ike_spi_i: str = ""
+    ike_spi_r: str = ""
     nat: bool = False
     children: dict = field(default_factory=dict)  # spi_in hex -> details
     up_since: Optional[float] = None
-    reconnects: int = 0
+    reconnects: int = 0  # how often the tunnel came back up after it was lost
+    ike_rekeys: int = 0
+    child_rekeys: int = 0
     last_error: str = ""
 
 
@@ -188,6 +193,47 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
         force_encapsulation=profile.encap, dpd_delay=float(profile.dpd), **kwargs)
 
 
+def test_hooks(environ=os.environ) -> tuple[dict, object]:
+    """Test-only knobs, not settings: JSON in $CYGNET_TEST_HOOKS -> (session overrides,
+    ESP volume limits or None).
+
+    The interop tests use them to make what takes strongSwan's defaults minutes or hours
+    happen in seconds: giving up on a dead gateway (retransmissions end after 165 s), and
+    rekeying that we initiate (lifetimes, or the data plane's byte/packet limits). Keys:
+    retransmit_tries / retransmit_timeout / retransmit_base, ike_rekey_time, ike_rand_time,
+    child_rekey_time, child_rand_time, child_life_time (seconds), esp_soft_bytes,
+    esp_hard_bytes, esp_soft_packets, esp_hard_packets. Unknown keys are refused, so a typo
+    cannot silently test the defaults.
+    """
+    text = environ.get(TEST_HOOKS_VARIABLE)
+    if not text:
+        return {}, None
+    from client.esp import SaLimits
+    from ike.retransmission import RetransmissionPolicy
+
+    try:
+        hooks = json.loads(text)
+        if not isinstance(hooks, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as error:
+        raise FatalError(f"{TEST_HOOKS_VARIABLE}: {error}") from None
+    lifetimes = ("ike_rekey_time", "ike_rand_time", "child_rekey_time", "child_rand_time",
+                 "child_life_time")
+    retransmit = {"retransmit_tries": "tries", "retransmit_timeout": "timeout",
+                  "retransmit_base": "base"}
+    limits = {"esp_soft_bytes": "soft_bytes", "esp_hard_bytes": "hard_bytes",
+              "esp_soft_packets": "soft_packets", "esp_hard_packets": "hard_packets"}
+    unknown = set(hooks) - set(lifetimes) - set(retransmit) - set(limits)
+    if unknown:
+        raise FatalError(f"{TEST_HOOKS_VARIABLE}: unknown keys {', '.join(sorted(unknown))}")
+    overrides = {name: float(hooks[name]) for name in lifetimes if name in hooks}
+    policy = {field: hooks[key] for key, field in retransmit.items() if key in hooks}
+    if policy:
+        overrides["retransmission"] = RetransmissionPolicy(**policy)
+    sa_limits = {field: int(hooks[key]) for key, field in limits.items() if key in hooks}
+    return overrides, (SaLimits(**sa_limits) if sa_limits else None)
+
+
 # ------------------------------------------------------------------------------ the tunnel
 
 
@@ -223,6 +269,9 @@ class Tunnel:
         # tune ike.settings.Settings fields (e.g. retransmission) set on every attempt.
         self.manage_dns = True
         self.session_overrides: dict = {}
+        self.esp_limits = None  # client.esp.SaLimits for the data plane (test hooks)
+        self.fatal_error = ""  # why the tunnel stopped for good, if it did not stop on request
+        self._came_up = False  # during the current attempt
 
     # --- set-up and tear-down ---
 
@@ -252,7 +301,7 @@ class Tunnel:
         self._sock500 = _udp_socket(500)
         self._sock4500 = _udp_socket(4500)
         self.dataplane = UserspaceDataPlane(self.tun, self._sock4500, on_ike_packet=self._on_ike_4500,
-                                            on_event=self._on_dataplane_event)
+                                            on_event=self._on_dataplane_event, limits=self.esp_limits)
         self.dataplane.start(self.loop)
         self.loop.add_reader(self._sock500.fileno(), self._on_sock500_readable)
 
@@ -280,12 +329,22 @@ class Tunnel:
     # --- the connection loop ---
 
     async def run(self) -> None:
-        """Connect, stay connected (reconnecting with back-off), until stop() or a fatal error."""
+        """Connect, stay connected, until stop() or a fatal error.
+
+        Before the tunnel has ever come up, one failed attempt per gateway ends the run (the
+        user is waiting for `cygnet up`: say why at once). Once it has been up, a lost tunnel
+        is re-established for as long as it takes: the next gateway in the list after
+        BACKOFF_FIRST seconds, doubling the wait per failed attempt up to BACKOFF_MAX, and
+        starting again from BACKOFF_FIRST after every attempt that came up.
+        """
         backoff = BACKOFF_FIRST
         gateways = list(self.profile.gateways)
         index = 0
+        failures_before_up = 0
+        ever_up = False
         while not self._stopping:
             host = gateways[index % len(gateways)]
+            self._came_up = False
             try:
                 reason = await self._attempt(host)
             except (ConnectionError, OSError) as error:
@@ -296,18 +355,24 @@ class Tunnel:
                 gateways.insert(index + 1, reason.gateway)
                 index += 1
                 continue
-            self.status.last_error = reason
-            self.status.state = "reconnecting"
-            self.status.reconnects += 1
-            self.progress.say(f"{reason}; retrying in {backoff:.0f} s")
             index += 1
+            self.status.last_error = reason
+            if self._came_up:
+                ever_up = True
+                backoff = BACKOFF_FIRST
+            elif not ever_up:
+                failures_before_up += 1
+                if failures_before_up >= len(gateways):
+                    self._fail(f"could not connect to {self.status.gateway}: {reason}")
+                    break
+            self.status.state = "reconnecting"
+            self.progress.say(f"{reason}; reconnecting in {backoff:.0f} s")
             try:
                 await asyncio.wait_for(self._stopped.wait(), backoff)
             except asyncio.TimeoutError:
                 pass
-            backoff = min(backoff * 2, BACKOFF_MAX)
-            if self.status.up_since is not None:
-                backoff = BACKOFF_FIRST if backoff >= BACKOFF_MAX else backoff
+            if not self._came_up:
+                backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def _attempt(self, host: str):
         from ike.session import IkeSession
@@ -412,8 +477,9 @@ class Tunnel:
 
     def _fail(self, message: str) -> None:
         self.observer.failed(self, message)
+        self.fatal_error = message
         if not self._first_up.done():
-            self._first_up.set_exception(FatalError(message))
+            self._first_up.set_result(False)
         self._stopping = True
         self._stopped.set()
         self._end_attempt(message)
@@ -426,6 +492,7 @@ class Tunnel:
         log.debug("event %s", event)
         if isinstance(event, ev.IkeSaEstablished):
             self.status.remote_id = event.peer_identity
+            self.status.ike_spi_i, self.status.ike_spi_r = event.spi_i.hex(), event.spi_r.hex()
             self.status.ike_proposal = event.proposal
             self.status.nat = event.nat_detected
             if event.nat_detected:
@@ -437,8 +504,18 @@ class Tunnel:
         elif isinstance(event, ev.ChildSaDeleted):
             self.dataplane.remove_child_sa(event.spi_in)
             self.status.children.pop(event.spi_in.hex(), None)
+        elif isinstance(event, ev.IkeSaRekeyed):
+            self.status.ike_spi_i, self.status.ike_spi_r = event.new_spi_i.hex(), event.new_spi_r.hex()
+            self.status.ike_rekeys += 1
+        elif isinstance(event, ev.ChildSaRekeyed):
+            self.status.child_rekeys += 1
         elif isinstance(event, ev.AuthenticationFailed):
-            raise FatalError(f"authentication failed: {event.reason}")
+            # The gateway only says "AUTHENTICATION_FAILED": name the identities we used, the
+            # usual culprits besides the credentials.
+            sent = f"we are {self.status.local_id or '?'}"
+            if self.profile.remote_id:
+                sent += f", asking for the gateway {self.profile.remote_id}"
+            raise FatalError(f"authentication failed: {event.reason} ({sent})")
         elif isinstance(event, ev.ProposalMismatch):
             raise FatalError(f"no proposal chosen: the gateway accepted none of {', '.join(event.offered)} "
                              f"({event.reason})")
@@ -499,6 +576,9 @@ class Tunnel:
             "local_ts": [str(n) for n in child.local_ts], "remote_ts": [str(n) for n in child.remote_ts],
             "rekey_at": time.time() + child.lifetime_soft, "installed_at": time.time()}
         if self.status.state != "up":
+            if self._first_up.done():
+                self.status.reconnects += 1
+            self._came_up = True
             self.status.state = "up"
             self.status.up_since = time.time()
             self.progress.say(f"tunnel up ({self.tun.name}, ESP {encr}{'/' + integ if integ else ''})")
@@ -507,6 +587,8 @@ class Tunnel:
                 self._first_up.set_result(True)
 
     def _tunnel_lost(self, reason: str) -> None:
+        if self._attempt_done is None or self._attempt_done.done():
+            return  # already reported (DeadPeerDetected comes before IkeSaDeleted)
         for spi_in in list(self.status.children):
             self.dataplane.remove_child_sa(bytes.fromhex(spi_in))
         self.status.children.clear()
@@ -580,6 +662,11 @@ def _udp_socket(port: int) -> socket.socket:
 async def _run(profile: Profile, secret, progress: Progress, on_up: Callable[[], None]) -> int:
     loop = asyncio.get_running_loop()
     tunnel = Tunnel(profile, secret, progress)
+    try:
+        tunnel.session_overrides, tunnel.esp_limits = test_hooks()
+    except FatalError as error:
+        progress.say(f"cygnet: {error}")
+        return 1
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, tunnel.stop)
     server = None
@@ -587,14 +674,17 @@ async def _run(profile: Profile, secret, progress: Progress, on_up: Callable[[],
         tunnel.open()
         server = await control.serve(profile.name, tunnel.handle_control)
         runner = asyncio.ensure_future(tunnel.run())
-        done, _ = await asyncio.wait({runner, tunnel._first_up}, return_when=asyncio.FIRST_COMPLETED)
-        if tunnel._first_up.done() and tunnel._first_up.exception() is None:
+        await asyncio.wait({runner, tunnel._first_up}, return_when=asyncio.FIRST_COMPLETED)
+        came_up = tunnel._first_up.done() and tunnel._first_up.result()
+        if came_up:
             on_up()
-            await runner
+        await runner
+        if tunnel.fatal_error:
+            progress.say(f"cygnet: {tunnel.fatal_error}")
+            return 1
+        if came_up:
             progress.say("tunnel closed")
             return 0
-        await tunnel._first_up if tunnel._first_up.done() else None
-        await runner
         progress.say("cygnet: stopped before the tunnel came up")
         return 1
     except FatalError as error:
@@ -716,9 +806,11 @@ def format_status(s: dict) -> str:
     if s.get("dns"):
         lines.append(f"  DNS         {' '.join(s['dns'])}" + (f"  search {' '.join(s['domains'])}" if s.get("domains") else ""))
     if s.get("ike_proposal"):
-        lines.append(f"  IKE         {s['ike_proposal']}{'  (NAT-T)' if s.get('nat') else ''}")
-    if s.get("uptime"):
-        lines.append(f"  up for      {s['uptime']} s, reconnects {s['reconnects']}")
+        lines.append(f"  IKE_SA      {s['ike_spi_i']}_i {s['ike_spi_r']}_r  {s['ike_proposal']}"
+                     f"{'  (NAT-T)' if s.get('nat') else ''}")
+    if s.get("up_since"):
+        lines.append(f"  up for      {s['uptime']} s, reconnects {s['reconnects']}, "
+                     f"rekeyed IKE_SA {s['ike_rekeys']}x, CHILD_SA {s['child_rekeys']}x")
     for c in s.get("children", []):
         algo = c["encryption"] + (f"/{c['integrity']}" if c["integrity"] else "")
         lines.append(f"  CHILD_SA    {c['spi_in']}_i {c['spi_out']}_o  {algo}  rekey in {c['rekey_in']} s")
