@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import stat
 import time
 
@@ -88,17 +89,32 @@ def test_through_nat_with_random_source_ports(testbed_factory):
     assert gateway_sa["nat-remote"] == "yes"
 
 
-def test_long_chain_forces_ike_fragmentation_both_ways(testbed_factory):
+def fragments_sent(log_text: str) -> list[int]:
+    """Fragment counts from charon's "splitting IKE message (N bytes) into K fragments"."""
+    return [int(k) for k in re.findall(r"splitting IKE message \(\d+ bytes\) into (\d+)", log_text)]
+
+
+def test_gateway_chain_makes_its_ike_auth_response_fragment(testbed_factory):
     from tests.testbed import GatewayOptions
 
     testbed = testbed_factory(gateway_options=GatewayOptions(certificate="chain"))
     client = testbed.strongswan_client()
-    client_sa = client.connect("chain")
+    client_sa = client.connect("rsa")      # the client's CERTREQ names only the root CA
 
     assert_tunnel_works(testbed, client_sa)
-    # Both IKE_AUTH messages carry four certificates: each side had to split its message.
-    assert "splitting IKE message" in client.log_path.read_text()
-    assert "splitting IKE message" in testbed.gateway.log_path.read_text()
+    gateway_log = testbed.gateway.log_path.read_text()
+    assert gateway_log.count("sending issuer cert") == 3
+    assert max(fragments_sent(gateway_log)) >= 4
+    assert client.log_path.read_text().count("received issuer cert") == 3
+
+
+def test_client_chain_makes_its_ike_auth_request_fragment(testbed):
+    client = testbed.strongswan_client()
+    client_sa = client.connect("chain")    # dave, below three intermediates
+
+    assert_tunnel_works(testbed, client_sa)
+    assert max(fragments_sent(client.log_path.read_text())) >= 4
+    assert testbed.gateway.log_path.read_text().count("received issuer cert") == 3
 
 
 def test_connects_and_passes_traffic_despite_packet_loss(testbed):

@@ -204,12 +204,17 @@ class Charon:
                 "swanctl": {"load": SWANCTL_PLUGINS, "socket": f"unix://{self.vici_path}"}}
         self.conf_path.write_text(render(tree) + "\n")
 
-    def install_credentials(self, certs=(), cacerts=(), private_keys=()) -> None:
-        """Copy certificate and key files into this charon's swanctl directory."""
+    def install_credentials(self, certs=(), cacerts=(), private_keys=(),
+                            replace: bool = False) -> None:
+        """Copy certificate and key files into this charon's swanctl directory (loaded by
+        the next `load()`). replace=True first removes what an earlier call installed."""
         for subdir, files, private in (("x509", certs, False), ("x509ca", cacerts, False),
                                        ("private", private_keys, True)):
             target = self.swanctl_dir / subdir
             target.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if replace:
+                for old in target.iterdir():
+                    old.unlink()
             for path in files:
                 destination = target / Path(path).name
                 shutil.copyfile(path, destination)

@@ -12,7 +12,7 @@ The gateway picks a connection by the client's identity (IDi):
                                               three intermediates)
 
 The gateway always authenticates with a certificate (except for "psk"); which one is
-GatewayOptions.certificate: "rsa", "ecdsa" or "chain" (RSA below three RSA-4096
+GatewayOptions.certificate: "rsa", "ecdsa" or "chain" (RSA below three RSA-3072
 intermediates, so the IKE_AUTH response needs IKE fragmentation).
 """
 
@@ -198,20 +198,29 @@ class Gateway:
         return self.charon.running
 
     def start(self) -> "Gateway":
-        p = self.pki
-        credentials = [p.gateway_rsa, p.gateway_ecdsa, p.gateway_chain]
-        self.charon.install_credentials(
-            certs=[c.cert for c in credentials],
-            cacerts=[p.root_ca, *p.intermediates],
-            private_keys=[c.key for c in credentials])
+        self._install_credentials()
         self.charon.start()
         self.charon.load(gateway_config(self.options, self.pki))
         return self
 
     def reconfigure(self, options: GatewayOptions) -> None:
-        """Load new connections/secrets into the running gateway (existing SAs stay)."""
+        """Load new connections/secrets into the running gateway (existing SAs stay).
+        Changes to `options.charon` take effect at the next restart()."""
         self.options = options
+        self._install_credentials()
         self.charon.load(gateway_config(options, self.pki))
+
+    def _install_credentials(self) -> None:
+        p = self.pki
+        credentials = [p.gateway_rsa, p.gateway_ecdsa, p.gateway_chain]
+        # charon sends the intermediates of its chain only up to the first CA the peer named
+        # in a CERTREQ, and its own CERTREQ (in IKE_SA_INIT, before it knows the client)
+        # names every CA it holds. So it holds the intermediates only when it needs them to
+        # send its "chain" certificate; otherwise clients such as dave must send theirs.
+        intermediates = list(p.intermediates) if self.options.certificate == "chain" else []
+        self.charon.install_credentials(
+            certs=[c.cert for c in credentials], cacerts=[p.root_ca, *intermediates],
+            private_keys=[c.key for c in credentials], replace=True)
 
     def stop(self) -> None:
         self.charon.stop()

@@ -5,13 +5,14 @@ Layout (all PEM; private keys mode 0600):
     root CA (RSA-3072)
      |- gateway-rsa      RSA-3072,  SAN gw.cygnet.test + the gateway's IPs, EKU serverAuth+ikeIntermediate
      |- gateway-ecdsa    ECDSA P-256, same names
-     |- alice            RSA-3072 client (alice@cygnet.test), also as PKCS#12
+     |- alice            RSA-2048 client (alice@cygnet.test), also as PKCS#12
      |- bob              ECDSA P-256 client (bob@cygnet.test), also as PKCS#12
      |- carol            Ed25519 client (carol@cygnet.test)
      |- eaptls           ECDSA P-256 client for EAP-TLS (eaptls@cygnet.test)
-     `- intermediate-1 (RSA-4096) - intermediate-2 - intermediate-3
-            |- gateway-chain  RSA-3072 gateway cert: IKE_AUTH response needs fragmentation
-            `- dave           RSA-3072 client (dave@cygnet.test): IKE_AUTH request needs it too
+     `- intermediate-1 (RSA-3072) - intermediate-2 - intermediate-3
+            |- gateway-chain  RSA-3072 gateway cert: with the three intermediates its
+            |                 IKE_AUTH response is ~5.4 kB, five IKE fragments
+            `- dave           RSA-2048 client (dave@cygnet.test): its IKE_AUTH request too
     rogue CA (ECDSA P-256, unrelated)
      `- mallory          ECDSA client (mallory@cygnet.test) that the gateway must reject
 
@@ -32,24 +33,24 @@ from .topology import ALL_GATEWAY_ADDRESSES
 DOMAIN = "cygnet.test"
 GATEWAY_NAME = f"gw.{DOMAIN}"
 P12_PASSWORD = "cygnet-p12-test"   # test-only secret for the PKCS#12 files
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 _PKI_CONF = "pki {\n  load = random nonce openssl pem pkcs1 pkcs8 x509 pubkey\n}\n"
 
 # name -> (key type, key size or None)
 _KEYS = {
     "root-ca": ("rsa", 3072),
     "rogue-ca": ("ecdsa", 256),
-    "intermediate-1": ("rsa", 4096),
-    "intermediate-2": ("rsa", 4096),
-    "intermediate-3": ("rsa", 4096),
+    "intermediate-1": ("rsa", 3072),
+    "intermediate-2": ("rsa", 3072),
+    "intermediate-3": ("rsa", 3072),
     "gateway-rsa": ("rsa", 3072),
     "gateway-ecdsa": ("ecdsa", 256),
     "gateway-chain": ("rsa", 3072),
-    "alice": ("rsa", 3072),
+    "alice": ("rsa", 2048),
     "bob": ("ecdsa", 256),
     "carol": ("ed25519", None),
     "eaptls": ("ecdsa", 256),
-    "dave": ("rsa", 3072),
+    "dave": ("rsa", 2048),
     "mallory": ("ecdsa", 256),
 }
 

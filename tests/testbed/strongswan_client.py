@@ -48,7 +48,10 @@ def client_config(gateway_address: str, pki: Pki, gateway: GatewayOptions,
             "fragmentation": options.fragmentation,
             "mobike": options.mobike,
             "local": local,
-            "remote": {"auth": remote_auth, "id": options.gateway_id},
+            # CERTREQ only for the root, as a client configured with just the root CA
+            # would: the gateway then sends its intermediates (see Gateway.start).
+            "remote": {"auth": remote_auth, "id": options.gateway_id,
+                       "cacerts": pki.root_ca.name if remote_auth == "pubkey" else None},
             "children": {"tunnel": {"remote_ts": list(options.remote_ts),
                                     "esp_proposals": list(options.esp_proposals)}},
         }
