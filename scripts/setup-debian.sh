@@ -8,6 +8,11 @@ packages=(
   python3-venv iproute2 iputils-ping nftables tcpdump iperf3 procps psmisc util-linux
   strongswan-charon strongswan-swanctl strongswan-pki
   libcharon-extra-plugins libstrongswan-extra-plugins
+  # tray applet (gui/): Qt's xcb platform, a virtual X server with a tray host for screenshots,
+  # a Secret Service (gnome-keyring) for the secret agent's tests
+  xvfb xauth trayer libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
+  libxcb-shape0 libxcb-xkb1 libxcb-randr0 libxcb-xinerama0 libxkbcommon-x11-0 libegl1 libgl1
+  libfontconfig1 fonts-dejavu-core gnome-keyring libsecret-tools dbus-x11
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
