@@ -41,8 +41,42 @@ def run(tb: Testbed, workdir: Path, repeats: int, log) -> dict:
             strongswan.stop()
     results = {client: {"rss_mb": values, "summary": summary(values)}
                for client, values in samples.items()}
+    results["rss_by_import"] = rss_by_import()
     results["ratio"] = ratio(results["cygnet"]["summary"]["median"],
                              results["strongswan"]["summary"]["median"])
     log(f"memory: cygnet {results['cygnet']['summary']['median']} MB, strongswan "
         f"{results['strongswan']['summary']['median']} MB RSS")
     return results
+
+
+RSS_STEPS = r"""
+import importlib, json, sys
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+steps = [("python", rss())]
+for module in sys.argv[1:]:
+    importlib.import_module(module)
+    steps.append((module, rss()))
+print(json.dumps(steps))
+"""
+# In the order `cygnet up` needs them: CLI, engine (asyncio), IKE core (cryptography),
+# data plane, netlink (pyroute2).
+RSS_MODULES = ("client.cli", "client.profile", "asyncio", "client.engine", "cryptography.x509",
+               "ike.session", "client.dataplane", "client.tun", "pyroute2", "client.netconfig")
+
+
+def rss_by_import() -> list:
+    """How the RSS of a fresh interpreter grows as it imports what `cygnet up` uses (MB)."""
+    import json
+    import subprocess
+    import sys
+    from .clients import REPO
+    result = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", RSS_STEPS, *RSS_MODULES],
+                            capture_output=True, text=True, cwd=REPO)
+    if result.returncode != 0:
+        return [["error", result.stderr.strip()[-200:]]]
+    steps = json.loads(result.stdout)
+    return [[name, round(mb, 1), round(mb - steps[i - 1][1], 1) if i else 0.0]
+            for i, (name, mb) in enumerate(steps)]

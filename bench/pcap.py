@@ -146,6 +146,22 @@ def handshake_durations(packets: list[IkePacket], windows: list[tuple[float, flo
     return [None if h is None else h[1] - h[0] for h in handshakes(packets, windows)]
 
 
+def who_waited(packets: list[IkePacket], handshake: tuple[float, float]) -> dict:
+    """Split one handshake's wire time between the two sides.
+
+    Each gap between consecutive IKE messages is charged to the side that sent the later one:
+    a request (from the client) ends a gap the client spent computing, a response one the
+    gateway spent. Returns {"client_s": ..., "gateway_s": ...} (they add up to the wire time).
+    """
+    start, end = handshake
+    inside = [p for p in packets if start <= p.time <= end]
+    split = {"client_s": 0.0, "gateway_s": 0.0}
+    for previous, current in zip(inside, inside[1:]):
+        side = "gateway_s" if current.is_response else "client_s"
+        split[side] += current.time - previous.time
+    return split
+
+
 def exchange_summary(packets: list[IkePacket], window: tuple[float, float]) -> list[str]:
     """Human-readable list of the IKE messages in one window (for debugging a run)."""
     names = {34: "IKE_SA_INIT", 35: "IKE_AUTH", 36: "CREATE_CHILD_SA", 37: "INFORMATIONAL"}

@@ -66,6 +66,14 @@ def markdown(results: dict) -> str:
             out.append(f"| {method} | {_spread(e['cygnet']['wire'])} | {_spread(e['strongswan']['wire'])} | "
                        f"{_f(e['wire_ratio'])} | {_spread(e['cygnet']['cold'], 0)} | "
                        f"{_spread(e['strongswan']['cold'], 0)} | {_f(e['cold_ratio'])} |")
+        out += ["", "Wire time split (medians, ms; client = computing between a response and the next "
+                "request, gateway = between a request and its response): "
+                + "; ".join(f"{method}: Cygnet {_f(e['cygnet']['wire_client_ms']['median'], 1)} + gateway "
+                            f"{_f(e['cygnet']['wire_gateway_ms']['median'], 1)}, strongSwan "
+                            f"{_f(e['strongswan']['wire_client_ms']['median'], 1)} + gateway "
+                            f"{_f(e['strongswan']['wire_gateway_ms']['median'], 1)}"
+                            for method, e in s["tunnel-up"].items()
+                            if isinstance(e, dict) and "wire_client_ms" in e.get("cygnet", {}))]
         out += ["", "Where Cygnet's cold start goes (medians, ms from `cygnet up`): "
                 + "; ".join(f"{method}: 'contacting' line {_f(e['cygnet']['phases_ms']['start_to_contacting']['median'], 0)}, "
                             f"'tunnel up' line {_f(e['cygnet']['phases_ms']['start_to_tunnel_up_line']['median'], 0)}, "
@@ -121,7 +129,10 @@ def markdown(results: dict) -> str:
         mem = s["memory"]
         out += ["## Memory (RSS of the connected client, MB, PSK)", "",
                 f"Cygnet {_spread(mem['cygnet']['summary'])}; strongSwan charon {_spread(mem['strongswan']['summary'])}; "
-                f"ratio {_f(mem['ratio'])}.", ""]
+                f"ratio {_f(mem['ratio'])}.", "",
+                "RSS of a fresh interpreter after each import (MB, +growth): "
+                + ", ".join(f"{name} {mb} (+{grow})" for name, mb, *rest in mem.get("rss_by_import", [])
+                            for grow in (rest[0] if rest else "",)), ""]
 
     out += ["## Goals", "", "| goal | value | target | met |", "|---|---|---|---|"]
     for name, g in results.get("goals", {}).items():

@@ -63,8 +63,13 @@ def run(tb: Testbed, workdir: Path, runs: int, methods: list[str], log) -> dict:
             # CHILD_SA, addresses, routes (and DNS) until traffic flows.
             after = [None if h is None else w[1] - 0.001 - h[1]
                      for h, w in zip(found, windows[name, client])]
+            splits = [pcap.who_waited(packets, h) for h in found if h is not None]
             entry[client] = {
                 "wire_ms": [None if w is None else round(w * 1000, 3) for w in wire],
+                # Of the wire time: the client's computing between a response and its next
+                # request, and the gateway's between a request and its response.
+                "wire_client_ms": summary([x["client_s"] * 1000 for x in splits]),
+                "wire_gateway_ms": summary([x["gateway_s"] * 1000 for x in splits]),
                 "auth_to_first_reply_ms": summary([None if a is None else a * 1000 for a in after]),
                 "cold_ms": [round(c * 1000, 3) for c in cold[name, client]],
                 "rss_mb": [round(r, 2) for r in rss[name, client] if r is not None],
