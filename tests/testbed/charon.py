@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import reaper
-from .conffile import render, write_private
+from .conffile import merge_settings, render, write_private
 from .netns import CommandError, Namespace, run
 from .vici_text import parse_pretty
 from .wait import wait_for
@@ -199,7 +199,7 @@ class Charon:
                             "resolvconf": {"path": "/nonexistent/resolvconf"}},
             },
         }
-        _merge(charon, s.extra)
+        merge_settings(charon, s.extra)
         tree = {"charon": charon,
                 "swanctl": {"load": SWANCTL_PLUGINS, "socket": f"unix://{self.vici_path}"}}
         self.conf_path.write_text(render(tree) + "\n")
@@ -285,11 +285,3 @@ class Charon:
                  message=lambda: f"no matching IKE_SA in {self.name}; log tail:\n"
                                  f"{self.log_tail()}")
         return found["sa"]
-
-
-def _merge(base: dict, extra: dict) -> None:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value

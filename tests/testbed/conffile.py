@@ -45,6 +45,20 @@ def _scalar(value) -> str:
     return text
 
 
+def swanctl_secret(secret: str) -> str:
+    """A secret as a swanctl.conf value: hex ("0x...") so any character is safe."""
+    return "0x" + secret.encode().hex()
+
+
+def merge_settings(base: dict, extra: dict) -> None:
+    """Merge `extra` into `base` in place; nested dicts merge, other values replace."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge_settings(base[key], value)
+        else:
+            base[key] = value
+
+
 def write_private(path: Path, text: str) -> None:
     """Write a file readable by root only (it may hold PSKs, passwords, key paths)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .charon import Charon, CharonSettings
+from .conffile import merge_settings, swanctl_secret
 from .netns import Namespace
 from .pki import DOMAIN, GATEWAY_NAME, Pki
 from . import topology
@@ -130,7 +131,7 @@ def gateway_config(options: GatewayOptions, pki: Pki) -> dict:
                 **copy.deepcopy(options.extra_child),
             }},
         }
-        _merge(conn, copy.deepcopy(options.extra_connection))
+        merge_settings(conn, copy.deepcopy(options.extra_connection))
         return conn
 
     eap_id = "%any" if options.eap_identity_request else None
@@ -149,27 +150,19 @@ def gateway_config(options: GatewayOptions, pki: Pki) -> dict:
     if options.pool_v6:
         pools["v6"] = {"addrs": options.pool_v6, "dns": list(options.dns_v6) or None}
 
-    secrets_ = {"ike-psk": {"id": PSK_IDENTITY, "secret": _quoted(options.psk)},
+    secrets_ = {"ike-psk": {"id": PSK_IDENTITY, "secret": swanctl_secret(options.psk)},
                 "private-gateway": {"file": cert.key.name}}
     for method, (identity, password) in options.eap_users.items():
-        secrets_[f"eap-{method}"] = {"id": identity, "secret": _quoted(password)}
+        secrets_[f"eap-{method}"] = {"id": identity, "secret": swanctl_secret(password)}
 
     config = {"connections": connections, "pools": pools, "secrets": secrets_}
-    _merge(config, copy.deepcopy(options.extra_config))
+    merge_settings(config, copy.deepcopy(options.extra_config))
     return config
 
 
-def _quoted(secret: str) -> str:
-    # swanctl takes "0x..." (hex) or "0s..." (base64) literally: hex-encode so any character works.
-    return "0x" + secret.encode().hex()
-
-
-def _merge(base: dict, extra: dict) -> None:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
+# Older names, still imported by bench/.
+_quoted = swanctl_secret
+_merge = merge_settings
 
 
 class Gateway:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .charon import Charon, CharonSettings
-from .gateway import EAP_IDENTITIES, PSK_IDENTITY, GatewayOptions, _merge, _quoted
+from .conffile import merge_settings, swanctl_secret
+from .gateway import EAP_IDENTITIES, PSK_IDENTITY, GatewayOptions
 from .netns import Namespace
 from .pki import GATEWAY_NAME, Pki
 
@@ -49,13 +50,13 @@ def client_config(gateway_address: str, pki: Pki, gateway: GatewayOptions,
             "mobike": options.mobike,
             "local": local,
             # CERTREQ only for the root, as a client configured with just the root CA
-            # would: the gateway then sends its intermediates (see Gateway.start).
+            # would: the gateway then sends its intermediates (see Gateway._install_credentials).
             "remote": {"auth": remote_auth, "id": options.gateway_id,
                        "cacerts": pki.root_ca.name if remote_auth == "pubkey" else None},
             "children": {"tunnel": {"remote_ts": list(options.remote_ts),
                                     "esp_proposals": list(options.esp_proposals)}},
         }
-        _merge(conn, copy.deepcopy(options.extra_connection))
+        merge_settings(conn, copy.deepcopy(options.extra_connection))
         return conn
 
     connections = {"psk": connection({"auth": "psk", "id": PSK_IDENTITY}, remote_auth="psk")}
@@ -69,9 +70,9 @@ def client_config(gateway_address: str, pki: Pki, gateway: GatewayOptions,
     connections["eap-tls"] = connection({"auth": "eap-tls", "id": pki.eaptls.identity,
                                          "certs": pki.eaptls.cert.name})
 
-    secrets_ = {"ike-psk": {"id": PSK_IDENTITY, "secret": _quoted(gateway.psk)}}
+    secrets_ = {"ike-psk": {"id": PSK_IDENTITY, "secret": swanctl_secret(gateway.psk)}}
     for method, (identity, password) in gateway.eap_users.items():
-        secrets_[f"eap-{method}"] = {"id": identity, "secret": _quoted(password)}
+        secrets_[f"eap-{method}"] = {"id": identity, "secret": swanctl_secret(password)}
     return {"connections": connections, "secrets": secrets_}
 
 

@@ -19,6 +19,7 @@ from .netns import Namespace, run, unique_prefix
 
 CLIENT_ADDR = "198.51.100.2"
 CLIENT_ADDR6 = "fd00:5::2"
+CLIENT_NET6 = ipaddress.ip_network("fd00:5::/64")
 CLIENT_ROUTER = "198.51.100.1"        # the gateway without NAT, the NAT box with it
 CLIENT_ROUTER6 = "fd00:5::1"
 GATEWAY_ADDR_DIRECT = "198.51.100.1"
@@ -138,7 +139,7 @@ class Topology:
             f"addr add {GATEWAY_ADDR_BEHIND_NAT}/24 dev eth0",
             f"addr add {GATEWAY_ADDR6_BEHIND_NAT}/64 dev eth0 nodad",
             "link set eth0 up",
-            f"route add {CLIENT_ADDR6.rsplit(':', 2)[0]}::/64 via {NAT_OUTSIDE_ADDR6}",
+            f"route add {CLIENT_NET6} via {NAT_OUTSIDE_ADDR6}",   # IPv6 is routed, not NATed
         ])
         _enable_forwarding(nat)
         random = " random" if self.nat == "random-ports" else ""
