@@ -369,8 +369,6 @@ class InboundSa:
         if length < self._min_length:
             self.malformed_drops += 1
             raise MalformedPacket("ESP packet too short")
-        if self._limits.exhausted:
-            raise SaExhausted("ESP SA exhausted: a rekeyed SA must replace it")
         window = self.window
         seq_low = _unpack_seq(packet, SPI_SIZE)[0]
         if self.esn:
@@ -385,26 +383,24 @@ class InboundSa:
             if self._stale_run >= STALE_RUN_CHECK and not self._reset_reported and seq > 0:
                 self._check_sequence_reset(packet, seq)
             raise ReplayedPacket("ESP sequence number replayed or outside the window")
+        if self._limits.exhausted:
+            raise SaExhausted("ESP SA exhausted: a rekeyed SA must replace it")
 
         iv_end = self._iv_end
         icv_start = length - self._icv_size
         if (icv_start - iv_end) % self._alignment:
             self.malformed_drops += 1
             raise MalformedPacket("ESP ciphertext is not a whole number of blocks")
-        iv = packet[HEADER_SIZE:iv_end]
         try:
             if self._aead:
-                if self.esn:
-                    aad = _pack_esn_aad(self.spi, seq >> 32, seq_low)
-                else:
-                    aad = packet[:HEADER_SIZE]
-                plaintext = self._cipher.decrypt(iv, packet[iv_end:], aad)
+                aad = _pack_esn_aad(self.spi, seq >> 32, seq_low) if self.esn else packet[:HEADER_SIZE]
+                plaintext = self._cipher.decrypt(packet[HEADER_SIZE:iv_end], packet[iv_end:], aad)
             else:
                 signed = packet[:icv_start]
                 if self.esn:
                     signed = bytes(signed) + _pack_u32(seq >> 32)
                 self._integrity.verify(signed, packet[icv_start:])
-                plaintext = self._cipher.decrypt(iv, packet[iv_end:icv_start], b"")
+                plaintext = self._cipher.decrypt(packet[HEADER_SIZE:iv_end], packet[iv_end:icv_start], b"")
         except IntegrityError:
             self.auth_failures += 1
             raise AuthenticationFailed("ESP ICV verification failed") from None
@@ -413,9 +409,8 @@ class InboundSa:
         self._stale_run = 0
 
         pad_length = plaintext[-2]
-        next_header = plaintext[-1]
         payload_end = len(plaintext) - TRAILER_SIZE - pad_length
-        if payload_end < 0 or plaintext[payload_end:-TRAILER_SIZE] != _PADDING[:pad_length]:
+        if pad_length and (payload_end < 0 or plaintext[payload_end:-TRAILER_SIZE] != _PADDING[:pad_length]):
             self.malformed_drops += 1
             raise MalformedPacket("ESP padding is not 1, 2, 3, … (RFC 4303 §2.4)")
         self.packets += 1
@@ -423,7 +418,7 @@ class InboundSa:
         if self.packets >= self._next_packets or self.bytes >= self._next_bytes:
             self._limits.crossed(self.packets, self.bytes)
             self._next_packets, self._next_bytes = self._limits.thresholds()
-        return next_header, plaintext[:payload_end]
+        return plaintext[-1], plaintext[:payload_end]
 
     def _check_sequence_reset(self, packet, seq: int) -> None:
         """Many replay drops in a row: if this "replayed" packet is authentic, the peer most
