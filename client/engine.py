@@ -277,18 +277,19 @@ class Tunnel:
 
     def open(self) -> None:
         from client.dataplane import UserspaceDataPlane
-        from client.netconfig import NetworkConfig, clean_stale
+        from client.dns import restore_file
+        from client.netconfig import NetworkConfig
         from client.tun import TunDevice
 
         if self.profile.dataplane == "kernel":
             raise FatalError("dataplane = kernel is not available in this version; use userspace or auto")
         run = control.ensure_run_dir()
-        journal = run / f"{self.profile.name}.routes.json"
-        if clean_stale(journal):
+        # A previous run that was killed left its routes journal and resolv.conf backup.
+        self.netconfig = NetworkConfig(run / f"{self.profile.name}.routes.json")
+        cleaned = self.netconfig.clean_stale()
+        cleaned |= restore_file(run / f"{self.profile.name}.resolv.conf.orig")
+        if cleaned:
             self.progress.say("cleaned up what a previous run of this tunnel left behind")
-        from client.dns import restore_file
-
-        restore_file(run / f"{self.profile.name}.resolv.conf.orig")
         try:
             self.tun = TunDevice.create("cygnet%d")
         except PermissionError:
@@ -296,7 +297,6 @@ class Tunnel:
         except FileNotFoundError:
             raise FatalError("cannot create a TUN device: /dev/net/tun is missing (modprobe tun)") from None
         self.status.interface = self.tun.name
-        self.netconfig = NetworkConfig(journal)
         self.netconfig.call(self.tun.configure, mtu=self.profile.mtu or DEFAULT_MTU)
         self._sock500 = _udp_socket(500)
         self._sock4500 = _udp_socket(4500)

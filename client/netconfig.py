@@ -127,6 +127,19 @@ class NetworkConfig:
         self.journal.save()
         self.call(self._ipr.route, "replace", **spec)
 
+    def clean_stale(self) -> bool:
+        """After a crash: undo what a previous run recorded in this journal's file, before this
+        run records anything. True if there was something."""
+        if not self.journal.path.exists():
+            return False
+        try:
+            stale = Journal.load(self.journal.path)
+        except (ValueError, KeyError, OSError):
+            self.journal.path.unlink(missing_ok=True)  # unreadable: nothing we can undo
+            return False
+        self.call(revert_journal, self._ipr, stale)
+        return True
+
     def revert(self) -> None:
         """Remove what the journal lists, newest first; what is already gone is fine."""
         self.call(revert_journal, self._ipr, self.journal)
@@ -168,7 +181,9 @@ def revert_journal(ipr, journal: Journal) -> None:
 
 
 def clean_stale(journal_path: Path) -> bool:
-    """After a crash: undo what a previous run of the same tunnel left. True if it found any."""
+    """After a crash: undo what a previous run of the same tunnel left. True if it found any.
+    Not inside a running asyncio loop (pyroute2's IPRoute runs its own): the engine uses
+    NetworkConfig.clean_stale() instead."""
     if not journal_path.exists():
         return False
     from pyroute2 import IPRoute

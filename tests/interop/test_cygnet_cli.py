@@ -1,0 +1,154 @@
+"""The `cygnet` command line against strongSwan: up --daemon, status (text and JSON), down,
+exit codes when the tunnel cannot come up, cleaning up after a killed engine, and secrets
+that never show up in argv, logs or status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+import pytest
+
+from tests.interop.cygnet_helpers import (DNS_SERVERS, FAST_RETRANSMIT, LAN_HOST, LAN_HOST6,
+                                          ORIGINAL_RESOLV_CONF, make_cygnet, module_testbed)
+
+pytestmark = pytest.mark.interop
+__all__ = ["make_cygnet"]
+
+
+@pytest.fixture(scope="module")
+def tb(pki, request):
+    yield from module_testbed(pki, request, capture=False)
+
+
+def test_daemon_status_and_down(tb, make_cygnet):
+    client = make_cygnet(tb, name="office")
+    profile = client.profile("ecdsa")
+
+    started = time.monotonic()
+    result = client.run("up", "--daemon", str(profile), timeout=20)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "tunnel up" in result.stdout
+    print(f"cygnet up --daemon returned after {elapsed:.2f} s")
+    # It returned because the tunnel is up, not before: traffic flows at once.
+    assert tb.ping("client", LAN_HOST) == 1
+    (engine,) = client.engine_pids()
+
+    status = client.status()
+    assert status["name"] == "office"
+    assert status["state"] == "up"
+    assert status["gateway"] == tb.gateway_address
+    assert status["local_id"] == "bob@cygnet.test"
+    assert status["remote_id"] == "gw.cygnet.test"
+    assert len(status["virtual_ips"]) == 2
+    assert sorted(status["dns"]) == sorted(DNS_SERVERS)
+    assert status["interface"].startswith("cygnet")
+    assert re.fullmatch(r"[0-9a-f]{16}", status["ike_spi_i"])
+    assert re.fullmatch(r"[0-9a-f]{16}", status["ike_spi_r"])
+    assert status["ike_proposal"].startswith("aes128gcm16")  # the gateway's first choice
+    assert status["reconnects"] == 0
+    (child,) = status["children"]
+    assert child["encryption"] == "AES_GCM_16-128"
+    assert 3000 < child["rekey_in"] <= 3600    # swanctl's defaults: rekey after ~1 h
+    # The SPIs are the ones the gateway installed, mirrored.
+    gateway_child = next(iter(tb.gateway.wait_for_sa()["child-sas"].values()))
+    assert (child["spi_in"], child["spi_out"]) == (gateway_child["spi-out"], gateway_child["spi-in"])
+
+    # Counters move with traffic.
+    assert tb.ping("client", LAN_HOST6, count=3) == 3
+    time.sleep(1.1)  # so that the uptime (whole seconds) moves too
+    later = client.status()
+    (later_child,) = later["children"]
+    assert later_child["packets_out"] >= child["packets_out"] + 3
+    assert later_child["packets_in"] >= child["packets_in"] + 3
+    assert later_child["bytes_in"] > child["bytes_in"]
+    assert later["uptime"] > status["uptime"]
+
+    text = client.run("status", check=True).stdout
+    for expected in ("office: up", "bob@cygnet.test", "gw.cygnet.test", child["spi_in"],
+                     child["spi_out"], status["virtual_ips"][0], "AES_GCM_16-128", "rekey in",
+                     DNS_SERVERS[0], "up for"):
+        assert expected in text, f"{expected!r} missing from:\n{text}"
+
+    # A second `cygnet up` of the same tunnel is refused while it runs.
+    again = client.run("up", str(profile), timeout=10)
+    assert again.returncode == 1 and "already running" in again.stderr
+
+    down = client.run("down", "office", timeout=15)
+    assert down.returncode == 0, down.stderr
+    assert "closed" in down.stdout
+    assert not os.path.exists(f"/proc/{engine}") or engine not in client.engine_pids()
+    assert client.run("status", "--json", check=True).stdout.strip() == "[]"
+    assert "no tunnel is running" in client.run("status").stdout
+    client.assert_clean()
+    assert tb.gateway.list_sas() == []
+
+
+def test_up_fails_when_the_gateway_does_not_answer(tb, make_cygnet):
+    client = make_cygnet(tb)
+    client.hooks = FAST_RETRANSMIT
+    # Nothing answers at 198.51.100.3 (on the client's link, so ARP fails and nothing comes back).
+    profile = client.profile("psk", gateway="198.51.100.3")
+
+    result = client.run("up", "--daemon", str(profile), timeout=20)
+    assert result.returncode == 1, result.stdout
+    assert "could not connect to 198.51.100.3" in result.stdout
+    assert "no answer to IKE_SA_INIT" in result.stdout
+    assert client.engine_pids() == []
+    client.assert_clean()
+
+    client.start(profile)
+    assert client.wait_exit(20) == 1
+    assert "cygnet: could not connect to 198.51.100.3" in client.output()
+    client.assert_clean()
+
+
+def test_next_up_cleans_what_a_killed_engine_left(tb, make_cygnet):
+    client = make_cygnet(tb)
+    profile = client.profile("psk")
+    client.up(profile)
+    assert tb.ping("client", LAN_HOST) == 1
+
+    client.kill()
+    # SIGKILL: the TUN device went with the process, but the gateway's host route, the
+    # tunnel's resolv.conf and the journal and backup in the run directory are still there.
+    assert client.resolv_conf.read_text() != ORIGINAL_RESOLV_CONF
+    left = sorted(p.name for p in client.run_dir.iterdir())
+    assert "tunnel.routes.json" in left and "tunnel.resolv.conf.orig" in left, left
+    assert client.routes() != client.routes_before
+
+    client.up(profile)
+    assert "cleaned up what a previous run of this tunnel left behind" in client.output()
+    assert tb.ping("client", LAN_HOST) == 1
+    # INITIAL_CONTACT made the gateway drop the IKE_SA of the killed run.
+    from tests.testbed import wait_for
+    wait_for(lambda: len(tb.gateway.list_sas()) == 1, timeout=5,
+             message=lambda: f"gateway SAs: {tb.gateway.list_sas()}")
+
+    assert client.down() == 0
+    client.assert_clean()
+
+
+@pytest.mark.parametrize("method", ["psk", "eap-mschapv2"])
+def test_secrets_stay_out_of_argv_logs_and_status(tb, make_cygnet, method):
+    client = make_cygnet(tb)
+    client.up(client.profile(method))
+    (engine,) = client.engine_pids()
+    cmdline = open(f"/proc/{engine}/cmdline", "rb").read().decode()
+    environ = open(f"/proc/{engine}/environ", "rb").read().decode()
+    status_json = json.dumps(client.status())
+    status_text = client.run("status", check=True).stdout
+    assert tb.ping("client", LAN_HOST) == 1
+    assert client.down() == 0
+    log = client.log_path.read_text()     # everything it printed, with CYGNET_DEBUG=1
+    assert "event ChildSaEstablished" in log, "the debug log is not what we think it is"
+
+    secret = client.tb.gateway.psk if method == "psk" else client.tb.gateway.eap_users[method][1]
+    for where, text in (("argv", cmdline), ("environment", environ), ("log", log),
+                        ("status --json", status_json), ("status", status_text)):
+        assert secret not in text, f"the secret appears in the engine's {where}"
+        assert secret.encode().hex() not in text, f"the secret (hex) appears in the {where}"
