@@ -284,11 +284,13 @@ class Testbed:
         return capture
 
     def save_artifacts(self, destination: str | Path) -> Path:
-        """Copy pcaps and charon logs into `destination` (e.g. tests/artifacts/<test>)."""
+        """Copy pcaps and charon logs into `destination` (e.g. tests/artifacts/<test>).
+
+        Captures keep running (tcpdump writes every packet at once with -U), so a testbed
+        shared by several tests can save artifacts more than once.
+        """
         destination = Path(destination)
         destination.mkdir(parents=True, exist_ok=True)
-        for capture in self.captures:
-            capture.stop()
         # Configuration files hold secrets: only logs and captures leave the work dir.
         for pattern in ("*.pcap", "*/charon.log", "*/charon.stdout", "*.tcpdump.log"):
             for path in self.workdir.glob(pattern):
