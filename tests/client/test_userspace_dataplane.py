@@ -564,6 +564,30 @@ SUITE_CONFIGS = {
 }
 
 
+TUN_QUEUES_SCRIPT = r"""
+import os, sys
+sys.path.insert(0, {repo!r})
+from client.tun import TunDevice
+first = TunDevice.create("cygmq%d", multi_queue=True)
+second = first.add_queue()
+adopted = TunDevice.from_fd(os.dup(first.fd), vnet_hdr=True)  # as a mobile platform hands it over
+print(first.name, second.name, adopted.name, first.fd != second.fd, first.vnet_hdr, adopted.vnet_hdr)
+"""
+
+
+@pytest.mark.interop
+@needs_root
+@pytest.mark.timeout(30)
+def test_multi_queue_tun_and_adopted_descriptor():
+    ns = Namespaces()
+    try:
+        out = ns.run(ns.names[0], sys.executable, "-c", TUN_QUEUES_SCRIPT.format(repo=str(REPO)),
+                     capture_output=True, text=True).stdout.split()
+        assert out == ["cygmq0", "cygmq0", "cygmq0", "True", "True", "True"]
+    finally:
+        ns.close()
+
+
 @pytest.mark.interop
 @needs_root
 @pytest.mark.timeout(60)
