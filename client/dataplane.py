@@ -368,7 +368,11 @@ class UserspaceDataPlane:
 
     def _seal(self, packet):
         """(ESP header, ciphertext) for one inner packet, or None if it must be dropped."""
-        child = self._outbound_child(packet)
+        # Common case inline: IPv4 without options, address pair already routed.
+        if len(packet) >= 20 and packet[0] == 0x45:
+            child = self._route_cache.get(bytes(packet[12:20])) or self._outbound_child(packet)
+        else:
+            child = self._outbound_child(packet)
         if child is None:
             self.global_counters.outside_selectors += 1
             return None
