@@ -11,8 +11,11 @@ Optional kernel features make the userspace data plane cheaper per byte:
   of one flow coalesced, see ``coalesce_tcp``): the kernel takes up to 64 KiB in one write.
 * ``tso=True`` (implies vnet_hdr) also sets TUNSETOFFLOAD(CSUM | TSO4 | TSO6): the kernel then
   hands us TCP super-packets with a partial checksum, which ``segment_tcp`` cuts back to MTU size.
+  Off by default: checksumming every segment in Python costs more than the reads it saves.
 * ``multi_queue=True`` (IFF_MULTI_QUEUE) lets ``add_queue()`` open more descriptors on the same
-  device; the kernel spreads flows across them by hash.
+  device; the kernel spreads flows across them by hash. The userspace data plane reads one
+  queue: threads gain nothing (cryptography keeps the GIL during AEAD calls, measured), and
+  worker processes could not share one SA's sequence counter; per-queue SAs (RFC 9611) would.
 
 ``configure()`` uses pyroute2 and acts in the calling process's network namespace.
 """
