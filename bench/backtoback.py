@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ike.constants import EncrId, IntegId
 from tests.testbed import Namespace
-from tests.testbed.netns import run as run_command, unique_prefix
+from tests.testbed.netns import unique_prefix
 from tests.testbed.process import Process
 
 from .probe import CpuMeter

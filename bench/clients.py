@@ -18,8 +18,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tests.testbed import (EAP_IDENTITIES, GATEWAY_NAME, PSK_IDENTITY, ClientOptions, Testbed,
-                           topology)
+from tests.testbed import GATEWAY_NAME, PSK_IDENTITY, ClientOptions, Testbed, topology
 
 from .probe import FirstPingReply
 
@@ -84,8 +83,9 @@ def use_gateway_certificate(tb: Testbed, method: Method) -> None:
 class CygnetClient:
     """`cygnet up PROFILE` in the client namespace; `stop()` is Ctrl-C's SIGTERM equivalent."""
 
-    def __init__(self, tb: Testbed, profile: Path, workdir: Path):
+    def __init__(self, tb: Testbed, profile: Path, workdir: Path, wrapper: list[str] = ()):
         self.tb = tb
+        self.wrapper = list(wrapper)   # e.g. a profiler that runs cygnet in its own process
         self.profile = profile
         self.workdir = workdir
         self.process: subprocess.Popen | None = None
@@ -97,7 +97,8 @@ class CygnetClient:
         resolv = self.workdir / "resolv.conf"
         resolv.write_text("nameserver 127.0.0.1\n")
         env = dict(os.environ, CYGNET_RUN_DIR=str(self.workdir / "run"))
-        argv = self.tb.client_argv([str(CYGNET), "up", str(self.profile)], resolv_conf=resolv)
+        argv = self.tb.client_argv([*self.wrapper, str(CYGNET), "up", str(self.profile)],
+                                   resolv_conf=resolv)
         # ip netns exec, unshare and sh all exec in place: this PID is cygnet's own.
         self.process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -164,13 +165,13 @@ class ColdStart:
 
 
 def cold_start_cygnet(tb: Testbed, profile: Path, workdir: Path, timeout: float = 20.0,
-                      keep: bool = False):
+                      keep: bool = False, wrapper: list[str] = ()):
     """Start `cygnet up` and wait for the first ping reply from the LAN host through it.
 
     Returns (ColdStart, client); the client is stopped unless keep=True.
     """
     pinger = FirstPingReply(tb.client_ns.name, LAN_HOST).start()
-    client = CygnetClient(tb, profile, workdir)
+    client = CygnetClient(tb, profile, workdir, wrapper)
     start = time.time()
     client.start()
     reply = pinger.wait(timeout)

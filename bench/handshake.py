@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -138,5 +136,4 @@ def run(tb: Testbed, workdir: Path, count: int, repeats: int, log,
                                   results["strongswan"]["wall_s"]["median"])
     if profile is not None:
         _cygnet(tb, workdir, count, profile=profile)
-        results["profile_file"] = str(profile)
     return results

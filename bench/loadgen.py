@@ -157,7 +157,7 @@ def main(argv=None) -> None:
     parser.add_argument("--psk-file", required=True)
     parser.add_argument("--remote-id", default="gw.cygnet.test")
     parser.add_argument("--timeout", type=float, default=60.0)
-    parser.add_argument("--profile", help="write a pyinstrument text profile of the run here")
+    parser.add_argument("--profile", help="write a pyinstrument JSON profile of the run here")
     args = parser.parse_args(argv)
     if args.profile:
         from pyinstrument import Profiler
@@ -165,8 +165,9 @@ def main(argv=None) -> None:
         profiler.start()
         result = asyncio.run(run(args))
         profiler.stop()
+        from pyinstrument.renderers import JSONRenderer
         with open(args.profile, "w") as out:
-            out.write(profiler.output_text(unicode=False, color=False, show_all=False))
+            out.write(profiler.output(JSONRenderer()))
     else:
         result = asyncio.run(run(args))
     print(json.dumps(result), flush=True)

@@ -71,7 +71,6 @@ def rss_by_import() -> list:
     """How the RSS of a fresh interpreter grows as it imports what `cygnet up` uses (MB)."""
     import json
     import subprocess
-    import sys
     from .clients import REPO
     result = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", RSS_STEPS, *RSS_MODULES],
                             capture_output=True, text=True, cwd=REPO)

@@ -1,58 +1,73 @@
-"""Where Cygnet spends its time: py-spy on the data plane, pyinstrument on the handshake load
-generator (bench/loadgen.py --profile), -X importtime on the cold-start imports."""
+"""Where Cygnet spends its time: pyinstrument on `cygnet up` carrying iperf3 traffic and on the
+handshake load generator (bench/loadgen.py --profile), -X importtime on the cold-start imports."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PY_SPY = REPO / ".venv" / "bin" / "py-spy"
+PYINSTRUMENT = REPO / ".venv" / "bin" / "pyinstrument"
 PYTHON = REPO / ".venv" / "bin" / "python"
 
 
-def py_spy_record(pid: int, seconds: float, output: Path) -> subprocess.Popen:
-    """Start sampling process `pid` (all threads, native frames off) into a collapsed-stack file."""
-    argv = [str(PY_SPY), "record", "--pid", str(pid), "--duration", str(int(max(1, seconds))),
-            "--rate", "250", "--format", "raw", "--output", str(output), "--nonblocking"]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def profile_data_plane(tb, workdir: Path, seconds: float) -> dict:
+    """Run `cygnet up` (PSK, AES-GCM-128) under pyinstrument, push iperf3 through it both ways,
+    and return where its main thread (the event loop: IKE and the ESP data plane) spent time.
+
+    py-spy would sample from outside, but cannot read this interpreter's version here
+    ("Failed to find python version from target process"), so pyinstrument runs inside.
+    """
+    from .clients import METHODS, cold_start_cygnet, use_gateway_certificate, write_profile
+
+    method = METHODS["psk"]
+    use_gateway_certificate(tb, method)
+    profile = write_profile(tb, method, workdir / "profiles", esp="aes128gcm16")
+    output = workdir / "data-plane-profile.json"
+    wrapper = [str(PYINSTRUMENT), "--renderer", "json", "--outfile", str(output)]
+    _, client = cold_start_cygnet(tb, profile, workdir / "cygnet-profiled", keep=True, wrapper=wrapper)
+    try:
+        for reverse in (False, True):
+            tb.iperf3("client", seconds=seconds, reverse=reverse)
+    finally:
+        client.stop()   # SIGTERM: cygnet exits normally and pyinstrument writes its report
+    if not output.exists():
+        return {}
+    return top_functions(json.loads(output.read_text()))
 
 
-def top_functions(collapsed: Path, limit: int = 12) -> dict:
-    """From py-spy's collapsed stacks: the functions with the most samples on top of the stack
-    (self time) and anywhere on the stack (inclusive time), as percentages of all samples."""
-    self_counts: Counter = Counter()
+def top_functions(report: dict, limit: int = 12) -> dict:
+    """From a pyinstrument JSON report: functions by self time and by inclusive time (% of
+    the whole recording; a function that recurses counts once per path)."""
+    root = report["root_frame"]
+    total = root["time"] or 1.0
+    self_time: Counter = Counter()
     inclusive: Counter = Counter()
-    total = 0
-    for line in collapsed.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        total += n
-        frames = [_short(frame) for frame in stack.split(";")]
-        self_counts[frames[-1]] += n
-        for frame in set(frames):
-            inclusive[frame] += n
-    if not total:
-        return {"samples": 0, "self": [], "inclusive": []}
+
+    def walk(frame: dict, on_path: frozenset) -> None:
+        name = f"{frame['function']} ({_short(frame.get('file_path_short') or frame.get('file_path') or '')})"
+        children = frame.get("children", [])
+        self_time[name] += frame["time"] - sum(child["time"] for child in children)
+        if name not in on_path:
+            inclusive[name] += frame["time"]
+        for child in children:
+            walk(child, on_path | {name})
+
+    walk(root, frozenset())
 
     def table(counter: Counter) -> list:
-        return [[name, round(100 * n / total, 1)] for name, n in counter.most_common(limit)]
+        return [[name, round(100 * t / total, 1)] for name, t in counter.most_common(limit)]
 
-    return {"samples": total, "self": table(self_counts), "inclusive": table(inclusive)}
+    return {"seconds": round(total, 2), "self": table(self_time), "inclusive": table(inclusive)}
 
 
-def _short(frame: str) -> str:
-    """'recv (client/dataplane.py:123)' -> 'recv (client/dataplane.py)' with the path shortened."""
-    name, _, where = frame.partition(" (")
-    where = where.rstrip(")")
-    path = where.rsplit(":", 1)[0]
-    for marker in ("/work/main/", "site-packages/", "/lib/python3"):
+def _short(path: str) -> str:
+    for marker in ("/work/main/", "site-packages/", "/lib/python3.11/"):
         if marker in path:
-            path = path.split(marker, 1)[1]
-    return f"{name} ({path})" if path else name
+            return path.split(marker, 1)[1]
+    return path
 
 
 def import_times(limit: int = 10) -> list:

@@ -101,9 +101,9 @@ def markdown(results: dict) -> str:
                            f"{_f(d['per_core_ratio'])} | {d['limit']} |")
         prof = s["throughput"].get("profile")
         if prof:
-            out += ["", "py-spy on `cygnet up` during iperf3 (self time, % of samples):"]
-            for direction, p in prof.items():
-                out.append(f"- {direction}: " + ", ".join(f"{name} {pct}%" for name, pct in p.get("self", [])[:8]))
+            out += ["", f"pyinstrument on `cygnet up` (AES-GCM-128, iperf3 up then down, {prof.get('seconds')} s "
+                    "recorded), self time as % of the recording: "
+                    + ", ".join(f"{name} {pct}%" for name, pct in prof.get("self", [])[:10])]
         out.append("")
 
     if "backtoback" in s:
@@ -124,6 +124,10 @@ def markdown(results: dict) -> str:
                 f"| strongSwan (charon, start_action=start) | {_spread(h['strongswan']['cpu_ms_per_sa'], 2)} | "
                 f"{_spread(h['strongswan']['wall_s'], 2)} | {h['strongswan']['all_established']} |",
                 "", f"CPU ratio {_f(h['cpu_ratio'])}, wall ratio {_f(h['wall_ratio'])}.", ""]
+        if h.get("profile"):
+            out += [f"pyinstrument on the load generator ({h['profile'].get('seconds')} s recorded, wall "
+                    "clock, includes the DELETEs), self time as % of the recording: "
+                    + ", ".join(f"{name} {pct}%" for name, pct in h["profile"].get("self", [])[:10]), ""]
 
     if "memory" in s:
         mem = s["memory"]

@@ -16,7 +16,6 @@ import argparse
 import compileall
 import datetime
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -55,7 +54,7 @@ def parse_args(argv):
     parser.add_argument("--only", action="append", choices=SCENARIOS, metavar="NAME",
                         help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}")
     parser.add_argument("--no-profile", action="store_true",
-                        help="skip the py-spy / pyinstrument profiles (on by default in a full run)")
+                        help="skip the pyinstrument profiles (on by default in a full run)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where results go")
     return parser.parse_args(argv)
 
@@ -108,17 +107,20 @@ def main(argv=None) -> int:
                 if "throughput" in chosen:
                     log("throughput: iperf3 through the tunnel")
                     scenarios["throughput"] = throughput.run(
-                        tb, workdir / "throughput", plan["iperf_seconds"], plan["iperf_repeats"],
-                        log, profile_with=_profile_data_plane(workdir) if profile else None)
+                        tb, workdir / "throughput", plan["iperf_seconds"], plan["iperf_repeats"], log)
+                    if profile:
+                        log("throughput: profiling cygnet up under iperf3 (pyinstrument)")
+                        scenarios["throughput"]["profile"] = profiling.profile_data_plane(
+                            tb, workdir / "profile", plan["iperf_seconds"])
                 if "handshake" in chosen:
                     log(f"handshake: {plan['handshake_count']} IKE_SAs from one process")
                     scenarios["handshake"] = handshake.run(
                         tb, workdir / "handshake", plan["handshake_count"],
                         plan["handshake_repeats"], log,
-                        profile=workdir / "loadgen-profile.txt" if profile else None)
-                    if profile:
-                        scenarios["handshake"]["profile"] = _pyinstrument_summary(
-                            workdir / "loadgen-profile.txt")
+                        profile=workdir / "loadgen-profile.json" if profile else None)
+                    if profile and (workdir / "loadgen-profile.json").exists():
+                        scenarios["handshake"]["profile"] = profiling.top_functions(
+                            json.loads((workdir / "loadgen-profile.json").read_text()))
                 if "memory" in chosen:
                     log("memory: RSS of a connected client")
                     scenarios["memory"] = memory.run(tb, workdir / "memory",
@@ -144,27 +146,6 @@ def main(argv=None) -> int:
         f"{md_path.name} ({results['duration_s']} s)")
     print(report.markdown(results))
     return 0
-
-
-def _profile_data_plane(workdir: Path):
-    """A hook for throughput.run: sample `cygnet up` with py-spy during extra iperf3 runs."""
-    def profile(tb, pid: int, seconds: float) -> dict:
-        found = {}
-        for direction, reverse in (("upload", False), ("download", True)):
-            output = workdir / f"py-spy-{direction}.txt"
-            sampler = profiling.py_spy_record(pid, seconds, output)
-            tb.iperf3("client", seconds=seconds, reverse=reverse)
-            sampler.wait(30)
-            found[direction] = profiling.top_functions(output) if output.exists() else {}
-        return found
-    return profile
-
-
-def _pyinstrument_summary(path: Path, lines: int = 60) -> list[str]:
-    """The first lines of pyinstrument's text report (the heaviest call paths)."""
-    if not path.exists():
-        return []
-    return [line.rstrip() for line in path.read_text().splitlines() if line.strip()][:lines]
 
 
 if __name__ == "__main__":

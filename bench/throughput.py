@@ -35,8 +35,7 @@ def _iperf(tb: Testbed, client_pid: int, seconds: float, direction: str) -> dict
             "retransmits": result["end"].get("sum_sent", {}).get("retransmits")}
 
 
-def run(tb: Testbed, workdir: Path, seconds: float, repeats: int, log, profile_with=None) -> dict:
-    """profile_with(pid, seconds) -> report: called during one extra Cygnet upload run if given."""
+def run(tb: Testbed, workdir: Path, seconds: float, repeats: int, log) -> dict:
     method = METHODS["psk"]
     use_gateway_certificate(tb, method)
     results: dict = {}
@@ -48,8 +47,6 @@ def run(tb: Testbed, workdir: Path, seconds: float, repeats: int, log, profile_w
             for _ in range(repeats):
                 for direction in DIRECTIONS:
                     samples["cygnet", direction].append(_iperf(tb, cygnet.pid, seconds, direction))
-            if profile_with is not None and suite == "aes128gcm16":
-                results["profile"] = profile_with(tb, cygnet.pid, seconds)
         finally:
             cygnet.stop()
         _, strongswan = cold_start_strongswan(tb, method, esp=suite, keep=True)
