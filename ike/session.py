@@ -513,6 +513,8 @@ class IkeSession:
             response = self._answer_create_child_sa(ike, payloads, now)
         else:
             raise ProtocolViolation(f"gateway sent a {header.exchange} request")
+        log.debug("gateway %s request %d: %s -> %s", ExchangeType(header.exchange).name,
+                  header.message_id, _describe_payloads(payloads), _describe_payloads(response))
         if response is not None:
             self._send_response(ike, header, response)
         if self._deleted_by_gateway:
@@ -1119,7 +1121,7 @@ class IkeSession:
         exchange.nonce_i = nonce
         group = crypto.ike_chosen_group(self._ike.proposal)
         ke = crypto.make_ke(group)
-        payloads = [SA(crypto.ike_proposal_payloads(self._offered_ike, spi=new_spi)),
+        payloads = [SA(crypto.ike_proposal_payloads(self._rekey_offers(), spi=new_spi)),
                     Nonce(nonce), KE(group, ke.public_bytes())]
         self._send_request(
             self._ike, ExchangeType.CREATE_CHILD_SA, payloads,
@@ -1135,7 +1137,7 @@ class IkeSession:
                 else self.settings.ike_rand_time or TEMPORARY_FAILURE_RETRY
             self._ike_rekey_at = now + delay + self._jitter(TEMPORARY_FAILURE_RETRY)
             return
-        chosen = crypto.choose_ike(self._offered_ike, sa)
+        chosen = crypto.choose_ike(self._rekey_offers(), sa)
         shared = ke.shared_secret(answer.data)
         old = self._ike
         new = IkeSaContext(spi_i=new_spi, spi_r=sa.proposals[0].spi, we_are_initiator=True,
@@ -1156,6 +1158,13 @@ class IkeSession:
             self._old_ikes.append(collision.result)  # redundant; the gateway deletes it
         self._switch_ike(old, new)
         self._queue.appendleft(lambda t: self._send_ike_delete_of(old, t))
+
+    def _rekey_offers(self) -> list:
+        """IKE proposals for a rekey: the current algorithms first. Keeping the PRF avoids a
+        known divergence: strongSwan 5.9 runs prf+ of a rekeyed IKE_SA with the *old* PRF
+        (keymat_v2.c), RFC 7296 §2.18 and ike/keys.py with the new one; with one PRF both
+        agree."""
+        return [self._ike.proposal, *self._offered_ike]
 
     def _key_new_ike(self, new, old, shared, ni, nr) -> None:
         """§2.18: SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr)."""
@@ -1251,34 +1260,48 @@ class IkeSession:
         return next((c for c in self._children.values() if c.spi_out == spi), None)
 
     def _answer_create_child_sa(self, ike, payloads, now) -> list:
-        """CREATE_CHILD_SA from the gateway: rekey of a CHILD_SA or of the IKE_SA."""
+        """CREATE_CHILD_SA from the gateway: a rekey of a CHILD_SA or of the IKE_SA, or a
+        new CHILD_SA (strongSwan recreates one after a hard expiry)."""
         sa = _first(payloads, SA)
         nonce = _first(payloads, Nonce)
+        tsi, tsr = _first(payloads, TSi), _first(payloads, TSr)
         if sa is None or nonce is None:
             return [Notify(NotifyType.INVALID_SYNTAX)]
         if sa.proposals and sa.proposals[0].protocol == ProtocolId.IKE:
             return self._answer_ike_rekey(ike, sa, nonce, payloads, now)
-        rekey = next((p for p in payloads if isinstance(p, Notify)
-                      and p.type == NotifyType.REKEY_SA), None)
-        if rekey is None:
-            return [Notify(NotifyType.NO_ADDITIONAL_SAS)]  # no extra SAs for a road warrior
+        if tsi is None or tsr is None:
+            return [Notify(NotifyType.INVALID_SYNTAX)]
         if self._ike_rekey is not None and self._ike_rekey.result is None \
                 and self._outstanding is not None:
             return [Notify(NotifyType.TEMPORARY_FAILURE)]  # §2.25: our IKE rekey is running
-        old = self._child_by_spi_out(rekey.spi)
-        if old is None or old.state in (ChildState.DELETING,):
-            return [Notify(NotifyType.CHILD_SA_NOT_FOUND, ProtocolId.ESP, rekey.spi)]
-        if old.state is ChildState.REKEYED:
-            return [Notify(NotifyType.TEMPORARY_FAILURE)]
+        rekey = next((p for p in payloads if isinstance(p, Notify)
+                      and p.type == NotifyType.REKEY_SA), None)
+        old = None
+        if rekey is not None:
+            old = self._child_by_spi_out(rekey.spi)
+            if old is None or old.state is ChildState.DELETING:
+                return [Notify(NotifyType.CHILD_SA_NOT_FOUND, ProtocolId.ESP, rekey.spi)]
+            if old.state is ChildState.REKEYED:
+                return [Notify(NotifyType.TEMPORARY_FAILURE)]
+            # the gateway proposes the SA's current selectors: keep them
+            their_side, our_side = tsi.selectors, tsr.selectors
+        else:
+            # §2.9 as responder: the gateway's TSi is its side, TSr ours; narrow to policy
+            their_side = traffic_selectors.narrow(
+                tsi.selectors, traffic_selectors.selectors_for(self.settings.remote_ts))
+            our_side = traffic_selectors.narrow(
+                tsr.selectors, traffic_selectors.selectors_for(self.settings.local_ts))
+            if not their_side or not our_side:
+                return [Notify(NotifyType.TS_UNACCEPTABLE)]
         their_ke = _first(payloads, KE)
         try:
-            selection = crypto.select_esp(self._offered_esp, sa, with_ke=their_ke is not None)
+            if their_ke is not None:
+                selection = crypto.select_esp_for_peer_ke(self._offered_esp, sa, their_ke.group)
+            else:
+                selection = crypto.select_esp(self._offered_esp, sa, with_ke=False)
         except crypto.ProposalError:
             return [Notify(NotifyType.NO_PROPOSAL_CHOSEN)]
         chosen = selection.proposal
-        tsi, tsr = _first(payloads, TSi), _first(payloads, TSr)
-        if tsi is None or tsr is None:
-            return [Notify(NotifyType.TS_UNACCEPTABLE)]
         our_nonce = self._random(NONCE_SIZE)
         shared = b""
         response_ke = []
@@ -1292,25 +1315,27 @@ class IkeSession:
             shared = ke.shared_secret(their_ke.data)
             response_ke = [KE(group, ke.public_bytes())]
         spi_in = self._new_child_spi()
-        their_spi = selection.spi
-        # TSi of the gateway's request describe its side: our local side is its TSr
-        new = self._install_child(chosen, spi_in, their_spi, nonce.data, our_nonce, shared,
-                                  traffic_selectors.networks_of(tsr.selectors),
-                                  traffic_selectors.networks_of(tsi.selectors),
-                                  now, old.child_id, we_initiated=False)
+        new = self._install_child(chosen, spi_in, selection.spi, nonce.data, our_nonce, shared,
+                                  traffic_selectors.networks_of(our_side),
+                                  traffic_selectors.networks_of(their_side),
+                                  now, old.child_id if old is not None else None,
+                                  we_initiated=False)
         self._events.append(new.established_event())
-        exchange = _RekeyExchange("child", old, nonce_i=nonce.data, nonce_r=our_nonce,
-                                  result=new)
-        ours = self._rekeys.get(old.child_id)
-        if ours is not None:
-            self._peer_rekeys[old.child_id] = exchange  # resolved when our response arrives
+        if old is not None:
+            self._note_gateway_child_rekey(old, new, nonce.data, our_nonce)
+        proposal = chosen.to_payload(selection.number, spi_in, with_ke=bool(group))
+        return [SA([proposal]), Nonce(our_nonce), *response_ke, TSi(their_side),
+                TSr(our_side)]
+
+    def _note_gateway_child_rekey(self, old: ChildSa, new: ChildSa, ni: bytes,
+                                  nr: bytes) -> None:
+        exchange = _RekeyExchange("child", old, nonce_i=ni, nonce_r=nr, result=new)
+        if old.child_id in self._rekeys:
+            self._peer_rekeys[old.child_id] = exchange  # §2.8.1: decided by our response
         else:
             self._events.append(ChildSaRekeyed(old.child_id, old.spi_in, old.spi_out,
                                                new.spi_in, new.spi_out))
             old.state = ChildState.REKEYED  # the gateway will DELETE it
-        proposal = chosen.to_payload(selection.number, spi_in, with_ke=bool(group))
-        return [SA([proposal]), Nonce(our_nonce), *response_ke, TSi(tsi.selectors),
-                TSr(tsr.selectors)]
 
     def _answer_ike_rekey(self, ike, sa, nonce, payloads, now) -> list:
         """The gateway rekeys the IKE_SA (§1.3.2, §2.18); it becomes the new SA's initiator."""
@@ -1321,7 +1346,7 @@ class IkeSession:
             return [Notify(NotifyType.TEMPORARY_FAILURE)]  # §2.25: finish the CHILD rekey first
         their_ke = _first(payloads, KE)
         try:
-            selection = crypto.select_ike(self._offered_ike, sa,
+            selection = crypto.select_ike(self._rekey_offers(), sa,
                                           their_ke.group if their_ke is not None else None)
         except crypto.ProposalError:
             return [Notify(NotifyType.NO_PROPOSAL_CHOSEN)]
@@ -1382,6 +1407,14 @@ class IkeSession:
 
 def _first(payloads: list, cls):
     return next((p for p in payloads if isinstance(p, cls)), None)
+
+
+def _describe_payloads(payloads) -> str:
+    """Payload names for debug logs (no contents: they may be secret)."""
+    if not payloads:
+        return "(empty)"
+    return " ".join(f"N({_notify_name(p)})" if isinstance(p, Notify) else type(p).__name__
+                    for p in payloads)
 
 
 def _notify_name(notify: Notify) -> str:

@@ -95,6 +95,21 @@ def select_esp(offered, sa, with_ke: bool = True):
     return _proposals.select_esp(offered, sa, with_ke)
 
 
+def select_esp_for_peer_ke(offered, sa, group: int):
+    """Responder side of a CREATE_CHILD_SA that carries a KE payload: accept PFS in the
+    gateway's group even if our proposals name none (a client has no reason to refuse extra
+    forward secrecy, and strongSwan gateways rekey with PFS when configured so)."""
+    from dataclasses import replace
+
+    from .constants import KeId
+    from .keyexchange import SUPPORTED_KE
+    if group not in SUPPORTED_KE:
+        return _proposals.select_esp(offered, sa, True)
+    widened = [replace(p, ke_groups=(group, *[g for g in p.ke_groups if g != group],
+                                     KeId.NONE)) for p in offered]
+    return _proposals.select_esp(widened, sa, True)
+
+
 def describe(proposal) -> str:
     return str(proposal)
 

@@ -209,10 +209,32 @@ def _child_offer(pair, child, rekey_spi=None, ke=None):
     return payloads
 
 
-def test_gateway_may_not_add_child_sas():
+def test_gateway_may_create_a_child_sa_after_a_hard_expiry():
+    # strongSwan 5.9: "closing expired CHILD_SA", then "CHILD_SA recreate after hard expire"
+    # with a CREATE_CHILD_SA without REKEY_SA
     pair, child = _established()
+    pair.gateway.delete_child(pair.gateway.children[child.spi_out])
+    assert _kinds(pair.run()) == ["ChildSaDeleted"]
     answer = _gateway_create_child(pair, _child_offer(pair, child))
-    assert [n.type for n in answer] == [NotifyType.NO_ADDITIONAL_SAS]
+    assert [type(p).__name__ for p in answer] == ["SA", "Nonce", "TSi", "TSr"]
+    new = pair.events[-1]
+    assert isinstance(new, ChildSaEstablished) and new.child_id != child.child_id
+    assert new.local_ts == child.local_ts and new.remote_ts == child.remote_ts
+    assert new.spi_out == b"\x00\x01\x02\x03"
+
+
+def test_gateway_child_sa_outside_our_selectors_is_refused():
+    import ipaddress
+    pair = Pair(client_settings(remote_ts=(ipaddress.ip_network("192.168.0.0/16"),)))
+    child = pair.connect()[-1]
+    offer = _Ts(child.local_ts, (ipaddress.ip_network("10.0.0.0/8"),))
+    answer = _gateway_create_child(pair, _child_offer(pair, offer))
+    assert [n.type for n in answer] == [NotifyType.TS_UNACCEPTABLE]
+
+
+class _Ts:
+    def __init__(self, local_ts, remote_ts):
+        self.local_ts, self.remote_ts = local_ts, remote_ts
 
 
 def test_gateway_rekey_of_an_unknown_child_sa():
@@ -233,11 +255,14 @@ def test_gateway_rekey_with_a_pfs_group_we_do_not_accept():
                                                       ke=ke))
     assert [n.type for n in answer] == [NotifyType.INVALID_KE_PAYLOAD]
     assert answer[0].data == b"\x00\x13"
-    # a proposal with a group we do not offer at all is refused outright
+    # a proposal with another supported group is accepted with the gateway's KE: a client
+    # takes the extra forward secrecy rather than losing the CHILD_SA
     pair.gateway.config.esp_proposals = "aes128gcm16-ecp384"
     answer = _gateway_create_child(pair, _child_offer(pair, child, rekey_spi=child.spi_out,
                                                       ke=ke))
-    assert [n.type for n in answer] == [NotifyType.NO_PROPOSAL_CHOSEN]
+    assert [type(p).__name__ for p in answer] == ["SA", "Nonce", "KE", "TSi", "TSr"]
+    assert answer[2].group == KeId.ECP_384
+    assert pair.events[-2].encr_key_in != child.encr_key_in  # ChildSaEstablished, Rekeyed
 
 
 def test_gateway_child_rekey_while_our_ike_rekey_runs_is_postponed():
@@ -265,3 +290,21 @@ def test_child_sa_expires_when_it_cannot_be_rekeyed():
     deleted = [e for e in events if isinstance(e, ChildSaDeleted)]
     assert deleted and deleted[0].reason == "hard lifetime expired"
     assert pair.gateway.children == {}  # we told the gateway
+
+
+def test_ike_rekeys_keep_the_negotiated_algorithms():
+    # Changing the PRF in a rekey is where strongSwan 5.9 (old PRF for prf+) and RFC 7296
+    # §2.18 (new PRF) part ways: we keep the current proposal whenever the peer allows it.
+    both = "aes128gcm16-prfsha256-x25519,aes256gcm16-prfsha384-x25519"
+    pair = Pair(client_settings(ike_proposals="aes256gcm16-prfsha384-x25519," + both),
+                GatewayConfig(ike_proposals=both))
+    pair.connect()
+    assert str(pair.session._ike.proposal) == "aes128gcm16-prfsha256-x25519"
+    pair.gateway.rekey_ike()
+    pair.run()
+    assert str(pair.session._ike.proposal) == "aes128gcm16-prfsha256-x25519"
+    pair.session.rekey_ike()
+    assert _kinds(pair.advance(0)) == ["IkeSaRekeyed"]
+    _, payloads = pair.gateway.received[-2]
+    first = next(p for p in payloads if type(p).__name__ == "SA").proposals[0]
+    assert [t.id for t in first.transforms][:2] == [20, 5]  # AES-GCM-16, PRF_HMAC_SHA2_256
