@@ -1,0 +1,252 @@
+"""The connection editor: one dialog for every vpn.data key the plugin understands.
+
+Each field edits one key of `vpn.data` (nm_plugin/vpn_data.py lists them). Problems found by
+gui.connection.validate — e.g. a proposal the ike.proposals parser refuses, naming the token —
+appear in red under the field, and Save stays closed until they are fixed. Every field has a
+mnemonic on its label, file fields have a keyboard-reachable "Browse…" button.
+"""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import Qt
+from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog,
+                             QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QTabWidget,
+                             QVBoxLayout, QWidget)
+
+from gui import icons
+from gui.connection import METHODS, VpnConnection, validate
+
+ERROR_STYLE = "color: palette(highlighted-text); background: #b3261e; padding: 2px 4px; border-radius: 3px;"
+
+
+class FileField(QWidget):
+    """A path line edit with a Browse… button (keyboard reachable)."""
+
+    def __init__(self, caption: str, filters: str, parent=None):
+        super().__init__(parent)
+        self.caption, self.filters = caption, filters
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.edit = QLineEdit()
+        self.button = QPushButton("Browse…")
+        self.button.clicked.connect(self.browse)
+        layout.addWidget(self.edit, 1)
+        layout.addWidget(self.button)
+        self.setFocusProxy(self.edit)
+
+    def browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, self.caption, self.edit.text(), self.filters)
+        if path:
+            self.edit.setText(path)
+
+    def text(self) -> str:
+        return self.edit.text()
+
+    def setText(self, text: str) -> None:
+        self.edit.setText(text)
+
+
+CERT_FILTER = "Certificates (*.pem *.crt *.cer *.der);;All files (*)"
+KEY_FILTER = "Private keys (*.pem *.key);;All files (*)"
+
+
+class ConnectionEditor(QDialog):
+    """Edit a VpnConnection; `connection()` returns the edited copy after Save."""
+
+    def __init__(self, connection: VpnConnection, parent=None, title: str = ""):
+        super().__init__(parent)
+        self.original = connection
+        self.setWindowTitle(title or f"Edit VPN connection “{connection.id}”")
+        self.setWindowIcon(icons.icon("cygnet"))
+        self.fields: dict[str, QWidget] = {}
+        self.errors: dict[str, QLabel] = {}
+
+        layout = QVBoxLayout(self)
+        name_form = QFormLayout()
+        self.name = QLineEdit(connection.id)
+        self._row(name_form, "id", "&Name:", self.name)
+        layout.addLayout(name_form)
+
+        self.tabs = QTabWidget()
+        layout.addWidget(self.tabs)
+        self._general_tab()
+        self._proposals_tab()
+        self._network_tab()
+
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
+                                        | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.save)
+        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(self.buttons)
+
+        self.load(connection)
+        self.method.currentIndexChanged.connect(self._method_changed)
+        self.proposal.toggled.connect(self._proposal_toggled)
+        self.virtual.toggled.connect(self.ipv6.setEnabled)
+        self._method_changed()
+        self._proposal_toggled(self.proposal.isChecked())
+
+    # ------------------------------------------------------------------ layout
+
+    def _row(self, form: QFormLayout, key: str, label: str, widget: QWidget, tip: str = "") -> None:
+        caption = QLabel(label)
+        caption.setBuddy(widget)
+        error = QLabel()
+        error.setObjectName(f"error:{key}")
+        error.setStyleSheet(ERROR_STYLE)
+        error.setWordWrap(True)
+        error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        error.hide()
+        box = QWidget()
+        column = QVBoxLayout(box)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(2)
+        column.addWidget(widget)
+        column.addWidget(error)
+        box.setFocusProxy(widget)
+        if tip:
+            widget.setToolTip(tip)
+        form.addRow(caption, box)
+        if key != "id":
+            self.fields[key] = widget
+        self.errors[key] = error
+
+    def _tab(self, title: str) -> QFormLayout:
+        page = QWidget()
+        form = QFormLayout(page)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.tabs.addTab(page, title)
+        return form
+
+    def _general_tab(self) -> None:
+        form = self._tab("&General")
+        self._row(form, "address", "&Gateway:", QLineEdit(), "Host name or address of the VPN gateway")
+        self._row(form, "cygnet-gateways", "&More gateways:", QLineEdit(),
+                  "Tried in order when the first does not answer; separate with ;")
+        self._row(form, "server-port", "&Port:", QLineEdit(), "IKE port (default 500)")
+        self.method = QComboBox()
+        for value, text in METHODS.items():
+            self.method.addItem(text, value)
+        self._row(form, "method", "&Authentication:", self.method)
+        self.eap_method = QComboBox()
+        self.eap_method.addItem("EAP-MSCHAPv2", "mschapv2")
+        self.eap_method.addItem("EAP-MD5", "md5")
+        self._row(form, "cygnet-eap-method", "EAP meth&od:", self.eap_method)
+        self._row(form, "user", "&User name:", QLineEdit())
+        self._row(form, "local-identity", "&Local identity:", QLineEdit(),
+                  "Our IKE identity; default: the user name or the certificate's subject")
+        self._row(form, "remote-identity", "Gateway &identity:", QLineEdit(),
+                  "What the gateway's certificate must name; default: the gateway address")
+        self._row(form, "certificate", "&CA certificate:", FileField("CA certificate", CERT_FILTER),
+                  "The gateway's CA (default: the system's CA bundle)")
+        self._row(form, "usercert", "Your ce&rtificate:", FileField("Your certificate", CERT_FILTER))
+        self._row(form, "userkey", "Your private &key:", FileField("Your private key", KEY_FILTER),
+                  "Unencrypted PEM, readable by root only")
+
+    def _proposals_tab(self) -> None:
+        form = self._tab("P&roposals")
+        self.proposal = QCheckBox("Use these &algorithms instead of strongSwan's defaults")
+        form.addRow(self.proposal)
+        self.fields["proposal"] = self.proposal
+        self._row(form, "ike", "I&KE:", QLineEdit(),
+                  "strongSwan syntax, e.g. aes256gcm16-prfsha384-x25519; several separated by ;")
+        self._row(form, "esp", "&ESP:", QLineEdit(), "e.g. aes256gcm16 or aes256-sha384-ecp256")
+
+    def _network_tab(self) -> None:
+        form = self._tab("&Network")
+        self.virtual = QCheckBox("Ask the gateway for a &virtual IP address")
+        self.ipv6 = QCheckBox("Also ask for an IPv&6 address")
+        self.dns = QCheckBox("Use the gateway's &DNS servers and domains")
+        self.encap = QCheckBox("Always encapsulate ESP in &UDP")
+        for key, box in (("virtual", self.virtual), ("cygnet-ipv6", self.ipv6),
+                         ("cygnet-dns", self.dns), ("encap", self.encap)):
+            form.addRow(box)
+            self.fields[key] = box
+        self._row(form, "remote-ts", "&Split tunnel:", QLineEdit(),
+                  "Only these networks go through the tunnel (e.g. 10.0.0.0/8; fd00::/8); "
+                  "empty: all traffic")
+        self._row(form, "cygnet-domains", "Extra DNS do&mains:", QLineEdit(),
+                  "Search domains added to the gateway's; separate with ;")
+        self._row(form, "cygnet-mtu", "M&TU:", QLineEdit(), "1280–9000; empty: automatic")
+        self._row(form, "cygnet-dpd", "Dead peer detection (&s):", QLineEdit(), "0: off; default 30")
+
+    # ------------------------------------------------------------------ data <-> widgets
+
+    _CHECKS = {"virtual": True, "cygnet-ipv6": True, "cygnet-dns": True, "encap": False,
+               "proposal": False}
+
+    def load(self, connection: VpnConnection) -> None:
+        data = connection.data
+        self.name.setText(connection.id)
+        for key, widget in self.fields.items():
+            if isinstance(widget, QCheckBox):
+                default = self._CHECKS[key]
+                widget.setChecked(data.get(key, "yes" if default else "no") == "yes")
+            elif isinstance(widget, QComboBox):
+                index = widget.findData(data.get(key) or widget.itemData(0))
+                widget.setCurrentIndex(max(index, 0))
+            else:
+                widget.setText(data.get(key, ""))
+
+    def data(self) -> dict[str, str]:
+        data = {k: v for k, v in self.original.data.items() if k not in self.fields}
+        for key, widget in self.fields.items():
+            if isinstance(widget, QCheckBox):
+                value = "yes" if widget.isChecked() else "no"
+                if value != ("yes" if self._CHECKS[key] else "no") or key in ("virtual", "proposal"):
+                    data[key] = value
+            elif isinstance(widget, QComboBox):
+                if widget.isEnabled():
+                    data[key] = widget.currentData()
+            else:
+                text = widget.text().strip()
+                if text and widget.isEnabled():
+                    data[key] = text
+        if data.get("method") != "eap":
+            data.pop("cygnet-eap-method", None)
+        return data
+
+    def connection(self) -> VpnConnection:
+        return VpnConnection(id=self.name.text().strip(), data=self.data(), uuid=self.original.uuid,
+                             path=self.original.path, autoconnect=self.original.autoconnect)
+
+    # ------------------------------------------------------------------ behaviour
+
+    def _method_changed(self) -> None:
+        method = self.method.currentData()
+        certificate = method in ("cert", "eap-tls")
+        for key in ("usercert", "userkey"):
+            self.fields[key].setEnabled(certificate)
+        self.fields["cygnet-eap-method"].setEnabled(method == "eap")
+        self.fields["user"].setEnabled(method in ("eap", "psk"))
+
+    def _proposal_toggled(self, on: bool) -> None:
+        self.fields["ike"].setEnabled(on)
+        self.fields["esp"].setEnabled(on)
+
+    def show_errors(self, errors: dict[str, str]) -> None:
+        first = None
+        for key, label in self.errors.items():
+            message = errors.get(key)
+            label.setText(message or "")
+            label.setVisible(bool(message))
+            if message and first is None:
+                first = key
+        if first is not None:
+            widget = self.name if first == "id" else self.fields[first]
+            page = widget
+            while page is not None and self.tabs.indexOf(page) < 0:
+                page = page.parentWidget()
+            if page is not None:
+                self.tabs.setCurrentWidget(page)
+            widget.setFocus()
+
+    def error_text(self, key: str) -> str:
+        label = self.errors[key]
+        return label.text() if not label.isHidden() else ""
+
+    def save(self) -> None:
+        errors = validate(self.connection())
+        self.show_errors(errors)
+        if not errors:
+            self.accept()
