@@ -4,13 +4,10 @@ running the data plane over a real TUN device, with ping and a byte-exact TCP tr
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import ipaddress
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -19,10 +16,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from client import esp
-from client.dataplane import SaLimitReached, UserspaceDataPlane
-from client.tun import TunDevice
+from client.dataplane import SaLimitReached
+from client.tun import (
+    VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_HDR, VNET_HDR_SIZE,
+    coalesce_tcp, ones_complement_sum, split_vnet_packet,
+)
 from ike.constants import EncrId, IntegId
 from tests.client.test_rfc3948_udp_encap import Endpoint, FakeChildSa, ipv4
 
@@ -236,8 +238,6 @@ def test_soft_limit_becomes_an_event_for_the_engine(pair):
 
 def test_keys_are_not_in_reprs():
     assert bytes(range(20)).hex() not in repr(SA) and repr(bytes(range(20))) not in repr(SA)
-    from client.dataplane import _Child
-
     a = Endpoint()
     try:
         a.plane.install_child_sa(SA)
@@ -248,14 +248,6 @@ def test_keys_are_not_in_reprs():
 
 
 # --- TUN offload helpers: checksums, TSO segmentation, GRO-style coalescing ------------------
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from client.tun import (  # noqa: E402
-    VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_HDR, VNET_HDR_SIZE,
-    coalesce_tcp, ones_complement_sum, split_vnet_packet,
-)
 
 
 def rfc1071_sum(data: bytes) -> int:
