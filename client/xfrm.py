@@ -215,14 +215,23 @@ class _XfrmAttributes:
         ("XFRMA_MTIMER_THRESH", "uint32"),
     )
 
-    class _with_tail(nla):
+    class _struct(nla):
+        """A C struct as an attribute: fields not given are zero (bytes fields zero bytes)."""
+
+        def ft_encode(self, offset):
+            for name, value in zero_fields(self.fields).items():
+                if self.get(name) is None:
+                    self[name] = value
+            return nla.ft_encode(self, offset)
+
+    class _with_tail(_struct):
         """A struct followed by a variable-length array (alg_key[], bmp[]): the tail is the
         value of field TAIL, as bytes."""
 
         TAIL = ""
 
         def ft_encode(self, offset):
-            offset, diff = nla.ft_encode(self, offset)
+            offset, diff = _XfrmAttributes._struct.ft_encode(self, offset)
             tail = bytes(self.get(self.TAIL) or b"")
             self.data.extend(tail)
             offset += len(tail)
@@ -266,7 +275,7 @@ class _XfrmAttributes:
         )
         TAIL = "bmp"
 
-    class xfrm_encap_tmpl(nla):
+    class xfrm_encap_tmpl(_struct):
         """struct xfrm_encap_tmpl (24 bytes): UDP encapsulation of ESP (RFC 3948)."""
 
         fields = (
@@ -277,7 +286,7 @@ class _XfrmAttributes:
             ("encap_oa", "16s"),
         )
 
-    class xfrm_user_tmpl(nla):
+    class xfrm_user_tmpl(_struct):
         """struct xfrm_user_tmpl (64 bytes): what SA a policy needs. One per attribute here;
         the kernel allows an array (IPComp+ESP bundles), which Cygnet never installs."""
 
@@ -295,21 +304,21 @@ class _XfrmAttributes:
             ("calgos", "I"),
         )
 
-    class xfrm_lifetime_cur(nla):
+    class xfrm_lifetime_cur(_struct):
         fields = LIFETIME_CUR
 
-    class xfrm_replay_state(nla):
+    class xfrm_replay_state(_struct):
         fields = (("oseq", "I"), ("seq", "I"), ("bitmap", "I"))
 
-    class xfrm_address(nla):
+    class xfrm_address(_struct):
         fields = (("address", "16s"),)
 
-    class xfrm_userpolicy_type(nla):
+    class xfrm_userpolicy_type(_struct):
         """struct xfrm_userpolicy_type (6 bytes)."""
 
         fields = (("type", "B"), ("__pad0", "x"), ("reserved1", "H"), ("reserved2", "B"), ("__pad1", "x"))
 
-    class xfrm_mark(nla):
+    class xfrm_mark(_struct):
         """struct xfrm_mark (8 bytes)."""
 
         fields = (("v", "I"), ("m", "I"))
@@ -453,7 +462,7 @@ def build(cls, msg_type: int, flags: int, values: dict, attrs=(), seq: int = 0) 
     msg["header"]["flags"] = flags
     msg["header"]["sequence_number"] = seq
     msg.update(zero_fields(cls.fields))
-    msg.update(values)
+    msg.update(values or {})
     msg["attrs"] = [list(a) for a in attrs]
     msg.encode()
     return bytes(msg.data)
@@ -521,12 +530,14 @@ class XfrmSocket:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def request(self, cls, msg_type: int, values: dict, attrs=(), *, dump: bool = False) -> list:
+    def request(self, cls, msg_type: int, values: dict | None = None, attrs=(), *, dump: bool = False) -> list:
         """Send one request; returns the messages of the answer (a dump's entries, or a GET's
         reply, or [] for an acknowledged change). Raises XfrmError if the kernel refuses."""
         self._seq = (self._seq + 1) & 0xFFFFFFFF
         seq = self._seq
         flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else NLM_F_ACK)
+        if dump:  # a dump request carries no struct (the kernel would parse it as attributes)
+            cls, values = nlmsg, {}
         self.sock.send(build(cls, msg_type, flags, values, attrs, seq=seq))
         answer = []
         # One request at a time on this socket: everything that arrives answers it. A GET
