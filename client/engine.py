@@ -86,6 +86,7 @@ class TunnelStatus:
     local_id: str = ""
     remote_id: str = ""
     interface: str = ""
+    dataplane: str = ""  # "kernel" (XFRM) or "userspace" (TUN + Python ESP)
     virtual_ips: list[str] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
     domains: list[str] = field(default_factory=list)
@@ -281,8 +282,14 @@ class Tunnel:
         from client.netconfig import NetworkConfig
         from client.tun import TunDevice
 
-        if self.profile.dataplane == "kernel":
-            raise FatalError("dataplane = kernel is not available in this version; use userspace or auto")
+        # dataplane = auto: the kernel's ESP if it can install an SA (probed once), else ours.
+        kernel_unavailable = None
+        if self.profile.dataplane in ("kernel", "auto"):
+            from client.kernel_dataplane import probe_kernel_esp
+
+            kernel_unavailable = probe_kernel_esp()
+            if kernel_unavailable and self.profile.dataplane == "kernel":
+                raise FatalError(f"dataplane = kernel: {kernel_unavailable}")
         run = control.ensure_run_dir()
         # A previous run that was killed left its routes journal and resolv.conf backup.
         self.netconfig = NetworkConfig(run / f"{self.profile.name}.routes.json")
@@ -290,18 +297,36 @@ class Tunnel:
         cleaned |= restore_file(run / f"{self.profile.name}.resolv.conf.orig")
         if cleaned:
             self.progress.say("cleaned up what a previous run of this tunnel left behind")
-        try:
-            self.tun = TunDevice.create("cygnet%d")
-        except PermissionError:
-            raise FatalError("cannot create a TUN device: run cygnet as root (or give it CAP_NET_ADMIN)") from None
-        except FileNotFoundError:
-            raise FatalError("cannot create a TUN device: /dev/net/tun is missing (modprobe tun)") from None
-        self.status.interface = self.tun.name
-        self.netconfig.call(self.tun.configure, mtu=self.profile.mtu or DEFAULT_MTU)
         self._sock500 = _udp_socket(500)
         self._sock4500 = _udp_socket(4500)
-        self.dataplane = UserspaceDataPlane(self.tun, self._sock4500, on_ike_packet=self._on_ike_4500,
-                                            on_event=self._on_dataplane_event, limits=self.esp_limits)
+        if self.profile.dataplane != "userspace" and kernel_unavailable is None:
+            from client import kernel_dataplane
+
+            try:
+                self.tun, self.dataplane, stale = kernel_dataplane.open_kernel(
+                    self.profile.name, self._sock4500, self._sock500, on_ike_packet=self._on_ike_4500,
+                    on_event=self._on_dataplane_event, limits=self.esp_limits)
+                if stale:
+                    self.progress.say(f"removed {stale} IPsec SAs/policies a previous run left in the kernel")
+            except OSError as error:
+                if self.profile.dataplane == "kernel":
+                    raise FatalError(f"dataplane = kernel: {error}") from None
+                kernel_unavailable = str(error)
+        if self.dataplane is None:
+            try:
+                self.tun = TunDevice.create("cygnet%d")
+            except PermissionError:
+                raise FatalError("cannot create a TUN device: run cygnet as root (or give it CAP_NET_ADMIN)") from None
+            except FileNotFoundError:
+                raise FatalError("cannot create a TUN device: /dev/net/tun is missing (modprobe tun)") from None
+            self.dataplane = UserspaceDataPlane(self.tun, self._sock4500, on_ike_packet=self._on_ike_4500,
+                                                on_event=self._on_dataplane_event, limits=self.esp_limits)
+        self.status.interface = self.tun.name
+        self.status.dataplane = "userspace" if isinstance(self.dataplane, UserspaceDataPlane) else "kernel"
+        if self.profile.dataplane == "auto":
+            self.progress.say(f"data plane: {self.status.dataplane}"
+                              + (f" ({kernel_unavailable})" if kernel_unavailable else " (kernel IPsec)"))
+        self.netconfig.call(self.tun.configure, mtu=self.profile.mtu or DEFAULT_MTU)
         self.dataplane.start(self.loop)
         self.loop.add_reader(self._sock500.fileno(), self._on_sock500_readable)
 
