@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import os
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,19 +235,56 @@ def data_from_profile(profile) -> dict[str, str]:
 def import_sswan(path: Path, material_dir: Path, ask_password) -> tuple[VpnConnection, list[str]]:
     """A .sswan file → a new (unsaved) VpnConnection and the warnings about fields not honoured.
     Key material is written under material_dir (mode 0700) by client.sswan; `ask_password`
-    (prompt → str) is called for a PKCS#12 password."""
+    (prompt → str, "" to cancel) is called when the PKCS#12 bundle is encrypted."""
     from client.sswan import SswanError, read_sswan
 
     try:
-        name = json.loads(Path(path).read_text(encoding="utf-8")).get("name")
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+        name = obj.get("name")
+        p12 = (obj.get("local") or {}).get("p12")
     except (OSError, ValueError, AttributeError):
-        name = None
+        name = p12 = None
+    password_fd = None
     try:
-        result = read_sswan(Path(path), Path(material_dir), ask=ask_password)
+        if p12 and _p12_is_encrypted(p12):
+            password = ask_password(f"the certificate bundle in {Path(path).name}")
+            if not password:
+                raise ConversionError(f"{path}: the certificate bundle (local.p12) needs its password")
+            password_fd = _memory_file(password.encode())
+        options = {"p12_password_file": Path(f"/proc/self/fd/{password_fd}")} if password_fd else {}
+        result = read_sswan(Path(path), Path(material_dir), **options)
     except SswanError as error:
         raise ConversionError(str(error)) from None
+    finally:
+        if password_fd is not None:
+            os.close(password_fd)
     data = data_from_profile(result.profile)
     return VpnConnection(id=str(name or result.profile.name), data=data), list(result.warnings)
+
+
+def _p12_is_encrypted(text: str) -> bool:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    try:
+        raw = base64.b64decode(text)
+    except ValueError:
+        return False  # client.sswan reports the bad field
+    for password in (None, b""):
+        try:
+            pkcs12.load_pkcs12(raw, password)
+            return False
+        except ValueError:
+            continue
+    return True
+
+
+def _memory_file(content: bytes) -> int:
+    """A private in-memory file (memfd, mode 0600) holding `content`: how a typed PKCS#12
+    password reaches client.sswan's password-file reader without touching a disk."""
+    fd = os.memfd_create("cygnet-p12-password")
+    os.fchmod(fd, 0o600)
+    os.write(fd, content)
+    return fd
 
 
 def export_sswan(connection: VpnConnection) -> dict:

@@ -120,10 +120,10 @@ class ConnectionEditor(QDialog):
 
     def _general_tab(self) -> None:
         form = self._tab("&General")
-        self._row(form, "address", "&Gateway:", QLineEdit(), "Host name or address of the VPN gateway")
+        self._row(form, "address", "Ga&teway:", QLineEdit(), "Host name or address of the VPN gateway")
         self._row(form, "cygnet-gateways", "&More gateways:", QLineEdit(),
                   "Tried in order when the first does not answer; separate with ;")
-        self._row(form, "server-port", "&Port:", QLineEdit(), "IKE port (default 500)")
+        self._row(form, "server-port", "P&ort:", QLineEdit(), "IKE port (default 500)")
         self.method = QComboBox()
         for value, text in METHODS.items():
             self.method.addItem(text, value)
@@ -131,7 +131,7 @@ class ConnectionEditor(QDialog):
         self.eap_method = QComboBox()
         self.eap_method.addItem("EAP-MSCHAPv2", "mschapv2")
         self.eap_method.addItem("EAP-MD5", "md5")
-        self._row(form, "cygnet-eap-method", "EAP meth&od:", self.eap_method)
+        self._row(form, "cygnet-eap-method", "&EAP method:", self.eap_method)
         self._row(form, "user", "&User name:", QLineEdit())
         self._row(form, "local-identity", "&Local identity:", QLineEdit(),
                   "Our IKE identity; default: the user name or the certificate's subject")
@@ -144,16 +144,16 @@ class ConnectionEditor(QDialog):
                   "Unencrypted PEM, readable by root only")
 
     def _proposals_tab(self) -> None:
-        form = self._tab("P&roposals")
-        self.proposal = QCheckBox("Use these &algorithms instead of strongSwan's defaults")
+        form = self._tab("&Proposals")
+        self.proposal = QCheckBox("Use &custom algorithms instead of strongSwan's defaults")
         form.addRow(self.proposal)
         self.fields["proposal"] = self.proposal
         self._row(form, "ike", "I&KE:", QLineEdit(),
                   "strongSwan syntax, e.g. aes256gcm16-prfsha384-x25519; several separated by ;")
-        self._row(form, "esp", "&ESP:", QLineEdit(), "e.g. aes256gcm16 or aes256-sha384-ecp256")
+        self._row(form, "esp", "E&SP:", QLineEdit(), "e.g. aes256gcm16 or aes256-sha384-ecp256")
 
     def _network_tab(self) -> None:
-        form = self._tab("&Network")
+        form = self._tab("Net&work")
         self.virtual = QCheckBox("Ask the gateway for a &virtual IP address")
         self.ipv6 = QCheckBox("Also ask for an IPv&6 address")
         self.dns = QCheckBox("Use the gateway's &DNS servers and domains")
@@ -168,7 +168,7 @@ class ConnectionEditor(QDialog):
         self._row(form, "cygnet-domains", "Extra DNS do&mains:", QLineEdit(),
                   "Search domains added to the gateway's; separate with ;")
         self._row(form, "cygnet-mtu", "M&TU:", QLineEdit(), "1280–9000; empty: automatic")
-        self._row(form, "cygnet-dpd", "Dead peer detection (&s):", QLineEdit(), "0: off; default 30")
+        self._row(form, "cygnet-dpd", "Dead p&eer detection (s):", QLineEdit(), "0: off; default 30")
 
     # ------------------------------------------------------------------ data <-> widgets
 
