@@ -86,7 +86,7 @@ class Charon:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def start(self, timeout: float = 10.0) -> "Charon":
+    def start(self, timeout: float = 20.0) -> "Charon":
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
         self._write_strongswan_conf()
@@ -135,7 +135,7 @@ class Charon:
         self.process.wait()
         self._forget()
 
-    def restart(self, timeout: float = 10.0) -> "Charon":
+    def restart(self, timeout: float = 20.0) -> "Charon":
         """Stop (SIGTERM) and start again with the same settings and loaded swanctl config."""
         self.stop()
         return self.start(timeout)

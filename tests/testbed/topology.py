@@ -85,7 +85,7 @@ class Topology:
         self._wire_lan()
         return self
 
-    def wait_links_up(self, timeout: float = 5.0) -> None:
+    def wait_links_up(self, timeout: float = 10.0) -> None:
         """Wait until every veth has carrier: until then IPv6 drops packets (no ND yet)."""
         deadline = time.monotonic() + timeout
         for ns in self.namespaces:
