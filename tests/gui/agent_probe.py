@@ -1,0 +1,69 @@
+"""Run Cygnet's SecretAgent on the session bus and call it the way NetworkManager does.
+
+    python -m tests.gui.agent_probe get UUID [--flags N] [--service-type T]
+    python -m tests.gui.agent_probe save UUID        (the new password on stdin)
+    python -m tests.gui.agent_probe delete UUID
+
+Prints one JSON object: {"secrets": {...}} or {"error": "<D-Bus error name>"}. The keyring is
+whatever the session offers (the tests run gnome-keyring's Secret Service).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from dbus_fast import BusType, Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+from gui.connection import SERVICE_TYPE
+from gui.secret_agent import AGENT_IFACE, AGENT_PATH, SecretAgent
+
+
+def settings(uuid: str, service_type: str, password: str = "") -> dict:
+    vpn = {"service-type": Variant("s", service_type),
+           "data": Variant("a{ss}", {"address": "gw", "method": "eap", "user": "carol",
+                                     "password-flags": "1"})}
+    if password:
+        vpn["secrets"] = Variant("a{ss}", {"password": password})
+    return {"connection": {"id": Variant("s", "office"), "uuid": Variant("s", uuid),
+                           "type": Variant("s", "vpn")}, "vpn": vpn}
+
+
+async def main(args) -> dict:
+    agent_bus = await MessageBus(bus_type=BusType.SESSION).connect()
+    agent_bus.export(AGENT_PATH, SecretAgent(prompt=None))
+    caller = await MessageBus(bus_type=BusType.SESSION).connect()
+    path = "/org/freedesktop/NetworkManager/Settings/1"
+    if args.action == "get":
+        member, signature = "GetSecrets", "a{sa{sv}}osasu"
+        body = [settings(args.uuid, args.service_type), path, "vpn", [], args.flags]
+    elif args.action == "save":
+        member, signature = "SaveSecrets", "a{sa{sv}}o"
+        body = [settings(args.uuid, args.service_type, sys.stdin.read()), path]
+    else:
+        member, signature = "DeleteSecrets", "a{sa{sv}}o"
+        body = [settings(args.uuid, args.service_type), path]
+    reply = await caller.call(Message(destination=agent_bus.unique_name, path=AGENT_PATH,
+                                      interface=AGENT_IFACE, member=member, signature=signature,
+                                      body=body))
+    agent_bus.disconnect()
+    caller.disconnect()
+    if reply.message_type == MessageType.ERROR:
+        return {"error": reply.error_name}
+    if not reply.body:
+        return {"done": True}
+    secrets = {group: {k: getattr(v, "value", v) for k, v in values.items()}
+               for group, values in reply.body[0].items()}
+    return {"secrets": secrets}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("action", choices=("get", "save", "delete"))
+    parser.add_argument("uuid")
+    parser.add_argument("--flags", type=int, default=0)
+    parser.add_argument("--service-type", default=SERVICE_TYPE)
+    print(json.dumps(asyncio.run(main(parser.parse_args()))))
