@@ -215,6 +215,18 @@ def test_make_before_break_rekey(pair):
     assert a.plane.global_counters.unknown_spi == 1
 
 
+def test_batches_go_one_by_one_without_udp_segmentation(pair):
+    """Kernels without UDP_SEGMENT: the same batch leaves as separate datagrams."""
+    a, b = pair
+    a.plane.install_child_sa(SA)
+    b.plane.install_child_sa(mirror(SA))
+    a.plane._udp_gso = False
+    sealed = [a.plane._seal(ipv4("10.9.0.2", "10.20.0.1", bytes([i]) * 50)) for i in range(3)]
+    assert a.plane._send_datagrams(sealed) == 3
+    datagrams = [b.udp.recv(65536) for _ in range(3)]
+    assert [d[4:8] for d in datagrams] == [b"\0\0\0\1", b"\0\0\0\2", b"\0\0\0\3"]
+
+
 def test_removing_the_only_sa_stops_traffic(pair):
     a, _ = pair
     a.plane.install_child_sa(SA)
