@@ -473,7 +473,13 @@ class IkeSession:
             payloads = decode_payloads(*inner)  # ParseError: dropped, the request is resent
         self._outstanding = None
         self._last_received = now
-        out.on_response(_Reply(payloads, message, data, addr, out.payloads, inner), now)
+        try:
+            out.on_response(_Reply(payloads, message, data, addr, out.payloads, inner), now)
+        except (ProtocolViolation, ParseError, *crypto.CRYPTO_ERRORS):
+            # Dropped as if never received: keep waiting (and retransmitting) for a good one
+            if self._outstanding is None and not self._finished:
+                self._outstanding = out
+            raise
 
     def _receive_request(self, ike, message, data, addr, now) -> None:
         header = message.header
@@ -628,11 +634,12 @@ class IkeSession:
         """INVALID_KE_PAYLOAD (§1.2, §3.4): retry with the gateway's group if we offered it."""
         group = int.from_bytes(notify.data[:2], "big") if len(notify.data) >= 2 else 0
         self._invalid_ke_retries += 1
-        if (group not in crypto.ike_ke_groups(self._offered_ike) or group == self._ke_group
-                or self._invalid_ke_retries > MAX_INVALID_KE_RETRIES):
-            offered = self._offered_ike_text
+        if group not in crypto.ike_ke_groups(self._offered_ike):
             reason = f"the gateway wants key exchange group {group}, which we do not offer"
-            return self._finish(reason, ProposalMismatch(offered, reason))
+            return self._finish(reason, ProposalMismatch(self._offered_ike_text, reason))
+        if group == self._ke_group or self._invalid_ke_retries > MAX_INVALID_KE_RETRIES:
+            reason = f"the gateway keeps refusing our key exchange (it asks for group {group})"
+            return self._finish(reason, ProposalMismatch(self._offered_ike_text, reason))
         self._ke_group = group
         self._ke = crypto.make_ke(group)
         self._transition(Input.RETRY_INIT)
@@ -1039,17 +1046,29 @@ class IkeSession:
             log.warning("CHILD_SA rekey refused: %s",
                         _notify_name(errors[0]) if errors else "no SA")
             return
-        shared = b""
-        if ke is not None:
-            answer = _first(payloads, KE)
-            if answer is None:
-                raise ProtocolViolation("PFS rekey answered without KE")
-            shared = ke.shared_secret(answer.data)
+        try:
+            shared = b""
+            if ke is not None:
+                answer = _first(payloads, KE)
+                if answer is None:
+                    raise ProtocolViolation("PFS rekey answered without KE")
+                shared = ke.shared_secret(answer.data)
+            new = self._child_from_response(payloads, spi_in, exchange.nonce_i, nonce.data,
+                                            shared, now, old.child_id, we_initiated=True,
+                                            with_ke=ke is not None,
+                                            ts=(old.local_ts, old.remote_ts))
+        except (ProtocolViolation, *crypto.CRYPTO_ERRORS) as exc:
+            # An answer we cannot use: keep the old SA, retry later, and have the gateway
+            # drop the SA it just installed (it knows it by our SPI)
+            log.warning("CHILD_SA rekey failed: %s", exc)
+            old.state = ChildState.INSTALLED
+            old.rekey_at = now + TEMPORARY_FAILURE_RETRY
+            self._peer_rekeys.pop(old.child_id, None)
+            self._queue.append(lambda t: self._send_request(
+                self._ike, ExchangeType.INFORMATIONAL, [Delete(ProtocolId.ESP, [spi_in])],
+                lambda reply, t2: None, t))
+            return
         exchange.nonce_r = nonce.data
-        new = self._child_from_response(payloads, spi_in, exchange.nonce_i, nonce.data,
-                                        shared, now, old.child_id, we_initiated=True,
-                                        with_ke=ke is not None,
-                                        ts=(old.local_ts, old.remote_ts))
         exchange.result = new
         self._events.append(new.established_event())
         collision = self._peer_rekeys.pop(old.child_id, None)
@@ -1137,8 +1156,15 @@ class IkeSession:
                 else self.settings.ike_rand_time or TEMPORARY_FAILURE_RETRY
             self._ike_rekey_at = now + delay + self._jitter(TEMPORARY_FAILURE_RETRY)
             return
-        chosen = crypto.choose_ike(self._rekey_offers(), sa)
-        shared = ke.shared_secret(answer.data)
+        try:
+            chosen = crypto.choose_ike(self._rekey_offers(), sa)
+            shared = ke.shared_secret(answer.data)
+        except crypto.CRYPTO_ERRORS as exc:
+            log.warning("IKE_SA rekey failed: %s", exc)
+            self._ike_rekey = None
+            self._ike_rekey_at = now + TEMPORARY_FAILURE_RETRY + self._jitter(
+                TEMPORARY_FAILURE_RETRY)
+            return
         old = self._ike
         new = IkeSaContext(spi_i=new_spi, spi_r=sa.proposals[0].spi, we_are_initiator=True,
                            proposal=chosen, fragmentation=old.fragmentation)

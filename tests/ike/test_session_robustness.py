@@ -10,7 +10,7 @@ from ike.constants import ExchangeType, NotifyType, ProtocolId
 from ike.events import ChildSaEstablished, IkeSaEstablished
 from ike.payloads import Delete, Header, Message, Notify
 from ike.retransmission import PendingRequest, RetransmissionPolicy
-from ike.session import IkeSession, State
+from ike.session import TEMPORARY_FAILURE_RETRY as TEMPORARY_RETRY, IkeSession, State
 from ike.settings import AuthSettings
 
 from .responder import GatewayConfig, Pair, client_settings
@@ -160,6 +160,25 @@ def test_old_requests_and_stray_responses_are_dropped():
     assert pair.session.state is State.ESTABLISHED
 
 
+def test_unusable_rekey_answer_keeps_the_old_child_sa():
+    pair, child = _established()
+    original = pair.gateway._narrowed
+
+    def widen(tsi, tsr, cp):  # the gateway answers with selectors we never proposed
+        import ipaddress
+        from ike.traffic_selectors import selectors_for
+        return selectors_for([ipaddress.ip_network("0.0.0.0/0")]), original(tsi, tsr, cp)[1]
+
+    pair.gateway._narrowed = widen
+    pair.session.rekey_child(child.child_id)
+    assert pair.advance(0) == []
+    assert list(pair.session._children) == [child.spi_in]
+    assert list(pair.gateway.children) == [child.spi_out]  # it dropped the one it made
+    pair.gateway._narrowed = original
+    events = pair.advance(TEMPORARY_RETRY + 1)
+    assert _kinds(events) == ["ChildSaEstablished", "ChildSaRekeyed", "ChildSaDeleted"]
+
+
 def test_late_duplicate_response_is_ignored():
     pair, child = _established()
     pair.to_client = lambda d: [d, d]
@@ -233,6 +252,11 @@ def test_ike_sa_init_response_without_required_payloads_is_dropped():
     pair.session.raise_internal_errors = False
     assert pair.connect() == []
     assert pair.session.state is State.INIT_SENT
+    # still waiting: the retransmission gets a genuine answer
+    pair.gateway._on_init = original
+    pair.gateway.sa = None
+    events = pair.advance(5)
+    assert isinstance(events[-1], ChildSaEstablished)
 
 
 def test_request_from_the_gateway_before_ike_auth_completes_is_dropped():
