@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -75,7 +76,7 @@ class Namespace:
         # Any process still inside keeps the namespace alive: end them by PID first.
         for pid in self.pids():
             try:
-                os.kill(pid, 9)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         run(["ip", "netns", "del", self.name], check=False)
@@ -95,7 +96,7 @@ class Namespace:
         return run(self.argv(command), **kwargs)
 
     def sysctl(self, key: str, value: str) -> None:
-        # Written through /proc inside the namespace: one process instead of two.
+        """Set a per-namespace kernel setting (net.*)."""
         self.run(["sysctl", "-q", "-w", f"{key}={value}"])
 
     def ip(self, *args: str) -> subprocess.CompletedProcess:
