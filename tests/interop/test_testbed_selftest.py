@@ -315,3 +315,13 @@ def test_gateway_dead_peer_detection_clears_a_vanished_client(testbed_factory):
     wait_for(lambda: testbed.gateway.list_sas() == [], timeout=8,
              message="gateway kept the SA of a dead client")
     assert "giving up after 2 retransmits" in testbed.gateway.log_path.read_text()
+
+
+@pytest.mark.parametrize("ask_identity", [True, False])
+def test_eap_identity_request_is_optional(testbed_factory, ask_identity):
+    from tests.testbed import GatewayOptions
+
+    testbed = testbed_factory(gateway_options=GatewayOptions(eap_identity_request=ask_identity))
+    testbed.strongswan_client().connect("eap-mschapv2")
+    asked = "EAP/REQ/ID" in testbed.gateway.log_path.read_text()
+    assert asked == ask_identity
