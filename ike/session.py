@@ -1189,8 +1189,9 @@ class IkeSession:
         """IKE proposals for a rekey: the current algorithms first. Keeping the PRF avoids a
         known divergence: strongSwan 5.9 runs prf+ of a rekeyed IKE_SA with the *old* PRF
         (keymat_v2.c), RFC 7296 §2.18 and ike/keys.py with the new one; with one PRF both
-        agree."""
-        return [self._ike.proposal, *self._offered_ike]
+        agree. Without ADDKE transforms: IKE_FOLLOWUP_KE (RFC 9370 §2.2.4) is not
+        implemented, so a rekey must not negotiate additional key exchanges."""
+        return crypto.without_additional_ke([self._ike.proposal, *self._offered_ike])
 
     def _key_new_ike(self, new, old, shared, ni, nr) -> None:
         """§2.18: SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr)."""

@@ -60,6 +60,17 @@ def ike_offers_additional_ke(offered) -> bool:
     return any(p.additional_ke for p in offered)
 
 
+def without_additional_ke(proposals) -> list:
+    """The proposals minus RFC 9370 ADDKE transforms: rekeys do not run IKE_FOLLOWUP_KE."""
+    from dataclasses import replace
+    result = []
+    for proposal in proposals:
+        stripped = replace(proposal, additional_ke=())
+        if stripped not in result:
+            result.append(stripped)
+    return result
+
+
 def ike_chosen_group(chosen) -> int:
     return chosen.ke_group
 

@@ -529,7 +529,10 @@ class Responder:
         return [out[0], Nonce(nr), *ke_out, *out[1:]]
 
     def _answer_ike_rekey(self, sa, sa_payload, nonce, ke, nr):
-        selection = proposals.select_ike(self.ike_offers, sa_payload, ke.group)
+        try:
+            selection = proposals.select_ike(self.ike_offers, sa_payload, ke.group)
+        except proposals.ProposalError:
+            return [Notify(NotifyType.NO_PROPOSAL_CHOSEN)]
         public, shared = ke_respond(ke.group, ke.data)
         new = GatewaySa(selection.spi, self.random(8), proposal=selection.proposal,
                         fragmentation=sa.fragmentation)

@@ -71,3 +71,27 @@ def test_intauth_chain_and_auth_data_layout():
     chain.add(prf, b"pi2", b"pr2", data, data)
     assert chain.initiator == prf(b"pi2", first_i + data)
     assert chain.auth_data(2) == chain.initiator + chain.responder + b"\x00\x00\x00\x02"
+
+
+def test_ike_rekey_after_a_hybrid_exchange_offers_no_additional_key_exchange():
+    # IKE_FOLLOWUP_KE is not implemented: rekeys leave the ADDKE transforms out
+    pair = Pair(client_settings(ike_proposals=HYBRID),
+                GatewayConfig(ike_proposals=HYBRID + ",aes256gcm16-prfsha384-x25519"))
+    child = pair.connect()[-1]
+    pair.session.rekey_ike()
+    assert [type(e).__name__ for e in pair.advance(0)] == ["IkeSaRekeyed"]
+    _, payloads = pair.gateway.received[-2]
+    sa = next(p for p in payloads if type(p).__name__ == "SA")
+    assert all(t.type < 6 for p in sa.proposals for t in p.transforms)  # no ADDKE1..7
+    assert pair.session._ike.proposal.additional_ke == ()
+    pair.session.rekey_child(child.child_id)
+    assert "ChildSaRekeyed" in [type(e).__name__ for e in pair.advance(0)]
+
+
+def test_gateway_insisting_on_additional_key_exchange_in_rekeys_keeps_the_old_ike_sa():
+    pair = Pair(client_settings(ike_proposals=HYBRID), GatewayConfig(ike_proposals=HYBRID))
+    pair.connect()
+    old = pair.session._ike
+    pair.session.rekey_ike()
+    assert pair.advance(0) == []  # NO_PROPOSAL_CHOSEN: retried later, nothing breaks
+    assert pair.session._ike is old and pair.session.state.name == "ESTABLISHED"
