@@ -33,6 +33,9 @@ log = logging.getLogger("cygnet")
 BACKOFF_FIRST = 1.0  # seconds; doubled per failed attempt up to BACKOFF_MAX (as strongSwan's
 BACKOFF_MAX = 120.0  # Android app does)
 NAT_KEEPALIVE_INTERVAL = 20.0  # strongSwan's charon.keep_alive default
+# A rekeyed CHILD_SA still decrypts for this long after its DELETE, for packets the gateway
+# sent on it just before switching (strongSwan's charon.delete_rekeyed_delay).
+REKEYED_SA_GRACE = 5.0
 DEFAULT_MTU = 1400  # libipsec's and the Android app's default: room for ESP-in-UDP headers
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's ca-certificates
 TEST_HOOKS_VARIABLE = "CYGNET_TEST_HOOKS"
@@ -273,6 +276,7 @@ class Tunnel:
         self.esp_limits = None  # client.esp.SaLimits for the data plane (test hooks)
         self.fatal_error = ""  # why the tunnel stopped for good, if it did not stop on request
         self._came_up = False  # during the current attempt
+        self._grace_timers: list = []  # removals of rekeyed CHILD_SAs, see REKEYED_SA_GRACE
 
     # --- set-up and tear-down ---
 
@@ -331,6 +335,8 @@ class Tunnel:
         self.loop.add_reader(self._sock500.fileno(), self._on_sock500_readable)
 
     def close(self) -> None:
+        for handle in self._grace_timers:
+            handle.cancel()
         if self._timer:
             self._timer.cancel()
         if self._keepalive:
@@ -527,8 +533,7 @@ class Tunnel:
         elif isinstance(event, ev.ChildSaEstablished):
             self._install_child(event)
         elif isinstance(event, ev.ChildSaDeleted):
-            self.dataplane.remove_child_sa(event.spi_in)
-            self.status.children.pop(event.spi_in.hex(), None)
+            self._remove_child(event)
         elif isinstance(event, ev.IkeSaRekeyed):
             self.status.ike_spi_i, self.status.ike_spi_r = event.new_spi_i.hex(), event.new_spi_r.hex()
             self.status.ike_rekeys += 1
@@ -579,11 +584,28 @@ class Tunnel:
         self.netconfig.remove_address(self.tun.name, address)
         self._addresses.remove(address)
 
+    def _remove_child(self, event) -> None:
+        self.status.children.pop(event.spi_in.hex(), None)
+        successor = next((info["spi_in"] for info in self.status.children.values()
+                          if info["child_id"] == event.child_id), None)
+        if successor is None:
+            self.dataplane.remove_child_sa(event.spi_in)
+            return
+        # Rekeyed: send on the new SA from now on, keep decrypting the old one a little longer.
+        self.dataplane.activate_outbound(bytes.fromhex(successor))
+        self._grace_timers.append(
+            self.loop.call_later(REKEYED_SA_GRACE, self.dataplane.remove_child_sa, event.spi_in))
+
     def _install_child(self, child) -> None:
         from ike.constants import EncrId, IntegId
 
         self.dataplane.set_peer((self.gateway_address, 4500))
-        self.dataplane.install_child_sa(child)
+        # A rekey: the new SA decrypts at once, but we go on sending on the old one until it
+        # is deleted. When the gateway rekeys, it installs the new SAs only once our response
+        # arrives: packets we sent on the new SA before that were lost. The DELETE of the old
+        # SA comes after that in both directions of a rekey.
+        rekey = any(info["child_id"] == child.child_id for info in self.status.children.values())
+        self.dataplane.install_child_sa(child, activate_outbound=not rekey)
         if not self._gateway_pinned:
             self.netconfig.pin_gateway(ipaddress.ip_address(self.gateway_address))
             self._gateway_pinned = True

@@ -379,10 +379,12 @@ def to_toml(keys: dict) -> str:
 
 
 def tcp_echo_transfer(namespace: str, host: str, size: int = TEN_MB, *,
-                      timeout: float = 30.0, port: int | None = None) -> float:
+                      timeout: float = 30.0, port: int | None = None,
+                      rate: float | None = None) -> float:
     """Send `size` random bytes to the LAN echo service and check every byte comes back in
     order; returns the seconds it took. Sends and receives at once (an echo server blocks
-    once our receive buffer is full)."""
+    once our receive buffer is full). rate: bytes per second to pace the sender to, so a
+    transfer can span a given time without saturating the tunnel."""
     from tests.testbed import netsock
     from tests.testbed.lan_services import ECHO_PORT
 
@@ -395,8 +397,13 @@ def tcp_echo_transfer(namespace: str, host: str, size: int = TEN_MB, *,
     def send():
         try:
             view = memoryview(payload)
-            for offset in range(0, size, 256 * 1024):
-                sock.sendall(view[offset:offset + 256 * 1024])
+            chunk = 16 * 1024 if rate else 256 * 1024
+            for offset in range(0, size, chunk):
+                sock.sendall(view[offset:offset + chunk])
+                if rate and offset + chunk < size:
+                    # Sleep until this many bytes are due at the given rate.
+                    due = started + (offset + chunk) / rate
+                    time.sleep(max(0.0, due - time.monotonic()))
             sock.shutdown(socket.SHUT_WR)
         except BaseException as error:   # reported by the receiving side
             errors.append(error)
@@ -405,14 +412,14 @@ def tcp_echo_transfer(namespace: str, host: str, size: int = TEN_MB, *,
     sender.start()
     received = bytearray()
     try:
-        with sock:
-            while len(received) < size:
-                chunk = sock.recv(1 << 20)
-                if not chunk:
-                    break
-                received += chunk
+        while len(received) < size:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            received += chunk
     finally:
-        sender.join(timeout)
+        sender.join(timeout)   # before closing: the sender may still be shutting down
+        sock.close()
     elapsed = time.monotonic() - started
     assert not errors, f"sending failed: {errors[0]!r}"
     assert len(received) == size, f"{len(received)} of {size} bytes came back"
