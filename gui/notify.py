@@ -47,7 +47,7 @@ class Notifier:
         notice = Notice(summary, body, urgent)
         if self.bus is not None and await self._send(notice, icon):
             notice.via = "notifications"
-        elif self.tray is not None and self.tray.isVisible() and self.tray.supportsMessages():
+        elif self._balloon_possible():
             from PyQt6.QtWidgets import QSystemTrayIcon
 
             kind = QSystemTrayIcon.MessageIcon.Critical if urgent else QSystemTrayIcon.MessageIcon.Information
@@ -58,6 +58,12 @@ class Notifier:
         log.info("%s: %s", summary, body.replace("\n", " — "))
         self.sent.append(notice)
         return notice
+
+    def _balloon_possible(self) -> bool:
+        from PyQt6.QtWidgets import QSystemTrayIcon
+
+        return (self.tray is not None and QSystemTrayIcon.isSystemTrayAvailable()
+                and self.tray.isVisible() and self.tray.supportsMessages())
 
     async def _send(self, notice: Notice, icon: str) -> bool:
         from dbus_fast import Variant

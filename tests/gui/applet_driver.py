@@ -1,0 +1,128 @@
+"""Runs the real tray applet (gui.tray.Applet, its NM client and secret agent, offscreen Qt) and
+lets a test drive it like a user, one command per stdin line, one JSON answer per stdout line:
+
+    menu                         -> {"menu": ["Connect office", "-", ...]}
+    trigger TEXT                 -> {"triggered": TEXT}        (a menu entry, as a click would)
+    wait NAME STATE [SECONDS]    -> {"state": STATE}           (connected, connecting, disconnected)
+    status                       -> {"status": {label: value}, "text": "..."} (opens the window)
+    notices                      -> {"notices": [[summary, body, via], ...]}
+    add JSON                     -> {"path": ...}              (Settings.AddConnection)
+    update NAME JSON             -> {"done": true}             (vpn.data keys to set)
+    delete NAME                  -> {"done": true}
+    connections                  -> {"connections": [{"id":..., "uuid":..., "data": {...}}]}
+    agent                        -> {"requests": N}            (GetSecrets answered)
+    quit
+
+It runs as the unprivileged test user, inside the NetworkManager sandbox's namespaces, on the
+sandbox's system bus; the keyring is the session's Secret Service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+
+def main() -> int:
+    import qasync
+    from PyQt6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv[:1])
+    app.setQuitOnLastWindowClosed(False)
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    with loop:
+        return loop.run_until_complete(drive())
+
+
+async def drive() -> int:
+    from gui.connection import VpnConnection
+    from gui.nm_client import NmClient
+    from gui.secret_agent import SecretAgent
+    from gui.tray import Applet
+    from gui.status import rows
+
+    nm = await NmClient.connect()
+    agent = SecretAgent(prompt=None)
+    applet = Applet(nm, agent=agent)
+    await applet.start()
+    loop = asyncio.get_running_loop()
+
+    def say(obj) -> None:
+        print(json.dumps(obj), flush=True)
+
+    def connection(name: str) -> VpnConnection:
+        found = applet.find(name)
+        if found is None:
+            raise LookupError(f"no connection {name!r}")
+        return found
+
+    say({"ready": True})
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            break
+        command, _, rest = line.strip().partition(" ")
+        try:
+            if command == "quit":
+                break
+            elif command == "menu":
+                say({"menu": [("-" if a.isSeparator() else a.text()) for a in applet.menu.actions()]})
+            elif command == "trigger":
+                action = next(a for a in applet.menu.actions() if a.text() == rest)
+                action.trigger()
+                say({"triggered": rest})
+            elif command == "wait":
+                name, state, *timeout = rest.split(" ")
+                deadline = time.monotonic() + float(timeout[0] if timeout else 60)
+                while applet.state.state_of(connection(name)) != state:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{name} is {applet.state.state_of(connection(name))}, "
+                                           f"not {state}")
+                    await asyncio.sleep(0.05)
+                say({"state": state})
+            elif command == "status":
+                applet.show_status()
+                window = applet.status_window
+                await asyncio.sleep(0.1)
+                window.tick()
+                say({"status": {label: window.value(label) for label, _ in rows(window.info)},
+                     "banner": window.banner.toPlainText(), "text": window.text()})
+            elif command == "notices":
+                say({"notices": [[n.summary, n.body, n.via] for n in applet.notifier.sent]})
+            elif command == "add":
+                spec = json.loads(rest)
+                new = VpnConnection(id=spec["id"], data=spec["data"])
+                path = await nm.add(new)
+                await applet.refresh()
+                say({"path": path, "uuid": new.uuid})
+            elif command == "update":
+                name, _, text = rest.partition(" ")
+                current = connection(name)
+                current.data.update(json.loads(text))
+                await nm.update(current)
+                await applet.refresh()
+                say({"done": True})
+            elif command == "delete":
+                await nm.delete(connection(rest))
+                await applet.refresh()
+                say({"done": True})
+            elif command == "connections":
+                await applet.refresh()
+                say({"connections": [{"id": c.id, "uuid": c.uuid, "data": c.data}
+                                     for c in applet.state.connections]})
+            elif command == "agent":
+                say({"requests": agent.requests})
+            else:
+                say({"error": f"unknown command {command!r}"})
+        except Exception as error:  # the test sees it and fails with the text
+            say({"error": f"{type(error).__name__}: {error}"})
+    applet.notifier.close()
+    nm.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""The tray applet against a real NetworkManager (the sandbox of tests/nm) and the strongSwan
+testbed gateway, running as an unprivileged user (nobody) with its own session bus and an
+unlocked gnome-keyring. The applet is driven through its menu (tests/gui/applet_driver.py).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import select
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.gui.desktop_session import DesktopSession
+from tests.nm.conftest import nm_testbed  # noqa: F401  (the fixture)
+from tests.nm.test_networkmanager_plugin import password_for, store_password, vpn_data
+from tests.testbed import GATEWAY_NAME, topology, wait_for
+
+pytestmark = [pytest.mark.interop, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+USER = "nobody"
+
+
+class Driver:
+    """The applet process and its line protocol."""
+
+    def __init__(self, session: DesktopSession, log_path: Path):
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        self.process = session.popen([*session.python(), "-m", "tests.gui.applet_driver"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                     text=True, cwd=str(REPO))
+        assert self.read(timeout=60) == {"ready": True}
+
+    def read(self, timeout: float = 30.0) -> dict:
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready:
+            raise TimeoutError(f"the applet did not answer in {timeout:.0f} s; its log:\n{self.stderr()}")
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the applet exited ({self.process.poll()}); its log:\n{self.stderr()}")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise AssertionError(f"applet: {answer['error']}\n{self.stderr()}")
+        return answer
+
+    def ask(self, command: str, timeout: float = 30.0) -> dict:
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self.read(timeout)
+
+    def stderr(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def menu(self) -> list[str]:
+        return self.ask("menu")["menu"]
+
+    def notices(self) -> list[list[str]]:
+        return self.ask("notices")["notices"]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.ask("quit", timeout=1)
+            except Exception:
+                pass
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def applet(nm_testbed, tmp_path):  # noqa: F811
+    testbed, nm = nm_testbed
+    folder = tempfile.mkdtemp(prefix="cygnet-applet-")
+    os.chmod(folder, 0o755)
+    session = DesktopSession(Path(folder) / "session", user=USER, prefix=nm.enter_argv([]))
+    driver = None
+    try:
+        session.start()
+        driver = Driver(session, tmp_path / "applet.log")
+        yield testbed, nm, session, driver
+    finally:
+        if driver is not None:
+            driver.close()
+        session.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def wait_gateway_without_sas(testbed, timeout: float = 10.0) -> None:
+    wait_for(lambda: not testbed.gateway.list_sas(), timeout=timeout,
+             message=lambda: f"gateway still has SAs: {testbed.gateway.list_sas()}")
+
+
+def test_connect_from_the_menu_shows_status_and_disconnect_tears_down(applet):
+    testbed, nm, session, driver = applet
+    data = dict(vpn_data(testbed, "psk"), **{"password-flags": "0"})
+    driver.ask("add " + json.dumps({"id": "office", "data": data}))
+    store_password(nm, "office", password_for(testbed, "psk"))   # a system-owned secret
+    assert driver.menu() == ["Connect office", "-", "&Edit connections…", "&Status…", "-", "&Quit"]
+
+    driver.ask("trigger Connect office")
+    driver.ask("wait office connected 60", timeout=70)
+
+    fields = nm.connection_fields("office")
+    assert fields.get("VPN.VPN-STATE") == ["5 - VPN connected"], (fields, driver.stderr())
+    assert driver.menu()[0] == "Disconnect office (connected)"
+    status = driver.ask("status")["status"]
+    (ipv4,) = status["Virtual IPv4"].split(", ")
+    assert ipaddress.ip_interface(ipv4).ip in topology.POOL_NET
+    assert ipaddress.ip_interface(status["Virtual IPv6"].split(", ")[0]).ip in topology.POOL_NET6
+    for server in (*topology.DNS_SERVERS, *topology.DNS_SERVERS6):
+        assert server in status["DNS servers"].split(", ")
+    assert status["Gateway"] == testbed.gateway_address
+    assert status["Gateway identity"] == GATEWAY_NAME
+    assert status["State"] == "Connected"
+    assert status["Interface"].startswith("cygnet")
+    assert status["Routes"] == "10.1.0.0/24, fd00:1::/64" or "10.1.0.0/24" in status["Routes"]
+
+    # Counters are the TUN device's: traffic through the tunnel makes them grow.
+    before = int(status["Received"].split("(")[1].split()[0])
+    testbed.wait_for_ping("client", topology.LAN_HOST_ADDR, timeout=5)
+    assert testbed.ping("client", topology.LAN_HOST_ADDR, count=3, timeout=2) == 3
+    after = int(driver.ask("status")["status"]["Received"].split("(")[1].split()[0])
+    assert after >= before + 3
+
+    connected = driver.notices()
+    assert connected[-1][0] == "Connected to office" and ipv4.split("/")[0] in connected[-1][1]
+
+    driver.ask("trigger Disconnect office (connected)")
+    driver.ask("wait office disconnected 30", timeout=40)
+    wait_gateway_without_sas(testbed)
+    nm.wait_inactive("office")
+    wait_for(lambda: driver.notices()[-1][0] == "Disconnected from office", timeout=5,
+             message=lambda: f"no disconnect notice: {driver.notices()}")
+    assert driver.menu()[0] == "Connect office"
+
+
+def test_eap_password_comes_from_the_keyring_through_the_agent(applet):
+    testbed, nm, session, driver = applet
+    password = password_for(testbed, "eap")
+    added = driver.ask("add " + json.dumps({"id": "office", "data": vpn_data(testbed, "eap")}))
+    stored = session.run(["secret-tool", "store", "--label=Cygnet office", "service", "cygnet",
+                          "username", f"nm-{added['uuid']}"], input=password)
+    assert stored.returncode == 0, stored.stderr
+    fields = nm.connection_fields("office")
+    assert fields["vpn.data"][0].count("password-flags = 1") == 1  # agent-owned
+
+    driver.ask("trigger Connect office")
+    driver.ask("wait office connected 60", timeout=70)
+
+    assert driver.ask("agent") == {"requests": 1}
+    status = driver.ask("status")["status"]
+    assert ipaddress.ip_interface(status["Virtual IPv4"]).ip in topology.POOL_NET
+    assert status["Local identity"] == vpn_data(testbed, "eap")["user"]
+    assert testbed.gateway.wait_for_sa()["name"] == "eap-mschapv2"
+    # The password went keyring -> agent -> NetworkManager -> plugin, and nowhere else.
+    assert password not in nm.log_path.read_text(errors="replace")
+    assert password not in driver.stderr()
+    for keyfile in (nm.root / "etc/NetworkManager/system-connections").glob("*"):
+        assert password not in keyfile.read_text(errors="replace")
+
+    driver.ask("trigger Disconnect office (connected)")
+    driver.ask("wait office disconnected 30", timeout=40)
+    wait_gateway_without_sas(testbed)
+
+
+def test_wrong_password_is_reported_in_plain_words(applet):
+    testbed, nm, session, driver = applet
+    added = driver.ask("add " + json.dumps({"id": "office", "data": vpn_data(testbed, "eap")}))
+    session.run(["secret-tool", "store", "--label=x", "service", "cygnet", "username",
+                 f"nm-{added['uuid']}"], input="not-the-password")
+
+    driver.ask("trigger Connect office")
+
+    def failure():
+        notices = [n for n in driver.notices() if n[0] == "office: connection failed"]
+        return notices[-1] if notices else None
+
+    wait_for(failure, timeout=60, message=lambda: f"no failure notice: {driver.notices()}")
+    summary, body, via = failure()
+    assert body.splitlines()[0] == "The gateway refused the login: wrong user name or password."
+    assert via == "log"  # no notification server and no tray in this headless session
+    assert driver.menu()[0] == "Connect office"
+    assert not testbed.gateway.list_sas()
+
+
+def test_editor_operations_reach_networkmanager(applet):
+    testbed, nm, session, driver = applet
+    driver.ask("add " + json.dumps({"id": "lab", "data": vpn_data(testbed, "psk")}))
+    assert nm.connection_fields("lab")["vpn.service-type"] == ["org.freedesktop.NetworkManager.cygnet"]
+
+    driver.ask('update lab {"address": "192.0.2.77", "cygnet-domains": "lab.example"}')
+    data = nm.connection_fields("lab")["vpn.data"][0]
+    assert "address = 192.0.2.77" in data and "cygnet-domains = lab.example" in data
+
+    # A connection made elsewhere (nmcli, as root) appears in the applet's menu by itself.
+    nm.nmcli("connection", "add", "type", "vpn", "con-name", "other", "ifname", "--",
+             "vpn-type", "cygnet", "vpn.data", f"address={testbed.gateway_address}, method=psk")
+    wait_for(lambda: "Connect other" in driver.menu(), timeout=10,
+             message=lambda: f"menu: {driver.menu()}")
+    # ... and a strongSwan one does not (not Cygnet's VPN type).
+    nm.nmcli("connection", "add", "type", "vpn", "con-name", "theirs", "ifname", "--",
+             "vpn-type", "strongswan", "vpn.data", f"address={testbed.gateway_address}, method=psk")
+    time.sleep(0.5)
+    assert "Connect theirs" not in driver.menu()
+
+    driver.ask("delete lab")
+    assert "lab" not in nm.nmcli("-t", "-f", "NAME", "connection", "show").stdout.split()
+    assert driver.menu()[:1] == ["Connect other"]
