@@ -1211,12 +1211,21 @@ class IkeSession:
 
     def _send_ike_delete_of(self, ike: IkeSaContext, now: float) -> None:
         """DELETE of a replaced or redundant IKE_SA, sent over that IKE_SA (§2.18)."""
-        def done(*_):
-            if ike in self._old_ikes:
-                self._old_ikes.remove(ike)
-
         self._send_request(ike, ExchangeType.INFORMATIONAL, [Delete(ProtocolId.IKE, [])],
-                           lambda reply, t: done(), now, on_give_up=lambda t: done())
+                           lambda reply, t: self._retire(ike, t), now,
+                           on_give_up=lambda t: self._retire(ike, t))
+
+    def _retire(self, ike: IkeSaContext, now: float) -> None:
+        """Forget a replaced IKE_SA. A request of ours still waiting on it can never be
+        answered now: drop it, and let a CHILD_SA rekey it carried start again later."""
+        if ike in self._old_ikes:
+            self._old_ikes.remove(ike)
+        if self._outstanding is not None and self._outstanding.ike is ike:
+            self._outstanding = None
+            for child_id, exchange in list(self._rekeys.items()):
+                del self._rekeys[child_id]
+                exchange.old.state = ChildState.INSTALLED
+                exchange.old.rekey_at = now + TEMPORARY_FAILURE_RETRY
 
     def _send_ike_delete(self, now: float) -> None:
         """Our DELETE of the IKE_SA (close(), or after a failed first CHILD_SA)."""
@@ -1262,9 +1271,7 @@ class IkeSession:
         for delete in deletes:
             if delete.protocol == ProtocolId.IKE:
                 if ike is not self._ike:
-                    # the gateway retires an IKE_SA that was rekeyed away
-                    if ike in self._old_ikes:
-                        self._old_ikes.remove(ike)
+                    self._retire(ike, now)  # the gateway deletes an IKE_SA rekeyed away
                     return []
                 self._deleted_by_gateway = True  # answer first, then finish
                 return []

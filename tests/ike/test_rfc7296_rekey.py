@@ -4,7 +4,7 @@ started by us or by the gateway, make-before-break, collisions and refusals."""
 from ike.constants import ExchangeType, KeId, NotifyType
 from ike.events import (ChildSaDeleted, ChildSaEstablished, ChildSaRekeyed, IkeSaRekeyed)
 from ike.payloads import KE, Notify, TSi
-from ike.session import State
+from ike.session import TEMPORARY_FAILURE_RETRY as TEMPORARY_RETRY, State
 
 from .responder import GatewayConfig, Pair, client_settings
 
@@ -308,3 +308,30 @@ def test_ike_rekeys_keep_the_negotiated_algorithms():
     _, payloads = pair.gateway.received[-2]
     first = next(p for p in payloads if type(p).__name__ == "SA").proposals[0]
     assert [t.id for t in first.transforms][:2] == [20, 5]  # AES-GCM-16, PRF_HMAC_SHA2_256
+
+
+def test_request_stranded_on_an_ike_sa_the_gateway_rekeyed_away_is_dropped():
+    pair = Pair(client_settings(dpd_delay=30.0))
+    pair.connect()
+    pair.to_client = lambda d: []  # the answer to our liveness check is lost ...
+    pair.advance(31)
+    stranded = pair.session._outstanding
+    assert stranded is not None
+    pair.to_client = None
+    pair.gateway.rekey_ike()  # ... and the gateway moves to a new IKE_SA, deleting the old
+    events = pair.run()
+    assert _kinds(events) == ["IkeSaRekeyed"]
+    assert pair.session._outstanding is None  # it could never be answered any more
+    assert pair.advance(600) == []  # no false "dead peer"
+    assert pair.session.state.name == "ESTABLISHED"
+
+
+def test_gateway_ike_rekey_during_our_child_rekey_is_postponed():
+    pair, child = _established()
+    pair.to_client = lambda d: []
+    pair.session.rekey_child(child.child_id)
+    pair.advance(0)
+    pair.to_client = None
+    result = pair.gateway.rekey_ike()
+    pair.run()
+    assert [n.type for n in result["refused"]] == [NotifyType.TEMPORARY_FAILURE]  # §2.25
