@@ -91,11 +91,18 @@ class BackToBack:
         if reverse:
             argv.append("--reverse")
         with CpuMeter(pids) as meter:
-            result = self.a.run(argv, timeout=seconds + 20)
-        data = json.loads(result.stdout)
+            result = self.a.run(argv, timeout=seconds + 20, check=False)
+        try:
+            data = json.loads(result.stdout)
+        except ValueError:
+            data = {"error": (result.stderr or result.stdout).strip()[-300:] or "iperf3 failed"}
+        cores = {"sender_cores": round(meter.cores["sender"], 3),
+                 "receiver_cores": round(meter.cores["receiver"], 3)}
+        if "error" in data or "sum_received" not in data.get("end", {}):
+            return {"gbps": None, "error": data.get("error", "no result"), **cores}
         gbps = data["end"]["sum_received"]["bits_per_second"] / 1e9
-        return {"gbps": round(gbps, 3), "sender_cores": round(meter.cores["sender"], 3),
-                "receiver_cores": round(meter.cores["receiver"], 3)}
+        return {"gbps": round(gbps, 3), "retransmits": data["end"]["sum_sent"].get("retransmits"),
+                **cores}
 
     def close(self) -> None:
         for process in reversed(self.processes):
@@ -117,7 +124,9 @@ def run(seconds: float, repeats: int, log, suites=("aes128gcm16",)) -> dict:
                     gbps = summary([r["gbps"] for r in runs])
                     sender = summary([r["sender_cores"] for r in runs])["median"]
                     receiver = summary([r["receiver_cores"] for r in runs])["median"]
-                    limit = ("sender CPU" if sender >= 0.85 and sender >= receiver else
+                    limit = ("iperf3 failed: " + "; ".join(r["error"] for r in runs if r.get("error"))
+                             if gbps["median"] is None else
+                             "sender CPU" if sender >= 0.85 and sender >= receiver else
                              "receiver CPU" if receiver >= 0.85 else
                              "neither endpoint at one core (iperf3 / kernel / machine load)")
                     entry[direction] = {"runs": runs, "gbps": gbps, "sender_cores": sender,

@@ -1,11 +1,13 @@
-"""One CPU control group for everything the benchmark starts.
+"""One CPU control group for the clients under comparison.
 
 This host runs with scheduler autogroups: every process session (setsid) gets its own CPU
-share. charon and `cygnet up` would then each get a different share, depending on how many
-other sessions are busy, and a comparison between them would measure the scheduler. So the
-benchmark moves itself into one fresh group before it starts anything; every process it
-starts (gateway, both clients, iperf3, tcpdump) inherits the group, and inside a non-root cgroup
-autogroups do not apply. The group is removed at the end (its processes moved back first).
+share, and how much that share is worth depends on how many other sessions are busy at that
+moment. So every client process the benchmark compares (`cygnet up`, the charon initiator, the
+handshake load generator and the charon doing the same) joins one fresh group before it
+starts (`GroupedNamespace` puts `echo $$ > .../cgroup.procs` in front of its command); inside a
+non-root cgroup autogroups do not apply, and both clients get the same share. The gateway,
+iperf3 and tcpdump stay as the testbed starts them. The group is removed at the end (anything
+still inside moved back to the parent first).
 
 On a cgroup v2 host the group lives directly under /sys/fs/cgroup. On a hybrid host (this one:
 the `cpu` controller is mounted as v1 at /sys/fs/cgroup/cpu, v2 at /sys/fs/cgroup/unified
@@ -18,6 +20,9 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Sequence
+
+from tests.testbed import Namespace
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -68,6 +73,13 @@ class CpuGroup:
     def add_self(self) -> None:
         self.add(os.getpid())
 
+    def wrap(self, argv: Sequence[str]) -> list[str]:
+        """argv that joins this group and then execs `argv` (same PID, nothing forked)."""
+        if not self.paths:
+            return list(argv)
+        join = "; ".join(f"echo $$ > {path / 'cgroup.procs'}" for path in self.paths)
+        return ["sh", "-c", f'{join}; exec "$@"', "sh", *argv]
+
     def pids(self) -> list[int]:
         found: set[int] = set()
         for path in self.paths:
@@ -107,3 +119,17 @@ class CpuGroup:
                 except OSError:
                     time.sleep(0.05)
         self.paths = []
+
+
+class GroupedNamespace(Namespace):
+    """A testbed network namespace whose commands (`argv`, `run`) start inside `group`.
+
+    Pass it where the testbed takes a Namespace (Charon, Testbed.strongswan_client(role=...)).
+    """
+
+    def __init__(self, namespace: Namespace, group: CpuGroup):
+        super().__init__(namespace.name)
+        self.group = group
+
+    def argv(self, command: Sequence[str]) -> list[str]:
+        return self.group.wrap(super().argv(command))

@@ -20,11 +20,30 @@ from pathlib import Path
 
 from tests.testbed import GATEWAY_NAME, PSK_IDENTITY, ClientOptions, Testbed, topology
 
+from .cgroup import CpuGroup, GroupedNamespace
 from .probe import FirstPingReply
 
 REPO = Path(__file__).resolve().parents[1]
 CYGNET = REPO / ".venv" / "bin" / "cygnet"
 LAN_HOST = topology.LAN_HOST_ADDR
+
+
+_cpu_group: CpuGroup | None = None
+
+
+def set_cpu_group(group: CpuGroup | None) -> None:
+    """Start every client process from now on inside `group` (see bench/cgroup.py)."""
+    global _cpu_group
+    _cpu_group = group
+
+
+def client_namespace(tb: Testbed):
+    """The client namespace; its commands join the benchmark's CPU group if there is one."""
+    return GroupedNamespace(tb.client_ns, _cpu_group) if _cpu_group else tb.client_ns
+
+
+def in_cpu_group(argv: list[str]) -> list[str]:
+    return _cpu_group.wrap(argv) if _cpu_group else list(argv)
 
 
 @dataclass(frozen=True)
@@ -97,9 +116,9 @@ class CygnetClient:
         resolv = self.workdir / "resolv.conf"
         resolv.write_text("nameserver 127.0.0.1\n")
         env = dict(os.environ, CYGNET_RUN_DIR=str(self.workdir / "run"))
-        argv = self.tb.client_argv([*self.wrapper, str(CYGNET), "up", str(self.profile)],
-                                   resolv_conf=resolv)
-        # ip netns exec, unshare and sh all exec in place: this PID is cygnet's own.
+        argv = in_cpu_group(self.tb.client_argv([*self.wrapper, str(CYGNET), "up", str(self.profile)],
+                                                resolv_conf=resolv))
+        # sh, ip netns exec, unshare and sh all exec in place: this PID is cygnet's own.
         self.process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         start_new_session=True)
@@ -148,7 +167,7 @@ class CygnetClient:
 def start_strongswan(tb: Testbed, esp: str | None = None):
     """A fresh charon initiator in the client namespace, its connections loaded."""
     options = ClientOptions(esp_proposals=(esp,) if esp else ("default",))
-    return tb.strongswan_client(options)
+    return tb.strongswan_client(options, role=client_namespace(tb))
 
 
 @dataclass

@@ -24,6 +24,7 @@ from tests.testbed import (GATEWAY_NAME, Charon, CharonSettings, GatewayOptions,
                            topology)
 from tests.testbed.gateway import DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, _quoted
 
+from .clients import client_namespace
 from .probe import cpu_seconds_precise as cpu_seconds
 from .stats import ratio, summary
 
@@ -63,13 +64,13 @@ def _cygnet(tb: Testbed, workdir: Path, count: int, profile: Path | None = None)
             "--local", topology.CLIENT_ADDR, "--count", str(count), "--psk-file", str(psk_file)]
     if profile is not None:
         argv += ["--profile", str(profile)]
-    result = tb.run("client", argv, timeout=120)
+    result = client_namespace(tb).run(argv, timeout=120)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def _strongswan(tb: Testbed, workdir: Path, count: int, run_index: int) -> dict:
     settings = CharonSettings(log_levels={"default": 0})   # only CONTROL lines: cheap logging
-    charon = Charon(tb.client_ns, workdir / f"strongswan-load-{run_index}", settings,
+    charon = Charon(client_namespace(tb), workdir / f"strongswan-load-{run_index}", settings,
                     name="strongswan-load")
     connections = {}
     for i in range(count):

@@ -21,6 +21,7 @@ def profile_data_plane(tb, workdir: Path, seconds: float) -> dict:
     ("Failed to find python version from target process"), so pyinstrument runs inside.
     """
     from .clients import METHODS, cold_start_cygnet, use_gateway_certificate, write_profile
+    from .throughput import iperf3
 
     method = METHODS["psk"]
     use_gateway_certificate(tb, method)
@@ -30,7 +31,7 @@ def profile_data_plane(tb, workdir: Path, seconds: float) -> dict:
     _, client = cold_start_cygnet(tb, profile, workdir / "cygnet-profiled", keep=True, wrapper=wrapper)
     try:
         for reverse in (False, True):
-            tb.iperf3("client", seconds=seconds, reverse=reverse)
+            iperf3(tb, seconds, reverse)
     finally:
         client.stop()   # SIGTERM: cygnet exits normally and pyinstrument writes its report
     if not output.exists():

@@ -7,7 +7,7 @@ from .stats import goal
 
 def goals(results: dict) -> dict:
     """Each goal of the benchmark issue: the measured value, the goal, met or not."""
-    s = results["scenarios"]
+    s = {name: entry for name, entry in results["scenarios"].items() if "error" not in entry}
     found: dict = {}
     for method, entry in s.get("tunnel-up", {}).items():
         if isinstance(entry, dict) and "wire_ratio" in entry:
@@ -44,14 +44,15 @@ def _spread(summary: dict, digits: int = 1) -> str:
 
 def markdown(results: dict) -> str:
     m = results["machine"]
-    s = results["scenarios"]
+    failed = {name: entry["error"] for name, entry in results["scenarios"].items() if "error" in entry}
+    s = {name: entry for name, entry in results["scenarios"].items() if name not in failed}
     out = [f"# Cygnet vs strongSwan benchmark, {results['date']} ({results['mode']} run)", "",
            f"- Machine: {m['nproc']} CPUs, {m['cpu_model']}, kernel {m['kernel']}, Python {m['python']}, "
            f"{m['strongswan']}",
            f"- Commit: {m['commit']}",
            f"- Load average (1/5/15 min) at start {results['load_average']['start']}, at end "
            f"{results['load_average'].get('end')} — other work shared this machine",
-           f"- All benchmark processes in one CPU cgroup: {', '.join(results.get('cgroup', [])) or 'none'}",
+           f"- Both clients' processes in one CPU cgroup: {', '.join(results.get('cgroup', [])) or 'none'}",
            f"- Duration {results.get('duration_s')} s; values are medians (min–max, IQR, n)", ""]
 
     if "tunnel-up" in s:
@@ -138,6 +139,8 @@ def markdown(results: dict) -> str:
                 + ", ".join(f"{name} {mb} (+{grow})" for name, mb, *rest in mem.get("rss_by_import", [])
                             for grow in (rest[0] if rest else "",)), ""]
 
+    for name, error in failed.items():
+        out += [f"## {name}: failed", "", "```", error.strip(), "```", ""]
     out += ["## Goals", "", "| goal | value | target | met |", "|---|---|---|---|"]
     for name, g in results.get("goals", {}).items():
         met = {True: "yes", False: "**no**", None: "–"}[g["met"]]

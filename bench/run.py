@@ -20,12 +20,14 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from tests.testbed import Pki, Testbed, missing_requirements, reaper
 
 from . import backtoback, handshake, machine, memory, profiling, report, throughput, tunnel_up
 from .cgroup import CpuGroup
+from .clients import set_cpu_group
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -91,45 +93,36 @@ def main(argv=None) -> int:
     group = CpuGroup("cygnet-bench").__enter__()
     token = reaper.register(f"remove cgroup {group.name}", group.close)
     try:
-        group.add_self()   # everything started from here on inherits the group
+        set_cpu_group(group)   # both clients' processes start inside it
         results["cgroup"] = [str(p) for p in group.paths]
         pki = Pki.load_or_create(PKI_DIR)
         scenarios = results["scenarios"]
-        needs_testbed = [name for name in chosen if name != "backtoback"]
-        if needs_testbed:
+
+        def attempt(name: str, function) -> None:
+            """Run one scenario; a failure is recorded and the others still run."""
+            if name not in chosen:
+                return
+            log(f"{name}: starting")
+            try:
+                scenarios[name] = function()
+            except Exception as error:
+                log(f"{name} failed: {error!r}")
+                scenarios[name] = {"error": traceback.format_exc(limit=6)}
+
+        if any(name != "backtoback" for name in chosen):
             with Testbed(pki, gateway_options=handshake.gateway_options()) as tb:
-                if "tunnel-up" in chosen:
-                    log("tunnel-up: cold and on-the-wire tunnel-up times")
-                    scenarios["tunnel-up"] = tunnel_up.run(
-                        tb, workdir / "tunnel-up", plan["tunnel_up_runs"],
-                        list(tunnel_up.METHODS), log)
-                    scenarios["tunnel-up"]["cold_start_imports"] = profiling.import_times()
-                if "throughput" in chosen:
-                    log("throughput: iperf3 through the tunnel")
-                    scenarios["throughput"] = throughput.run(
-                        tb, workdir / "throughput", plan["iperf_seconds"], plan["iperf_repeats"], log)
-                    if profile:
-                        log("throughput: profiling cygnet up under iperf3 (pyinstrument)")
-                        scenarios["throughput"]["profile"] = profiling.profile_data_plane(
-                            tb, workdir / "profile", plan["iperf_seconds"])
-                if "handshake" in chosen:
-                    log(f"handshake: {plan['handshake_count']} IKE_SAs from one process")
-                    scenarios["handshake"] = handshake.run(
-                        tb, workdir / "handshake", plan["handshake_count"],
-                        plan["handshake_repeats"], log,
-                        profile=workdir / "loadgen-profile.json" if profile else None)
-                    if profile and (workdir / "loadgen-profile.json").exists():
-                        scenarios["handshake"]["profile"] = profiling.top_functions(
-                            json.loads((workdir / "loadgen-profile.json").read_text()))
-                if "memory" in chosen:
-                    log("memory: RSS of a connected client")
-                    scenarios["memory"] = memory.run(tb, workdir / "memory",
-                                                     plan["memory_repeats"], log)
-        if "backtoback" in chosen:
-            log("backtoback: two Cygnet data planes, iperf3 across")
-            scenarios["backtoback"] = backtoback.run(
-                plan["iperf_seconds"], plan["iperf_repeats"], log)
+                attempt("tunnel-up", lambda: tunnel_up.run(
+                    tb, workdir / "tunnel-up", plan["tunnel_up_runs"], list(tunnel_up.METHODS), log)
+                    | {"cold_start_imports": profiling.import_times()})
+                attempt("throughput", lambda: throughput.run(
+                    tb, workdir / "throughput", plan["iperf_seconds"], plan["iperf_repeats"], log)
+                    | ({"profile": profiling.profile_data_plane(tb, workdir / "profile", plan["iperf_seconds"])}
+                       if profile else {}))
+                attempt("handshake", lambda: _handshake(tb, workdir, plan, profile))
+                attempt("memory", lambda: memory.run(tb, workdir / "memory", plan["memory_repeats"], log))
+        attempt("backtoback", lambda: backtoback.run(plan["iperf_seconds"], plan["iperf_repeats"], log))
     finally:
+        set_cpu_group(None)
         reaper.run_one(token)
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -146,6 +139,16 @@ def main(argv=None) -> int:
         f"{md_path.name} ({results['duration_s']} s)")
     print(report.markdown(results))
     return 0
+
+
+def _handshake(tb, workdir: Path, plan: dict, profile: bool) -> dict:
+    """Scenario 3, plus (full run) a pyinstrument profile of one more load-generator run."""
+    profile_path = workdir / "loadgen-profile.json" if profile else None
+    results = handshake.run(tb, workdir / "handshake", plan["handshake_count"],
+                            plan["handshake_repeats"], log, profile=profile_path)
+    if profile_path is not None and profile_path.exists():
+        results["profile"] = profiling.top_functions(json.loads(profile_path.read_text()))
+    return results
 
 
 if __name__ == "__main__":

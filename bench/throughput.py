@@ -11,11 +11,13 @@ see which side is the limit) over the iperf3 run. "Per core" = Mbit/s / client c
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 from tests.testbed import Testbed
 
-from .clients import METHODS, cold_start_cygnet, cold_start_strongswan, use_gateway_certificate, write_profile
+from .clients import LAN_HOST, METHODS, cold_start_cygnet, cold_start_strongswan, use_gateway_certificate, write_profile
 from .probe import CpuMeter
 from .stats import ratio, summary
 
@@ -23,10 +25,31 @@ SUITES = {"aes128gcm16": "AES-GCM-128", "aes128-sha256": "AES-CBC-128 + HMAC-SHA
 DIRECTIONS = ("upload", "download")
 
 
+def iperf3(tb: Testbed, seconds: float, reverse: bool) -> dict:
+    """iperf3 from the client namespace to the LAN host; its JSON, or {"error": ...}."""
+    argv = ["iperf3", "--client", LAN_HOST, "--time", str(seconds), "--json"]
+    if reverse:
+        argv.append("--reverse")
+    result = tb.run("client", argv, timeout=seconds + 20, check=False)
+    try:
+        data = json.loads(result.stdout)
+    except ValueError:
+        return {"error": (result.stderr or result.stdout).strip()[-300:] or "iperf3 failed"}
+    if "sum_received" not in data.get("end", {}):
+        return {"error": data.get("error", "iperf3 reported no result")}
+    return data
+
+
 def _iperf(tb: Testbed, client_pid: int, seconds: float, direction: str) -> dict:
     pids = {"client": client_pid, "gateway": tb.gateway.charon.pid}
-    with CpuMeter(pids) as meter:
-        result = tb.iperf3("client", seconds=seconds, reverse=(direction == "download"))
+    for attempt in range(3):   # the server may still be busy with the previous test
+        with CpuMeter(pids) as meter:
+            result = iperf3(tb, seconds, reverse=(direction == "download"))
+        if "error" not in result:
+            break
+        time.sleep(1)
+    else:
+        raise RuntimeError(f"iperf3 {direction} failed three times: {result['error']}")
     mbps = result["end"]["sum_received"]["bits_per_second"] / 1e6
     client_cores = meter.cores["client"]
     return {"mbps": round(mbps, 1), "client_cores": round(client_cores, 3),
