@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import itertools
 import os
 import struct
 from dataclasses import dataclass, field
@@ -20,13 +19,12 @@ from typing import Any, Callable, Optional
 from cryptography.hazmat.primitives import serialization
 
 from ike import auth, certificates, config_payload, keys, proposals, traffic_selectors
-from ike.constants import (AuthMethod, CertEncoding, ExchangeType, IdType, NotifyType,
-                           ProtocolId)
+from ike.constants import AuthMethod, CertEncoding, ExchangeType, NotifyType, ProtocolId
 from ike.intermediate import IntermediateAuthChain, intermediate_auth_input
 from ike.keyexchange import make_key_exchange, respond as ke_respond
 from ike.nat_detection import nat_detection_hash
 from ike.payloads import (AUTH, CERT, CERTREQ, CP, EAP, FLAG_INITIATOR, FLAG_RESPONSE, KE, SA,
-                          Delete, Encrypted, EncryptedFragment, Header, IDi, IDr, Message,
+                          Delete, EncryptedFragment, Header, IDi, IDr, Message,
                           Nonce, Notify, TSi, TSr, decode_payloads, encode_payloads)
 from ike.protection import FragmentReassembler, SkProtector
 from ike.redirect import encode_redirect

@@ -5,7 +5,7 @@ import ipaddress
 
 import pytest
 
-from ike.constants import CfgType, ConfigAttr, ExchangeType, KeId, NotifyType, PayloadType
+from ike.constants import CfgType, ConfigAttr, ExchangeType, KeId, NotifyType
 from ike.events import (AuthenticationFailed, ChildSaEstablished, ConfigReceived,
                         IkeSaDeleted, IkeSaEstablished, ProposalMismatch)
 from ike.nat_detection import nat_detection_hash

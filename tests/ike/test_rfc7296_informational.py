@@ -4,7 +4,7 @@ checks (DPD), address notifications and what happens when the gateway goes silen
 import ipaddress
 
 from ike.constants import ExchangeType, NotifyType, ProtocolId
-from ike.events import (ChildSaDeleted, DeadPeerDetected, IkeSaDeleted, PeerAddressesAdded)
+from ike.events import PeerAddressesAdded
 from ike.payloads import Delete, Notify
 from ike.session import State
 

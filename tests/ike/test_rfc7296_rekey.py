@@ -2,9 +2,9 @@
 started by us or by the gateway, make-before-break, collisions and refusals."""
 
 from ike.constants import ExchangeType, KeId, NotifyType
-from ike.events import (ChildSaDeleted, ChildSaEstablished, ChildSaRekeyed, IkeSaRekeyed)
+from ike.events import ChildSaDeleted, ChildSaEstablished, ChildSaRekeyed
 from ike.payloads import KE, Notify, TSi
-from ike.session import TEMPORARY_FAILURE_RETRY as TEMPORARY_RETRY, State
+from ike.session import State
 
 from .responder import GatewayConfig, Pair, client_settings
 

@@ -7,7 +7,7 @@ import random
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from ike.constants import ExchangeType, NotifyType, ProtocolId
-from ike.events import ChildSaEstablished, IkeSaEstablished
+from ike.events import ChildSaEstablished
 from ike.payloads import Delete, Header, Message, Notify
 from ike.retransmission import PendingRequest, RetransmissionPolicy
 from ike.session import TEMPORARY_FAILURE_RETRY as TEMPORARY_RETRY, IkeSession, State
