@@ -13,6 +13,9 @@ packages=(
   xvfb xauth trayer libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
   libxcb-shape0 libxcb-xkb1 libxcb-randr0 libxcb-xinerama0 libxkbcommon-x11-0 libegl1 libgl1
   libfontconfig1 fonts-dejavu-core gnome-keyring libsecret-tools dbus-x11
+  # NetworkManager plugin tests (tests/nm): a real NetworkManager and its own system bus in
+  # namespaces, and strongSwan's plugin (charon-nm) side by side
+  network-manager network-manager-strongswan dbus-daemon
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
