@@ -354,9 +354,9 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
             "mtu": Variant("u", activation.profile.mtu or _tun_mtu(tunnel)),
             "has-ip4": Variant("b", v4 is not None),
             "has-ip6": Variant("b", v6 is not None),
-            # NetworkManager re-activates a vpn.persistent=yes connection after a failure only
-            # if the plugin says its connections can persist.
-            "can-persist": Variant("b", True),
+            # No "can-persist": NetworkManager itself then re-activates a vpn.persistent=yes
+            # connection after a failure (with a fresh plugin process), rather than leaving
+            # the reconnecting to us.
         }
         banner = _banner(config)
         if banner:
@@ -445,6 +445,10 @@ async def serve(bus_name: str) -> int:
     code = await done
     await asyncio.sleep(0.1)  # let the last signals leave
     bus.disconnect()
+    try:
+        await bus.wait_for_disconnect()
+    except Exception:  # the reader sees EOF of the socket we closed: nothing to report
+        pass
     return code
 
 

@@ -85,10 +85,11 @@ class NetworkManagerSandbox:
     """NetworkManager + its own system bus inside `namespace`. `start()` / `close()`."""
 
     def __init__(self, namespace: Namespace, workdir: str | Path, nm_conf: str = NM_CONF,
-                 prepare=None):
+                 prepare=None, nm_env: dict | None = None):
         """prepare(root): called with the sandbox root (its private /etc) before the bus and
         NM start, e.g. to run `cygnet nm install --prefix ROOT`."""
         self.prepare = prepare
+        self.nm_env = nm_env  # extra environment for NM and the plugins it starts
         self.namespace = namespace
         self.workdir = Path(workdir)
         self.root = self.workdir / "root"          # the private /etc, /var/lib copies
@@ -177,7 +178,7 @@ class NetworkManagerSandbox:
         with open(self.log_path, "ab") as log:
             self.nm = Process(self.enter_argv([NM_BINARY, "--no-daemon", "--debug"]),
                               "sandbox NetworkManager", stdout=log, stderr=log,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, env={**os.environ, **(self.nm_env or {})})
         wait_for(lambda: self.nmcli("-t", "-f", "RUNNING", "general", check=False)
                  .stdout.strip() == "running",
                  timeout=timeout, interval=0.1, message=lambda: "NetworkManager did not start:\n"
@@ -250,7 +251,7 @@ class NetworkManagerSandbox:
 
     def connection_fields(self, name: str) -> dict[str, list[str]]:
         """`nmcli -t con show NAME` as {field: [values]} (IP4.ADDRESS[1] → IP4.ADDRESS)."""
-        out = self.nmcli("-t", "--show-secrets", "connection", "show", name, check=False).stdout
+        out = self.nmcli("-t", "connection", "show", name, check=False).stdout
         fields: dict[str, list[str]] = {}
         for line in out.splitlines():
             key, _, value = line.partition(":")
@@ -259,8 +260,8 @@ class NetworkManagerSandbox:
         return fields
 
     def vpn_state(self, name: str) -> str:
-        """GENERAL.VPN-STATE of an active connection ('' when it is not active)."""
-        values = self.connection_fields(name).get("GENERAL.VPN-STATE", [""])
+        """VPN.VPN-STATE of an active connection ('' when it is not active)."""
+        values = self.connection_fields(name).get("VPN.VPN-STATE", [""])
         return values[0]
 
     def active_connections(self) -> list[str]:
