@@ -25,10 +25,6 @@ def build_request(settings) -> CP:
     return CP(CfgType.REQUEST, [ConfigAttribute(attr, b"") for on, attr in wanted if on])
 
 
-def wants_config(settings) -> bool:
-    return bool(build_request(settings).attributes)
-
-
 def parse_reply(cp: CP) -> ConfigReceived:
     """Turn CFG_REPLY attributes into a ConfigReceived event.
 

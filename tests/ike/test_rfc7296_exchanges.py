@@ -373,3 +373,40 @@ def test_eap_tls_authentication(pki):
     events = pair.connect()
     assert _kinds(events) == [IkeSaEstablished, ConfigReceived, ChildSaEstablished]
     assert len(pair.gateway.msk) == 64
+
+
+# --------------------------------------------------------------------------- CP (§3.15)
+
+
+def test_cfg_reply_parsing_keeps_prefixes_skips_malformed_values_and_keeps_the_rest():
+    from ike.config_payload import parse_reply
+    from ike.payloads import ConfigAttribute
+    reply = CP(CfgType.REPLY, [
+        ConfigAttribute(ConfigAttr.INTERNAL_IP4_ADDRESS, bytes([10, 9, 0, 7])),
+        ConfigAttribute(ConfigAttr.INTERNAL_IP4_NETMASK, bytes([255, 255, 255, 0])),
+        ConfigAttribute(ConfigAttr.INTERNAL_IP6_ADDRESS,
+                        ipaddress.ip_address("fd00::7").packed + bytes([120])),
+        ConfigAttribute(ConfigAttr.INTERNAL_IP4_DNS, b"\x01\x02\x03"),  # malformed: skipped
+        ConfigAttribute(ConfigAttr.INTERNAL_IP6_DNS, ipaddress.ip_address("fd00::53").packed),
+        ConfigAttribute(ConfigAttr.INTERNAL_DNS_DOMAIN, b"corp.example.org"),
+        ConfigAttribute(ConfigAttr.INTERNAL_IP4_SUBNET, bytes([10, 1, 0, 0, 255, 255, 0, 0])),
+        ConfigAttribute(ConfigAttr.INTERNAL_IP4_NETMASK, b"\xff\x00\xff\x00"),  # not a mask
+    ])
+    config = parse_reply(reply)
+    assert config.addresses == (ipaddress.ip_interface("10.9.0.7/24"),
+                                ipaddress.ip_interface("fd00::7/120"))
+    assert config.dns_servers == (ipaddress.ip_address("fd00::53"),)
+    assert config.domains == ("corp.example.org",)
+    assert config.other == ((ConfigAttr.INTERNAL_IP4_SUBNET, bytes([10, 1, 0, 0, 255, 255, 0, 0])),)
+
+
+def test_cfg_request_asks_only_for_what_the_settings_want():
+    from ike.config_payload import build_request
+    request = build_request(client_settings(request_ip4=False, request_dns4=False,
+                                            request_domains=False))
+    assert request.attributes == []
+    request = build_request(client_settings())
+    assert [a.type for a in request.attributes] == [
+        ConfigAttr.INTERNAL_IP4_ADDRESS, ConfigAttr.INTERNAL_IP4_DNS,
+        ConfigAttr.INTERNAL_DNS_DOMAIN]
+    assert all(a.value == b"" for a in request.attributes)
