@@ -72,6 +72,12 @@ class ConnectionEditor(QDialog):
         self._general_tab()
         self._proposals_tab()
         self._network_tab()
+        for key, hint in (("server-port", "500"), ("local-identity", "the user name or the certificate's subject"),
+                          ("remote-identity", "the gateway address"), ("cygnet-mtu", "automatic"),
+                          ("cygnet-dpd", "30"), ("remote-ts", "all traffic"),
+                          ("certificate", "the system's CA certificates")):
+            widget = self.fields[key]
+            (widget.edit if isinstance(widget, FileField) else widget).setPlaceholderText(hint)
 
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
                                         | QDialogButtonBox.StandardButton.Cancel)

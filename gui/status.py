@@ -182,6 +182,7 @@ class StatusWindow(QWidget):
                 self.render(info)
 
     def showEvent(self, event) -> None:
+        self.copy_button.setFocus()
         self.timer.start()
         self.tick()
         super().showEvent(event)
