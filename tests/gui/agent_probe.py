@@ -1,6 +1,6 @@
 """Run Cygnet's SecretAgent on the session bus and call it the way NetworkManager does.
 
-    python -m tests.gui.agent_probe get UUID [--flags N] [--service-type T]
+    python -m tests.gui.agent_probe get UUID [--flags N] [--service-type T] [--answer PW [--remember]]
     python -m tests.gui.agent_probe save UUID        (the new password on stdin)
     python -m tests.gui.agent_probe delete UUID
 
@@ -34,7 +34,15 @@ def settings(uuid: str, service_type: str, password: str = "") -> dict:
 
 async def main(args) -> dict:
     agent_bus = await MessageBus(bus_type=BusType.SESSION).connect()
-    agent_bus.export(AGENT_PATH, SecretAgent(prompt=None))
+    prompts = []
+
+    async def prompt(connection, retry):
+        # Stands in for the dialog (tests/gui/test_password_dialog.py tests that one): the "user"
+        # types --answer and ticks "remember" when --remember is given.
+        prompts.append({"id": connection.id, "retry": retry})
+        return (args.answer, args.remember) if args.answer else None
+
+    agent_bus.export(AGENT_PATH, SecretAgent(prompt=prompt if args.answer is not None else None))
     caller = await MessageBus(bus_type=BusType.SESSION).connect()
     path = "/org/freedesktop/NetworkManager/Settings/1"
     if args.action == "get":
@@ -55,9 +63,14 @@ async def main(args) -> dict:
         return {"error": reply.error_name}
     if not reply.body:
         return {"done": True}
-    secrets = {group: {k: getattr(v, "value", v) for k, v in values.items()}
-               for group, values in reply.body[0].items()}
-    return {"secrets": secrets}
+    if prompts:
+        return {"prompts": prompts, "secrets": _plain(reply.body[0])}
+    return {"secrets": _plain(reply.body[0])}
+
+
+def _plain(settings: dict) -> dict:
+    return {group: {k: getattr(v, "value", v) for k, v in values.items()}
+            for group, values in settings.items()}
 
 
 if __name__ == "__main__":
@@ -66,4 +79,6 @@ if __name__ == "__main__":
     parser.add_argument("uuid")
     parser.add_argument("--flags", type=int, default=0)
     parser.add_argument("--service-type", default=SERVICE_TYPE)
+    parser.add_argument("--answer", help="what the user types when prompted (default: no prompt)")
+    parser.add_argument("--remember", action="store_true")
     print(json.dumps(asyncio.run(main(parser.parse_args()))))

@@ -75,3 +75,27 @@ def test_save_and_delete_secrets_go_to_the_keyring(session):
     assert keyring_lookup(session) == "s3cret-pw"
     assert probe(session, "delete", UUID) == {"done": True}
     assert keyring_lookup(session) is None
+
+
+def test_prompt_when_the_keyring_is_empty_and_remember_stores_it(session):
+    result = probe(session, "get", UUID, "--flags", "1", "--answer", "typed pw", "--remember")
+    assert result == {"prompts": [{"id": "office", "retry": False}],
+                      "secrets": {"vpn": {"secrets": {"password": "typed pw"}}}}
+    assert keyring_lookup(session) == "typed pw"
+    # Next time the keyring answers; nobody is asked.
+    assert probe(session, "get", UUID, "--flags", "1", "--answer", "unused") == \
+        {"secrets": {"vpn": {"secrets": {"password": "typed pw"}}}}
+
+
+def test_after_a_refused_password_ask_again_and_forget_the_old_one_unless_remembered(session):
+    session.run(["secret-tool", "store", "--label=x", "service", "cygnet", "username", f"nm-{UUID}"],
+                input="old wrong")
+    result = probe(session, "get", UUID, "--flags", str(1 | 2), "--answer", "new pw")
+    assert result["prompts"] == [{"id": "office", "retry": True}]
+    assert result["secrets"]["vpn"]["secrets"]["password"] == "new pw"
+    assert keyring_lookup(session) is None
+
+
+def test_cancelled_prompt_is_user_canceled(session):
+    result = probe(session, "get", UUID, "--flags", "1", "--answer", "")
+    assert result == {"error": "org.freedesktop.NetworkManager.SecretAgent.UserCanceled"}
