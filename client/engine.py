@@ -183,7 +183,9 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
     elif auth.method == "eap" and auth.eap_identity:
         local_id = auth.eap_identity
     elif certificate is not None:
-        local_id = certificate.subject.rfc4514_string()
+        # The subject in encoding order, as strongSwan writes it ("C=CH, O=…, CN=…"):
+        # rfc4514_string() reverses the RDNs, and that DN is not the certificate's.
+        local_id = ", ".join(rdn.rfc4514_string() for rdn in certificate.subject.rdns)
     else:
         local_id = local
     return Settings(

@@ -436,3 +436,56 @@ def ping_flood(namespace: str, destination: str, *, count: int, interval: float 
     match = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", result.stdout)
     assert match, f"unexpected ping output: {result.stdout}{result.stderr}"
     return int(match.group(1)), int(match.group(2))
+
+
+# ------------------------------------------------------------------------------ a terminal
+
+
+def run_on_terminal(client: CygnetClient, args: list[str], answers: dict[str, str], *,
+                    until_exit: bool = True, timeout: float = 20.0) -> tuple[int, str]:
+    """Run `cygnet ARGS` with a pseudo-terminal as its controlling terminal (as a user at a
+    shell would), typing answers[prompt] + Enter when `prompt` appears. Returns (exit code,
+    everything that appeared on the terminal). For `up --daemon`: the parent exits once the
+    tunnel is up and the engine lets go of the terminal."""
+    import fcntl
+    import pty
+    import select
+    import termios
+
+    master, slave = pty.openpty()
+
+    def controlling_terminal():   # runs in the child after setsid (start_new_session)
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(client.argv(*args), stdin=slave, stdout=slave, stderr=slave,
+                               env=client.env(), start_new_session=True,
+                               preexec_fn=controlling_terminal)
+    os.close(slave)
+    screen = b""
+    pending = dict(answers)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:      # EIO: every process let go of the terminal
+                    break
+                if not data:
+                    break
+                screen += data
+                for prompt in list(pending):
+                    if prompt.encode() in screen:
+                        os.write(master, pending.pop(prompt).encode() + b"\n")
+            elif not until_exit and process.poll() is not None:
+                break
+        code = process.wait(max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise CygnetError(f"cygnet {' '.join(args)} did not finish:\n"
+                          f"{screen.decode(errors='replace')}") from None
+    finally:
+        os.close(master)
+    return code, screen.decode(errors="replace")
