@@ -9,10 +9,10 @@ packages=(
   strongswan-charon strongswan-swanctl strongswan-pki
   libcharon-extra-plugins libstrongswan-extra-plugins
   # tray applet (gui/): Qt's xcb platform, a virtual X server with a tray host for screenshots,
-  # a Secret Service (gnome-keyring) for the secret agent's tests
+  # a Secret Service (gnome-keyring) and a notification server (dunst) for its tests
   xvfb xauth trayer libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
   libxcb-shape0 libxcb-xkb1 libxcb-randr0 libxcb-xinerama0 libxkbcommon-x11-0 libegl1 libgl1
-  libfontconfig1 fonts-dejavu-core gnome-keyring libsecret-tools dbus-x11
+  libfontconfig1 fonts-dejavu-core gnome-keyring libsecret-tools dbus-x11 dunst
   # NetworkManager plugin tests (tests/nm): a real NetworkManager and its own system bus in
   # namespaces, and strongSwan's plugin (charon-nm) side by side
   network-manager network-manager-strongswan dbus-daemon
