@@ -10,7 +10,8 @@ from ike.constants import ExchangeType, NotifyType, ProtocolId
 from ike.events import ChildSaEstablished
 from ike.payloads import Delete, Header, Message, Notify
 from ike.retransmission import PendingRequest, RetransmissionPolicy
-from ike.session import TEMPORARY_FAILURE_RETRY as TEMPORARY_RETRY, IkeSession, State
+from ike.ike_sa import TEMPORARY_FAILURE_RETRY as TEMPORARY_RETRY
+from ike.session import IkeSession, State
 from ike.settings import AuthSettings
 
 from .responder import GatewayConfig, Pair, client_settings

@@ -1,0 +1,446 @@
+"""Setting up the IKE_SA: IKE_SA_INIT (§1.2, COOKIE §2.6, INVALID_KE_PAYLOAD §1.2,
+NAT detection §2.23, REDIRECT RFC 5685), IKE_INTERMEDIATE (RFC 9242/9370) and IKE_AUTH with
+PSK, certificates or EAP (§2.15, §2.16), CP and the first CHILD_SA.
+
+These are methods of IkeSession (session.py), split out by exchange; all state lives on the
+session and changes of the IKE_SA's state go through `self._transition`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import struct
+
+from . import config_payload
+from .constants import AuthMethod, CertEncoding, ExchangeType, HashAlgorithm, NotifyType
+from .events import (AuthenticationFailed, IkeSaEstablished, PeerAddressesAdded, ProposalMismatch,
+                     Redirected)
+from .intermediate import intermediate_auth_input
+from .nat_detection import nat_detection_hash
+from .payloads import (AUTH, CERT, CERTREQ, CP, EAP, KE, SA, Header, IDi, IDr, Message, Nonce,
+                       Notify, encode_payloads)
+from .ike_sa import Input, Outstanding, ProtocolViolation, Reply, first, notify_name
+from .redirect import RedirectError, decode_redirect
+from .retransmission import PendingRequest
+from . import session_crypto as crypto
+
+log = logging.getLogger(__name__)
+
+NAT_T_PORT = 4500
+MAX_COOKIE_RETRIES = 3  # strongSwan: MAX_COOKIES
+MAX_INVALID_KE_RETRIES = 3
+# strongSwan sends SIGNATURE_HASH_ALGORITHMS 2,3,4,5 (SHA-256/384/512, Identity)
+OUR_HASH_ALGORITHMS = (HashAlgorithm.SHA2_256, HashAlgorithm.SHA2_384,
+                       HashAlgorithm.SHA2_512, HashAlgorithm.IDENTITY)
+
+
+class Establishment:
+    """IkeSession's IKE_SA_INIT, IKE_INTERMEDIATE and IKE_AUTH exchanges."""
+
+    def _send_ike_sa_init(self, now: float) -> None:
+        s = self.settings
+        ike = self._ike
+        payloads: list = []
+        if self._cookie:
+            payloads.append(Notify(NotifyType.COOKIE, data=self._cookie))  # must be first (§2.6)
+        payloads += [
+            SA(crypto.ike_proposal_payloads(self._offered_ike)),
+            KE(self._ke_group, self._ke.public_bytes()),
+            Nonce(self._nonce_i),
+        ]
+        source_hash = nat_detection_hash(ike.spi_i, bytes(8), s.local_address, s.local_port)
+        if s.force_encapsulation:
+            # strongSwan's trick: a bogus source hash makes both sides see a NAT and float
+            source_hash = self._random(len(source_hash))
+        payloads += [
+            Notify(NotifyType.NAT_DETECTION_SOURCE_IP, data=source_hash),
+            Notify(NotifyType.NAT_DETECTION_DESTINATION_IP, data=nat_detection_hash(
+                ike.spi_i, bytes(8), self._remote[0], self._remote[1])),
+        ]
+        if s.fragmentation:
+            payloads.append(Notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+        payloads.append(Notify(NotifyType.SIGNATURE_HASH_ALGORITHMS,
+                               data=b"".join(struct.pack("!H", h) for h in OUR_HASH_ALGORITHMS)))
+        payloads.append(Notify(NotifyType.REDIRECT_SUPPORTED))
+        if crypto.ike_offers_additional_ke(self._offered_ike):
+            payloads.append(Notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
+        ike.next_request_id = 0
+        header = Header(ike.spi_i, bytes(8), 0, ExchangeType.IKE_SA_INIT,
+                        ike.flags(response=False), 0)
+        self._init_request = Message(header, payloads).encode()
+        request = PendingRequest(0, ExchangeType.IKE_SA_INIT, [self._init_request],
+                                 self.settings.retransmission)
+        ike.next_request_id = 1
+        self._outstanding = Outstanding(request, ike, self._on_ike_sa_init_response)
+        self._transmit(request, now)
+
+    def _on_ike_sa_init_response(self, reply: Reply, now: float) -> None:
+        payloads, message = reply.payloads, reply.message
+        notifies = [p for p in payloads if isinstance(p, Notify)]
+        by_type = {int(n.type): n for n in notifies}
+        if NotifyType.COOKIE in by_type:
+            return self._retry_with_cookie(by_type[NotifyType.COOKIE], now)
+        if NotifyType.INVALID_KE_PAYLOAD in by_type:
+            return self._retry_with_group(by_type[NotifyType.INVALID_KE_PAYLOAD], now)
+        if NotifyType.REDIRECT in by_type:
+            return self._redirect_in_init(by_type[NotifyType.REDIRECT])
+        if NotifyType.NO_PROPOSAL_CHOSEN in by_type:
+            offered = self._offered_ike_text
+            reason = "the gateway accepted none of our IKE proposals"
+            return self._finish(reason, ProposalMismatch(offered, reason))
+        errors = [n for n in notifies if int(n.type) < 16384]
+        if errors:
+            return self._finish(f"the gateway refused IKE_SA_INIT with {notify_name(errors[0])}")
+        sa, ke, nonce = (first(payloads, SA), first(payloads, KE), first(payloads, Nonce))
+        if sa is None or ke is None or nonce is None:
+            raise ProtocolViolation("IKE_SA_INIT response lacks SA, KE or Nonce")
+        header = message.header
+        if not any(header.spi_r):
+            raise ProtocolViolation("IKE_SA_INIT response with a zero responder SPI")
+        try:
+            chosen = crypto.choose_ike(self._offered_ike, sa)
+        except crypto.ProposalError as exc:
+            offered = self._offered_ike_text
+            reason = f"the gateway chose an IKE proposal we did not offer: {exc}"
+            return self._finish(reason, ProposalMismatch(offered, reason))
+        if ke.group != self._ke_group or crypto.ike_chosen_group(chosen) != self._ke_group:
+            return self._finish("the gateway answered with a different key exchange group")
+        shared = self._ke.shared_secret(ke.data)  # KeyExchangeError -> dropped by caller
+        ike = self._ike
+        ike.spi_r = header.spi_r
+        self._nonce_r = nonce.data
+        self._init_response = reply.raw  # AUTH signs it exactly as received (§2.15)
+        ike.proposal = chosen
+        ike.prf = crypto.make_prf_for(chosen)
+        self._set_keys(ike, crypto.derive_ike_keys(chosen, shared, self._nonce_i, self._nonce_r,
+                                                   ike.spi_i, ike.spi_r))
+        ike.fragmentation = (self.settings.fragmentation
+                             and NotifyType.IKEV2_FRAGMENTATION_SUPPORTED in by_type)
+        if NotifyType.SIGNATURE_HASH_ALGORITHMS in by_type:
+            data = by_type[NotifyType.SIGNATURE_HASH_ALGORITHMS].data
+            self._peer_hash_algorithms = tuple(
+                struct.unpack("!H", data[i:i + 2])[0] for i in range(0, len(data) - 1, 2))
+        self._detect_nat(by_type, reply.addr)
+        self._additional_groups = crypto.ike_chosen_additional_groups(chosen)
+        if self._additional_groups:
+            self._send_intermediate(now)
+        else:
+            self._send_ike_auth(now)
+
+    def _retry_with_cookie(self, cookie: Notify, now: float) -> None:
+        self._cookie_retries += 1
+        if self._cookie_retries > MAX_COOKIE_RETRIES or not cookie.data:
+            return self._finish("the gateway keeps asking for a cookie")
+        self._cookie = cookie.data
+        self._transition(Input.RETRY_INIT)
+        self._send_ike_sa_init(now)
+
+    def _retry_with_group(self, notify: Notify, now: float) -> None:
+        """INVALID_KE_PAYLOAD (§1.2, §3.4): retry with the gateway's group if we offered it."""
+        group = int.from_bytes(notify.data[:2], "big") if len(notify.data) >= 2 else 0
+        self._invalid_ke_retries += 1
+        if group not in crypto.ike_ke_groups(self._offered_ike):
+            reason = f"the gateway wants key exchange group {group}, which we do not offer"
+            return self._finish(reason, ProposalMismatch(self._offered_ike_text, reason))
+        if group == self._ke_group or self._invalid_ke_retries > MAX_INVALID_KE_RETRIES:
+            reason = f"the gateway keeps refusing our key exchange (it asks for group {group})"
+            return self._finish(reason, ProposalMismatch(self._offered_ike_text, reason))
+        self._ke_group = group
+        self._ke = crypto.make_ke(group)
+        self._transition(Input.RETRY_INIT)
+        self._send_ike_sa_init(now)
+
+    def _redirect_in_init(self, notify: Notify) -> None:
+        try:
+            gateway, nonce = decode_redirect(notify.data)
+        except RedirectError as exc:
+            raise ProtocolViolation(str(exc)) from None
+        if not hmac.compare_digest(nonce, self._nonce_i):  # RFC 5685 §4.3: must echo Ni
+            raise ProtocolViolation("REDIRECT without our nonce")
+        self._finish(f"redirected to {gateway}", Redirected(gateway))
+
+    def _detect_nat(self, by_type: dict, addr: tuple) -> None:
+        """§2.23: compare the gateway's NAT-D hashes with what we see; float to 4500."""
+        s = self.settings
+        ike = self._ike
+        source = by_type.get(NotifyType.NAT_DETECTION_SOURCE_IP)
+        destination = by_type.get(NotifyType.NAT_DETECTION_DESTINATION_IP)
+        if source is not None and destination is not None:
+            seen_remote = nat_detection_hash(ike.spi_i, ike.spi_r, addr[0], addr[1])
+            seen_local = nat_detection_hash(ike.spi_i, ike.spi_r, s.local_address, s.local_port)
+            remote_natted = not hmac.compare_digest(source.data, seen_remote)
+            local_natted = not hmac.compare_digest(destination.data, seen_local)
+            self._nat_detected = remote_natted or local_natted
+        supports_nat_t = source is not None and destination is not None
+        if self._nat_detected or (s.force_encapsulation and supports_nat_t):
+            self._nat_t = True
+            if self._remote[1] == 500:
+                self._remote = (self._remote[0], NAT_T_PORT)
+
+    def _send_intermediate(self, now: float) -> None:
+        self._transition(Input.SEND_INTERMEDIATE)
+        group = self._additional_groups.pop(0)
+        ke = crypto.make_ke(group)
+        self._send_request(self._ike, ExchangeType.IKE_INTERMEDIATE, [KE(group, ke.public_bytes())],
+                           lambda reply, now: self._on_intermediate_response(
+                               group, ke, reply, now), now)
+
+    def _on_intermediate_response(self, group, ke, reply: Reply, now: float) -> None:
+        ike = self._ike
+        payloads, message = reply.payloads, reply.message
+        answer = first(payloads, KE)
+        if answer is None or answer.group != group:
+            errors = [p for p in payloads if isinstance(p, Notify) and int(p.type) < 16384]
+            what = notify_name(errors[0]) if errors else "no matching KE payload"
+            return self._finish(f"the gateway refused the additional key exchange: {what}")
+        shared = ke.shared_secret(answer.data)
+        # IntAuth covers both messages under the keys that protected them (RFC 9242 §3.3)
+        old_keys = ike.keys
+        self._intauth.add(ike.prf, old_keys.sk_pi, old_keys.sk_pr,
+                          self._intermediate_input(message.header,
+                                                   encode_payloads(reply.request_payloads),
+                                                   flags=ike.flags(response=False)),
+                          self._intermediate_input(message.header, reply.inner,
+                                                   flags=message.header.flags))
+        self._set_keys(ike, crypto.update_keys(ike.proposal, ike.keys, shared, self._nonce_i,
+                                               self._nonce_r, ike.spi_i, ike.spi_r))
+        if self._additional_groups:
+            self._send_intermediate(now)
+        else:
+            self._send_ike_auth(now)
+
+    def _intermediate_input(self, header: Header, chain: tuple, flags: int) -> bytes:
+        first, inner = chain
+        return intermediate_auth_input(self._ike.spi_i, self._ike.spi_r,
+                                       ExchangeType.IKE_INTERMEDIATE, flags,
+                                       header.message_id, first, inner)
+
+    def _send_ike_auth(self, now: float) -> None:
+        self._transition(Input.SEND_AUTH)
+        s = self.settings
+        auth = s.auth
+        ike = self._ike
+        self._auth_message_id = ike.next_request_id
+        id_type, id_data = crypto.identity(s.local_id or s.local_address)
+        self._idi = IDi(id_type, id_data)
+        payloads: list = [self._idi]
+        if auth.method == "pubkey" and auth.certificate is not None:
+            payloads.append(CERT(CertEncoding.X509_SIGNATURE, crypto.cert_der(auth.certificate)))
+        if s.initial_contact:
+            payloads.append(Notify(NotifyType.INITIAL_CONTACT))
+        if auth.method != "psk" and auth.send_certreq and auth.trust_anchors:
+            payloads.append(CERTREQ(CertEncoding.X509_SIGNATURE,
+                                    crypto.certreq_data(auth.trust_anchors)))
+        if s.remote_id and s.send_remote_id:
+            payloads.append(IDr(*crypto.identity(s.remote_id)))
+        if auth.method == "eap":
+            self._eap = crypto.make_eap_client(auth, s.local_id, now, self._random)
+        else:
+            try:
+                payloads.append(self._our_auth())
+            except crypto.AuthError as exc:  # e.g. an empty PSK, a key the gateway refuses
+                reason = f"cannot authenticate: {exc}"
+                return self._finish(reason, AuthenticationFailed(reason))
+        request_cp = config_payload.build_request(s)
+        if request_cp.attributes:
+            payloads.append(request_cp)
+        self._first_child_spi = self._new_child_spi()
+        payloads += self._child_sa_offer(self._first_child_spi)
+        payloads.append(Notify(NotifyType.ESP_TFC_PADDING_NOT_SUPPORTED))
+        self._send_request(ike, ExchangeType.IKE_AUTH, payloads, self._on_ike_auth_response, now)
+
+    def _signed_octets(self, ours: bool) -> bytes:
+        """§2.15 (+ RFC 9242 IntAuth): what the AUTH payloads cover."""
+        ike = self._ike
+        intauth = self._intauth.auth_data(self._auth_message_id)
+        if ours:
+            return crypto.signed_octets(self._init_request, self._nonce_r, ike.prf,
+                                        ike.keys.sk_pi, self._idi) + intauth
+        return crypto.signed_octets(self._init_response, self._nonce_i, ike.prf,
+                                    ike.keys.sk_pr, self._peer_idr) + intauth
+
+    def _our_auth(self) -> AUTH:
+        auth = self.settings.auth
+        octets = self._signed_octets(ours=True)
+        if auth.method == "psk":
+            return AUTH(AuthMethod.SHARED_KEY_MIC,
+                        crypto.psk_auth(self._ike.prf, auth.psk, octets))
+        if auth.method == "eap":
+            # §2.16: keyed with the MSK; methods without one (MD5) use SK_pi like strongSwan
+            key = self._msk or self._ike.keys.sk_pi
+            return AUTH(AuthMethod.SHARED_KEY_MIC, crypto.psk_auth(self._ike.prf, key, octets))
+        method, data = crypto.sign(auth.private_key, octets, self._peer_hash_algorithms)
+        return AUTH(method, data)
+
+    def _on_ike_auth_response(self, reply: Reply, now: float) -> None:
+        payloads = reply.payloads
+        auth = self.settings.auth
+        notifies = {int(p.type): p for p in payloads if isinstance(p, Notify)}
+        if NotifyType.AUTHENTICATION_FAILED in notifies:
+            eap = first(payloads, EAP)
+            if eap is not None and self._eap is not None:
+                self._eap.respond(eap.data, now)  # an EAP-Failure may say more than the notify
+                if crypto.eap_failed(self._eap):
+                    reason = crypto.eap_failure_reason(self._eap)
+                    return self._finish(reason, AuthenticationFailed(reason))
+            reason = {
+                "psk": "the gateway rejected our credentials (wrong pre-shared key?)",
+                "pubkey": "the gateway rejected our certificate (not trusted, or wrong identity?)",
+                "eap": "the gateway rejected our credentials (wrong user name or password?)",
+            }.get(auth.method, "the gateway rejected our credentials")
+            return self._finish(reason, AuthenticationFailed(reason))
+        idr = first(payloads, IDr)
+        gateway_auth = first(payloads, AUTH)
+        if not self._gateway_authenticated or (auth.method == "eap" and self._eap_done):
+            if gateway_auth is None and first(payloads, EAP) is None:
+                errors = [p for p in payloads if isinstance(p, Notify) and int(p.type) < 16384]
+                what = notify_name(errors[0]) if errors else "no AUTH payload"
+                return self._finish(f"IKE_AUTH failed: {what}")
+            if gateway_auth is not None:
+                failure = self._verify_gateway(idr, gateway_auth, payloads, now)
+                if failure:
+                    return self._finish(failure, AuthenticationFailed(failure))
+        eap = first(payloads, EAP)
+        if eap is not None:
+            return self._continue_eap(eap, now)
+        if gateway_auth is None:
+            return self._finish("IKE_AUTH response without AUTH")
+        if auth.method == "eap" and not self._eap_done:
+            return self._finish("the gateway skipped EAP authentication")
+        self._transition(Input.AUTHENTICATED)
+        self._on_established(payloads, notifies, now)
+
+    def _verify_gateway(self, idr, gateway_auth, payloads, now) -> str:
+        """Return a plain-words failure, or "" if the gateway proved who it is."""
+        s = self.settings
+        auth = s.auth
+        if idr is None and self._peer_idr is None:
+            return "the gateway did not identify itself"
+        if idr is not None:
+            self._peer_idr = idr
+            self._peer_identity = crypto.format_identity(idr)
+        octets = self._signed_octets(ours=False)
+        if auth.method == "psk" or (auth.method == "eap" and self._eap_done):
+            key = auth.psk if auth.method == "psk" else (self._msk or self._ike.keys.sk_pr)
+            expected = crypto.psk_auth(self._ike.prf, key, octets)
+            if (gateway_auth.method != AuthMethod.SHARED_KEY_MIC
+                    or not hmac.compare_digest(expected, gateway_auth.data)):
+                if auth.method == "psk":
+                    return "the gateway's pre-shared key does not match ours"
+                return "the gateway's EAP authentication data is wrong"
+            if auth.method == "psk" and s.remote_id and not crypto.identity_matches(
+                    s.remote_id, self._peer_idr):
+                return f"the gateway identified itself as {self._peer_identity}, not {s.remote_id}"
+            self._gateway_authenticated = True
+            return ""
+        certs = [p for p in payloads if isinstance(p, CERT)]
+        if not certs:
+            return "the gateway sent no certificate"
+        # Like strongSwan: the certificate must name the identity the gateway claims (IDr),
+        # and that identity must be the one we expect (remote_id; unset accepts any).
+        if s.remote_id and not crypto.identity_matches(s.remote_id, self._peer_idr):
+            return (f"gateway certificate does not match {s.remote_id} "
+                    f"(the gateway says it is {self._peer_identity})")
+        try:
+            end_entity, intermediates = crypto.load_certificates(certs)
+            crypto.validate_certificate(end_entity, intermediates, auth.trust_anchors,
+                                        (self._peer_idr.id_type, self._peer_idr.data), now)
+            crypto.verify_signature(gateway_auth, octets, end_entity)
+        except crypto.AuthError as exc:
+            return str(exc) or "the gateway's signature is invalid"
+        self._gateway_authenticated = True
+        return ""
+
+    def _continue_eap(self, eap: EAP, now: float) -> None:
+        """§2.16: relay EAP until success, then AUTH with the MSK."""
+        if self._eap is None:
+            return self._finish("the gateway started EAP, which we did not ask for")
+        if not self._gateway_authenticated:
+            return self._finish("the gateway started EAP before proving its identity",
+                                AuthenticationFailed("the gateway did not authenticate itself"))
+        answer = self._eap.respond(eap.data, now)
+        self._transition(Input.CONTINUE_AUTH)
+        if answer is not None:
+            self._send_request(self._ike, ExchangeType.IKE_AUTH, [EAP(answer)],
+                               self._on_ike_auth_response, now)
+            return
+        if crypto.eap_failed(self._eap):
+            reason = crypto.eap_failure_reason(self._eap)
+            return self._finish(reason, AuthenticationFailed(reason))
+        self._msk = crypto.eap_msk(self._eap)
+        self._eap_done = True
+        self._send_request(self._ike, ExchangeType.IKE_AUTH, [self._our_auth()],
+                           self._on_ike_auth_response, now)
+
+    def _on_established(self, payloads: list, notifies: dict, now: float) -> None:
+        ike = self._ike
+        self._events.append(IkeSaEstablished(
+            spi_i=ike.spi_i, spi_r=ike.spi_r, peer_identity=self._peer_identity,
+            remote_addr=self._remote, nat_detected=self._nat_detected or self._nat_t,
+            proposal=crypto.describe(ike.proposal)))
+        self._ike_rekey_at = now + self.settings.ike_rekey_time - self._jitter(
+            self.settings.ike_rand_time)
+        self._record_additional_addresses(payloads)
+        cp = first(payloads, CP)
+        if cp is not None:
+            self._events.append(config_payload.parse_reply(cp))
+        if NotifyType.REDIRECT in notifies:  # RFC 5685 §6: after IKE_AUTH, move on
+            try:
+                gateway, _ = decode_redirect(notifies[NotifyType.REDIRECT].data)
+            except RedirectError:
+                gateway = None
+            if gateway:
+                self._pending_redirect = gateway
+                self._transition(Input.CLOSE)
+                self._queue.append(self._send_ike_delete)
+                return
+        child_failure = self._install_first_child(payloads, notifies, now)
+        if child_failure:
+            # A VPN client without a tunnel is of no use: report and delete the IKE_SA.
+            self._transition(Input.CLOSE)
+            self._close_reason = child_failure
+            self._queue.append(self._send_ike_delete)
+
+    def _install_first_child(self, payloads, notifies, now) -> str:
+        sa = first(payloads, SA)
+        if sa is None:
+            for kind, text in ((NotifyType.NO_PROPOSAL_CHOSEN, None),
+                               (NotifyType.TS_UNACCEPTABLE,
+                                "the gateway refused our traffic selectors"),
+                               (NotifyType.FAILED_CP_REQUIRED,
+                                "the gateway requires a configuration request"),
+                               (NotifyType.INTERNAL_ADDRESS_FAILURE,
+                                "the gateway has no virtual address for us"),
+                               (NotifyType.SINGLE_PAIR_REQUIRED,
+                                "the gateway wants a single pair of traffic selectors")):
+                if kind in notifies:
+                    if text is None:
+                        text = "the gateway accepted none of our ESP proposals"
+                        self._events.append(ProposalMismatch(tuple(map(str, self._offered_esp)),
+                                                             text))
+                    return text
+            return "the gateway did not set up a CHILD_SA"
+        try:
+            child = self._child_from_response(
+                payloads, self._first_child_spi, self._nonce_i, self._nonce_r, b"", now,
+                child_id=None, we_initiated=True)
+        except ProtocolViolation as exc:
+            return str(exc)
+        except crypto.ProposalError as exc:
+            return f"the gateway chose an ESP proposal we did not offer: {exc}"
+        self._events.append(child.established_event())
+        return ""
+
+    def _record_additional_addresses(self, payloads) -> None:
+        addresses = []
+        for p in payloads:
+            if isinstance(p, Notify) and p.type in (NotifyType.ADDITIONAL_IP4_ADDRESS,
+                                                    NotifyType.ADDITIONAL_IP6_ADDRESS):
+                try:
+                    addresses.append(ipaddress.ip_address(p.data))
+                except ValueError:
+                    continue
+        if addresses:
+            self._events.append(PeerAddressesAdded(tuple(addresses)))

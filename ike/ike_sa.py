@@ -1,0 +1,146 @@
+"""One IKE_SA's state and the small types the session's exchange modules share.
+
+- the IKE_SA life cycle: `State`, `Input` and the transition table `TRANSITIONS` (applied
+  only by IkeSession._transition in session.py);
+- `IkeSaContext`: keys and message IDs of one IKE_SA (a rekey makes a new one, §2.18);
+- `Outstanding` / `Reply`: our one in-flight request (window size 1, §2.3) and its answer;
+- `RekeyExchange`: a CREATE_CHILD_SA kept for collision resolution (§2.8.1, §2.8.2).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from .constants import NotifyType
+from .payloads import FLAG_INITIATOR, FLAG_RESPONSE, Message, Notify
+from .retransmission import PendingRequest
+
+NONCE_SIZE = 32  # bytes of our nonces (§2.10: at least half the PRF key size)
+TEMPORARY_FAILURE_RETRY = 10.0  # seconds before retrying a refused rekey (§2.25)
+
+
+class ProtocolViolation(Exception):
+    """A message that is well-formed but wrong in context; it is dropped."""
+
+
+# --------------------------------------------------------------------------- IKE_SA states
+
+class State(enum.Enum):
+    INITIAL = "initial"
+    INIT_SENT = "IKE_SA_INIT sent"
+    INTERMEDIATE_SENT = "IKE_INTERMEDIATE sent"
+    AUTH_SENT = "IKE_AUTH sent"
+    ESTABLISHED = "established"
+    DELETING = "deleting"
+    CLOSED = "closed"
+
+
+class Input(enum.Enum):
+    CONNECT = "connect"
+    RETRY_INIT = "retry IKE_SA_INIT (COOKIE / INVALID_KE_PAYLOAD)"
+    SEND_INTERMEDIATE = "send IKE_INTERMEDIATE"
+    SEND_AUTH = "send IKE_AUTH"
+    CONTINUE_AUTH = "another IKE_AUTH round (EAP)"
+    AUTHENTICATED = "IKE_AUTH completed"
+    CLOSE = "close requested"
+    FINISHED = "IKE_SA gone"
+
+
+TRANSITIONS: dict[tuple[State, Input], State] = {
+    (State.INITIAL, Input.CONNECT): State.INIT_SENT,
+    (State.INIT_SENT, Input.RETRY_INIT): State.INIT_SENT,
+    (State.INIT_SENT, Input.SEND_INTERMEDIATE): State.INTERMEDIATE_SENT,
+    (State.INTERMEDIATE_SENT, Input.SEND_INTERMEDIATE): State.INTERMEDIATE_SENT,
+    (State.INIT_SENT, Input.SEND_AUTH): State.AUTH_SENT,
+    (State.INTERMEDIATE_SENT, Input.SEND_AUTH): State.AUTH_SENT,
+    (State.AUTH_SENT, Input.CONTINUE_AUTH): State.AUTH_SENT,
+    (State.AUTH_SENT, Input.AUTHENTICATED): State.ESTABLISHED,
+    (State.ESTABLISHED, Input.CLOSE): State.DELETING,
+    **{(s, Input.FINISHED): State.CLOSED for s in State if s is not State.CLOSED},
+}
+
+
+# --------------------------------------------------------------------------- one IKE_SA's keys
+
+@dataclass
+class IkeSaContext:
+    """Keys and message-ID state of one IKE_SA. A rekey creates a new one (§2.18)."""
+
+    spi_i: bytes
+    spi_r: bytes
+    we_are_initiator: bool  # the initiator of *this* IKE_SA (a gateway rekey swaps roles)
+    proposal: Any = None
+    keys: Any = field(default=None, repr=False)
+    protector: Any = field(default=None, repr=False)
+    prf: Any = field(default=None, repr=False)
+    next_request_id: int = 0
+    next_peer_request_id: int = 0
+    last_response_id: int = -1
+    last_response: list = field(default_factory=list, repr=False)
+    reassembler: Any = field(default=None, repr=False)
+    fragmentation: bool = False
+
+    def flags(self, response: bool) -> int:
+        return (FLAG_INITIATOR if self.we_are_initiator else 0) | (FLAG_RESPONSE if response else 0)
+
+
+@dataclass
+class Reply:
+    """A response to one of our requests, decrypted, with what it answers."""
+
+    payloads: list = field(repr=False)
+    message: Message = field(repr=False)
+    raw: bytes = field(repr=False)  # the datagram as received (AUTH signs IKE_SA_INIT's)
+    addr: tuple = ()
+    request_payloads: list = field(default_factory=list, repr=False)
+    inner: Optional[tuple] = field(default=None, repr=False)  # (first type, plaintext chain)
+
+
+@dataclass
+class Outstanding:
+    """Our one in-flight request and what to do with its response."""
+
+    request: PendingRequest
+    ike: IkeSaContext
+    on_response: Callable[[Reply, float], None]
+    on_give_up: Optional[Callable[[float], None]] = None
+    payloads: list = field(default_factory=list, repr=False)
+
+
+@dataclass
+class RekeyExchange:
+    """A CREATE_CHILD_SA we are running, kept for §2.8 collision resolution."""
+
+    kind: str  # "child" or "ike"
+    old: Any  # the ChildSa or IkeSaContext being rekeyed
+    nonce_i: bytes = b""
+    nonce_r: bytes = b""
+    result: Any = None  # new ChildSa / IkeSaContext once complete
+
+
+def lowest_nonce(exchange: RekeyExchange) -> bytes:
+    return min(exchange.nonce_i, exchange.nonce_r)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def first(payloads: list, cls):
+    return next((p for p in payloads if isinstance(p, cls)), None)
+
+
+def describe_payloads(payloads) -> str:
+    """Payload names for debug logs (no contents: they may be secret)."""
+    if not payloads:
+        return "(empty)"
+    return " ".join(f"N({notify_name(p)})" if isinstance(p, Notify) else type(p).__name__
+                    for p in payloads)
+
+
+def notify_name(notify: Notify) -> str:
+    try:
+        return NotifyType(int(notify.type)).name
+    except ValueError:
+        return f"notify {int(notify.type)}"
+
