@@ -6,9 +6,10 @@ lets a test drive it like a user, one command per stdin line, one JSON answer pe
     wait NAME STATE [SECONDS]    -> {"state": STATE}           (connected, connecting, disconnected)
     status                       -> {"status": {label: value}, "text": "..."} (opens the window)
     notices                      -> {"notices": [[summary, body, via], ...]}
-    add JSON                     -> {"path": ...}              (Settings.AddConnection)
-    update NAME JSON             -> {"done": true}             (vpn.data keys to set)
-    delete NAME                  -> {"done": true}
+    add JSON                     -> {"path": ..., "uuid": ...}  (Settings.AddConnection)
+    update NAME JSON             -> {"done": true}             (vpn.data keys to set; Update)
+    duplicate NAME               -> {"done": true}             (the window's Duplicate button)
+    delete NAME                  -> {"done": true}             (Connection.Delete)
     connections                  -> {"connections": [{"id":..., "uuid":..., "data": {...}}]}
     agent                        -> {"requests": N}            (GetSecrets answered)
     quit
@@ -59,6 +60,11 @@ async def drive() -> int:
             raise LookupError(f"no connection {name!r}")
         return found
 
+    def windows():
+        if applet.connections_window is None:
+            applet.show_connections()
+        return applet.connections_window
+
     say({"ready": True})
     while True:
         line = await loop.run_in_executor(None, sys.stdin.readline)
@@ -92,23 +98,32 @@ async def drive() -> int:
                      "banner": window.banner.toPlainText(), "text": window.text()})
             elif command == "notices":
                 say({"notices": [[n.summary, n.body, n.via] for n in applet.notifier.sent]})
+            # Editor operations go through the connections window, as its buttons do once the
+            # editor dialog is saved (the dialogs themselves are tested offscreen).
             elif command == "add":
                 spec = json.loads(rest)
                 new = VpnConnection(id=spec["id"], data=spec["data"])
-                path = await nm.add(new)
+                await windows()._add(new)
                 await applet.refresh()
-                say({"path": path, "uuid": new.uuid})
+                say({"path": new.path, "uuid": new.uuid, "message": windows().message.text()})
             elif command == "update":
                 name, _, text = rest.partition(" ")
                 current = connection(name)
                 current.data.update(json.loads(text))
-                await nm.update(current)
+                await windows()._update(current)
                 await applet.refresh()
-                say({"done": True})
+                say({"done": True, "message": windows().message.text()})
+            elif command == "duplicate":
+                window = windows()
+                window.list.setCurrentRow([c.id for c in window.connections].index(rest))
+                window.duplicate()
+                await asyncio.gather(*window.tasks)
+                await applet.refresh()
+                say({"done": True, "message": window.message.text()})
             elif command == "delete":
-                await nm.delete(connection(rest))
+                await windows()._delete(connection(rest))
                 await applet.refresh()
-                say({"done": True})
+                say({"done": True, "message": windows().message.text()})
             elif command == "connections":
                 await applet.refresh()
                 say({"connections": [{"id": c.id, "uuid": c.uuid, "data": c.data}

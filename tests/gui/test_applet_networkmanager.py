@@ -216,6 +216,11 @@ def test_editor_operations_reach_networkmanager(applet):
     time.sleep(0.5)
     assert "Connect theirs" not in driver.menu()
 
-    driver.ask("delete lab")
-    assert "lab" not in nm.nmcli("-t", "-f", "NAME", "connection", "show").stdout.split()
-    assert driver.menu()[:1] == ["Connect other"]
+    assert driver.ask("duplicate lab")["message"] == "Added “lab (copy)”."
+    copy = nm.connection_fields("lab (copy)")
+    assert "address = 192.0.2.77" in copy["vpn.data"][0]
+    assert copy["connection.uuid"] != nm.connection_fields("lab")["connection.uuid"]
+
+    assert driver.ask("delete lab")["message"] == "Deleted “lab”."
+    assert "lab" not in nm.nmcli("-t", "-f", "NAME", "connection", "show").stdout.splitlines()
+    assert driver.menu()[:2] == ["Connect lab (copy)", "Connect other"]
