@@ -190,8 +190,11 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
         self._state = state
         log.info("state %s", {1: "init", 2: "shutdown", 3: "starting", 4: "started",
                               5: "stopping", 6: "stopped"}.get(state, state))
-        self.StateChanged(state)
-        self.emit_properties_changed({"State": state})
+        try:
+            self.StateChanged(state)
+            self.emit_properties_changed({"State": state})
+        except OSError as error:  # the bus went away (NM or the bus shutting down): go on
+            log.warning("cannot signal the new state: %s", error)
         if state != STATE_STARTING and self._connect_timer:
             self._connect_timer.cancel()
             self._connect_timer = None
@@ -315,16 +318,18 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
         log.info("tunnel up on %s: %s", tunnel.tun.name, ", ".join(tunnel.status.virtual_ips) or "no virtual IP")
         self._set_state(STATE_STARTED)
 
+    # The two below are called from inside the engine's event handling: act once it is done.
+
     def tunnel_lost(self, tunnel: Tunnel, reason: str) -> None:
         # The engine would reconnect by itself; under NetworkManager the reconnecting is NM's
-        # (vpn.persistent / autoconnect), so report the loss and stop, as charon-nm does.
-        self._fail(FAILURE_CONNECT, f"tunnel lost: {reason}")
+        # (vpn.persistent re-activates the connection), so report the loss and stop.
+        self.loop.call_soon(self._fail, FAILURE_CONNECT, f"tunnel lost: {reason}")
 
     def failed(self, tunnel: Tunnel, message: str) -> None:
         # The engine's FatalError texts start with "authentication failed" for a rejected
-        # credential: NetworkManager shows that as a login failure.
+        # credential: NetworkManager shows that as a login failure ("Invalid secrets").
         reason = FAILURE_LOGIN if message.startswith("authentication failed") else FAILURE_CONNECT
-        self._fail(reason, message)
+        self.loop.call_soon(self._fail, reason, message)
 
     # ------------------------------------------------------------------ NM's encodings
 
