@@ -39,6 +39,8 @@ OUR_HASH_ALGORITHMS = (HashAlgorithm.SHA2_256, HashAlgorithm.SHA2_384,
 class Establishment:
     """IkeSession's IKE_SA_INIT, IKE_INTERMEDIATE and IKE_AUTH exchanges."""
 
+    # ------------------------------------------------------------------ IKE_SA_INIT (§1.2)
+
     def _send_ike_sa_init(self, now: float) -> None:
         s = self.settings
         ike = self._ike
@@ -179,6 +181,8 @@ class Establishment:
             if self._remote[1] == 500:
                 self._remote = (self._remote[0], NAT_T_PORT)
 
+    # ------------------------------------------------------------------ IKE_INTERMEDIATE (RFC 9242, RFC 9370)
+
     def _send_intermediate(self, now: float) -> None:
         self._transition(Input.SEND_INTERMEDIATE)
         group = self._additional_groups.pop(0)
@@ -216,6 +220,8 @@ class Establishment:
         return intermediate_auth_input(self._ike.spi_i, self._ike.spi_r,
                                        ExchangeType.IKE_INTERMEDIATE, flags,
                                        header.message_id, first, inner)
+
+    # ------------------------------------------------------------------ IKE_AUTH (§1.2, §2.15, §2.16)
 
     def _send_ike_auth(self, now: float) -> None:
         self._transition(Input.SEND_AUTH)

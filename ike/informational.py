@@ -74,6 +74,8 @@ class Informational:
             self._queue.clear()
             self._queue.append(self._send_ike_delete)
 
+    # ------------------------------------------------------------------ the gateway's INFORMATIONAL
+
     def _answer_informational(self, ike, payloads, addr, now) -> Optional[list]:
         """INFORMATIONAL from the gateway (§1.4): DELETE, liveness, address notifies."""
         response: list = []

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 class Rekeying:
     """IkeSession's CREATE_CHILD_SA exchanges, ours and the gateway's."""
 
+    # ------------------------------------------------------------------ CHILD_SA creation (shared with IKE_AUTH)
+
     def _child_sa_offer(self, spi: bytes, ke_payload=None, ts=None) -> list:
         """SA [KE] TSi TSr. ts: (local, remote) networks; the settings' for a new CHILD_SA,
         the current (narrowed) ones when rekeying, as strongSwan does."""
@@ -85,6 +87,8 @@ class Rekeying:
 
     def _child_by_spi_out(self, spi: bytes) -> Optional[ChildSa]:
         return next((c for c in self._children.values() if c.spi_out == spi), None)
+
+    # ------------------------------------------------------------------ our CREATE_CHILD_SA
 
     def _send_child_rekey(self, old: ChildSa, now: float) -> None:
         if (self._children.get(old.spi_in) is not old or old.state is not ChildState.REKEYING
@@ -284,6 +288,8 @@ class Rekeying:
                 del self._rekeys[child_id]
                 exchange.old.state = ChildState.INSTALLED
                 exchange.old.rekey_at = now + TEMPORARY_FAILURE_RETRY
+
+    # ------------------------------------------------------------------ the gateway's CREATE_CHILD_SA
 
     def _answer_create_child_sa(self, ike, payloads, now) -> list:
         """CREATE_CHILD_SA from the gateway: a rekey of a CHILD_SA or of the IKE_SA, or a
