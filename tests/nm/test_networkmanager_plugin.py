@@ -251,6 +251,23 @@ def test_persistent_connection_comes_back_after_the_gateway_restarts(nm_testbed)
     wait_gateway_without_sas(testbed)
 
 
+def test_vpn_as_secondary_comes_up_with_the_wired_connection(nm_testbed):
+    testbed, nm = nm_testbed
+    add_vpn(nm, "office", "cygnet", vpn_data(testbed, "psk"))
+    store_password(nm, "office", testbed.gateway.psk)
+    uuid = nm.nmcli("-g", "connection.uuid", "connection", "show", "office").stdout.strip()
+    # NetworkManager's way to start a VPN by itself: a secondary of the base connection.
+    nm.nmcli("connection", "modify", "wired", "connection.secondaries", uuid)
+
+    nm.nmcli("connection", "up", "wired", timeout=90)
+
+    nm.wait_vpn_state("office", "VPN connected", timeout=30)
+    testbed.gateway.wait_for_sa(timeout=10)
+    testbed.wait_for_ping("client", LAN_HOST, timeout=5)
+    nm.nmcli("connection", "down", "office")
+    wait_gateway_without_sas(testbed)
+
+
 @pytest.mark.parametrize("how", ["ask", "passwd-file"])
 def test_agent_supplies_the_password_when_it_is_not_saved(nm_testbed, tmp_path, how):
     testbed, nm = nm_testbed

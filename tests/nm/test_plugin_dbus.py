@@ -97,3 +97,32 @@ def test_plugin_answers_like_libnm_and_exits_after_a_failed_connect(nm_testbed):
     assert service.wait(10) == 0                                   # and the process is gone
     output = service.popen.stdout.read()
     assert "cannot connect: vpn.data 'method'" in output
+
+
+def test_disconnect_while_connecting_stops_and_exits(nm_testbed):
+    testbed, nm = nm_testbed
+    service = nm.popen([SERVICE, "--bus-name", BUS_NAME], "cygnet-nm-service by hand",
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    address = f"unix:path=/proc/{nm.holder.pid}/root/run/dbus/system_bus_socket"
+    states = []
+
+    async def talk():
+        bus, _, plugin = await plugin_interface(address)
+        plugin.on_state_changed(states.append)
+        # Nobody answers IKE on this port: the tunnel stays in STARTING, retrying.
+        data = {"address": testbed.gateway_address, "server-port": "4444", "method": "psk",
+                "user": "psk@cygnet.test", "virtual": "yes"}
+        await plugin.call_connect(connection(data, {"password": "x" * 20}))
+        await asyncio.sleep(1.0)
+        assert await plugin.get_state() == 3                       # STARTING
+        await plugin.call_disconnect()
+        for _ in range(100):
+            if 6 in states:
+                break
+            await asyncio.sleep(0.05)
+        bus.disconnect()
+
+    asyncio.run(talk())
+    assert states == [3, 5, 6]                                     # STARTING, STOPPING, STOPPED
+    assert service.wait(10) == 0
+    assert not [line for line in nm.run(["ip", "-o", "link"]).stdout.splitlines() if "cygnet" in line]
