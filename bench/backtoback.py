@@ -97,7 +97,9 @@ class BackToBack:
         except ValueError:
             data = {"error": (result.stderr or result.stdout).strip()[-300:] or "iperf3 failed"}
         cores = {"sender_cores": round(meter.cores["sender"], 3),
-                 "receiver_cores": round(meter.cores["receiver"], 3)}
+                 "receiver_cores": round(meter.cores["receiver"], 3),
+                 "sender_waiting": round(meter.waiting["sender"], 3),
+                 "receiver_waiting": round(meter.waiting["receiver"], 3)}
         if "error" in data or "sum_received" not in data.get("end", {}):
             return {"gbps": None, "error": data.get("error", "no result"), **cores}
         gbps = data["end"]["sum_received"]["bits_per_second"] / 1e9
@@ -122,18 +124,27 @@ def run(seconds: float, repeats: int, log, suites=("aes128gcm16",)) -> dict:
                 for direction, reverse in (("a_to_b", False), ("b_to_a", True)):
                     runs = [setup.iperf(seconds, reverse) for _ in range(repeats)]
                     gbps = summary([r["gbps"] for r in runs])
-                    sender = summary([r["sender_cores"] for r in runs])["median"]
-                    receiver = summary([r["receiver_cores"] for r in runs])["median"]
-                    limit = ("iperf3 failed: " + "; ".join(r["error"] for r in runs if r.get("error"))
-                             if gbps["median"] is None else
-                             "sender CPU" if sender >= 0.85 and sender >= receiver else
-                             "receiver CPU" if receiver >= 0.85 else
-                             "neither endpoint at one core (iperf3 / kernel / machine load)")
-                    entry[direction] = {"runs": runs, "gbps": gbps, "sender_cores": sender,
-                                        "receiver_cores": receiver, "limit": limit}
+                    median = {key: summary([r[key] for r in runs])["median"] for key in
+                              ("sender_cores", "receiver_cores", "sender_waiting", "receiver_waiting")}
+                    entry[direction] = {"runs": runs, "gbps": gbps, **median,
+                                        "limit": _limit(gbps["median"], median, runs)}
                     log(f"back-to-back {offload_name} {suite} {direction}: {gbps['median']} Gbit/s, "
-                        f"sender {sender:.2f} / receiver {receiver:.2f} cores -> {limit}")
+                        f"sender {median['sender_cores']:.2f} (+{median['sender_waiting']:.2f} waiting) / "
+                        f"receiver {median['receiver_cores']:.2f} (+{median['receiver_waiting']:.2f}) "
+                        f"cores -> {entry[direction]['limit']}")
                 results[f"{offload_name}/{suite}"] = entry
             finally:
                 setup.close()
     return results
+
+
+def _limit(gbps, cores: dict, runs: list) -> str:
+    """Which endpoint limited: the one that used (or used plus waited for) about a core."""
+    if gbps is None:
+        return "iperf3 failed: " + "; ".join(r["error"] for r in runs if r.get("error"))
+    demand = {side: cores[f"{side}_cores"] + cores[f"{side}_waiting"] for side in ("sender", "receiver")}
+    side = max(demand, key=demand.get)
+    if demand[side] < 0.85:
+        return "neither endpoint wanted a whole core (iperf3 or the kernel)"
+    starved = " (starved by other load)" if cores[f"{side}_waiting"] >= 0.3 else ""
+    return f"{side} CPU{starved}"

@@ -22,18 +22,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def schedstat(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for a CPU) of a process's live threads,
+    from /proc/<pid>/task/<tid>/schedstat. The waiting time shows CPU starvation: a process
+    that used 0.3 cores and waited 0.6 wanted a whole core but other load took it."""
+    on_cpu = waiting = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                fields = f.read().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue    # the thread ended meanwhile
+        on_cpu += int(fields[0])
+        waiting += int(fields[1])
+    return on_cpu / 1e9, waiting / 1e9
+
+
 def cpu_seconds_precise(pid: int) -> float:
     """CPU time of a process's live threads in nanosecond resolution: the first field of
     /proc/<pid>/task/<tid>/schedstat (time on CPU), summed. /proc/<pid>/stat counts in clock
     ticks (10 ms here), too coarse for a few dozen handshakes."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except (FileNotFoundError, ProcessLookupError):
-            pass    # the thread ended meanwhile
-    return total / 1e9
+    return schedstat(pid)[0]
 
 
 def rss_mb(pid: int) -> float:
@@ -46,15 +55,21 @@ def rss_mb(pid: int) -> float:
 
 
 class CpuMeter:
-    """CPU time of some processes over a stretch of wall time: `with CpuMeter({"client": pid})`."""
+    """CPU time of some processes over a stretch of wall time: `with CpuMeter({"client": pid})`.
+
+    cores[name]: utime+stime (/proc/<pid>/stat) / wall time; waiting[name]: time its threads
+    were runnable but had no CPU (schedstat) / wall time.
+    """
 
     def __init__(self, pids: dict[str, int]):
         self.pids = pids
         self.cores: dict[str, float] = {}
+        self.waiting: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
 
     def __enter__(self) -> "CpuMeter":
         self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._wait = {name: schedstat(pid)[1] for name, pid in self.pids.items()}
         self._t0 = time.monotonic()
         return self
 
@@ -63,6 +78,7 @@ class CpuMeter:
         for name, pid in self.pids.items():
             self.cpu[name] = cpu_seconds(pid) - self._start[name]
             self.cores[name] = self.cpu[name] / self.wall
+            self.waiting[name] = (schedstat(pid)[1] - self._wait[name]) / self.wall
 
 
 class FirstPingReply:

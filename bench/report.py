@@ -50,8 +50,8 @@ def markdown(results: dict) -> str:
            f"- Machine: {m['nproc']} CPUs, {m['cpu_model']}, kernel {m['kernel']}, Python {m['python']}, "
            f"{m['strongswan']}",
            f"- Commit: {m['commit']}",
-           f"- Load average (1/5/15 min) at start {results['load_average']['start']}, at end "
-           f"{results['load_average'].get('end')} — other work shared this machine",
+           "- Load average (1/5/15 min): " + ", ".join(f"{k} {v}" for k, v in results["load_average"].items())
+           + " — other work shared this machine; compare ratios within this run",
            f"- Both clients' processes in one CPU cgroup: {', '.join(results.get('cgroup', [])) or 'none'}",
            f"- Duration {results.get('duration_s')} s; values are medians (min–max, IQR, n)", ""]
 
@@ -89,6 +89,8 @@ def markdown(results: dict) -> str:
 
     if "throughput" in s:
         out += ["## Throughput through the gateway (iperf3 TCP, Mbit/s)", "",
+                "Per core: Mbit/s / client cores used (utime+stime from /proc/<pid>/stat over the run). "
+                "Limit: cores used + cores spent runnable but waiting for a CPU (schedstat), medians.", "",
                 "| suite | direction | Cygnet | strongSwan | ratio | Cygnet Mbit/s per core | strongSwan per core | ratio | limit |",
                 "|---|---|---|---|---|---|---|---|---|"]
         for suite, e in s["throughput"].items():
@@ -109,11 +111,13 @@ def markdown(results: dict) -> str:
 
     if "backtoback" in s:
         out += ["## Cygnet data plane back to back (two UserspaceDataPlanes, iperf3 TCP, Gbit/s)", "",
+                "cores: used (+ runnable but waiting for a CPU).", "",
                 "| TUN / suite | direction | Gbit/s | sender cores | receiver cores | limit |", "|---|---|---|---|---|---|"]
         for config, e in s["backtoback"].items():
             for direction, d in e.items():
-                out.append(f"| {config} | {direction} | {_spread(d['gbps'], 3)} | {_f(d['sender_cores'])} | "
-                           f"{_f(d['receiver_cores'])} | {d['limit']} |")
+                out.append(f"| {config} | {direction} | {_spread(d['gbps'], 3)} | {_f(d['sender_cores'])} "
+                           f"(+{_f(d.get('sender_waiting'))}) | {_f(d['receiver_cores'])} "
+                           f"(+{_f(d.get('receiver_waiting'))}) | {d['limit']} |")
         out.append("")
 
     if "handshake" in s:

@@ -102,7 +102,8 @@ def main(argv=None) -> int:
             """Run one scenario; a failure is recorded and the others still run."""
             if name not in chosen:
                 return
-            log(f"{name}: starting")
+            results["load_average"][name] = machine.load_average()
+            log(f"{name}: starting (load average {results['load_average'][name]})")
             try:
                 scenarios[name] = function()
             except Exception as error:

@@ -54,6 +54,8 @@ def _iperf(tb: Testbed, client_pid: int, seconds: float, direction: str) -> dict
     client_cores = meter.cores["client"]
     return {"mbps": round(mbps, 1), "client_cores": round(client_cores, 3),
             "gateway_cores": round(meter.cores["gateway"], 3),
+            "client_waiting": round(meter.waiting["client"], 3),
+            "gateway_waiting": round(meter.waiting["gateway"], 3),
             "mbps_per_core": round(mbps / client_cores, 1) if client_cores > 0 else None,
             "retransmits": result["end"].get("sum_sent", {}).get("retransmits")}
 
@@ -90,7 +92,9 @@ def run(tb: Testbed, workdir: Path, seconds: float, repeats: int, log) -> dict:
                              "mbps": summary([r["mbps"] for r in runs]),
                              "mbps_per_core": summary([r["mbps_per_core"] for r in runs]),
                              "client_cores": summary([r["client_cores"] for r in runs]),
-                             "gateway_cores": summary([r["gateway_cores"] for r in runs])}
+                             "gateway_cores": summary([r["gateway_cores"] for r in runs]),
+                             "client_waiting": summary([r["client_waiting"] for r in runs]),
+                             "gateway_waiting": summary([r["gateway_waiting"] for r in runs])}
             d["throughput_ratio"] = ratio(d["cygnet"]["mbps"]["median"], d["strongswan"]["mbps"]["median"])
             d["per_core_ratio"] = ratio(d["cygnet"]["mbps_per_core"]["median"],
                                         d["strongswan"]["mbps_per_core"]["median"])
@@ -105,14 +109,17 @@ def run(tb: Testbed, workdir: Path, seconds: float, repeats: int, log) -> dict:
 
 
 def _limit(d: dict) -> str:
-    """Which side was saturated in the Cygnet run (a process near one core is CPU-bound:
-    both charon's libipsec and Cygnet's data plane move packets on one thread)."""
+    """Which side limited each run. A process that used a core, or used plus waited for one
+    (schedstat) about a core, wanted all the CPU one thread can have: CPU-bound, and starved by
+    other load if much of that was waiting."""
     notes = []
     for client in ("cygnet", "strongswan"):
-        client_cores = d[client]["client_cores"]["median"]
-        gateway_cores = d[client]["gateway_cores"]["median"]
-        busy = [name for name, cores in (("client", client_cores), ("gateway", gateway_cores))
-                if cores is not None and cores >= 0.85]
-        notes.append(f"{client}: client {client_cores:.2f} / gateway {gateway_cores:.2f} cores"
-                     + (f" -> {' and '.join(busy)} CPU-bound" if busy else ""))
+        parts, bound = [], []
+        for side in ("client", "gateway"):
+            used = d[client][f"{side}_cores"]["median"] or 0.0
+            waited = d[client][f"{side}_waiting"]["median"] or 0.0
+            parts.append(f"{side} {used:.2f}+{waited:.2f} waiting")
+            if used + waited >= 0.85:
+                bound.append(f"{side} CPU" + (" (starved by other load)" if waited >= 0.3 else ""))
+        notes.append(f"{client}: {', '.join(parts)} cores" + (f" -> {' and '.join(bound)}" if bound else ""))
     return "; ".join(notes)
