@@ -9,7 +9,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import (QDialogButtonBox, QFileDialog, QHBoxLayout, QInputDialog, QLabel,
@@ -36,6 +36,8 @@ class ConnectionsWindow(QWidget):
         self.backend = backend
         self.connections: list[VpnConnection] = []
         self.tasks: set[asyncio.Task] = set()
+        self.editor: Optional[ConnectionEditor] = None   # the open editor, if any
+        self.confirm: Optional[QMessageBox] = None       # the open "Delete?" question, if any
         self.setWindowTitle("Cygnet VPN connections")
         self.setWindowIcon(icons.icon("cygnet"))
 
@@ -117,25 +119,31 @@ class ConnectionsWindow(QWidget):
 
     # ------------------------------------------------------------------ actions
 
-    def open_editor(self, connection: VpnConnection, title: str) -> Optional[VpnConnection]:
+    def open_editor(self, connection: VpnConnection, title: str, saved: Callable) -> ConnectionEditor:
+        """Show the editor (window-modal, without blocking the event loop); `saved(edited)`
+        runs when the user saves."""
         editor = ConnectionEditor(connection, self, title)
-        if editor.exec():
-            return editor.connection()
-        return None
+        editor.setWindowModality(Qt.WindowModality.WindowModal)
+
+        def finished(result: int) -> None:
+            if result == ConnectionEditor.DialogCode.Accepted:
+                saved(editor.connection())
+            editor.deleteLater()
+            self.editor = None
+
+        editor.finished.connect(finished)
+        self.editor = editor
+        editor.open()
+        return editor
 
     def new(self) -> None:
-        edited = self.open_editor(VpnConnection(id="New VPN", data={"method": "eap", "virtual": "yes"}),
-                                  "New VPN connection")
-        if edited is not None:
-            self.run(self._add(edited))
+        self.open_editor(VpnConnection(id="New VPN", data={"method": "eap", "virtual": "yes"}),
+                         "New VPN connection", lambda edited: self.run(self._add(edited)))
 
     def edit(self) -> None:
         connection = self.selected()
-        if connection is None:
-            return
-        edited = self.open_editor(connection, "")
-        if edited is not None:
-            self.run(self._update(edited))
+        if connection is not None:
+            self.open_editor(connection, "", lambda edited: self.run(self._update(edited)))
 
     def duplicate(self) -> None:
         connection = self.selected()
@@ -146,10 +154,20 @@ class ConnectionsWindow(QWidget):
         connection = self.selected()
         if connection is None:
             return
-        answer = QMessageBox.question(self, "Delete connection",
-                                      f"Delete the VPN connection “{connection.id}”?")
-        if answer == QMessageBox.StandardButton.Yes:
-            self.run(self._delete(connection))
+        box = QMessageBox(QMessageBox.Icon.Question, "Delete connection",
+                          f"Delete the VPN connection “{connection.id}”?",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+
+        def finished(_result: int) -> None:
+            if box.clickedButton() is box.button(QMessageBox.StandardButton.Yes):
+                self.run(self._delete(connection))
+            box.deleteLater()
+            self.confirm = None
+
+        box.finished.connect(finished)
+        self.confirm = box
+        box.open()
 
     def import_file(self, path: Optional[str] = None) -> None:
         if path is None:
@@ -162,9 +180,7 @@ class ConnectionsWindow(QWidget):
         except ConversionError as error:
             self.say(str(error), error=True)
             return
-        edited = self.open_editor(connection, "Imported VPN connection")
-        if edited is not None:
-            self.run(self._add(edited))
+        self.open_editor(connection, "Imported VPN connection", lambda edited: self.run(self._add(edited)))
         if warnings:
             self.say("Not imported: " + "; ".join(w.split(": ", 1)[-1] for w in warnings))
 

@@ -7,9 +7,10 @@ lets a test drive it like a user, one command per stdin line, one JSON answer pe
     status                       -> {"status": {label: value}, "text": "..."} (opens the window)
     notices                      -> {"notices": [[summary, body, via], ...]}
     add JSON                     -> {"path": ..., "uuid": ...}  (Settings.AddConnection)
-    update NAME JSON             -> {"done": true}             (vpn.data keys to set; Update)
+    edit NAME JSON               -> {"done": true}             (Edit…, type into fields, Save: Update)
+    import PATH                  -> {"done": true}             (Import .sswan…, Save: AddConnection)
     duplicate NAME               -> {"done": true}             (the window's Duplicate button)
-    delete NAME                  -> {"done": true}             (Connection.Delete)
+    delete NAME                  -> {"done": true}             (Delete, answer Yes: Connection.Delete)
     connections                  -> {"connections": [{"id":..., "uuid":..., "data": {...}}]}
     agent                        -> {"requests": N}            (GetSecrets answered)
     quit
@@ -65,6 +66,15 @@ async def drive() -> int:
             applet.show_connections()
         return applet.connections_window
 
+    async def save(window) -> None:
+        editor = window.editor
+        editor.buttons.button(editor.buttons.StandardButton.Save).click()
+        if window.editor is not None:  # still open: the editor refused what it was given
+            errors = {k: editor.error_text(k) for k in editor.errors if editor.error_text(k)}
+            raise ValueError(f"editor refused: {errors}")
+        await asyncio.gather(*window.tasks)
+        await applet.refresh()
+
     say({"ready": True})
     while True:
         line = await loop.run_in_executor(None, sys.stdin.readline)
@@ -81,8 +91,10 @@ async def drive() -> int:
                 action.trigger()
                 say({"triggered": rest})
             elif command == "wait":
-                name, state, *timeout = rest.split(" ")
-                deadline = time.monotonic() + float(timeout[0] if timeout else 60)
+                words = rest.split(" ")
+                seconds = float(words.pop()) if words[-1].replace(".", "").isdigit() else 60.0
+                state, name = words.pop(), " ".join(words)
+                deadline = time.monotonic() + seconds
                 while applet.state.state_of(connection(name)) != state:
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"{name} is {applet.state.state_of(connection(name))}, "
@@ -106,13 +118,24 @@ async def drive() -> int:
                 await windows()._add(new)
                 await applet.refresh()
                 say({"path": new.path, "uuid": new.uuid, "message": windows().message.text()})
-            elif command == "update":
+            elif command == "edit":
+                # Edit… → type into the editor's fields → Save, as a user would.
                 name, _, text = rest.partition(" ")
-                current = connection(name)
-                current.data.update(json.loads(text))
-                await windows()._update(current)
-                await applet.refresh()
-                say({"done": True, "message": windows().message.text()})
+                window = windows()
+                window.list.setCurrentRow([c.id for c in window.connections].index(name))
+                window.edit()
+                for key, value in json.loads(text).items():
+                    window.editor.fields[key].setText(value)
+                await save(window)
+                say({"done": True, "message": window.message.text()})
+            elif command == "import":
+                # Import .sswan… → the editor shows the imported connection → Save.
+                window = windows()
+                window.import_file(rest)
+                if window.editor is None:
+                    raise RuntimeError(window.message.text())
+                await save(window)
+                say({"done": True, "message": window.message.text()})
             elif command == "duplicate":
                 window = windows()
                 window.list.setCurrentRow([c.id for c in window.connections].index(rest))
@@ -121,9 +144,14 @@ async def drive() -> int:
                 await applet.refresh()
                 say({"done": True, "message": window.message.text()})
             elif command == "delete":
-                await windows()._delete(connection(rest))
+                # Delete → "Delete the VPN connection …?" → Yes.
+                window = windows()
+                window.list.setCurrentRow([c.id for c in window.connections].index(rest))
+                window.delete()
+                window.confirm.button(window.confirm.StandardButton.Yes).click()
+                await asyncio.gather(*window.tasks)
                 await applet.refresh()
-                say({"done": True, "message": windows().message.text()})
+                say({"done": True, "message": window.message.text()})
             elif command == "connections":
                 await applet.refresh()
                 say({"connections": [{"id": c.id, "uuid": c.uuid, "data": c.data}

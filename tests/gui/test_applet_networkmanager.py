@@ -5,6 +5,7 @@ unlocked gnome-keyring. The applet is driven through its menu (tests/gui/applet_
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import os
@@ -201,7 +202,7 @@ def test_editor_operations_reach_networkmanager(applet):
     driver.ask("add " + json.dumps({"id": "lab", "data": vpn_data(testbed, "psk")}))
     assert nm.connection_fields("lab")["vpn.service-type"] == ["org.freedesktop.NetworkManager.cygnet"]
 
-    driver.ask('update lab {"address": "192.0.2.77", "cygnet-domains": "lab.example"}')
+    driver.ask('edit lab {"address": "192.0.2.77", "cygnet-domains": "lab.example"}')
     data = nm.connection_fields("lab")["vpn.data"][0]
     assert "address = 192.0.2.77" in data and "cygnet-domains = lab.example" in data
 
@@ -224,3 +225,40 @@ def test_editor_operations_reach_networkmanager(applet):
     assert driver.ask("delete lab")["message"] == "Deleted “lab”."
     assert "lab" not in nm.nmcli("-t", "-f", "NAME", "connection", "show").stdout.splitlines()
     assert driver.menu()[:2] == ["Connect lab (copy)", "Connect other"]
+
+
+def test_import_sswan_creates_a_connection_that_connects(applet, tmp_path):
+    testbed, nm, session, driver = applet
+    pki = testbed.pki
+    profile = {"uuid": "0b7c3f5e-9c2a-4f1e-8d6b-2a1c3e5f7a9b", "name": "Imported office",
+               "type": "ikev2-eap",
+               "remote": {"addr": testbed.gateway_address, "id": GATEWAY_NAME,
+                          "cert": base64.b64encode(_der(pki.root_ca)).decode()},
+               "local": {"eap_id": vpn_data(testbed, "eap")["user"]}}
+    path = Path(session.home) / "office.sswan"
+    path.write_text(json.dumps(profile))
+    os.chown(path, session.uid, session.gid)
+
+    assert driver.ask(f"import {path}")["message"] == "Added “Imported office”."
+    fields = nm.connection_fields("Imported office")
+    data = fields["vpn.data"][0]
+    assert f"address = {testbed.gateway_address}" in data and "method = eap" in data
+    # The CA from the profile was written where the user's files go, readable by the plugin (root).
+    ca = Path(session.home) / ".local/share/cygnet/sswan/office/ca.pem"
+    assert f"certificate = {ca}" in data and ca.read_bytes().startswith(b"-----BEGIN CERTIFICATE")
+
+    uuid = fields["connection.uuid"][0]
+    session.run(["secret-tool", "store", "--label=x", "service", "cygnet", "username", f"nm-{uuid}"],
+                input=password_for(testbed, "eap"))
+    driver.ask("trigger Connect Imported office")
+    driver.ask("wait Imported office connected 60", timeout=70)
+    assert testbed.gateway.wait_for_sa()["name"] == "eap-mschapv2"
+    driver.ask("trigger Disconnect Imported office (connected)")
+    wait_gateway_without_sas(testbed)
+
+
+def _der(path) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return x509.load_pem_x509_certificate(Path(path).read_bytes()).public_bytes(Encoding.DER)
