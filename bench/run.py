@@ -7,7 +7,7 @@ iperf3 and tcpdump (the testbed's requirements). Everything the run starts goes 
 cgroup (bench/cgroup.py) that is removed at the end. Results: bench/results/<UTC time>.json
 with every raw number, and a Markdown summary next to it (bench/report.py).
 
-Full run ~10 minutes, --quick ~2 minutes (fewer repetitions, shorter iperf3 runs, 50 SAs).
+Full run ~10 minutes, --quick ~1.5 minutes (fewer repetitions, shorter iperf3 runs, 50 SAs).
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ SCENARIOS = ("tunnel-up", "throughput", "backtoback", "handshake", "memory")
 PLAN = {
     "tunnel_up_runs": (20, 5),
     "iperf_seconds": (4, 2),
-    "iperf_repeats": (3, 1),
+    "iperf_repeats": (5, 1),
     "handshake_count": (200, 50),
-    "handshake_repeats": (3, 1),
+    "handshake_repeats": (5, 1),
     "memory_repeats": (3, 1),
 }
 
