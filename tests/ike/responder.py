@@ -21,16 +21,17 @@ from cryptography.hazmat.primitives import serialization
 from ike import auth, certificates, config_payload, keys, proposals, traffic_selectors
 from ike.constants import AuthMethod, CertEncoding, ExchangeType, NotifyType, ProtocolId
 from ike.intermediate import IntermediateAuthChain, intermediate_auth_input
-from ike.keyexchange import make_key_exchange, respond as ke_respond
+from ike.keyexchange import KeyExchangeError, make_key_exchange, respond as ke_respond
 from ike.nat_detection import nat_detection_hash
 from ike.payloads import (AUTH, CERT, CERTREQ, CP, EAP, FLAG_INITIATOR, FLAG_RESPONSE, KE, SA,
                           Delete, EncryptedFragment, Header, IDi, IDr, Message,
-                          Nonce, Notify, TSi, TSr, decode_payloads, encode_payloads)
+                          Nonce, Notify, ParseError, TSi, TSr, decode_payloads,
+                          encode_payloads)
 from ike.protection import FragmentReassembler, SkProtector
 from ike.redirect import encode_redirect
 from ike.session import IkeSession
 from ike.settings import AuthSettings, Settings
-from ike.transforms import make_prf
+from ike.transforms import IntegrityError, make_prf
 
 NOW = 1_780_272_000.0  # 2026-06-01, inside the test PKI's validity
 
@@ -144,6 +145,13 @@ class Responder:
     # ------------------------------------------------------------------ plumbing
 
     def receive(self, data: bytes, addr: tuple) -> None:
+        """Like a real gateway, drop what does not parse or authenticate."""
+        try:
+            self._receive(data, addr)
+        except (ParseError, IntegrityError, KeyExchangeError) as exc:
+            self.log.append(f"dropped: {exc}")
+
+    def _receive(self, data: bytes, addr: tuple) -> None:
         if data[:4] == b"\x00\x00\x00\x00":
             data = data[4:]
         self.peer = addr
