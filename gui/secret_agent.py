@@ -15,8 +15,8 @@ Secrets are never logged, never written anywhere but the keyring, and not kept: 
 handed to NetworkManager and dropped.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: dbus-fast reads the D-Bus signatures from the
+# method annotations ("a{sa{sv}}", "o", …).
 import asyncio
 import logging
 from typing import Awaitable, Callable, Optional

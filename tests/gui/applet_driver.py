@@ -13,6 +13,7 @@ lets a test drive it like a user, one command per stdin line, one JSON answer pe
     delete NAME                  -> {"done": true}             (Delete, answer Yes: Connection.Delete)
     connections                  -> {"connections": [{"id":..., "uuid":..., "data": {...}}]}
     agent                        -> {"requests": N}            (GetSecrets answered)
+    icons                        -> {"icons": [[state, animated], ...]}  (the tray icon's changes)
     quit
 
 It runs as the unprivileged test user, inside the NetworkManager sandbox's namespaces, on the
@@ -74,6 +75,20 @@ async def drive() -> int:
             raise ValueError(f"editor refused: {errors}")
         await asyncio.gather(*window.tasks)
         await applet.refresh()
+
+    # What the tray icon showed, as it changed: [overall state, animated?] transitions.
+    from PyQt6.QtCore import QTimer
+
+    icon_history: list[list] = []
+
+    def record_icon() -> None:
+        now = [applet.state.overall, applet.animation.isActive()]
+        if not icon_history or icon_history[-1] != now:
+            icon_history.append(now)
+
+    recorder = QTimer()
+    recorder.timeout.connect(record_icon)
+    recorder.start(10)
 
     say({"ready": True})
     while True:
@@ -156,6 +171,8 @@ async def drive() -> int:
                 await applet.refresh()
                 say({"connections": [{"id": c.id, "uuid": c.uuid, "data": c.data}
                                      for c in applet.state.connections]})
+            elif command == "icons":
+                say({"icons": icon_history})
             elif command == "agent":
                 say({"requests": agent.requests})
             else:

@@ -136,6 +136,9 @@ def test_connect_from_the_menu_shows_status_and_disconnect_tears_down(applet):
     after = int(driver.ask("status")["status"]["Received"].split("(")[1].split()[0])
     assert after >= before + 3
 
+    # The icon went disconnected -> connecting (animated) -> connected.
+    assert driver.ask("icons")["icons"] == [["disconnected", False], ["connecting", True],
+                                            ["connected", False]]
     connected = driver.notices()
     assert connected[-1][0] == "Connected to office" and ipv4.split("/")[0] in connected[-1][1]
 
@@ -195,6 +198,26 @@ def test_wrong_password_is_reported_in_plain_words(applet):
     assert via == "log"  # no notification server and no tray in this headless session
     assert driver.menu()[0] == "Connect office"
     assert not testbed.gateway.list_sas()
+    assert driver.ask("icons")["icons"][-1] == ["failed", False]
+
+
+def test_unreachable_gateway_is_reported_in_plain_words(applet):
+    testbed, nm, session, driver = applet
+    fast = {"cygnet-retransmit-timeout": "1", "cygnet-retransmit-tries": "1", "password-flags": "0"}
+    data = dict(vpn_data(testbed, "psk"), **fast)
+    driver.ask("add " + json.dumps({"id": "office", "data": data}))
+    store_password(nm, "office", password_for(testbed, "psk"))
+    testbed.gateway.stop()                     # nobody answers on the gateway's address
+
+    driver.ask("trigger Connect office")
+
+    def failure():
+        notices = [n for n in driver.notices() if n[0] == "office: connection failed"]
+        return notices[-1] if notices else None
+
+    wait_for(failure, timeout=60, message=lambda: f"no failure notice: {driver.notices()}")
+    assert failure()[1].splitlines()[0] == "The gateway could not be reached."
+    assert driver.ask("icons")["icons"][-1] == ["failed", False]
 
 
 def test_editor_operations_reach_networkmanager(applet):
