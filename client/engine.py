@@ -366,9 +366,9 @@ class Tunnel:
 
         Before the tunnel has ever come up, one failed attempt per gateway ends the run (the
         user is waiting for `cygnet up`: say why at once). Once it has been up, a lost tunnel
-        is re-established for as long as it takes: the next gateway in the list after
-        BACKOFF_FIRST seconds, doubling the wait per failed attempt up to BACKOFF_MAX, and
-        starting again from BACKOFF_FIRST after every attempt that came up.
+        is re-established for as long as it takes: at the same gateway after BACKOFF_FIRST
+        seconds, then at the next one in the list after each failed attempt, the wait doubling
+        up to BACKOFF_MAX, and starting again from BACKOFF_FIRST after every attempt that came up.
         """
         backoff = BACKOFF_FIRST
         gateways = list(self.profile.gateways)
@@ -388,7 +388,8 @@ class Tunnel:
                 gateways.insert(index + 1, reason.gateway)
                 index += 1
                 continue
-            index += 1
+            if not self._came_up:
+                index += 1  # a lost tunnel is retried at the same gateway first
             self.status.last_error = reason
             if self._came_up:
                 ever_up = True
@@ -404,8 +405,7 @@ class Tunnel:
                 await asyncio.wait_for(self._stopped.wait(), backoff)
             except asyncio.TimeoutError:
                 pass
-            if not self._came_up:
-                backoff = min(backoff * 2, BACKOFF_MAX)
+            backoff = min(backoff * 2, BACKOFF_MAX)  # for the next failure of this series
 
     async def _attempt(self, host: str):
         from ike.session import IkeSession
@@ -647,7 +647,11 @@ class Tunnel:
             self._keepalive.cancel()
             self._keepalive = None
         self.observer.tunnel_lost(self, reason)
-        self._end_attempt("closed" if self._stopping else f"tunnel lost: {reason}")
+        if self._stopping:
+            reason = "closed"
+        elif self._came_up:
+            reason = f"tunnel lost: {reason}"
+        self._end_attempt(reason)
 
     def _schedule_keepalive(self) -> None:
         def send() -> None:

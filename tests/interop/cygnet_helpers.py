@@ -240,11 +240,12 @@ class CygnetClient:
         except FileNotFoundError:
             return ""
 
-    def wait_for_output(self, text: str, timeout: float = 15.0) -> None:
+    def wait_for_output(self, text: str, timeout: float = 15.0, count: int = 1) -> None:
+        """Wait until the current run has printed `text` (`count` times)."""
         from tests.testbed import wait_for
 
         def seen():
-            if text in self.output():
+            if self.output().count(text) >= count:
                 return True
             if not self.process.running:
                 raise CygnetError(f"cygnet exited with {self.process.popen.returncode} before "

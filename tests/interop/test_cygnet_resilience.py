@@ -87,6 +87,41 @@ def test_reconnects_by_itself_after_the_gateway_was_killed(testbed_factory, make
     client.assert_clean()
 
 
+def test_reconnect_backs_off_while_the_gateway_is_away_and_down_still_works(
+        testbed_factory, make_cygnet):
+    from tests.testbed import wait_for
+
+    tb = testbed_factory(iperf=False)
+    client = make_cygnet(tb)
+    # Each attempt at the dead gateway gives up after 1.4 s.
+    client.hooks = {"retransmit_tries": 2, "retransmit_timeout": 0.3, "retransmit_base": 1.5}
+    client.up(client.profile("psk", dpd=1))
+
+    tb.gateway.kill()
+    # Lost (DPD), then two failed attempts: the wait doubles.
+    client.wait_for_output("reconnecting in 1 s", timeout=10)
+    assert client.status()["state"] == "reconnecting"
+    client.wait_for_output("reconnecting in 2 s", timeout=10)
+    status = client.status()
+    assert status["state"] == "reconnecting"
+    assert "could not" not in client.output(), "gave up although the tunnel had been up"
+    assert "no answer to IKE_SA_INIT" in status["last_error"]
+
+    tb.gateway.restart()
+    wait_for(lambda: client.status()["state"] == "up", timeout=15, interval=0.2,
+             message=lambda: f"no reconnect:\n{client.tail()}")
+    assert client.status()["reconnects"] == 1
+    assert tb.ping("client", LAN_HOST) == 1
+
+    # Gone again: `cygnet down` while it waits to reconnect ends it at once, cleanly.
+    tb.gateway.kill()
+    client.wait_for_output("reconnecting in 1 s", timeout=10, count=2)
+    started = time.monotonic()
+    assert client.down() == 0
+    assert time.monotonic() - started < 5
+    client.assert_clean()
+
+
 def test_reconnects_after_the_gateway_deleted_the_ike_sa(testbed_factory, make_cygnet):
     from tests.testbed import wait_for
 
