@@ -81,7 +81,10 @@ def test_daemon_status_and_down(tb, make_cygnet):
     down = client.run("down", "office", timeout=15)
     assert down.returncode == 0, down.stderr
     assert "closed" in down.stdout
-    assert not os.path.exists(f"/proc/{engine}") or engine not in client.engine_pids()
+    from tests.testbed import wait_for
+    from tests.testbed.netns import _pid_alive   # a zombie counts as gone
+    wait_for(lambda: not _pid_alive(engine), timeout=5,
+             message="the daemon is still running after `cygnet down`")
     assert client.run("status", "--json", check=True).stdout.strip() == "[]"
     assert "no tunnel is running" in client.run("status").stdout
     client.assert_clean()
