@@ -270,6 +270,7 @@ class Tunnel:
         self._gateway_pinned = False
         self._dns = None
         self._sock500 = self._sock4500 = None
+        self._family = socket.AF_INET
         self.tun = self.dataplane = self.netconfig = None
         # For in-process users (the NetworkManager plugin): NM applies DNS itself, and may
         # tune ike.settings.Settings fields (e.g. retransmission) set on every attempt.
@@ -303,8 +304,10 @@ class Tunnel:
         cleaned |= restore_file(run / f"{self.profile.name}.resolv.conf.orig")
         if cleaned:
             self.progress.say("cleaned up what a previous run of this tunnel left behind")
-        self._sock500 = _udp_socket(500)
-        self._sock4500 = _udp_socket(4500)
+        # One address family for IKE and ESP: the first gateway's (the data plane has one socket).
+        self._family = _gateway_family(self.profile.gateway, self.profile.port)
+        self._sock500 = _udp_socket(500, self._family)
+        self._sock4500 = _udp_socket(4500, self._family)
         if self.profile.dataplane != "userspace" and kernel_unavailable is None:
             from client import kernel_dataplane
 
@@ -411,6 +414,10 @@ class Tunnel:
         from ike.session import IkeSession
 
         remote = await self.loop.run_in_executor(None, resolve_gateway, host, self.profile.port)
+        if (":" in remote) != (self._family == socket.AF_INET6):
+            raise ConnectionError(f"gateway {host} is at {remote}, but this tunnel talks "
+                                  f"IPv{6 if self._family == socket.AF_INET6 else 4} "
+                                  f"(the family of its first gateway)")
         local = _local_address_towards(remote, self.profile.port)
         self.gateway_address = remote
         self.status.gateway = host if host == remote else f"{host} ({remote})"
@@ -698,14 +705,23 @@ class Redirect:
     gateway: str
 
 
-def _udp_socket(port: int) -> socket.socket:
-    """A UDP socket on `port` if free (IKE's well-known ports), else on any port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setblocking(False)
+def _gateway_family(host: str, port: int) -> int:
+    """AF_INET6 if `host` is (or resolves first to) an IPv6 address, else AF_INET."""
     try:
-        sock.bind(("0.0.0.0", port))
+        return socket.AF_INET6 if ":" in resolve_gateway(host, port) else socket.AF_INET
+    except ConnectionError:
+        return socket.AF_INET  # the first attempt reports why the name does not resolve
+
+
+def _udp_socket(port: int, family: int = socket.AF_INET) -> socket.socket:
+    """A UDP socket on `port` if free (IKE's well-known ports), else on any port."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    anywhere = "::" if family == socket.AF_INET6 else "0.0.0.0"
+    try:
+        sock.bind((anywhere, port))
     except OSError:
-        sock.bind(("0.0.0.0", 0))
+        sock.bind((anywhere, 0))
     return sock
 
 

@@ -157,3 +157,16 @@ def test_nat_with_random_source_ports(testbed_factory, make_cygnet):
     tunnel_works(tb, client, size=4 << 20)
     assert client.down() == 0
     client.assert_clean()
+
+
+def test_ike_and_esp_over_ipv6(tb, make_cygnet):
+    from tests.testbed import topology
+
+    client = make_cygnet(tb)
+    client.up(client.profile("ed25519", gateway=tb.gateway_address6))
+    gateway_sa = tb.gateway.wait_for_sa()
+    assert gateway_sa["remote-host"] == topology.CLIENT_ADDR6
+    assert client.status()["gateway"] == tb.gateway_address6
+    tunnel_works(tb, client)
+    assert client.down() == 0
+    client.assert_clean()
