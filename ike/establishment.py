@@ -68,6 +68,8 @@ class Establishment:
         payloads.append(Notify(NotifyType.REDIRECT_SUPPORTED))
         if crypto.ike_offers_additional_ke(self._offered_ike):
             payloads.append(Notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
+        if s.auth.eap_after_certificate:
+            payloads.append(Notify(NotifyType.MULTIPLE_AUTH_SUPPORTED))  # RFC 4739 §3.1
         ike.next_request_id = 0
         header = Header(ike.spi_i, bytes(8), 0, ExchangeType.IKE_SA_INIT,
                         ike.flags(response=False), 0)
@@ -124,6 +126,7 @@ class Establishment:
             data = by_type[NotifyType.SIGNATURE_HASH_ALGORITHMS].data
             self._peer_hash_algorithms = tuple(
                 struct.unpack("!H", data[i:i + 2])[0] for i in range(0, len(data) - 1, 2))
+        self._peer_multiple_auth = NotifyType.MULTIPLE_AUTH_SUPPORTED in by_type
         self._detect_nat(by_type, reply.addr)
         self._additional_groups = crypto.ike_chosen_additional_groups(chosen)
         if self._additional_groups:
@@ -249,6 +252,12 @@ class Establishment:
             except crypto.AuthError as exc:  # e.g. an empty PSK, a key the gateway refuses
                 reason = f"cannot authenticate: {exc}"
                 return self._finish(reason, AuthenticationFailed(reason))
+            if auth.eap_after_certificate:
+                if not self._peer_multiple_auth:
+                    reason = ("the gateway does not support a second authentication round "
+                              "(no MULTIPLE_AUTH_SUPPORTED, RFC 4739)")
+                    return self._finish(reason, AuthenticationFailed(reason))
+                payloads.append(Notify(NotifyType.ANOTHER_AUTH_FOLLOWS))
         request_cp = config_payload.build_request(s)
         if request_cp.attributes:
             payloads.append(request_cp)
@@ -273,7 +282,7 @@ class Establishment:
         if auth.method == "psk":
             return AUTH(AuthMethod.SHARED_KEY_MIC,
                         crypto.psk_auth(self._ike.prf, auth.psk, octets))
-        if auth.method == "eap":
+        if self._eap_done:
             # §2.16: keyed with the MSK; methods without one (MD5) use SK_pi like strongSwan
             key = self._msk or self._ike.keys.sk_pi
             return AUTH(AuthMethod.SHARED_KEY_MIC, crypto.psk_auth(self._ike.prf, key, octets))
@@ -299,7 +308,7 @@ class Establishment:
             return self._finish(reason, AuthenticationFailed(reason))
         idr = first(payloads, IDr)
         gateway_auth = first(payloads, AUTH)
-        if not self._gateway_authenticated or (auth.method == "eap" and self._eap_done):
+        if not self._gateway_authenticated or self._eap_done:
             if gateway_auth is None and first(payloads, EAP) is None:
                 errors = [p for p in payloads if isinstance(p, Notify) and int(p.type) < 16384]
                 what = notify_name(errors[0]) if errors else "no AUTH payload"
@@ -313,7 +322,9 @@ class Establishment:
             return self._continue_eap(eap, now)
         if gateway_auth is None:
             return self._finish("IKE_AUTH response without AUTH")
-        if auth.method == "eap" and not self._eap_done:
+        if auth.eap_after_certificate and self._eap is None:
+            return self._start_eap_round(now)
+        if (auth.method == "eap" or auth.eap_after_certificate) and not self._eap_done:
             return self._finish("the gateway skipped EAP authentication")
         self._transition(Input.AUTHENTICATED)
         self._on_established(payloads, notifies, now)
@@ -328,7 +339,7 @@ class Establishment:
             self._peer_idr = idr
             self._peer_identity = crypto.format_identity(idr)
         octets = self._signed_octets(ours=False)
-        if auth.method == "psk" or (auth.method == "eap" and self._eap_done):
+        if auth.method == "psk" or self._eap_done:
             key = auth.psk if auth.method == "psk" else (self._msk or self._ike.keys.sk_pr)
             expected = crypto.psk_auth(self._ike.prf, key, octets)
             if (gateway_auth.method != AuthMethod.SHARED_KEY_MIC
@@ -358,6 +369,16 @@ class Establishment:
             return str(exc) or "the gateway's signature is invalid"
         self._gateway_authenticated = True
         return ""
+
+    def _start_eap_round(self, now: float) -> None:
+        """RFC 4739 §3.2: after the certificate round, a second IKE_AUTH round with the EAP
+        identity as IDi and no AUTH starts EAP; its AUTH is MSK-based (§2.16)."""
+        s = self.settings
+        self._eap = crypto.make_eap_client(s.auth, s.local_id, now, self._random)
+        self._idi = IDi(*crypto.identity(s.auth.eap_identity or s.local_id))
+        self._transition(Input.CONTINUE_AUTH)
+        self._send_request(self._ike, ExchangeType.IKE_AUTH, [self._idi],
+                           self._on_ike_auth_response, now)
 
     def _continue_eap(self, eap: EAP, now: float) -> None:
         """§2.16: relay EAP until success, then AUTH with the MSK."""

@@ -58,6 +58,9 @@ class IkeSession(Establishment, Rekeying, Informational):
     raise_internal_errors = False
 
     def __init__(self, settings: Settings, now: float) -> None:
+        if settings.auth.method not in ("psk", "pubkey", "eap"):
+            raise ValueError(f"unknown authentication method {settings.auth.method!r} "
+                             "(psk, pubkey or eap)")
         self.settings = settings
         self.state = State.INITIAL
         self._random = settings.random_bytes
@@ -92,6 +95,7 @@ class IkeSession(Establishment, Rekeying, Informational):
         self._eap = None
         self._msk = b""
         self._eap_done = False
+        self._peer_multiple_auth = False
         self._peer_identity = ""
         self._pending_redirect: Optional[str] = None
         self._first_child_spi = b""

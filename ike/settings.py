@@ -37,6 +37,9 @@ class AuthSettings:
     eap_identity: Optional[str] = None
     eap_password: str = field(default="", repr=False)
     eap_tls: Any = field(default=None, repr=False)  # passed through to EapClient(tls=...)
+    # method "pubkey" followed by a second, EAP round (RFC 4739, strongSwan's
+    # "pubkey" + "eap" rounds): the certificate proves the machine, EAP the user
+    eap_after_certificate: bool = False
     # gateway certificate validation (pubkey and eap)
     trust_anchors: tuple = ()
     send_certreq: bool = True

@@ -41,7 +41,7 @@ class GatewayConfig:
     address: str = "192.0.2.1"
     identity: str = "vpn.example.org"
     psk: bytes = field(default=b"correct horse battery staple", repr=False)
-    client_auth: str = "psk"  # psk | pubkey | eap
+    client_auth: str = "psk"  # psk | pubkey | eap | pubkey+eap (RFC 4739)
     certificate: Any = None  # gateway certificate (pubkey/eap clients)
     private_key: Any = field(default=None, repr=False)
     intermediates: tuple = ()
@@ -66,6 +66,7 @@ class GatewayConfig:
     refuse_child: Optional[NotifyType] = None  # IKE_AUTH without CHILD_SA, this notify instead
     answer_rekey_with: list = field(default_factory=list)  # notifies for our next rekeys
     reject_auth: bool = False
+    multiple_auth: bool = True  # send MULTIPLE_AUTH_SUPPORTED, as strongSwan does
     invalid_ke: Optional[int] = None  # always answer INVALID_KE_PAYLOAD asking for this group
     own_psk: Optional[bytes] = field(default=None, repr=False)  # sign with another PSK
 
@@ -138,6 +139,7 @@ class Responder:
         self._init_request = b""
         self.answered_rekeys: dict = {}  # old spi_in -> (ni, nr, new child), for collisions
         self.answered_ike_rekey = None
+        self.authenticated_once = False
         self._init_response = b""
         self._auth_mid = 1
         self.ni = self.nr = b""
@@ -295,6 +297,7 @@ class Responder:
         self.eap = None
         self.eap_done = False
         self.msk = b""
+        self.authenticated_once = False
         self.intauth = IntermediateAuthChain()
         self.ni, self.nr = nonce.data, self.random(32)
         sa.prf = make_prf(chosen.prf_id)
@@ -322,8 +325,9 @@ class Responder:
                                data=auth.encode_hash_algorithms()))
         if self._addke:
             response.append(Notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED))
-        response += [Notify(NotifyType.CHILDLESS_IKEV2_SUPPORTED),
-                     Notify(NotifyType.MULTIPLE_AUTH_SUPPORTED)]
+        response.append(Notify(NotifyType.CHILDLESS_IKEV2_SUPPORTED))
+        if c.multiple_auth:
+            response.append(Notify(NotifyType.MULTIPLE_AUTH_SUPPORTED))
         out = Message(Header(sa.spi_i, sa.spi_r, 0, ExchangeType.IKE_SA_INIT, FLAG_RESPONSE, 0),
                       response).encode()
         self._init_request, self._init_response = data, out
@@ -372,10 +376,11 @@ class Responder:
         get = lambda cls: next((p for p in payloads if isinstance(p, cls)), None)  # noqa: E731
         idi, client_auth = get(IDi), get(AUTH)
         if idi is not None:
-            self._auth_mid = header.message_id
             self.idi = idi
-            self.first_auth_request = payloads
-        if c.client_auth == "eap":
+            if not self.authenticated_once:
+                self._auth_mid = header.message_id
+                self.first_auth_request = payloads
+        if c.client_auth == "eap" or self.authenticated_once:
             return self._eap_round(sa, header, payloads, client_auth)
         if client_auth is None or c.reject_auth:
             return [Notify(NotifyType.AUTHENTICATION_FAILED)]
@@ -397,6 +402,11 @@ class Responder:
             except Exception:
                 return [Notify(NotifyType.AUTHENTICATION_FAILED)]
             idr, gateway_auth = self._signature_auth(sa, header)
+            another = any(isinstance(p, Notify) and p.type == NotifyType.ANOTHER_AUTH_FOLLOWS
+                          for p in payloads)
+            if another and c.client_auth == "pubkey+eap":
+                self.authenticated_once = True  # RFC 4739: EAP follows in a second round
+                return [idr] + gateway_auth
         return [idr] + gateway_auth + self._finish_auth(sa, self.first_auth_request)
 
     def _signature_auth(self, sa, header):
@@ -414,6 +424,8 @@ class Responder:
         eap = next((p for p in payloads if isinstance(p, EAP)), None)
         if self.eap is None:
             self.eap = c.eap_server()
+            if self.authenticated_once:  # second round: the gateway proved itself already
+                return [EAP(self.eap.start())]
             idr, gateway_auth = self._signature_auth(sa, header)
             return [idr] + gateway_auth + [EAP(self.eap.start())]
         if eap is not None and not self.eap_done:

@@ -10,7 +10,7 @@ from ike.events import (AuthenticationFailed, ChildSaEstablished, ConfigReceived
                         IkeSaDeleted, IkeSaEstablished, ProposalMismatch)
 from ike.nat_detection import nat_detection_hash
 from ike.payloads import AUTH, CP, KE, SA, IDi, Message, Nonce, Notify, TSi, TSr
-from ike.session import State
+from ike.session import IkeSession, State
 from ike.settings import AuthSettings
 
 from .responder import CLIENT, GatewayConfig, Pair, client_settings
@@ -258,7 +258,9 @@ def _cert_pair(pki, *, client_auth="pubkey", gateway_cert=None, identity="vpn.ex
     root, (gw_cert, gw_key), (cl_cert, cl_key), _ = pki
     if gateway_cert is not None:
         gw_cert, gw_key = gateway_cert
-    auth = AuthSettings(method=client_auth, private_key=cl_key, certificate=cl_cert,
+    auth = AuthSettings(method="pubkey" if client_auth == "pubkey+eap" else client_auth,
+                        eap_after_certificate=client_auth == "pubkey+eap",
+                        private_key=cl_key, certificate=cl_cert,
                         trust_anchors=(root.cert,), eap_method=eap_method,
                         eap_password=eap_password)
     gateway = GatewayConfig(client_auth=client_auth, certificate=gw_cert, private_key=gw_key,
@@ -410,3 +412,41 @@ def test_cfg_request_asks_only_for_what_the_settings_want():
         ConfigAttr.INTERNAL_IP4_ADDRESS, ConfigAttr.INTERNAL_IP4_DNS,
         ConfigAttr.INTERNAL_DNS_DOMAIN]
     assert all(a.value == b"" for a in request.attributes)
+
+
+# --------------------------------------------------------------------------- RFC 4739
+
+
+def test_certificate_then_eap_in_two_authentication_rounds(pki):
+    from ike.constants import NotifyType as N
+    pair = _cert_pair(pki, client_auth="pubkey+eap", eap=_eap_server())
+    pair.settings.auth.eap_identity = "carol@example.org"
+    events = pair.connect()
+    assert _kinds(events) == [IkeSaEstablished, ConfigReceived, ChildSaEstablished]
+    init = pair.gateway.received[0][1]
+    assert N.MULTIPLE_AUTH_SUPPORTED in _notify_types(init)
+    rounds = [p for x, p in pair.gateway.received if x == ExchangeType.IKE_AUTH]
+    assert N.ANOTHER_AUTH_FOLLOWS in _notify_types(rounds[0])
+    assert any(isinstance(p, AUTH) and p.method != 2 for p in rounds[0])  # a signature
+    assert [type(p).__name__ for p in rounds[1]] == ["IDi"]  # round 2 starts EAP
+    assert isinstance(rounds[-1][0], AUTH) and rounds[-1][0].method == 2  # MSK-based
+    assert len(pair.gateway.msk) == 64
+
+
+def test_second_round_needs_the_gateways_multiple_auth_support(pki):
+    pair = _cert_pair(pki, client_auth="pubkey+eap", eap=_eap_server(), multiple_auth=False)
+    events = pair.connect()
+    assert _kinds(events) == [AuthenticationFailed, IkeSaDeleted]
+    assert "RFC 4739" in events[0].reason
+
+
+def test_second_round_with_a_wrong_password(pki):
+    pair = _cert_pair(pki, client_auth="pubkey+eap", eap=_eap_server(), eap_password="nope")
+    events = pair.connect()
+    assert _kinds(events) == [AuthenticationFailed, IkeSaDeleted]
+    assert "wrong password" in events[0].reason
+
+
+def test_unknown_authentication_method_is_a_configuration_error():
+    with pytest.raises(ValueError, match="authentication method"):
+        IkeSession(client_settings(auth=AuthSettings(method="telepathy")), 0.0)
