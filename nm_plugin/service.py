@@ -11,6 +11,9 @@ org.freedesktop.NetworkManager.VPN.Plugin at /org/freedesktop/NetworkManager/VPN
     tunnel up               -> signals Config, Ip4Config, Ip6Config; state STARTED
     Disconnect()            -> DELETE to the gateway, TUN removed; state STOPPED; exit
     failure at any time     -> signal Failure(login | connect | bad IP config), STOPPED, exit
+    tunnel lost, and the connection is vpn.persistent=yes
+                            -> STARTING while the engine reconnects (TUN and routes kept),
+                               then Config/Ip4Config/Ip6Config again and STARTED
 
 The state machine and timers copy libnm's NMVpnServicePlugin, which every C plugin
 (charon-nm included) is built on, so NetworkManager sees the same behaviour.
@@ -32,7 +35,8 @@ from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, m
 from dbus_fast.service import signal as dbus_signal
 
 from client.engine import FatalError, Progress, Tunnel, TunnelObserver
-from nm_plugin.vpn_data import Activation, VpnDataError, activation_from_connection, ipv4_u32, needed_secret
+from nm_plugin.vpn_data import (Activation, VpnDataError, activation_from_connection, ipv4_u32,
+                                is_persistent, needed_secret)
 
 log = logging.getLogger("cygnet.nm")
 
@@ -85,6 +89,8 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
         self._connect_timer: Optional[asyncio.TimerHandle] = None
         self._quit_timer: Optional[asyncio.TimerHandle] = None
         self._failed = False
+        self._persistent = False  # vpn.persistent: we reconnect by ourselves after an outage
+        self._was_up = False
         self._schedule_quit()
 
     # ------------------------------------------------------------------ D-Bus: properties
@@ -223,6 +229,7 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
             self._stop_soon()
             raise DBusError(f"{ERROR}.BadArguments", str(error)) from None
         profile = self.activation.profile
+        self._persistent = is_persistent(connection)
         log.info("connecting '%s' to %s (%s)", self.activation.connection_id,
                  ", ".join(profile.gateways), profile.auth)
         try:
@@ -316,13 +323,21 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
         if ip6 is not None:
             self.Ip6Config(ip6)
         log.info("tunnel up on %s: %s", tunnel.tun.name, ", ".join(tunnel.status.virtual_ips) or "no virtual IP")
+        self._was_up = True
         self._set_state(STATE_STARTED)
 
     # The two below are called from inside the engine's event handling: act once it is done.
 
     def tunnel_lost(self, tunnel: Tunnel, reason: str) -> None:
-        # The engine would reconnect by itself; under NetworkManager the reconnecting is NM's
-        # (vpn.persistent re-activates the connection), so report the loss and stop.
+        if self._persistent and self._was_up:
+            # vpn.persistent (and we told NM "can-persist"): let the engine reconnect with
+            # back-off, keeping the TUN device and its routes so nothing leaks meanwhile.
+            # NM shows the VPN as connecting (STARTED → STARTING) until the next Config.
+            if self._state == STATE_STARTED:
+                log.warning("tunnel lost: %s; reconnecting (vpn.persistent)", reason)
+                self.loop.call_soon(self._set_state, STATE_STARTING)
+            return
+        # Otherwise report the loss and stop: NetworkManager decides what comes next.
         self.loop.call_soon(self._fail, FAILURE_CONNECT, f"tunnel lost: {reason}")
 
     def failed(self, tunnel: Tunnel, message: str) -> None:
@@ -359,9 +374,9 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
             "mtu": Variant("u", activation.profile.mtu or _tun_mtu(tunnel)),
             "has-ip4": Variant("b", v4 is not None),
             "has-ip6": Variant("b", v6 is not None),
-            # No "can-persist": NetworkManager itself then re-activates a vpn.persistent=yes
-            # connection after a failure (with a fresh plugin process), rather than leaving
-            # the reconnecting to us.
+            # We keep a vpn.persistent=yes connection up ourselves (see tunnel_lost); NM then
+            # also keeps it when the base device goes down for a while.
+            "can-persist": Variant("b", True),
         }
         banner = _banner(config)
         if banner:

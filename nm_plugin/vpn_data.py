@@ -110,6 +110,12 @@ def unpack(connection: dict) -> tuple[dict, dict, dict]:
     return settings.get("connection", {}), dict(vpn.get("data", {})), dict(vpn.get("secrets", {}))
 
 
+def is_persistent(connection: dict) -> bool:
+    """vpn.persistent: stay connected across outages until the user disconnects."""
+    value = connection.get("vpn", {}).get("persistent", False)
+    return bool(getattr(value, "value", value))
+
+
 def secret_flags(data: dict, name: str = "password") -> int:
     try:
         return int(data.get(f"{name}-flags", "0"))
