@@ -186,3 +186,14 @@ def test_dialog_external_ui_asks_when_unknown_and_offers_what_is_known():
     assert "ShouldAsk=true" in again and "Value=key" not in again
     none = auth_dialog.external_ui_keyfile("office", {"method": "cert"}, None, reprompt=False)
     assert "[password]" not in none
+
+
+def test_dialog_plain_mode_answers_a_known_password_and_waits_for_quit():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "nm_plugin.auth_dialog", "-u", "u-1", "-n", "office", "-s", "x"],
+        input="DATA_KEY=method\nDATA_VAL=psk\nSECRET_KEY=password\nSECRET_VAL=k3y\nDONE\nQUIT\n",
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout == "password\nk3y\n\n\n"
