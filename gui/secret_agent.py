@@ -106,6 +106,12 @@ class SecretAgent(ServiceInterface):
                                f"{reply.body[0] if reply.body else ''}")
         log.info("secret agent registered")
 
+    async def unregister(self, bus) -> None:
+        from dbus_fast import Message
+
+        await bus.call(Message(destination="org.freedesktop.NetworkManager", path=AGENT_MANAGER_PATH,
+                               interface=AGENT_MANAGER_IFACE, member="Unregister"))
+
     # ------------------------------------------------------------------ D-Bus methods
 
     @method()

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 import time
 from typing import Optional
@@ -350,7 +351,20 @@ async def run_applet(app: QApplication) -> int:
         return 1
     if not QSystemTrayIcon.isSystemTrayAvailable():
         log.warning("no system tray yet: the icon appears when the desktop's tray does")
+    # SIGTERM / SIGINT (logout, Ctrl+C) end the applet cleanly. Python runs signal handlers only
+    # when it has control, so a timer hands it control now and then inside Qt's loop.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: applet.quit())
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(250)
     code = await applet.quit_requested
+    wake.stop()
+    log.info("quitting")
+    try:
+        await applet.agent.unregister(nm.bus)
+    except Exception:  # NetworkManager may be gone already
+        pass
     applet.notifier.close()
     nm.close()
     return code

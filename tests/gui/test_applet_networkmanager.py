@@ -285,3 +285,52 @@ def _der(path) -> bytes:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return x509.load_pem_x509_certificate(Path(path).read_bytes()).public_bytes(Encoding.DER)
+
+
+def test_cygnet_tray_itself_answers_networkmanager_from_the_keyring(nm_testbed, tmp_path):  # noqa: F811
+    """The real entry point (gui.tray:main), started as the user: its agent gives NetworkManager
+    the keyring's password when the user activates the connection from elsewhere; SIGTERM ends
+    it cleanly."""
+    testbed, nm = nm_testbed
+    folder = tempfile.mkdtemp(prefix="cygnet-tray-")
+    os.chmod(folder, 0o755)
+    session = DesktopSession(Path(folder) / "session", user=USER, prefix=nm.enter_argv([]))
+    log_path = tmp_path / "cygnet-tray.log"
+    password = password_for(testbed, "eap")
+    nm.nmcli("connection", "add", "type", "vpn", "con-name", "office", "ifname", "--", "vpn-type", "cygnet",
+             "vpn.data", ", ".join(f"{k}={v}" for k, v in
+                                   dict(vpn_data(testbed, "eap"), **{"password-flags": "1"}).items()))
+    uuid = nm.connection_fields("office")["connection.uuid"][0]
+    try:
+        session.start()
+        session.run(["secret-tool", "store", "--label=x", "service", "cygnet", "username", f"nm-{uuid}"],
+                    input=password)
+        with open(log_path, "w") as log:
+            tray = session.popen([*session.python(), "-m", "gui.tray"], stdout=log, stderr=log,
+                                 cwd=str(REPO))
+        wait_for(lambda: "secret agent registered" in log_path.read_text(), timeout=30,
+                 message=lambda: f"cygnet-tray did not register its agent:\n{log_path.read_text()}",
+                 abort=lambda: tray.poll() is not None)
+
+        # The user activates it from another client (as GNOME's settings would: a plain D-Bus call
+        # without an agent of its own). NetworkManager asks only the requesting user's agents:
+        # root's `nmcli connection up` would never reach the applet.
+        path = next(line.split(":", 1)[1] for line in
+                    nm.nmcli("-t", "-f", "NAME,DBUS-PATH", "connection", "show").stdout.splitlines()
+                    if line.startswith("office:"))
+        activated = session.run(["dbus-send", "--system", "--print-reply",
+                                 "--dest=org.freedesktop.NetworkManager", "/org/freedesktop/NetworkManager",
+                                 "org.freedesktop.NetworkManager.ActivateConnection",
+                                 f"objpath:{path}", "objpath:/", "objpath:/"])
+        assert activated.returncode == 0, activated.stderr
+        nm.wait_vpn_state("office", "VPN connected", timeout=60)
+        assert "password for 'office' handed to NetworkManager" in log_path.read_text()
+        nm.nmcli("connection", "down", "office")
+        wait_gateway_without_sas(testbed)
+        tray.terminate()
+        assert tray.wait(timeout=10) == 0
+        text = log_path.read_text()
+        assert "quitting" in text and password not in text
+    finally:
+        session.close()
+        shutil.rmtree(folder, ignore_errors=True)
