@@ -61,6 +61,8 @@ class IkeSession(Establishment, Rekeying, Informational):
         if settings.auth.method not in ("psk", "pubkey", "eap"):
             raise ValueError(f"unknown authentication method {settings.auth.method!r} "
                              "(psk, pubkey or eap)")
+        if settings.fragment_size < 576:  # every IPv4 host accepts 576-byte datagrams
+            raise ValueError(f"fragment_size {settings.fragment_size} is below 576 bytes")
         self.settings = settings
         self.state = State.INITIAL
         self._random = settings.random_bytes

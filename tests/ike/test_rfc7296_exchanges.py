@@ -450,3 +450,5 @@ def test_second_round_with_a_wrong_password(pki):
 def test_unknown_authentication_method_is_a_configuration_error():
     with pytest.raises(ValueError, match="authentication method"):
         IkeSession(client_settings(auth=AuthSettings(method="telepathy")), 0.0)
+    with pytest.raises(ValueError, match="fragment_size"):
+        IkeSession(client_settings(fragment_size=200), 0.0)
