@@ -23,7 +23,12 @@ from tests.nm.conftest import nm_testbed  # noqa: F401  (the fixture)
 from tests.nm.test_networkmanager_plugin import password_for, store_password, vpn_data
 from tests.testbed import GATEWAY_NAME, topology, wait_for
 
-pytestmark = [pytest.mark.interop, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.interop, pytest.mark.slow,
+    pytest.mark.skipif(not all(shutil.which(p) for p in ("gnome-keyring-daemon", "dbus-daemon",
+                                                        "dbus-send", "secret-tool", "setpriv")),
+                       reason="needs gnome-keyring, dbus-daemon, libsecret-tools, setpriv"),
+]
 
 REPO = Path(__file__).resolve().parents[2]
 USER = "nobody"

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-TRAY = Path(sys.executable).parent / "cygnet-tray"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to check the refusal")
 def test_refuses_root_with_a_clear_message():
-    result = subprocess.run([str(TRAY)], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    result = subprocess.run([sys.executable, "-m", "gui.tray"], capture_output=True, text=True,
+                            timeout=60, cwd=str(REPO), env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     assert result.returncode == 2
     assert "refusing to run as root" in result.stderr
     assert "desktop user" in result.stderr
@@ -30,7 +30,7 @@ def test_main_refuses_root_in_process(monkeypatch, capsys):
 
 
 def test_autostart_desktop_file():
-    text = (Path(__file__).resolve().parents[2] / "gui/data/cygnet-tray.desktop").read_text()
+    text = (REPO / "gui/data/cygnet-tray.desktop").read_text()
     lines = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
     assert text.startswith("[Desktop Entry]\n")
     assert lines["Type"] == "Application" and lines["Exec"] == "cygnet-tray"
