@@ -147,14 +147,20 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
     if rounds[0] == "psk":
         auth.method = "psk"
         auth.psk = secret.reveal()
-    elif rounds[0] == "pubkey" and len(rounds) == 1:
+    elif rounds[0] == "pubkey":
         auth.method = "pubkey"
         auth.private_key, auth.certificate = private_key, certificate
+        auth.intermediates = tuple(intermediates)
+        auth.eap_after_certificate = len(rounds) > 1  # RFC 4739: certificate, then EAP
     else:
-        if len(rounds) > 1:
-            raise FatalError(f"profile '{profile.name}': auth = {profile.auth} (certificate, then EAP) "
-                             "is not supported by this version; use eap-mschapv2 or pubkey")
         auth.method = "eap"
+    if not auth.trust_anchors and auth.method != "psk":
+        # No `ca`: trust the system's CA bundle, as strongSwan's Android app does by default.
+        if not os.path.exists(SYSTEM_CA_BUNDLE):
+            raise FatalError(f"profile '{profile.name}': no 'ca' given and no system CA bundle at "
+                             f"{SYSTEM_CA_BUNDLE}: set 'ca' to the CA that issued the gateway's certificate")
+        auth.trust_anchors = tuple(certificates.load_certificates(SYSTEM_CA_BUNDLE))
+    if profile.eap_method:
         auth.eap_method = profile.eap_method
         auth.eap_identity = profile.eap_identity or profile.local_id
         if secret is not None:
@@ -165,12 +171,6 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
             auth.eap_tls = TlsClientConfig(
                 certificate=certificate, private_key=private_key, trust_anchors=auth.trust_anchors,
                 server_identity=profile.remote_id or profile.gateway, intermediates=tuple(intermediates))
-    if not auth.trust_anchors and auth.method != "psk":
-        # No `ca`: trust the system's CA bundle, as strongSwan's Android app does by default.
-        if not os.path.exists(SYSTEM_CA_BUNDLE):
-            raise FatalError(f"profile '{profile.name}': no 'ca' given and no system CA bundle at "
-                             f"{SYSTEM_CA_BUNDLE}: set 'ca' to the CA that issued the gateway's certificate")
-        auth.trust_anchors = tuple(certificates.load_certificates(SYSTEM_CA_BUNDLE))
     kwargs = {}
     if profile.ike:
         kwargs["ike_proposals"] = profile.ike

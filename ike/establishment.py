@@ -237,6 +237,10 @@ class Establishment:
         payloads: list = [self._idi]
         if auth.method == "pubkey" and auth.certificate is not None:
             payloads.append(CERT(CertEncoding.X509_SIGNATURE, crypto.cert_der(auth.certificate)))
+            # RFC 7296 §3.6: intermediates follow the end-entity certificate, so a gateway that
+            # only knows the root can build the chain.
+            payloads.extend(CERT(CertEncoding.X509_SIGNATURE, crypto.cert_der(ca))
+                            for ca in auth.intermediates)
         if s.initial_contact:
             payloads.append(Notify(NotifyType.INITIAL_CONTACT))
         if auth.method != "psk" and auth.send_certreq and auth.trust_anchors:

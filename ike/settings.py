@@ -32,6 +32,7 @@ class AuthSettings:
     # pubkey: our key and certificate (cryptography objects)
     private_key: Any = field(default=None, repr=False)
     certificate: Any = None
+    intermediates: tuple = ()  # CA certificates between ours and the root, sent as CERT payloads
     # eap: method name for ike/eap.py ("md5", "mschapv2", "tls"); identity defaults to local_id
     eap_method: str = "mschapv2"
     eap_identity: Optional[str] = None
