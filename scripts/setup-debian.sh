@@ -23,5 +23,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-# Debian enables the system charon/strongswan services; the tests never want them.
-systemctl disable --now strongswan-starter strongswan 2>/dev/null || true
+# Debian enables the system charon/strongswan and NetworkManager services; the tests run their
+# own, isolated in namespaces, and never want the system's.
+systemctl disable --now strongswan-starter strongswan NetworkManager 2>/dev/null || true
