@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -292,10 +293,10 @@ class Applet(QObject):
         info.local_identity = data.get("local-identity") or data.get("user", "")
         info.remote_identity = data.get("remote-identity") or info.gateway
         ip4, ip6 = self.ip.get(active.uuid, (IpConfig(), IpConfig()))
-        info.ipv4, info.ipv6 = ip4.addresses, ip6.addresses
+        info.ipv4, info.ipv6 = virtual_addresses(ip4.addresses), virtual_addresses(ip6.addresses)
         info.dns = ip4.dns + ip6.dns
         info.domains = list(dict.fromkeys(ip4.domains + ip6.domains))
-        info.routes = [r for r in ip4.routes + ip6.routes if not r.endswith("/0")]
+        info.routes = tunnel_routes(ip4.routes + ip6.routes, info.ipv4 + info.ipv6)
         config = self.plugin_config
         custom = data.get("proposal") == "yes"
         info.ike = config.get("cygnet-ike") or ("as configured: " + ", ".join(split_list(data.get("ike", "")))
@@ -310,6 +311,26 @@ class Applet(QObject):
 
 
 VPN_CONNECTING_FIRST = CONNECTING_STATES[0]
+
+
+def virtual_addresses(addresses: list[str]) -> list[str]:
+    """The addresses the gateway assigned (the kernel's link-local IPv6 address left out)."""
+    return [a for a in addresses if not ipaddress.ip_interface(a).ip.is_link_local]
+
+
+def tunnel_routes(routes: list[str], own: list[str]) -> list[str]:
+    """The networks sent through the tunnel: each once, without the default route, link-local
+    prefixes and the prefix routes of our own addresses."""
+    mine = [ipaddress.ip_interface(a).ip for a in own]
+    result = []
+    for text in dict.fromkeys(routes):
+        network = ipaddress.ip_network(text, strict=False)
+        if network.prefixlen == 0 or network.network_address.is_link_local:
+            continue
+        if any(address in network for address in mine if address.version == network.version):
+            continue
+        result.append(str(network))
+    return result
 
 
 def find_interface(addresses: list[str]) -> str:

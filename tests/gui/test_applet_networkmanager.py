@@ -32,6 +32,7 @@ pytestmark = [
 
 REPO = Path(__file__).resolve().parents[2]
 USER = "nobody"
+DOMAIN = "office.cygnet.test"
 
 
 class Driver:
@@ -111,7 +112,7 @@ def wait_gateway_without_sas(testbed, timeout: float = 10.0) -> None:
 
 def test_connect_from_the_menu_shows_status_and_disconnect_tears_down(applet):
     testbed, nm, session, driver = applet
-    data = dict(vpn_data(testbed, "psk"), **{"password-flags": "0"})
+    data = dict(vpn_data(testbed, "psk"), **{"password-flags": "0", "cygnet-domains": DOMAIN})
     driver.ask("add " + json.dumps({"id": "office", "data": data}))
     store_password(nm, "office", password_for(testbed, "psk"))   # a system-owned secret
     assert driver.menu() == ["Connect office", "-", "&Edit connections…", "&Status…", "-", "&Quit"]
@@ -132,7 +133,10 @@ def test_connect_from_the_menu_shows_status_and_disconnect_tears_down(applet):
     assert status["Gateway identity"] == GATEWAY_NAME
     assert status["State"] == "Connected"
     assert status["Interface"].startswith("cygnet")
-    assert status["Routes"] == "10.1.0.0/24, fd00:1::/64" or "10.1.0.0/24" in status["Routes"]
+    assert DOMAIN in status["DNS domains"].split(", ")
+    # Split tunnel as the gateway narrowed it (no link-local, no prefix route of our address).
+    assert status["Routes"] == "10.1.0.0/24, fd00:1::/64"
+    assert not [a for a in status["Virtual IPv6"].split(", ") if a.startswith("fe80:")]
 
     # Counters are the TUN device's: traffic through the tunnel makes them grow.
     before = int(status["Received"].split("(")[1].split()[0])

@@ -86,3 +86,11 @@ def test_read_counters(tmp_path):
 
 def test_human_bytes():
     assert [human_bytes(n) for n in (0, 1023, 1024, 5 * 1024 ** 3)] == ["0 B", "1023 B", "1.0 KiB", "5.0 GiB"]
+
+
+def test_routes_and_addresses_as_the_status_shows_them():
+    from gui.tray import tunnel_routes, virtual_addresses
+
+    assert virtual_addresses(["fd00:3::1/64", "fe80::9f0f:7554:9cc:2544/64"]) == ["fd00:3::1/64"]
+    routes = ["10.1.0.0/24", "10.1.0.0/24", "fe80::/64", "fd00:3::/64", "fd00:1::/64", "0.0.0.0/0"]
+    assert tunnel_routes(routes, ["10.3.0.1/32", "fd00:3::1/64"]) == ["10.1.0.0/24", "fd00:1::/64"]
