@@ -169,7 +169,8 @@ def validate(connection: VpnConnection) -> dict[str, str]:
         except ValueError:
             errors["remote-ts"] = f"'{network}' is not a network (like 10.0.0.0/8)."
     for key, low, high in (("server-port", 1, 65535), ("cygnet-mtu", 1280, 9000),
-                           ("cygnet-dpd", 0, 86400)):
+                           ("cygnet-dpd", 0, 86400), ("cygnet-retransmit-timeout", 1, 600),
+                           ("cygnet-retransmit-tries", 0, 20)):
         text = data.get(key, "")
         if text and (not text.isdigit() or not low <= int(text) <= high):
             errors[key] = f"'{text}' is not a number from {low} to {high}."

@@ -75,6 +75,7 @@ class ConnectionEditor(QDialog):
         for key, hint in (("server-port", "500"), ("local-identity", "the user name or the certificate's subject"),
                           ("remote-identity", "the gateway address"), ("cygnet-mtu", "automatic"),
                           ("cygnet-dpd", "30"), ("remote-ts", "all traffic"),
+                          ("cygnet-retransmit-timeout", "4"), ("cygnet-retransmit-tries", "5"),
                           ("certificate", "the system's CA certificates")):
             widget = self.fields[key]
             (widget.edit if isinstance(widget, FileField) else widget).setPlaceholderText(hint)
@@ -175,9 +176,19 @@ class ConnectionEditor(QDialog):
                   "Search domains added to the gateway's; separate with ;")
         self._row(form, "cygnet-mtu", "M&TU:", QLineEdit(), "1280–9000; empty: automatic")
         self._row(form, "cygnet-dpd", "Dead p&eer detection (s):", QLineEdit(), "0: off; default 30")
+        self._row(form, "cygnet-retransmit-timeout", "Retransmit &after (s):", QLineEdit(),
+                  "Seconds before the first IKE retransmission (default 4)")
+        self._row(form, "cygnet-retransmit-tries", "Retransmit t&ries:", QLineEdit(),
+                  "IKE retransmissions before giving up (default 5)")
+        self.dataplane = QComboBox()
+        for value, text in (("auto", "Automatic"), ("userspace", "Userspace (TUN)"), ("kernel", "Kernel (XFRM)")):
+            self.dataplane.addItem(text, value)
+        self._row(form, "cygnet-dataplane", "Data p&lane:", self.dataplane,
+                  "Where ESP is processed; automatic picks the kernel when it can")
 
     # ------------------------------------------------------------------ data <-> widgets
 
+    _COMBO_DEFAULTS = {"cygnet-dataplane": "auto"}
     _CHECKS = {"virtual": True, "cygnet-ipv6": True, "cygnet-dns": True, "encap": False,
                "proposal": False}
 
@@ -202,7 +213,7 @@ class ConnectionEditor(QDialog):
                 if value != ("yes" if self._CHECKS[key] else "no") or key in ("virtual", "proposal"):
                     data[key] = value
             elif isinstance(widget, QComboBox):
-                if widget.isEnabled():
+                if widget.isEnabled() and widget.currentData() != self._COMBO_DEFAULTS.get(key):
                     data[key] = widget.currentData()
             else:
                 text = widget.text().strip()

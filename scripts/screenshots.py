@@ -191,6 +191,8 @@ def shoot(out: Path, dark: bool) -> list[Path]:
     editor.show()
     settle(0.8)
     grab(editor.frameGeometry(), "editor")
+    editor.tabs.setCurrentIndex(2)
+    grab(editor.frameGeometry(), "editor-network")
     editor.tabs.setCurrentIndex(1)
     editor.fields["ike"].setText("aes256gcm16-prfsha384-x25519, aes128-sha1-modp1024x")
     editor.save()

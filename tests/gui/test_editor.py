@@ -21,13 +21,20 @@ EAP = {"address": "vpn.example.org", "method": "eap", "user": "carol", "virtual"
        "remote-identity": "vpn.example.org"}
 
 
+def test_default_dataplane_is_not_written(qtbot):
+    editor = editor_for(qtbot, EAP)
+    assert "cygnet-dataplane" not in editor.connection().data
+
+
 def test_fields_round_trip_to_vpn_data(qtbot, tmp_path):
     pki = make_pki(tmp_path)
     data = {**EAP, "certificate": str(pki["ca"]), "cygnet-gateways": "vpn2.example.org",
             "server-port": "4500", "proposal": "yes", "ike": "aes256gcm16-prfsha384-x25519",
             "esp": "aes256gcm16", "remote-ts": "10.0.0.0/8;fd00::/8", "cygnet-domains": "corp.example",
             "cygnet-ipv6": "no", "cygnet-dns": "no", "encap": "yes", "cygnet-mtu": "1400",
-            "cygnet-dpd": "10", "cygnet-eap-method": "md5", "password-flags": "1"}
+            "cygnet-dpd": "10", "cygnet-eap-method": "md5", "password-flags": "1",
+            "cygnet-dataplane": "userspace", "cygnet-retransmit-timeout": "2",
+            "cygnet-retransmit-tries": "3"}
     editor = editor_for(qtbot, data)
     assert editor.connection().data == data
     assert validate(editor.connection()) == {}
@@ -66,6 +73,7 @@ def test_proposals_ignored_when_not_custom(qtbot):
     ("remote-ts", "10.0.0.0/33", "'10.0.0.0/33' is not a network"),
     ("server-port", "70000", "'70000' is not a number from 1 to 65535."),
     ("cygnet-mtu", "100", "'100' is not a number from 1280 to 9000."),
+    ("cygnet-retransmit-timeout", "0", "'0' is not a number from 1 to 600."),
     ("user", "", "The user name is required for EAP."),
     ("certificate", "/nonexistent/ca.pem", "/nonexistent/ca.pem: no such file."),
 ])
@@ -106,6 +114,13 @@ def test_keyboard_access_every_field_has_a_mnemonic_and_is_in_the_tab_chain(qtbo
     editor = editor_for(qtbot, EAP)
     labels = [w for w in editor.findChildren(QLabel) if w.buddy() is not None]
     assert len(labels) == len(editor.fields) - 5 + 1   # fields minus 5 check boxes, plus Name
+    # Every vpn.data key the plugin reads has a field (or is set for the user: password-flags;
+    # or refused by the plugin: ipcomp, local-ts, cert-source other than file).
+    from nm_plugin.vpn_data import CYGNET_KEYS
+    plugin_keys = {"address", "server-port", "method", "user", "local-identity", "remote-identity",
+                   "certificate", "usercert", "userkey", "virtual", "encap", "proposal", "ike", "esp",
+                   "remote-ts", *CYGNET_KEYS}
+    assert plugin_keys <= set(editor.fields)
     mnemonics = []
     for label in labels:
         assert "&" in label.text(), label.text()

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("tray
                                 reason="needs xvfb and trayer (scripts/setup-debian.sh)")
 
 EXPECTED = ("tray-menu", "icon-disconnected", "icon-connecting", "icon-connected", "icon-failed",
-            "status", "editor", "editor-error", "connections")
+            "status", "editor", "editor-network", "editor-error", "connections")
 
 
 def test_screenshot_run_writes_every_image(tmp_path, qapp):
