@@ -299,6 +299,23 @@ class CygnetClient:
         assert reports, f"cygnet status --json lists no tunnel: {result.stdout}"
         return reports[0]
 
+    def control_status(self) -> dict:
+        """The tunnel's status straight from its control socket (what `cygnet status --json`
+        prints, without starting a Python process: for polling)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(str(self.run_dir / f"{self.name}.sock"))
+            sock.sendall(b'{"command": "status"}\n')
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        answer = json.loads(data)
+        assert answer.get("ok"), answer
+        return answer["status"]
+
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.output().splitlines()[-lines:])
 

@@ -31,7 +31,7 @@ def test_we_answer_the_gateways_liveness_checks(testbed_factory, make_cygnet):
     # The gateway probes the idle IKE_SA every second with an empty INFORMATIONAL.
     wait_for(lambda: gateway_log_since(tb, start).count("parsed INFORMATIONAL response") >= 2,
              timeout=6, message="the gateway's liveness checks got no answers from us")
-    status = client.status()
+    status = client.control_status()
     assert status["state"] == "up" and status["reconnects"] == 0
     assert tb.ping("client", LAN_HOST) == 1
     assert client.down() == 0
@@ -49,7 +49,7 @@ def test_we_check_the_gateways_liveness(testbed_factory, make_cygnet):
     wait_for(lambda: gateway_log_since(tb, start).count("parsed INFORMATIONAL request") >= 2,
              timeout=6, message="we sent no liveness checks with dpd = 1")
     assert "generating INFORMATIONAL response" in gateway_log_since(tb, start)
-    assert client.status()["state"] == "up"
+    assert client.control_status()["state"] == "up"
     assert client.down() == 0
     client.assert_clean()
 
@@ -62,14 +62,14 @@ def test_reconnects_by_itself_after_the_gateway_was_killed(testbed_factory, make
     client.hooks = FAST_RETRANSMIT           # dead after 2.7 s instead of strongSwan's 165 s
     client.up(client.profile("ecdsa", dpd=1))
     assert tb.ping("client", LAN_HOST) == 1
-    first = client.status()
+    first = client.control_status()
 
     tb.gateway.kill()                        # SIGKILL: no DELETE, all state gone
     tb.gateway.restart()
     killed_at = time.monotonic()
 
     def reconnected():
-        status = client.status()
+        status = client.control_status()
         return status["state"] == "up" and status["reconnects"] == 1 and status
 
     status = wait_for(reconnected, timeout=20, interval=0.2,
@@ -100,17 +100,17 @@ def test_reconnect_backs_off_while_the_gateway_is_away_and_down_still_works(
     tb.gateway.kill()
     # Lost (DPD), then two failed attempts: the wait doubles.
     client.wait_for_output("reconnecting in 1 s", timeout=10)
-    assert client.status()["state"] == "reconnecting"
+    assert client.control_status()["state"] == "reconnecting"
     client.wait_for_output("reconnecting in 2 s", timeout=10)
-    status = client.status()
+    status = client.control_status()
     assert status["state"] == "reconnecting"
     assert "could not" not in client.output(), "gave up although the tunnel had been up"
     assert "no answer to IKE_SA_INIT" in status["last_error"]
 
     tb.gateway.restart()
-    wait_for(lambda: client.status()["state"] == "up", timeout=15, interval=0.2,
+    wait_for(lambda: client.control_status()["state"] == "up", timeout=15, interval=0.2,
              message=lambda: f"no reconnect:\n{client.tail()}")
-    assert client.status()["reconnects"] == 1
+    assert client.control_status()["reconnects"] == 1
     assert tb.ping("client", LAN_HOST) == 1
 
     # Gone again: `cygnet down` while it waits to reconnect ends it at once, cleanly.
@@ -133,7 +133,7 @@ def test_reconnects_after_the_gateway_deleted_the_ike_sa(testbed_factory, make_c
     client.wait_for_output("deleted by the gateway", timeout=5)
     tb.gateway.charon.start()
     tb.gateway.reconfigure(tb.gateway.options)
-    status = wait_for(lambda: (s := client.status())["state"] == "up" and s["reconnects"] and s,
+    status = wait_for(lambda: (s := client.control_status())["state"] == "up" and s["reconnects"] and s,
                       timeout=20, interval=0.2, message=lambda: f"no reconnect:\n{client.tail()}")
     assert status["reconnects"] == 1
     assert tb.ping("client", LAN_HOST) == 1
@@ -155,6 +155,6 @@ def test_connects_and_carries_traffic_through_five_percent_loss(testbed_factory,
     assert replies >= 25, replies    # each echo crosses the loss twice: ~10 % lost
     tcp_echo_transfer(tb.client_ns.name, LAN_HOST6, 1 << 20, timeout=60)
     tb.drop_packets(0, "client")
-    assert client.status()["reconnects"] == 0
+    assert client.control_status()["reconnects"] == 0
     assert client.down() == 0
     client.assert_clean()
