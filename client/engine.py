@@ -622,7 +622,12 @@ class Tunnel:
         for network in child.remote_ts:
             if network.version in families and network not in self._routed:
                 source = next((str(a.ip) for a in self._addresses if a.version == network.version), None)
-                self.netconfig.route_through(self.tun.name, network, source)
+                for route in self.netconfig.route_through(self.tun.name, network, source):
+                    if route.shadowed_by:  # e.g. a second tunnel to the same network
+                        self.progress.say(
+                            f"{route.destination} is already routed through {', '.join(route.shadowed_by)}:"
+                            f" that route keeps the traffic; this tunnel's (metric {route.metric})"
+                            f" takes over when it goes")
                 self._routed.add(network)
         encr = f"{EncrId(child.encr_id).name}-{child.encr_key_bits}"
         integ = IntegId(child.integ_id).name if child.integ_id else ""
@@ -736,7 +741,8 @@ async def _run(profile: Profile, secret, progress: Progress, on_up: Callable[[],
     except FatalError as error:
         progress.say(f"cygnet: {error}")
         return 1
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: a closed terminal must not kill a foreground tunnel without its cleanup.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, tunnel.stop)
     server = None
     try:
@@ -804,11 +810,19 @@ def _daemonize(profile: Profile, secret) -> int:
         os.close(write_end)
         ok = False
         with os.fdopen(read_end) as lines:
-            for line in lines:
-                if line.startswith("\0up"):
-                    ok = True
-                    break
-                print(line, end="", flush=True)
+            try:
+                for line in lines:
+                    if line.startswith("\0up"):
+                        ok = True
+                        break
+                    print(line, end="", flush=True)
+            except KeyboardInterrupt:
+                # Ctrl-C while waiting: the user gives up on this tunnel, not just on waiting
+                # (the child has its own session and did not get the SIGINT).
+                os.kill(pid, signal.SIGTERM)
+                for line in lines:  # until the child has cleaned up and closed the pipe
+                    print(line, end="", flush=True)
+                raise
         return 0 if ok else 1
     os.close(read_end)
     os.setsid()

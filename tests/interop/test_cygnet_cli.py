@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import time
 
 import pytest
@@ -155,3 +156,29 @@ def test_secrets_stay_out_of_argv_logs_and_status(tb, make_cygnet, method):
                         ("status --json", status_json), ("status", status_text)):
         assert secret not in text, f"the secret appears in the engine's {where}"
         assert secret.encode().hex() not in text, f"the secret (hex) appears in the {where}"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
+def test_ctrl_c_or_a_closed_terminal_close_the_tunnel_cleanly(tb, make_cygnet, signum):
+    client = make_cygnet(tb)
+    client.up(client.profile("psk"))
+    client.process.popen.send_signal(signum)
+    assert client.wait_exit(10) == 0
+    assert "tunnel closed" in client.output()
+    client.process.stop()
+    client.assert_clean()
+    assert tb.gateway.list_sas() == [], "no DELETE was sent"
+
+
+def test_ctrl_c_while_up_daemon_waits_stops_the_engine_too(tb, make_cygnet):
+    from tests.interop.cygnet_helpers import run_on_terminal
+
+    client = make_cygnet(tb)
+    client.hooks = FAST_RETRANSMIT
+    profile = client.profile("psk", gateway="198.51.100.3")   # nobody answers there
+    # ^C on the terminal while `up --daemon` still waits for the tunnel.
+    code, screen = run_on_terminal(client, ["up", "--daemon", str(profile)],
+                                   {"authenticating as": "\x03"})
+    assert code == 130, screen
+    assert client.engine_pids() == [], "the detached engine kept running after ^C"
+    client.assert_clean()
