@@ -41,10 +41,18 @@ def test_wrong_psk(tb, make_cygnet):
     client = make_cygnet(tb)
     keys = client.profile_keys("psk")
     keys["psk_file"] = str(client.secret_file("wrong-psk", "not the gateway's key"))
-    output = fail_to_connect(client, client.write_profile(keys))
+    profile = client.write_profile(keys)
+    output = fail_to_connect(client, profile)
     message = last_line(output)
     assert "authentication failed" in message
     assert "pre-shared key" in message or "PSK" in message, message
+
+    # `up --daemon` says the same and fails too, leaving no engine behind.
+    result = client.run("up", "--daemon", str(profile), timeout=20)
+    assert result.returncode == 1
+    assert last_line(result.stdout) == message
+    assert client.engine_pids() == []
+    client.assert_clean()
 
 
 def test_wrong_eap_password(tb, make_cygnet):
