@@ -58,6 +58,10 @@ class DesktopSession:
         import sys
         import sysconfig
 
+        project = Path(__file__).resolve().parents[2]
+        if self.run(["test", "-r", str(project / "gui" / "tray.py")], timeout=30).returncode != 0:
+            raise PermissionError(f"{self.user} cannot read {project}: the project must be in a folder "
+                                  "others may enter (e.g. not under /root)")
         if self.run([sys.executable, "-c", "pass"], timeout=30).returncode == 0:
             return [sys.executable]
         version = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -65,8 +69,7 @@ class DesktopSession:
         if system is None:
             raise RuntimeError(f"{sys.executable} is not executable by {self.user} and there is no "
                                f"/usr/bin/{version}")
-        project = str(Path(__file__).resolve().parents[2])
-        self.env["PYTHONPATH"] = os.pathsep.join([project, sysconfig.get_paths()["purelib"]])
+        self.env["PYTHONPATH"] = os.pathsep.join([str(project), sysconfig.get_paths()["purelib"]])
         return [system]
 
     def popen(self, command: Sequence[str], **kwargs) -> subprocess.Popen:

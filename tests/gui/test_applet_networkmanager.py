@@ -97,6 +97,10 @@ def applet(nm_testbed, tmp_path):  # noqa: F811
     driver = None
     try:
         session.start()
+        try:
+            session.python()
+        except PermissionError as error:
+            pytest.skip(str(error))
         driver = Driver(session, tmp_path / "applet.log")
         yield testbed, nm, session, driver
     finally:
@@ -313,6 +317,10 @@ def test_cygnet_tray_itself_answers_networkmanager_from_the_keyring(nm_testbed, 
     uuid = nm.connection_fields("office")["connection.uuid"][0]
     try:
         session.start()
+        try:
+            session.python()
+        except PermissionError as error:
+            pytest.skip(str(error))
         session.run(["secret-tool", "store", "--label=x", "service", "cygnet", "username", f"nm-{uuid}"],
                     input=password)
         with open(log_path, "w") as log:
