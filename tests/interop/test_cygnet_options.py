@@ -62,3 +62,32 @@ def test_ipv4_only_and_dns_left_alone(tb, make_cygnet):
     assert tb.ping("client", LAN_HOST) == 1
     assert client.down() == 0
     client.assert_clean()
+
+
+def test_full_tunnel_behind_nat_keeps_the_gateway_reachable(testbed_factory, make_cygnet):
+    from tests.testbed import GatewayOptions, topology
+
+    options = GatewayOptions(local_ts=("0.0.0.0/0", "::/0"))
+    tb = testbed_factory(nat="masquerade", gateway_options=options, iperf=False)
+    client = make_cygnet(tb)
+    client.up(client.profile("psk", dpd=1))
+    status = client.control_status()
+    (child,) = status["children"]
+    assert child["remote_ts"] == ["0.0.0.0/0", "::/0"]
+    routes = client.routes()
+    tun = status["interface"]
+    # Everything goes through the tunnel as two half routes over the default route...
+    for half in ("0.0.0.0/1", "128.0.0.0/1", "::/1", "8000::/1"):
+        assert f"{half} dev {tun}" in routes, routes
+    # ...except the gateway itself, pinned to the way it was reached before.
+    assert f"{topology.GATEWAY_ADDR_BEHIND_NAT} via {topology.CLIENT_ROUTER} dev eth0" in routes
+    assert tb.ping("client", LAN_HOST) == 1
+    assert tb.ping("client", LAN_HOST6) == 1
+    # IKE still reaches the gateway outside the tunnel: liveness checks keep being answered.
+    start = tb.gateway.log_path.stat().st_size
+    from tests.testbed import wait_for
+    wait_for(lambda: "parsed INFORMATIONAL request" in tb.gateway.log_path.read_text()[start:],
+             timeout=5, message="no liveness check reached the gateway")
+    assert client.control_status()["state"] == "up"
+    assert client.down() == 0
+    client.assert_clean()
