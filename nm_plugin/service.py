@@ -42,6 +42,7 @@ log = logging.getLogger("cygnet.nm")
 
 DEFAULT_BUS_NAME = "org.freedesktop.NetworkManager.cygnet"
 PLUGIN_PATH = "/org/freedesktop/NetworkManager/VPN/Plugin"
+CYGNET_INTERFACE = "org.freedesktop.NetworkManager.cygnet.Plugin"
 PLUGIN_INTERFACE = "org.freedesktop.NetworkManager.VPN.Plugin"
 ERROR = "org.freedesktop.NetworkManager.VPN.Error"
 
@@ -74,11 +75,25 @@ class LogStream:
         pass
 
 
+class CygnetDetails(ServiceInterface):
+    """org.freedesktop.NetworkManager.cygnet.Plugin, beside the VPN.Plugin interface on the same
+    object: NetworkManager's Failure(u) has three codes, so a wrong password and an untrusted
+    gateway certificate look alike. Failed(u, s) says why in the user's words, for the tray."""
+
+    def __init__(self):
+        super().__init__(CYGNET_INTERFACE)
+
+    @dbus_signal()
+    def Failed(self, reason, message) -> "us":
+        return [reason, message]
+
+
 class VpnPlugin(ServiceInterface, TunnelObserver):
     """org.freedesktop.NetworkManager.VPN.Plugin for one activation."""
 
-    def __init__(self, on_exit):
+    def __init__(self, on_exit, details: Optional[CygnetDetails] = None):
         super().__init__(PLUGIN_INTERFACE)
+        self.details = details or CygnetDetails()
         self._state = STATE_INIT
         self._on_exit = on_exit  # called once the plugin is done (stopped after a connection)
         self.loop = asyncio.get_running_loop()
@@ -298,6 +313,7 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
             return
         self._failed = True
         log.error("connection failed: %s", message)
+        self.details.Failed(reason, message)  # before Failure: the tray reads it on the state change
         self.Failure(reason)
         self._disconnect()
 
@@ -378,6 +394,14 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
             # also keeps it when the base device goes down for a while.
             "can-persist": Variant("b", True),
         }
+        # What was negotiated, in strongSwan's syntax, for the tray's status window (NM passes
+        # keys it does not know through to listeners of the plugin's Config signal).
+        if tunnel.status.ike_proposal:
+            result["cygnet-ike"] = Variant("s", tunnel.status.ike_proposal)
+        esp = sorted({c["encryption"] + (f"/{c['integrity']}" if c["integrity"] else "")
+                      for c in tunnel.status.children.values()})
+        if esp:
+            result["cygnet-esp"] = Variant("s", ", ".join(esp))
         banner = _banner(config)
         if banner:
             result["banner"] = Variant("s", banner)
@@ -443,8 +467,10 @@ async def serve(bus_name: str) -> int:
         if not done.done():
             done.set_result(0)
 
-    plugin = VpnPlugin(on_exit=finish)
+    details = CygnetDetails()
+    plugin = VpnPlugin(on_exit=finish, details=details)
     bus.export(PLUGIN_PATH, plugin)
+    bus.export(PLUGIN_PATH, details)
     reply = await bus.request_name(bus_name)
     if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
         log.error("cannot own %s on the system bus (%s)", bus_name, reply.name)

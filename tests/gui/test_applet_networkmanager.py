@@ -355,10 +355,6 @@ def test_cygnet_tray_itself_answers_networkmanager_from_the_keyring(nm_testbed, 
 
 
 
-@pytest.mark.xfail(strict=True, reason="blocked on the plugin: NetworkManager's reason for a refused "
-                   "gateway certificate is login-failed, the same as a wrong password; the plugin's own "
-                   "message (wanted: signal org.freedesktop.NetworkManager.cygnet.Plugin.Failed(u, s)) "
-                   "is what tells them apart")
 def test_untrusted_gateway_certificate_is_reported_as_a_certificate_problem(applet, tmp_path):
     testbed, nm, session, driver = applet
     other_ca = make_pki(tmp_path)["ca"]            # a CA that did not sign the gateway's certificate
@@ -378,9 +374,6 @@ def test_untrusted_gateway_certificate_is_reported_as_a_certificate_problem(appl
         "The gateway's certificate does not match what this connection expects."
 
 
-@pytest.mark.xfail(strict=True, reason="blocked on the plugin: NetworkManager has no negotiated "
-                   "algorithms; the applet shows them when the plugin's Config signal carries "
-                   "'cygnet-ike' and 'cygnet-esp' (strings, e.g. aes256gcm16-prfsha384-x25519)")
 def test_status_shows_the_negotiated_algorithms(applet):
     testbed, nm, session, driver = applet
     driver.ask("add " + json.dumps({"id": "office",
