@@ -9,9 +9,16 @@ selectors become routes through the TUN device; a full tunnel (0.0.0.0/0 or ::/0
 two half routes (0.0.0.0/1 + 128.0.0.0/1, ::/1 + 8000::/1) that are more specific than the
 default route without replacing it, and the gateway's own address is pinned to the path it had
 before the tunnel came up, so IKE and ESP never loop into the tunnel.
+
+Several tunnels at once (e.g. two NetworkManager VPN connections) may route the same network or
+pin the same gateway. Routes are therefore added, never replaced, each at the lowest metric no
+other route to that destination uses, and the journal records that metric: every tunnel removes
+exactly its own routes. Where two tunnels route the same network, the kernel uses the older
+route (lower metric); the newer one is a standby that carries the traffic once the older goes.
 """
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import os
@@ -27,6 +34,23 @@ def split_full_tunnel(network: IPNetwork) -> list[IPNetwork]:
     if network.prefixlen == 0:
         return list(network.subnets(prefixlen_diff=1))
     return [network]
+
+
+# The metric a route gets when none is given (IPv6 reads 0 as 1024), and how far above it we look
+# for a free one when other tunnels already route the same destination.
+BASE_METRIC = {2: 0, 10: 1024}  # by address family: AF_INET, AF_INET6
+MAX_METRIC_STEPS = 64
+MAIN_TABLE = 254
+
+
+@dataclass
+class RouteAdded:
+    """One route a tunnel added: its metric, and the devices of other routes to the same
+    destination that the kernel prefers (lower metric, another path) — empty when ours is used."""
+
+    destination: str
+    metric: int
+    shadowed_by: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -104,28 +128,53 @@ class NetworkConfig:
         self.journal.addresses = [a for a in self.journal.addresses if a != (ifname, str(address))]
         self.journal.save()
 
-    def pin_gateway(self, gateway: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    def pin_gateway(self, gateway: ipaddress.IPv4Address | ipaddress.IPv6Address) -> RouteAdded:
         """Keep the gateway reachable the way it was before the tunnel (host route)."""
         path = self.current_path(gateway)
         spec = {"dst": str(gateway), "dst_len": gateway.max_prefixlen, "oif": path["oif"]}
         if path["gateway"]:
             spec["gateway"] = path["gateway"]
-        self._add_route(spec)
+        return self._add_route(spec)
 
-    def route_through(self, ifname: str, network: IPNetwork, source: str | None = None) -> None:
+    def route_through(self, ifname: str, network: IPNetwork, source: str | None = None) -> list[RouteAdded]:
+        added = []
         for part in split_full_tunnel(network):
             spec = {"dst": str(part.network_address), "dst_len": part.prefixlen,
                     "oif": self.ifindex(ifname)}
             if source:
                 spec["prefsrc"] = source
-            self._add_route(spec)
+            added.append(self._add_route(spec))
+        return added
 
-    def _add_route(self, spec: dict) -> None:
-        family = 6 if ":" in spec["dst"] else 2
-        spec = {**spec, "family": 10 if family == 6 else 2}
-        self.journal.routes.append(spec)
-        self.journal.save()
-        self.call(self._ipr.route, "replace", **spec)
+    def _add_route(self, spec: dict) -> RouteAdded:
+        """Add `spec` at the lowest free metric for its destination (see the module text).
+
+        Never `replace`: that would take over a route another tunnel (or the admin) made, and
+        our revert would then delete it."""
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        spec = {**spec, "family": 10 if ":" in spec["dst"] else 2}
+        others = self.call(_routes_to, self._ipr, spec)  # [(metric, oif, gateway)]
+        taken = {metric for metric, _, _ in others}
+        metric = BASE_METRIC[spec["family"]]
+        self.journal.routes.append(spec)  # journaled before the kernel has it (crash safety)
+        for _ in range(MAX_METRIC_STEPS):
+            while metric in taken:
+                metric += 1
+            spec["priority"] = metric
+            self.journal.save()
+            try:
+                self.call(self._ipr.route, "add", **spec)
+                break
+            except NetlinkError as error:
+                if error.code != errno.EEXIST:
+                    raise
+                taken.add(metric)  # another tunnel added the same route meanwhile
+        else:
+            raise OSError(f"no free route metric for {spec['dst']}/{spec['dst_len']}")
+        shadowed_by = sorted({self.call(_ifname, self._ipr, oif) for m, oif, gateway in others
+                              if m < metric and (oif, gateway) != (spec["oif"], spec.get("gateway"))})
+        return RouteAdded(f"{spec['dst']}/{spec['dst_len']}", metric, shadowed_by)
 
     def clean_stale(self) -> bool:
         """After a crash: undo what a previous run recorded in this journal's file, before this
@@ -155,12 +204,38 @@ def _open_iproute():
     return IPRoute()
 
 
+def _routes_to(ipr, spec: dict) -> list[tuple[int, int | None, str | None]]:
+    """(metric, oif, gateway) of every main-table route to exactly spec's destination."""
+    found = []
+    for route in ipr.route("dump", family=spec["family"]):
+        if (route.get("RTA_TABLE") == MAIN_TABLE and route["dst_len"] == spec["dst_len"]
+                and route.get("RTA_DST") == spec["dst"]):
+            metric = route.get("RTA_PRIORITY") or BASE_METRIC[spec["family"]]
+            found.append((metric, route.get("RTA_OIF"), route.get("RTA_GATEWAY")))
+    return found
+
+
+def _ifname(ipr, index: int | None) -> str:
+    links = ipr.get_links(index) if index else []
+    return links[0].get("IFLA_IFNAME") if links else "?"
+
+
+def _is_present(ipr, spec: dict) -> bool:
+    """Our route is still there, at our metric. Checked before deleting: a delete at IPv4
+    metric 0 would otherwise remove the first route to that destination at any metric."""
+    if "priority" not in spec:  # journals of older versions: they replaced, so at most one
+        return True
+    return any(metric == spec["priority"] and oif == spec.get("oif") and gateway == spec.get("gateway")
+               for metric, oif, gateway in _routes_to(ipr, spec))
+
+
 def revert_journal(ipr, journal: Journal) -> None:
     from pyroute2.netlink.exceptions import NetlinkError
 
     for spec in reversed(journal.routes):
         try:
-            ipr.route("del", **spec)
+            if _is_present(ipr, spec):
+                ipr.route("del", **spec)
         except NetlinkError:
             pass  # gone with its interface, or removed by hand
     for ifname, address in reversed(journal.addresses):
