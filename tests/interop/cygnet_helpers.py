@@ -474,6 +474,10 @@ def run_on_terminal(client: CygnetClient, args: list[str], answers: dict[str, st
 
     def controlling_terminal():   # runs in the child after setsid (start_new_session)
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        # As in an interactive shell's foreground job: pytest may run with SIGINT ignored
+        # (a background job of a script), and ignored signals are inherited across exec.
+        for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
 
     process = subprocess.Popen(client.argv(*args), stdin=slave, stdout=slave, stderr=slave,
                                env=client.env(), start_new_session=True,
