@@ -59,13 +59,13 @@ def cygnet_program() -> str:
 # ------------------------------------------------------------------------------ fixtures
 
 
-def module_testbed(pki, request, **testbed_kwargs):
+def module_testbed(pki, **testbed_kwargs):
     """Generator for a module-scoped testbed fixture (tests that leave the gateway as they
     found it share one: bring-up is ~1 s, a gateway restart is not needed between them).
 
         @pytest.fixture(scope="module")
-        def tb(pki, request):
-            yield from module_testbed(pki, request, capture=False)
+        def tb(pki):
+            yield from module_testbed(pki, capture=False)
     """
     from tests.testbed import Testbed
 
@@ -86,8 +86,8 @@ def _assert_namespaces_gone(testbed) -> None:
 
 @pytest.fixture
 def make_cygnet(request, tmp_path):
-    """make_cygnet(testbed, name="tunnel") -> CygnetClient; every client is stopped (and its
-    leftovers checked) after the test, and its log saved with the testbed's on failure."""
+    """make_cygnet(testbed, name="tunnel") -> CygnetClient; every client's processes are
+    ended after the test (by PID), and its log saved with the testbed's on failure."""
     made: list[CygnetClient] = []
 
     def make(testbed, name: str = "tunnel") -> CygnetClient:

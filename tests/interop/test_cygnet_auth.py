@@ -26,8 +26,8 @@ METHODS = {
 
 
 @pytest.fixture(scope="module")
-def tb(pki, request):
-    yield from module_testbed(pki, request, capture=False)
+def tb(pki):
+    yield from module_testbed(pki, capture=False)
 
 
 @pytest.mark.parametrize("method", list(METHODS))

@@ -6,7 +6,6 @@ that never show up in argv, logs or status.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import time
@@ -21,8 +20,8 @@ __all__ = ["make_cygnet"]
 
 
 @pytest.fixture(scope="module")
-def tb(pki, request):
-    yield from module_testbed(pki, request, capture=False)
+def tb(pki):
+    yield from module_testbed(pki, capture=False)
 
 
 def test_daemon_status_and_down(tb, make_cygnet):

@@ -13,8 +13,8 @@ __all__ = ["make_cygnet"]
 
 
 @pytest.fixture(scope="module")
-def tb(pki, request):
-    yield from module_testbed(pki, request, capture=False)
+def tb(pki):
+    yield from module_testbed(pki, capture=False)
 
 
 def fail_to_connect(client, profile, timeout: float = 15.0) -> str:

@@ -16,8 +16,8 @@ __all__ = ["make_cygnet"]
 
 
 @pytest.fixture(scope="module")
-def tb(pki, request):
-    yield from module_testbed(pki, request, capture=False)
+def tb(pki):
+    yield from module_testbed(pki, capture=False)
 
 
 def test_the_next_gateway_is_tried_when_the_first_does_not_answer(tb, make_cygnet):

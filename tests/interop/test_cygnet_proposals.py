@@ -19,8 +19,8 @@ __all__ = ["make_cygnet"]
 
 
 @pytest.fixture(scope="module")
-def tb(pki, request):
-    yield from module_testbed(pki, request, capture=False)
+def tb(pki):
+    yield from module_testbed(pki, capture=False)
 
 
 @contextlib.contextmanager
