@@ -111,11 +111,14 @@ def markdown(results: dict) -> str:
 
     if "backtoback" in s:
         out += ["## Cygnet data plane back to back (two UserspaceDataPlanes, iperf3 TCP, Gbit/s)", "",
-                "cores: used (+ runnable but waiting for a CPU).", "",
-                "| TUN / suite | direction | Gbit/s | sender cores | receiver cores | limit |", "|---|---|---|---|---|---|"]
+                "cores: used (+ runnable but waiting for a CPU). Per busier core: Gbit/s / cores used by "
+                "the busier endpoint, an estimate of one dedicated core per side on a loaded machine.", "",
+                "| TUN / suite | direction | Gbit/s | per busier core | sender cores | receiver cores | limit |",
+                "|---|---|---|---|---|---|---|"]
         for config, e in s["backtoback"].items():
             for direction, d in e.items():
-                out.append(f"| {config} | {direction} | {_spread(d['gbps'], 3)} | {_f(d['sender_cores'])} "
+                out.append(f"| {config} | {direction} | {_spread(d['gbps'], 3)} | "
+                           f"{_f((d.get('gbps_per_busier_core') or {}).get('median'))} | {_f(d['sender_cores'])} "
                            f"(+{_f(d.get('sender_waiting'))}) | {_f(d['receiver_cores'])} "
                            f"(+{_f(d.get('receiver_waiting'))}) | {d['limit']} |")
         out.append("")
