@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import json
+import stat
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -88,6 +90,9 @@ def test_certificate_profile_from_pkcs12(tb, make_cygnet):
     })
     password_file = client.secret_file("p12-password", P12_PASSWORD)
     toml = import_profile(client, sswan, "--p12-password-file", str(password_file))
+    assert P12_PASSWORD not in Path(toml).read_text()
+    written_key = Path(toml).with_suffix("") / "key.pem"
+    assert stat.S_IMODE(written_key.stat().st_mode) == 0o600
 
     client.up(toml)
     gateway_sa = tb.gateway.wait_for_sa()
