@@ -135,3 +135,23 @@ def test_we_rekey_the_ike_sa(testbed_factory, make_cygnet):
     assert client.down() == 0
     client.assert_clean()
     assert tb.gateway.list_sas() == []
+
+
+@pytest.mark.xfail(strict=True, reason="RFC 4478 AUTH_LIFETIME is not implemented: the session "
+                   "ignores the gateway's request to reauthenticate, so the gateway deletes the "
+                   "IKE_SA after over_time and the engine reconnects (a short outage)")
+def test_we_reauthenticate_when_the_gateway_asks(testbed_factory, make_cygnet):
+    from tests.testbed import GatewayOptions, wait_for
+
+    # A strongSwan responder cannot reauthenticate a road warrior itself: it sends
+    # N(AUTH_LIFETIME) and expects the client to do it within reauth_time + over_time.
+    options = GatewayOptions(ike_reauth_time="2s", ike_over_time="2s")
+    tb = testbed_factory(gateway_options=options, iperf=False, capture=False)
+    client = make_cygnet(tb)
+    client.up(client.profile("psk"))
+    first = client.control_status()
+    wait_for(lambda: client.control_status()["ike_spi_i"] != first["ike_spi_i"], timeout=6,
+             interval=0.2, message="no new IKE_SA")
+    log = tb.gateway.log_path.read_text()
+    assert "did not reauthenticate as requested" not in log
+    assert client.control_status()["reconnects"] == 0
