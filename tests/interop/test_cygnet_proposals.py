@@ -170,3 +170,16 @@ def test_ike_and_esp_over_ipv6(tb, make_cygnet):
     tunnel_works(tb, client)
     assert client.down() == 0
     client.assert_clean()
+
+
+@pytest.mark.parametrize("method", ["ecdsa", "eap-md5"])
+def test_gateway_with_an_ecdsa_certificate(tb, make_cygnet, method):
+    client = make_cygnet(tb)
+    log_start = tb.gateway.log_path.stat().st_size
+    with gateway_options(tb, certificate="ecdsa"):
+        client.up(client.profile(method))
+        assert tb.ping("client", LAN_HOST) == 1
+        assert client.down() == 0
+    assert "authentication of 'gw.cygnet.test' (myself) with ECDSA" in \
+        tb.gateway.log_path.read_text()[log_start:]
+    client.assert_clean()
