@@ -602,6 +602,8 @@ class Tunnel:
             return
         # Rekeyed: send on the new SA from now on, keep decrypting the old one a little longer.
         self.dataplane.activate_outbound(bytes.fromhex(successor))
+        now = self.loop.time()
+        self._grace_timers = [h for h in self._grace_timers if h.when() > now]  # drop fired ones
         self._grace_timers.append(
             self.loop.call_later(REKEYED_SA_GRACE, self.dataplane.remove_child_sa, event.spi_in))
 
