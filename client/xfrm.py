@@ -441,8 +441,10 @@ def selector(src=None, dst=None, family: int | None = None, proto: int = 0) -> d
 
 
 def no_limits(prefix: str = "lft_") -> dict:
-    """An xfrm_lifetime_cfg with every limit at XFRM_INF (what `ip xfrm` sends by default)."""
-    return {f"{prefix}{name}": XFRM_INF for name, _ in LIFETIME_CFG}
+    """An xfrm_lifetime_cfg without limits, as `ip xfrm` sends it: byte and packet limits at
+    XFRM_INF, but the *_expires_seconds at 0 ("never"). XFRM_INF there would overflow the
+    kernel's add_time + limit and expire the SA or policy at once (or one second after use)."""
+    return {f"{prefix}{name}": (0 if name.endswith("_seconds") else XFRM_INF) for name, _ in LIFETIME_CFG}
 
 
 def zero_fields(fields, prefix: str = "") -> dict:

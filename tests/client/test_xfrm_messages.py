@@ -111,6 +111,7 @@ def test_new_sa_round_trip_with_aead_esn_encap_and_if_id():
     assert message["flags"] == xfrm.XFRM_STATE_ESN | xfrm.XFRM_STATE_AF_UNSPEC
     assert message["lft_hard_add_expires_seconds"] == 3600
     assert message["lft_soft_byte_limit"] == xfrm.XFRM_INF
+    assert message["lft_soft_use_expires_seconds"] == 0  # 0 = never; XFRM_INF would overflow
     aead = message.get_attr("XFRMA_ALG_AEAD")
     assert aead["alg_key"] == key and aead["alg_icv_len"] == 128 and aead["alg_key_len"] == 288
     assert aead["alg_name"].rstrip(b"\0") == b"rfc4106(gcm(aes))"
