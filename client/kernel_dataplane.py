@@ -151,6 +151,15 @@ def bypass_socket(sock: socket.socket) -> None:
 # ------------------------------------------------------------------------------ the interface
 
 
+def _off_loop(function, *args):
+    """Run function(*args) on a short-lived thread: pyroute2's IPRoute runs an asyncio loop of
+    its own, which cannot start on the engine's loop thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        return worker.submit(function, *args).result()
+
+
 class XfrmInterface:
     """An XFRM interface (`ip link add NAME type xfrm if_id N`): where the virtual IP lives and
     the tunnel's routes point. Shaped like client.tun.TunDevice for the engine."""
@@ -165,6 +174,10 @@ class XfrmInterface:
 
     @classmethod
     def create(cls, if_id: int, name: str | None = None) -> "XfrmInterface":
+        return _off_loop(cls._create, if_id, name)
+
+    @classmethod
+    def _create(cls, if_id: int, name: str | None) -> "XfrmInterface":
         from pyroute2 import IPRoute
         from pyroute2.netlink.exceptions import NetlinkError
 
@@ -196,6 +209,9 @@ class XfrmInterface:
         if self._closed:
             return
         self._closed = True
+        _off_loop(self._delete)
+
+    def _delete(self) -> None:
         from pyroute2 import IPRoute
         from pyroute2.netlink.exceptions import NetlinkError
 
