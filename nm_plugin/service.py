@@ -334,6 +334,8 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
         if "banner" in config:
             self.LoginBanner(config["banner"].value)
         self.Config(config)
+        if self._was_up:
+            self._nudge(ip4, ip6)
         if ip4 is not None:
             self.Ip4Config(ip4)
         if ip6 is not None:
@@ -341,6 +343,21 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
         log.info("tunnel up on %s: %s", tunnel.tun.name, ", ".join(tunnel.status.virtual_ips) or "no virtual IP")
         self._was_up = True
         self._set_state(STATE_STARTED)
+
+    def _nudge(self, ip4, ip6) -> None:
+        """After a reconnect (vpn.persistent), which usually brings the same configuration back.
+
+        NetworkManager >= 1.36 returns a VPN to "activated" only after it has committed an IP
+        configuration that changed: an identical one leaves it "connecting" until some unrelated
+        commit (nm-vpn-connection.c waits for a POST_COMMIT that nothing schedules). One IP
+        configuration that differs, sent just before the real one, forces that commit: one more
+        route, to our own virtual IP, which the local table answers anyway."""
+        if ip4 is not None:
+            own = [ip4["address"].value, 32, 0, 0]
+            self.Ip4Config({**ip4, "routes": Variant("aau", [*ip4["routes"].value, own])})
+        elif ip6 is not None:
+            own = [ip6["address"].value, 128, bytes(16), 0]
+            self.Ip6Config({**ip6, "routes": Variant("a(ayuayu)", [*ip6["routes"].value, own])})
 
     # The two below are called from inside the engine's event handling: act once it is done.
 
