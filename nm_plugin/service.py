@@ -17,6 +17,13 @@ org.freedesktop.NetworkManager.VPN.Plugin at /org/freedesktop/NetworkManager/VPN
 
 The state machine and timers copy libnm's NMVpnServicePlugin, which every C plugin
 (charon-nm included) is built on, so NetworkManager sees the same behaviour.
+
+Several connections at once each have their own process, TUN device, virtual IP and routes.
+Two that tunnel the same network do not take each other's route (client/netconfig.py): the
+one connected first keeps the traffic, the other's route waits behind it with a higher metric
+(the log says so) and carries the traffic once the first goes down.
+To start a VPN by itself, make it a secondary of the base connection (connection.secondaries):
+NetworkManager 1.42 ignores connection.autoconnect on VPN connections.
 """
 
 import argparse
