@@ -23,8 +23,8 @@ from tests.testbed import netsock, topology, wait_for
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
-LAN_HOST = topology.LAN_HOST_ADDR           # 10.1.0.10
-LAN_HOST6 = topology.LAN_HOST_ADDR6       # fd00:1::10
+LAN_HOST = topology.LAN_HOST_ADDR     # 10.1.0.10
+LAN_HOST6 = topology.LAN_HOST_ADDR6   # fd00:1::10
 LAN_NET, LAN_NET6 = "10.1.0.0/24", "fd00:1::/64"
 
 
@@ -104,15 +104,15 @@ def gateway_sas_by_connection(testbed) -> dict[str, list[str]]:
 
 def bring_up_both(testbed, nm, **extra_by_method):
     """Add and activate "office-psk" and "office-eap"; return {method: (name, address, tun)}."""
-    up_ = {}
+    connections = {}
     for method in ("psk", "eap"):
         name = f"office-{method}"
         add_vpn(nm, name, "cygnet", vpn_data(testbed, method, **extra_by_method.get(method, {})))
         result = up(nm, name, password_for(testbed, method))
         assert "successfully activated" in result.stdout, result
         address = vpn_address(nm, name)
-        up_[method] = (name, address, tun_of(nm, address))
-    return up_
+        connections[method] = (name, address, tun_of(nm, address))
+    return connections
 
 
 # ------------------------------------------------------------------------------ tests
@@ -132,7 +132,7 @@ def test_two_connections_each_with_its_own_process_tunnel_and_address(nm_testbed
     assert len(set(names.values())) == 2, names
     for name in names.values():
         assert re.fullmatch(r"org\.freedesktop\.NetworkManager\.cygnet\.Connection_\d+", name), names
-    # Both connected, each with its own address and TUN device.
+    # Both connected, each with its own address and TUN device (the second did not end the first).
     for name in (psk_name, eap_name):
         assert nm.vpn_state(name) == "5 - VPN connected"
     assert psk_ip != eap_ip and psk_tun != eap_tun
@@ -184,6 +184,9 @@ def test_two_connections_to_the_same_network_keep_their_own_routes(nm_testbed):
                for r in lan_routes), lan_routes
     assert any(f"dev {eap_tun}" in r and f"src {eap_ip}" in r and "metric 1" in r
                for r in lan_routes), lan_routes
+    lan_routes6 = nm.run(["ip", "-6", "route", "show", "exact", LAN_NET6]).stdout.splitlines()
+    assert any(f"dev {psk_tun}" in r and "metric 1024" in r for r in lan_routes6), lan_routes6
+    assert any(f"dev {eap_tun}" in r and "metric 1025" in r for r in lan_routes6), lan_routes6
     # ... and the plugin says so in NetworkManager's log.
     assert f"10.1.0.0/24 is already routed through {psk_tun}" in nm.log_tail(4000, grep="cygnet-nm-service")
     # Both tunnels carry traffic (the second when a socket is bound to its device).
