@@ -25,6 +25,8 @@ from .stats import summary
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = REPO / ".venv" / "bin" / "python"
 
+# A process that used (or used plus waited for) this much of a core wanted all one thread can get.
+CPU_BOUND = 0.8
 SUITES = {
     "aes128gcm16": dict(encr_id=int(EncrId.AES_GCM_16), bits=128, integ_id=None, ek=20, ik=0),
     "aes128-sha256": dict(encr_id=int(EncrId.AES_CBC), bits=128,
@@ -99,7 +101,8 @@ class BackToBack:
         cores = {"sender_cores": round(meter.cores["sender"], 3),
                  "receiver_cores": round(meter.cores["receiver"], 3),
                  "sender_waiting": round(meter.waiting["sender"], 3),
-                 "receiver_waiting": round(meter.waiting["receiver"], 3)}
+                 "receiver_waiting": round(meter.waiting["receiver"], 3),
+                 "machine_busy": round(meter.machine_busy, 3)}
         if "error" in data or "sum_received" not in data.get("end", {}):
             return {"gbps": None, "error": data.get("error", "no result"), **cores}
         gbps = data["end"]["sum_received"]["bits_per_second"] / 1e9
@@ -129,7 +132,8 @@ def run(seconds: float, repeats: int, log, suites=("aes128gcm16",)) -> dict:
                     runs = [setup.iperf(seconds, reverse) for _ in range(repeats)]
                     gbps = summary([r["gbps"] for r in runs])
                     median = {key: summary([r[key] for r in runs])["median"] for key in
-                              ("sender_cores", "receiver_cores", "sender_waiting", "receiver_waiting")}
+                              ("sender_cores", "receiver_cores", "sender_waiting", "receiver_waiting",
+                               "machine_busy")}
                     entry[direction] = {"runs": runs, "gbps": gbps,
                                         "gbps_per_busier_core": summary(
                                             [r.get("gbps_per_busier_core") for r in runs]),
@@ -151,7 +155,10 @@ def _limit(gbps, cores: dict, runs: list) -> str:
         return "iperf3 failed: " + "; ".join(r["error"] for r in runs if r.get("error"))
     demand = {side: cores[f"{side}_cores"] + cores[f"{side}_waiting"] for side in ("sender", "receiver")}
     side = max(demand, key=demand.get)
-    if demand[side] < 0.85:
-        return "neither endpoint wanted a whole core (iperf3 or the kernel)"
+    if demand[side] < CPU_BOUND:
+        if cores["machine_busy"] >= 0.9:
+            return (f"the machine's CPUs ({100 * cores['machine_busy']:.0f}% busy: both endpoints, "
+                    "iperf3 and the kernel share them)")
+        return "neither endpoint nor the machine at full CPU (iperf3 / TCP window / kernel)"
     starved = " (starved by other load)" if cores[f"{side}_waiting"] >= 0.3 else ""
     return f"{side} CPU{starved}"

@@ -54,11 +54,20 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs from the first line of /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]              # idle + iowait
+    total = sum(values[:8])                   # user … steal (guest time is inside user)
+    return total - idle, total
+
+
 class CpuMeter:
     """CPU time of some processes over a stretch of wall time: `with CpuMeter({"client": pid})`.
 
     cores[name]: utime+stime (/proc/<pid>/stat) / wall time; waiting[name]: time its threads
-    were runnable but had no CPU (schedstat) / wall time.
+    were runnable but had no CPU (schedstat) / wall time; machine_busy: share of all CPUs busy.
     """
 
     def __init__(self, pids: dict[str, int]):
@@ -70,11 +79,14 @@ class CpuMeter:
     def __enter__(self) -> "CpuMeter":
         self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         self._wait = {name: schedstat(pid)[1] for name, pid in self.pids.items()}
+        self._machine = machine_cpu()
         self._t0 = time.monotonic()
         return self
 
     def __exit__(self, *exc) -> None:
         self.wall = time.monotonic() - self._t0
+        busy, total = (now - before for now, before in zip(machine_cpu(), self._machine))
+        self.machine_busy = busy / total if total else 0.0   # all CPUs, 0..1
         for name, pid in self.pids.items():
             self.cpu[name] = cpu_seconds(pid) - self._start[name]
             self.cores[name] = self.cpu[name] / self.wall

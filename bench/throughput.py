@@ -21,6 +21,8 @@ from .clients import LAN_HOST, METHODS, cold_start_cygnet, cold_start_strongswan
 from .probe import CpuMeter
 from .stats import ratio, summary
 
+# A process that used (or used plus waited for) this much of a core wanted all one thread can get.
+CPU_BOUND = 0.8
 SUITES = {"aes128gcm16": "AES-GCM-128", "aes128-sha256": "AES-CBC-128 + HMAC-SHA-256"}
 DIRECTIONS = ("upload", "download")
 
@@ -55,6 +57,7 @@ def _iperf(tb: Testbed, client_pid: int, seconds: float, direction: str) -> dict
     return {"mbps": round(mbps, 1), "client_cores": round(client_cores, 3),
             "gateway_cores": round(meter.cores["gateway"], 3),
             "client_waiting": round(meter.waiting["client"], 3),
+            "machine_busy": round(meter.machine_busy, 3),
             "gateway_waiting": round(meter.waiting["gateway"], 3),
             "mbps_per_core": round(mbps / client_cores, 1) if client_cores > 0 else None,
             "retransmits": result["end"].get("sum_sent", {}).get("retransmits")}
@@ -119,7 +122,7 @@ def _limit(d: dict) -> str:
             used = d[client][f"{side}_cores"]["median"] or 0.0
             waited = d[client][f"{side}_waiting"]["median"] or 0.0
             parts.append(f"{side} {used:.2f}+{waited:.2f} waiting")
-            if used + waited >= 0.85:
+            if used + waited >= CPU_BOUND:
                 bound.append(f"{side} CPU" + (" (starved by other load)" if waited >= 0.3 else ""))
         notes.append(f"{client}: {', '.join(parts)} cores" + (f" -> {' and '.join(bound)}" if bound else ""))
     return "; ".join(notes)
