@@ -9,7 +9,7 @@ kernel data plane is tested in a VM running Debian's stock kernel (package linux
 * qemu-system-x86_64 with TCG (`-M pc -accel tcg -cpu max -nodefaults -nic none`; KVM does not
   work on these machines), no network card: everything runs in namespaces inside the guest;
 * a tiny initramfs built here from busybox-static and the kernel's own modules (virtio_pci, 9p,
-  overlay and what they depend on), cached under $CYGNET_VM_CACHE (default /var/tmp/cygnet-vm);
+  overlay and what they depend on), cached under $CYGNET_VM_CACHE (default /var/cache/cygnet-vm);
 * the host's root file system shared read-only over 9p, with a tmpfs overlay on top, so the
   guest runs the same Python, venv, strongSwan and this work tree as the host;
 * a second, writable 9p share (a temporary "job" directory) carrying the command, its output
@@ -38,7 +38,7 @@ import threading
 import time
 from pathlib import Path
 
-CACHE = Path(os.environ.get("CYGNET_VM_CACHE", "/var/tmp/cygnet-vm"))
+CACHE = Path(os.environ.get("CYGNET_VM_CACHE", "/var/cache/cygnet-vm"))
 BUSYBOX = "/bin/busybox"
 # Modules the initramfs needs to reach the host root (their dependencies are added from
 # modules.dep). Any of them may be built into the kernel instead: then it is not in the tree.
@@ -74,12 +74,12 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/r
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/pts /dev/shm /run /tmp /var/tmp
+mkdir -p /dev/pts /dev/shm /run
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /tmp
-mount -t tmpfs tmpfs /var/tmp
+# /tmp and /var/tmp stay the host's (read-only below, writable in the overlay): files the host
+# prepared there (pytest's temporary PKI) are visible; what the guest writes stays in RAM.
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 mkdir -p /run/netns /run/lock
 echo "cygnet-vm: stage 2 at $(cut -d' ' -f1 /proc/uptime) s" > /dev/console

@@ -23,7 +23,7 @@ from pathlib import Path
 from tests.testbed import topology
 from tests.testbed.wait import wait_for
 
-LIBRESWAN_ROOT = Path(os.environ.get("CYGNET_LIBRESWAN_ROOT", "/var/tmp/cygnet-vm/libreswan-root"))
+LIBRESWAN_ROOT = Path(os.environ.get("CYGNET_LIBRESWAN_ROOT", "/var/cache/cygnet-vm/libreswan-root"))
 PLUTO = "/usr/libexec/ipsec/pluto"
 POOL = "10.3.0.100-10.3.0.200"
 DNS = "10.1.0.53"
