@@ -413,6 +413,9 @@ class Establishment:
             proposal=crypto.describe(ike.proposal)))
         self._ike_rekey_at = now + self.settings.ike_rekey_time - self._jitter(
             self.settings.ike_rand_time)
+        self._schedule_own_reauth(now)
+        if NotifyType.AUTH_LIFETIME in notifies:
+            self._on_auth_lifetime(notifies[NotifyType.AUTH_LIFETIME], now)
         self._record_additional_addresses(payloads)
         cp = first(payloads, CP)
         if cp is not None:

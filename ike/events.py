@@ -10,6 +10,9 @@ Order guarantees the engine and data plane rely on:
 - make-before-break (RFC 7296 §2.8): rekeying a CHILD_SA yields ChildSaEstablished(new SPIs,
   same child_id), then ChildSaRekeyed(old -> new), and later ChildSaDeleted(old SPIs) once the
   old SA is gone;
+- reauthentication (RFC 4478): ReauthenticationRequested changes nothing by itself; the
+  IKE_SA and its CHILD_SAs stay up until the owner closes the session (after bringing up a
+  new one alongside) or the deadline passes and the gateway deletes it;
 - the end: every session ends with exactly one IkeSaDeleted, preceded by the more specific
   cause if there is one (AuthenticationFailed, ProposalMismatch, Redirected,
   DeadPeerDetected) and by ChildSaDeleted for each CHILD_SA still installed.
@@ -148,3 +151,13 @@ class DeadPeerDetected(Event):
     """The gateway stopped answering (retransmissions exhausted)."""
 
     reason: str = "gateway unreachable"
+
+
+@dataclass(frozen=True)
+class ReauthenticationRequested(Event):
+    """Time to authenticate again (RFC 4478; RFC 7296 §2.8.3): the gateway's AUTH_LIFETIME is
+    nearly over, or our own reauth_time came. The owner brings up a new IKE_SA alongside this
+    one (make-before-break) and then closes this session; nothing changed here yet."""
+
+    deadline: float  # session time (epoch seconds) after which this IKE_SA may be deleted
+    requested_by_gateway: bool  # AUTH_LIFETIME from the gateway, else our reauth_time

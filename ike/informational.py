@@ -84,6 +84,8 @@ class Informational:
             if isinstance(p, Notify) and p.type == NotifyType.UPDATE_SA_ADDRESSES:
                 # RFC 4555 §3.5: the new addresses are those of the IP header
                 self._remote = (addr[0], addr[1])
+            elif isinstance(p, Notify) and p.type == NotifyType.AUTH_LIFETIME:  # RFC 4478 §3
+                self._on_auth_lifetime(p, now)
             elif isinstance(p, Notify) and p.type == NotifyType.REDIRECT:  # RFC 5685 §5
                 try:
                     gateway, _ = decode_redirect(p.data)

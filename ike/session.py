@@ -28,7 +28,8 @@ from typing import Callable, Optional
 from .child_sa import ChildSa, ChildState
 from .constants import ExchangeType, NotifyType
 from .establishment import Establishment
-from .events import ChildSaDeleted, DeadPeerDetected, Event, IkeSaDeleted
+from .events import (ChildSaDeleted, DeadPeerDetected, Event, IkeSaDeleted,
+                     ReauthenticationRequested)
 from .ike_sa import (NONCE_SIZE, TRANSITIONS, IkeSaContext, Input, Outstanding, ProtocolViolation,
                      RekeyExchange, Reply, State, describe_payloads)
 from .informational import Informational
@@ -108,6 +109,10 @@ class IkeSession(Establishment, Rekeying, Informational):
         self._ike_rekey: Optional[RekeyExchange] = None
         self._peer_ike_rekey: Optional[RekeyExchange] = None
         self._ike_rekey_at: Optional[float] = None
+        # RFC 4478 / §2.8.3: when to report ReauthenticationRequested, and its deadline
+        self._reauth_at: Optional[float] = None
+        self._reauth_deadline = 0.0
+        self._reauth_by_gateway = False
         self._last_received = now
         self._finished = False
         self._deleted_by_gateway = False
@@ -152,6 +157,8 @@ class IkeSession(Establishment, Rekeying, Informational):
         if self.state is State.ESTABLISHED:
             if self._ike_rekey_at is not None and self._ike_rekey is None:
                 deadlines.append(self._ike_rekey_at)
+            if self._reauth_at is not None:
+                deadlines.append(self._reauth_at)
             for child in self._children.values():
                 if child.state is ChildState.INSTALLED:
                     deadlines.append(child.rekey_at)
@@ -437,7 +444,49 @@ class IkeSession(Establishment, Rekeying, Informational):
                 and self._ike_rekey is None):
             self._ike_rekey_at = None
             self.rekey_ike()
+        if self._reauth_at is not None and now >= self._reauth_at:
+            self._reauth_at = None
+            self._events.append(ReauthenticationRequested(self._reauth_deadline,
+                                                          self._reauth_by_gateway))
         if (self.settings.dpd_delay > 0 and self._outstanding is None and not self._queue
                 and now >= self._last_received + self.settings.dpd_delay):
             self._queue.append(self._send_dpd)
+
+    # ------------------------------------------------------------------ reauthentication
+
+    def _schedule_own_reauth(self, now: float) -> None:
+        """swanctl's reauth_time: reauthenticate periodically; off (0) by default."""
+        s = self.settings
+        if s.reauth_time <= 0:
+            return
+        spread = s.reauth_time / 10 if s.reauth_rand_time is None else s.reauth_rand_time
+        # like swanctl's over_time (default 10 % of reauth_time): the IKE_SA is kept that much
+        # longer, time for the new one to come up
+        self._plan_reauth(now + s.reauth_time - self._jitter(spread),
+                          now + s.reauth_time + s.reauth_time / 10, now, by_gateway=False)
+
+    def _on_auth_lifetime(self, notify, now: float) -> None:
+        """RFC 4478 §3: AUTH_LIFETIME (in IKE_AUTH or INFORMATIONAL) holds the seconds left
+        until the gateway deletes this IKE_SA unless we reauthenticate. Start 10 % (strongSwan's
+        default margin) plus up to 10 % random jitter (RFC 7296 §2.8: fewer collisions, no
+        synchronised storms of reauthentications) before that."""
+        if len(notify.data) != 4:
+            log.info("ignored an AUTH_LIFETIME notify of %d octets (4 expected)", len(notify.data))
+            return
+        lifetime = int.from_bytes(notify.data, "big")
+        margin = lifetime / 10
+        self._plan_reauth(now + lifetime - margin - self._jitter(margin), now + lifetime, now,
+                          by_gateway=True)
+
+    def _plan_reauth(self, at: float, deadline: float, now: float, by_gateway: bool) -> None:
+        # The gateway's word replaces an earlier one of its own (RFC 4478 §3); between ours
+        # and the gateway's, the earlier deadline wins.
+        current = self._reauth_at is not None
+        if current and not (by_gateway and self._reauth_by_gateway) \
+                and self._reauth_deadline <= deadline:
+            return
+        self._reauth_at, self._reauth_deadline, self._reauth_by_gateway = at, deadline, by_gateway
+        log.info("IKE_SA %s: reauthentication (%s) in %.0f s, deadline in %.0f s",
+                 self._ike.spi_i.hex(), "AUTH_LIFETIME" if by_gateway else "reauth_time",
+                 at - now, deadline - now)
 

@@ -90,6 +90,12 @@ class Settings:
     child_rekey_time: float = 3600.0
     child_rand_time: float = 360.0
     child_life_time: float = 3960.0
+    # Periodic reauthentication (swanctl's reauth_time): 0 is off, as in swanctl. Once
+    # reauth_time - random(0, reauth_rand_time) has passed the session reports
+    # ReauthenticationRequested; the gateway's AUTH_LIFETIME (RFC 4478) is honoured either way.
+    # reauth_rand_time None: 10 % of reauth_time (swanctl's rand_time default).
+    reauth_time: float = 0.0
+    reauth_rand_time: Optional[float] = None
 
     # Deterministic tests inject their own source of randomness.
     random_bytes: Callable[[int], bytes] = field(default=os.urandom, repr=False)

@@ -69,6 +69,8 @@ class GatewayConfig:
     multiple_auth: bool = True  # send MULTIPLE_AUTH_SUPPORTED, as strongSwan does
     invalid_ke: Optional[int] = None  # always answer INVALID_KE_PAYLOAD asking for this group
     own_psk: Optional[bytes] = field(default=None, repr=False)  # sign with another PSK
+    auth_lifetime: Optional[int] = None  # RFC 4478 AUTH_LIFETIME (seconds) in IKE_AUTH
+    keep_old_sas: bool = False  # a new IKE_SA_INIT leaves the IKE_SAs there are (reauth)
 
 
 @dataclass
@@ -291,8 +293,11 @@ class Responder:
         shared = own.shared_secret(ke.data)
         sa = GatewaySa(header.spi_i, self.random(8), proposal=chosen, next_peer_id=1)
         self.sa = sa
-        self.sas = [sa]
-        self.children = {}
+        if c.keep_old_sas:  # a client reauthenticating make-before-break (RFC 7296 §2.8.3)
+            self.sas.append(sa)
+        else:
+            self.sas = [sa]
+            self.children = {}
         self.established = False
         self.eap = None
         self.eap_done = False
@@ -471,6 +476,8 @@ class Responder:
             out.append(Notify(kind, data=ipaddress.ip_address(address).packed))
         if c.redirect_auth:
             out.append(Notify(NotifyType.REDIRECT, data=encode_redirect(c.redirect_auth)))
+        if c.auth_lifetime is not None:  # as charon does when reauth_time is set
+            out.append(Notify(NotifyType.AUTH_LIFETIME, data=c.auth_lifetime.to_bytes(4, "big")))
         return out
 
     def _narrowed(self, tsi, tsr, cp):
