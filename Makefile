@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_APT := .setup-apt.stamp
 STAMP_VENV := $(VENV)/.installed.stamp
 
-.PHONY: demo test test-fast setup clean
+.PHONY: demo test test-fast bench setup clean
 
 setup: $(STAMP_APT) $(STAMP_VENV)
 
@@ -24,6 +24,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q --timeout=600 --cov=ike --cov-report=term
+
+# Cygnet against strongSwan, side by side in one run (bench/README: what is measured).
+bench: setup
+	$(PY) -m bench.run
 
 # Unit tests only: no namespaces, no strongSwan.
 test-fast: $(STAMP_VENV)
