@@ -1,0 +1,138 @@
+"""A strongSwan High-Availability cluster loses its active node: the tunnel must survive.
+
+Two charon nodes with the `ha` plugin (tests/ha/testbed.py) share the address Cygnet dials.
+The active node is SIGKILLed; the passive one takes the segment over about 2.1 s later (the
+ha plugin's heartbeat timeout) with the same IKE_SA (SPIs, message IDs) and CHILD_SA keys,
+but its outbound ESP sequence numbers start again at 1. Our replay window then drops
+everything the gateway sends until its counter passes the old one (NOTES.md: 9–20 s for a
+strongSwan client) unless we rekey the CHILD_SA at once, which the data plane asks for when it
+sees authentic packets far left of the window. The new node also announces its node-local
+addresses (N(ADDITIONAL_IP4_ADDRESS)); we must stay on the cluster address.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+import pytest
+
+from tests.interop.cygnet_helpers import LAN_HOST, make_cygnet, tcp_echo_transfer
+
+pytestmark = pytest.mark.interop
+__all__ = ["make_cygnet"]
+
+# Outage bound, seconds, per direction, from the kill: ~2.1 s of heartbeat timeout are the
+# cluster's own; the rest is ours (re-ARP, spotting the counter restart, the CHILD_SA rekey).
+MAX_GAP = 5.0
+# Packets the gateway sends us before the failover: the new node's counter would need
+# BURST / 50 per second = 60 s to pass the old one without a rekey.
+BURST = 3000
+NODE_LOCAL_TABLE = "cyg_ha_count"
+
+
+@pytest.fixture
+def ha_testbed(pki):
+    from tests.ha.testbed import HaTestbed
+
+    testbed = HaTestbed(pki, capture=True)
+    try:
+        yield testbed.start()
+    finally:
+        testbed.close()
+        left = [ns.name for ns in testbed.topology.namespaces if ns.exists()]
+        assert not left, f"namespaces left behind: {left}"
+
+
+def count_packets_to(tb, addresses) -> None:
+    """nftables counter of everything the client namespace sends to `addresses`."""
+    tb.client_ns.nft(
+        f"table ip {NODE_LOCAL_TABLE} {{\n"
+        "  chain out { type filter hook output priority 0; policy accept;\n"
+        f"    ip daddr {{ {', '.join(addresses)} }} counter\n  }}\n}}\n")
+
+
+def counted_packets(tb) -> int:
+    text = tb.client_ns.run(["nft", "list", "table", "ip", NODE_LOCAL_TABLE]).stdout
+    return int(re.search(r"counter packets (\d+)", text).group(1))
+
+
+def blast(tb, destination: str, port: int, count: int) -> None:
+    """`count` datagrams from the LAN host to `destination`, as fast as they go (some may be
+    dropped: what matters is how far the gateway's outbound sequence counter moves)."""
+    from tests.testbed import netsock
+
+    with netsock.socket_in(tb.lan_ns.name, socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for i in range(count):
+            sock.sendto(b"x" * 32, (destination, port))
+            if i % 200 == 199:
+                time.sleep(0.005)   # let the gateway's libipsec keep up
+
+
+def test_tunnel_survives_the_active_ha_node_dying(ha_testbed, make_cygnet):
+    from tests.ha.probes import ProbeStream
+    from tests.ha.testbed import CLUSTER_ADDR, NODE_ADDRS, NODE_LAN_ADDRS
+    from tests.testbed import wait_for
+
+    tb = ha_testbed
+    client = make_cygnet(tb)
+    client.up(client.profile("psk"))
+    before = client.status()
+    vip = before["virtual_ips"][0]
+    count_packets_to(tb, [*NODE_ADDRS, *NODE_LAN_ADDRS])
+
+    out = ProbeStream(tb.client_ns.name, tb.lan_ns.name, LAN_HOST, port=9901).start()
+    back = ProbeStream(tb.lan_ns.name, tb.client_ns.name, vip, port=9902).start()
+    try:
+        wait_for(lambda: len(out.arrivals) >= 10 and len(back.arrivals) >= 10, timeout=5,
+                 message="no probes through the tunnel before the failover")
+        blast(tb, vip, 9903, BURST)
+        time.sleep(0.5)
+
+        survivor_log = tb.nodes[1 - tb.active].log_path
+        survivor_log_start = survivor_log.stat().st_size
+        killed_at = time.monotonic()
+        tb.kill_active()
+        activated_at = tb.take_over()
+        wait_for(lambda: out.received_since(activated_at) >= 5
+                 and back.received_since(activated_at) >= 5, timeout=20,
+                 message=lambda: f"traffic did not resume after the takeover:\n{client.tail()}")
+        time.sleep(1.0)
+    finally:
+        out.stop()
+        back.stop()
+
+    out_gap = out.longest_gap(since=killed_at)
+    back_gap = back.longest_gap(since=killed_at)
+    back_resumed = back.first_arrival(since=activated_at) - activated_at
+    print(f"\nHA failover (Cygnet): segment taken over {activated_at - killed_at:.2f} s after the "
+          f"kill; longest gap client->LAN {out_gap:.2f} s, LAN->client {back_gap:.2f} s "
+          f"(LAN->client back {back_resumed:.2f} s after the takeover)")
+
+    after = client.status()
+    survivor_text = survivor_log.read_text(errors="replace")[survivor_log_start:]
+    # The same IKE_SA, no reconnect of ours: the cluster carried it over.
+    assert (after["ike_spi_i"], after["ike_spi_r"]) == (before["ike_spi_i"], before["ike_spi_r"])
+    assert after["state"] == "up" and after["reconnects"] == 0
+    surviving = [sa for sa in tb.gateway.list_sas() if sa.get("state") == "ESTABLISHED"]
+    assert [(sa["initiator-spi"], sa["responder-spi"]) for sa in surviving] == [
+        (before["ike_spi_i"], before["ike_spi_r"])], surviving
+    # The CHILD_SA was rekeyed with the new node (its sequence counter restarted at 1).
+    spis_before = {c["spi_in"] for c in before["children"]}
+    spis_after = {c["spi_in"] for c in after["children"]}
+    assert spis_after and not spis_after & spis_before and after["child_rekeys"] >= 1, after
+    # ... at our request (the gateway's own rekey is an hour away), within moments of the
+    # takeover: the first probes the new node sent us were dropped as replays, then the
+    # rekeyed SA carried them.
+    assert re.search(r"parsed CREATE_CHILD_SA request \d+ \[ N\(REKEY_SA\)", survivor_text)
+    assert back_resumed <= 2.0, f"LAN->client resumed {back_resumed:.2f} s after the takeover"
+    assert out_gap <= MAX_GAP and back_gap <= MAX_GAP, (
+        f"outage client->LAN {out_gap:.2f} s, LAN->client {back_gap:.2f} s (max {MAX_GAP} s)")
+    # We stayed on the cluster address: nothing went to a node's own addresses.
+    assert counted_packets(tb) == 0
+    assert tcp_echo_transfer(tb.client_ns.name, LAN_HOST, 64 * 1024) < 10
+    assert tb.gateway_address == CLUSTER_ADDR
+
+    assert client.down() == 0
+    client.assert_clean()
