@@ -199,7 +199,9 @@ class NetworkConfig:
 
 
 def _open_iproute():
-    from pyroute2 import IPRoute  # imported lazily: start-up time matters for `cygnet up`
+    # imported lazily, and not `from pyroute2`: start-up time and memory matter for `cygnet up`
+    # (see client/cli.py, _import_pyroute2_lazily)
+    from pyroute2.iproute import IPRoute
 
     return IPRoute()
 
@@ -261,7 +263,7 @@ def clean_stale(journal_path: Path) -> bool:
     NetworkConfig.clean_stale() instead."""
     if not journal_path.exists():
         return False
-    from pyroute2 import IPRoute
+    from pyroute2.iproute import IPRoute  # not `from pyroute2`: see client/cli.py
 
     journal = Journal.load(journal_path)
     with IPRoute() as ipr:

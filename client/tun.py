@@ -130,7 +130,7 @@ class TunDevice:
 
         Acts in the calling process's network namespace (pyroute2 IPRoute).
         """
-        from pyroute2 import IPRoute
+        from pyroute2.iproute import IPRoute  # not `from pyroute2`: see client/cli.py
 
         with IPRoute() as ipr:
             index = ipr.link_lookup(ifname=self.name)[0]
