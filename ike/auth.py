@@ -16,7 +16,6 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
@@ -316,6 +315,8 @@ class Signer:
 
 
 def _public_key(certificate_or_public_key):
+    from cryptography import x509  # imported here: PSK and EAP never need it (start-up time)
+
     if isinstance(certificate_or_public_key, x509.Certificate):
         return certificate_or_public_key.public_key()
     return certificate_or_public_key

@@ -21,12 +21,12 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence, Union
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.x509.name import _ASN1Type
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+
+# cryptography.x509 is imported inside the functions that use it: a PSK or EAP-MSCHAPv2 tunnel
+# never parses a certificate, and `cygnet up`'s start-up time matters (40+ ms, 2 MB).
 
 from .constants import IdType
 
@@ -88,19 +88,16 @@ def decode_oid(content: bytes) -> str:
 # Distinguished names in strongSwan's string form: "C=CH, O=strongSwan, CN=moon"
 # (attributes in encoding order, unlike RFC 4514 which lists them reversed).
 
-_DN_ATTRIBUTES = {
-    "C": NameOID.COUNTRY_NAME, "ST": NameOID.STATE_OR_PROVINCE_NAME,
-    "L": NameOID.LOCALITY_NAME, "O": NameOID.ORGANIZATION_NAME,
-    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME, "CN": NameOID.COMMON_NAME,
-    "E": NameOID.EMAIL_ADDRESS, "SN": NameOID.SURNAME, "G": NameOID.GIVEN_NAME,
-    "serialNumber": NameOID.SERIAL_NUMBER, "DC": NameOID.DOMAIN_COMPONENT,
-    "UID": NameOID.USER_ID, "T": NameOID.TITLE, "street": NameOID.STREET_ADDRESS,
-    "postalCode": NameOID.POSTAL_CODE, "dnQualifier": NameOID.DN_QUALIFIER,
-    "pseudonym": NameOID.PSEUDONYM,
+_DN_ATTRIBUTES = {  # dotted OIDs (cryptography.x509.oid.NameOID)
+    "C": "2.5.4.6", "ST": "2.5.4.8", "L": "2.5.4.7", "O": "2.5.4.10", "OU": "2.5.4.11",
+    "CN": "2.5.4.3", "E": "1.2.840.113549.1.9.1", "SN": "2.5.4.4", "G": "2.5.4.42",
+    "serialNumber": "2.5.4.5", "DC": "0.9.2342.19200300.100.1.25",
+    "UID": "0.9.2342.19200300.100.1.1", "T": "2.5.4.12", "street": "2.5.4.9",
+    "postalCode": "2.5.4.17", "dnQualifier": "2.5.4.46", "pseudonym": "2.5.4.65",
 }
 _DN_ALIASES = {"S": "ST", "EMAIL": "E", "EMAILADDRESS": "E", "SERIALNUMBER": "serialNumber",
                "GN": "G", "TITLE": "T", "STREET": "street", "POSTALCODE": "postalCode"}
-_DN_NAMES_BY_OID = {oid.dotted_string: name for name, oid in _DN_ATTRIBUTES.items()}
+_DN_NAMES_BY_OID = {oid: name for name, oid in _DN_ATTRIBUTES.items()}
 _PRINTABLE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?")
 
 
@@ -125,12 +122,14 @@ def _split_unescaped(text: str, separator: str) -> list[str]:
 
 
 def _dn_attribute_oid(name: str) -> ObjectIdentifier:
+    from cryptography.x509.oid import ObjectIdentifier
+
     if name[:1].isdigit():
         return ObjectIdentifier(name)  # a dotted OID such as 2.5.4.3
     key = _DN_ALIASES.get(name.upper(), name)
     for candidate in (key, key.upper()):
         if candidate in _DN_ATTRIBUTES:
-            return _DN_ATTRIBUTES[candidate]
+            return ObjectIdentifier(_DN_ATTRIBUTES[candidate])
     raise ValueError(f"unknown attribute {name!r} in distinguished name")
 
 
@@ -139,6 +138,10 @@ def dn_from_string(text: str) -> bytes:
 
     Printable values become PrintableString, others UTF8String, as strongSwan encodes them.
     """
+    from cryptography import x509
+    from cryptography.x509.name import _ASN1Type
+    from cryptography.x509.oid import NameOID
+
     attributes = []
     for part in _split_unescaped(text, ","):
         name, sep, value = part.partition("=")
@@ -301,6 +304,8 @@ def _read(source: Union[str, os.PathLike, bytes]) -> tuple[bytes, str]:
 
 def load_certificates(source: Union[str, os.PathLike, bytes]) -> list[x509.Certificate]:
     """All certificates in a PEM file (one or more) or a DER file, or in such bytes."""
+    from cryptography import x509
+
     data, where = _read(source)
     try:
         if b"-----BEGIN" in data:
@@ -365,13 +370,14 @@ def certreq_hashes(cas: Iterable[x509.Certificate]) -> bytes:
 # ---------------------------------------------------------------------------------------------
 # Validation
 
-_IKE_INTERMEDIATE = ObjectIdentifier("1.3.6.1.5.5.8.2.2")  # RFC 4945 §5.1.3.12
-_GATEWAY_USAGES = {ExtendedKeyUsageOID.SERVER_AUTH, _IKE_INTERMEDIATE,
-                   ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+# serverAuth, ikeIntermediate (RFC 4945 §5.1.3.12), anyExtendedKeyUsage, as dotted OIDs
+_GATEWAY_USAGES = {"1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.8.2.2", "2.5.29.37.0"}
 MAX_CHAIN_LENGTH = 8
 
 
 def _extension(cert: x509.Certificate, ext_type):
+    from cryptography import x509
+
     try:
         return cert.extensions.get_extension_for_class(ext_type).value
     except x509.ExtensionNotFound:
@@ -380,6 +386,9 @@ def _extension(cert: x509.Certificate, ext_type):
 
 def describe_certificate(cert: x509.Certificate) -> str:
     """Who a certificate is for: its first subjectAltName, else its CN, else its DN."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     san = _extension(cert, x509.SubjectAlternativeName)
     for name in san or ():
         if isinstance(name, (x509.DNSName, x509.RFC822Name)):
@@ -401,6 +410,8 @@ def _when(moment: dt.datetime) -> str:
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
+    from cryptography import x509
+
     constraints = _extension(cert, x509.BasicConstraints)
     return constraints is not None and constraints.ca
 
@@ -414,6 +425,8 @@ def _check_validity(cert: x509.Certificate, what: str, now: float) -> None:
 
 
 def _check_critical_extensions(cert: x509.Certificate, what: str) -> None:
+    from cryptography import x509
+
     for extension in cert.extensions:
         if extension.critical and isinstance(extension.value, x509.UnrecognizedExtension):
             raise CertificateError(
@@ -422,6 +435,8 @@ def _check_critical_extensions(cert: x509.Certificate, what: str) -> None:
 
 def _check_issuer_is_ca(issuer: x509.Certificate, cas_below: int) -> None:
     """RFC 5280 §6.1.4 (k), (l), (n) for an intermediate CA."""
+    from cryptography import x509
+
     what = f"intermediate certificate {format_dn(issuer.subject.public_bytes())}"
     if not _is_ca(issuer):
         raise CertificateError(f"{what} is not a CA certificate (basicConstraints)")
@@ -443,6 +458,8 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 def _matches_identity(cert: x509.Certificate, identity: Identity) -> bool:
     """RFC 4945 §3.1: the ID must appear in the certificate (subject or subjectAltName)."""
+    from cryptography import x509
+
     id_type, data = identity
     if id_type == IdType.DER_ASN1_DN:
         return dns_equal(cert.subject.public_bytes(), data)
@@ -459,6 +476,8 @@ def _matches_identity(cert: x509.Certificate, identity: Identity) -> bool:
 
 
 def _as_certificate(cert) -> x509.Certificate:
+    from cryptography import x509
+
     if isinstance(cert, x509.Certificate):
         return cert
     try:
@@ -476,6 +495,8 @@ def validate_certificate(cert, intermediates: Sequence, trust_anchors,
     identity: the gateway identity the certificate must name, (IdType, data) or a string.
     now: seconds since the epoch. Raises CertificateError in plain words.
     """
+    from cryptography import x509
+
     cert = _as_certificate(cert)
     pool = [_as_certificate(c) for c in intermediates]
     if isinstance(trust_anchors, (str, os.PathLike)):
@@ -487,7 +508,7 @@ def validate_certificate(cert, intermediates: Sequence, trust_anchors,
     _check_validity(cert, what, now)
     _check_critical_extensions(cert, what)
     usages = _extension(cert, x509.ExtendedKeyUsage)
-    if usages is not None and not _GATEWAY_USAGES & set(usages):
+    if usages is not None and not _GATEWAY_USAGES & {usage.dotted_string for usage in usages}:
         raise CertificateError(
             f"{what} is not meant for VPN gateways (its extended key usage allows neither "
             "serverAuth nor ikeIntermediate)")

@@ -7,9 +7,6 @@ ike/certificates.py and ike/eap.py, so the state machine does not depend on thei
 
 from __future__ import annotations
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
 from . import auth as _auth
 from . import certificates as _certificates
 from . import keys as _keys
@@ -201,6 +198,8 @@ def sign(private_key, octets: bytes, peer_hash_algorithms) -> tuple:
 def cert_der(certificate) -> bytes:
     if isinstance(certificate, (bytes, bytearray)):
         return bytes(certificate)
+    from cryptography.hazmat.primitives import serialization
+
     return certificate.public_bytes(serialization.Encoding.DER)
 
 
@@ -210,6 +209,8 @@ def certreq_data(trust_anchors) -> bytes:
 
 def load_certificates(cert_payloads) -> tuple:
     """The first CERT is the end-entity certificate (§3.6), the rest may help the chain."""
+    from cryptography import x509  # imported here: PSK and EAP never need it (start-up time)
+
     try:
         certs = [x509.load_der_x509_certificate(bytes(p.data)) for p in cert_payloads]
     except ValueError:
