@@ -7,7 +7,14 @@ but its outbound ESP sequence numbers start again at 1. Our replay window then d
 everything the gateway sends until its counter passes the old one (NOTES.md: 9–20 s for a
 strongSwan client) unless we rekey the CHILD_SA at once, which the data plane asks for when it
 sees authentic packets far left of the window. The new node also announces its node-local
-addresses (N(ADDITIONAL_IP4_ADDRESS)); we must stay on the cluster address.
+addresses (N(ADDITIONAL_IP4_ADDRESS)) to MOBIKE peers; we must stay on the cluster address
+(Cygnet does not send MOBIKE_SUPPORTED, so charon sends that list only to the strongSwan
+reference client; an nftables counter checks that neither sends anything to a node's own
+addresses).
+
+Measured here (2 cores, busy): takeover 1.4–2.1 s after the kill; Cygnet's longest gap
+~1.5–2.2 s client->LAN and ~1.8–2.5 s LAN->client (back ~0.35–0.5 s after the takeover);
+charon as the client: LAN->client still down 11 s after the takeover.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import re
 import socket
 import time
+from dataclasses import dataclass
 
 import pytest
 
@@ -70,17 +78,31 @@ def blast(tb, destination: str, port: int, count: int) -> None:
                 time.sleep(0.005)   # let the gateway's libipsec keep up
 
 
-def test_tunnel_survives_the_active_ha_node_dying(ha_testbed, make_cygnet):
-    from tests.ha.probes import ProbeStream
-    from tests.ha.testbed import CLUSTER_ADDR, NODE_ADDRS, NODE_LAN_ADDRS
-    from tests.testbed import wait_for
+@dataclass
+class Failover:
+    killed_at: float           # monotonic: the active node's SIGKILL
+    activated_at: float        # the survivor logged "HA segment 1 activated"
+    out_gap: float             # longest time without a probe arriving, client -> LAN
+    back_gap: float            # ... LAN -> client
+    back_resumed: float        # first LAN -> client probe, seconds after the takeover
+    survivor_log: str          # what the surviving node logged from the kill on
+    ended_at: float            # the probes stopped
 
-    tb = ha_testbed
-    client = make_cygnet(tb)
-    client.up(client.profile("psk"))
-    before = client.status()
-    vip = before["virtual_ips"][0]
-    count_packets_to(tb, [*NODE_ADDRS, *NODE_LAN_ADDRS])
+    def summary(self) -> str:
+        def s(value, start):   # a direction that never came back: at least until the end
+            return f"{value:.2f} s" if value != float("inf") else f"> {self.ended_at - start:.1f} s"
+        return (f"taken over {self.activated_at - self.killed_at:.2f} s after the kill; longest "
+                f"gap client->LAN {s(self.out_gap, self.killed_at)}, LAN->client "
+                f"{s(self.back_gap, self.killed_at)} (back "
+                f"{s(self.back_resumed, self.activated_at)} after the takeover)")
+
+
+def fail_over_under_traffic(tb, vip: str, resume_timeout: float) -> Failover:
+    """Probes both ways through the tunnel, a burst from the LAN to move the gateway's ESP
+    sequence counter on, then the active node dies and the other takes over. Waits up to
+    `resume_timeout` s for both directions to come back (does not raise if they do not)."""
+    from tests.ha.probes import ProbeStream
+    from tests.testbed import wait_for
 
     out = ProbeStream(tb.client_ns.name, tb.lan_ns.name, LAN_HOST, port=9901).start()
     back = ProbeStream(tb.lan_ns.name, tb.client_ns.name, vip, port=9902).start()
@@ -95,23 +117,39 @@ def test_tunnel_survives_the_active_ha_node_dying(ha_testbed, make_cygnet):
         killed_at = time.monotonic()
         tb.kill_active()
         activated_at = tb.take_over()
-        wait_for(lambda: out.received_since(activated_at) >= 5
-                 and back.received_since(activated_at) >= 5, timeout=20,
-                 message=lambda: f"traffic did not resume after the takeover:\n{client.tail()}")
+        deadline = activated_at + resume_timeout
+        while time.monotonic() < deadline and not (out.received_since(activated_at) >= 5
+                                                   and back.received_since(activated_at) >= 5):
+            time.sleep(0.05)
         time.sleep(1.0)
     finally:
         out.stop()
         back.stop()
+    return Failover(killed_at, activated_at, out.longest_gap(since=killed_at),
+                    back.longest_gap(since=killed_at),
+                    back.first_arrival(since=activated_at) - activated_at,
+                    survivor_log.read_text(errors="replace")[survivor_log_start:],
+                    time.monotonic())
 
-    out_gap = out.longest_gap(since=killed_at)
-    back_gap = back.longest_gap(since=killed_at)
-    back_resumed = back.first_arrival(since=activated_at) - activated_at
-    print(f"\nHA failover (Cygnet): segment taken over {activated_at - killed_at:.2f} s after the "
-          f"kill; longest gap client->LAN {out_gap:.2f} s, LAN->client {back_gap:.2f} s "
-          f"(LAN->client back {back_resumed:.2f} s after the takeover)")
+
+# Cygnet's numbers, for the strongSwan reference test's comparison line.
+_measured: dict[str, Failover] = {}
+
+
+def test_tunnel_survives_the_active_ha_node_dying(ha_testbed, make_cygnet):
+    from tests.ha.testbed import CLUSTER_ADDR, NODE_ADDRS, NODE_LAN_ADDRS
+
+    tb = ha_testbed
+    client = make_cygnet(tb)
+    client.up(client.profile("psk"))
+    before = client.status()
+    count_packets_to(tb, [*NODE_ADDRS, *NODE_LAN_ADDRS])
+
+    failover = fail_over_under_traffic(tb, before["virtual_ips"][0], resume_timeout=20)
+    _measured["cygnet"] = failover
+    print(f"\nHA failover, Cygnet: {failover.summary()}")
 
     after = client.status()
-    survivor_text = survivor_log.read_text(errors="replace")[survivor_log_start:]
     # The same IKE_SA, no reconnect of ours: the cluster carried it over.
     assert (after["ike_spi_i"], after["ike_spi_r"]) == (before["ike_spi_i"], before["ike_spi_r"])
     assert after["state"] == "up" and after["reconnects"] == 0
@@ -125,10 +163,9 @@ def test_tunnel_survives_the_active_ha_node_dying(ha_testbed, make_cygnet):
     # ... at our request (the gateway's own rekey is an hour away), within moments of the
     # takeover: the first probes the new node sent us were dropped as replays, then the
     # rekeyed SA carried them.
-    assert re.search(r"parsed CREATE_CHILD_SA request \d+ \[ N\(REKEY_SA\)", survivor_text)
-    assert back_resumed <= 2.0, f"LAN->client resumed {back_resumed:.2f} s after the takeover"
-    assert out_gap <= MAX_GAP and back_gap <= MAX_GAP, (
-        f"outage client->LAN {out_gap:.2f} s, LAN->client {back_gap:.2f} s (max {MAX_GAP} s)")
+    assert re.search(r"parsed CREATE_CHILD_SA request \d+ \[ N\(REKEY_SA\)", failover.survivor_log)
+    assert failover.back_resumed <= 2.0, failover.summary()
+    assert failover.out_gap <= MAX_GAP and failover.back_gap <= MAX_GAP, failover.summary()
     # We stayed on the cluster address: nothing went to a node's own addresses.
     assert counted_packets(tb) == 0
     assert tcp_echo_transfer(tb.client_ns.name, LAN_HOST, 64 * 1024) < 10
@@ -136,3 +173,28 @@ def test_tunnel_survives_the_active_ha_node_dying(ha_testbed, make_cygnet):
 
     assert client.down() == 0
     client.assert_clean()
+
+
+def test_reference_strongswan_client_through_the_same_failover(ha_testbed):
+    """The same failover with charon as the client, for comparison (printed): it keeps the
+    IKE_SA too but does not rekey, so gateway->client traffic stays dropped by its replay
+    window until the new node's counter passes the old one (~BURST / 50 per second).
+    Only its survival is asserted; its outage is what it is."""
+    from tests.ha.testbed import NODE_ADDRS, NODE_LAN_ADDRS
+    from tests.testbed import ClientOptions
+
+    tb = ha_testbed
+    charon = tb.strongswan_client(ClientOptions(virtual_ips=("0.0.0.0",),
+                                                remote_ts=("10.1.0.0/24",)))
+    sa = charon.connect("psk")
+    count_packets_to(tb, [*NODE_ADDRS, *NODE_LAN_ADDRS])
+
+    failover = fail_over_under_traffic(tb, sa["local-vips"][0], resume_timeout=10)
+    after = [s for s in charon.list_sas() if s.get("state") == "ESTABLISHED"]
+    print(f"\nHA failover, strongSwan client: {failover.summary()}; it sent "
+          f"{counted_packets(tb)} packets to node-local addresses; ADDITIONAL_IP4_ADDRESS from "
+          f"the new node: {'ADD_4_ADDR' in failover.survivor_log}")
+    if "cygnet" in _measured:
+        print(f"HA failover, Cygnet (above):    {_measured['cygnet'].summary()}")
+    assert [(s["initiator-spi"], s["responder-spi"]) for s in after] == [
+        (sa["initiator-spi"], sa["responder-spi"])]
