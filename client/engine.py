@@ -102,6 +102,7 @@ class TunnelStatus:
     reconnects: int = 0  # how often the tunnel came back up after it was lost
     ike_rekeys: int = 0
     child_rekeys: int = 0
+    reauths: int = 0  # make-before-break reauthentications (RFC 4478 / swanctl reauth_time)
     last_error: str = ""
 
 
@@ -196,7 +197,8 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
         request_dns4=profile.dns and "ipv4" in profile.virtual_ip,
         request_dns6=profile.dns and "ipv6" in profile.virtual_ip,
         request_domains=profile.dns,
-        force_encapsulation=profile.encap, dpd_delay=float(profile.dpd), **kwargs)
+        force_encapsulation=profile.encap, dpd_delay=float(profile.dpd),
+        reauth_time=float(profile.reauth), **kwargs)
 
 
 def test_hooks(environ=os.environ) -> tuple[dict, object]:
@@ -280,6 +282,14 @@ class Tunnel:
         self.fatal_error = ""  # why the tunnel stopped for good, if it did not stop on request
         self._came_up = False  # during the current attempt
         self._grace_timers: list = []  # removals of rekeyed CHILD_SAs, see REKEYED_SA_GRACE
+        # Make-before-break reauthentication (RFC 7296 §2.8.3): a second IkeSession on the same
+        # sockets comes up next to `session`; once its CHILD_SA is installed it becomes
+        # `session`, and the old one retires (DELETE of its IKE_SA) in `_retiring`.
+        self._settings = None  # ike.settings.Settings of the current attempt
+        self._reauth_session = None
+        self._reauth_events: dict = {}  # its IkeSaEstablished / ConfigReceived until the switch
+        self._retiring = None
+        self._config = None  # the ConfigReceived applied last
 
     # --- set-up and tear-down ---
 
@@ -429,6 +439,8 @@ class Tunnel:
         self.progress.say(f"authenticating as {who}")
         self.status.local_id = who
         self._clock_offset = time.time() - self.loop.time()
+        self._settings = settings
+        self._reauth_session = self._retiring = None
         self.session = IkeSession(settings, self._now())
         self._attempt_done = self.loop.create_future()
         self.session.connect(self._now())
@@ -446,6 +458,8 @@ class Tunnel:
         self._stopped.set()
         if self.session is not None and self._attempt_done is not None and not self._attempt_done.done():
             self.session.close()
+            if self._reauth_session is not None:
+                self._reauth_session.close()
             self._pump()
             # Give the DELETE a moment to be answered; the session ends the attempt itself.
             self.loop.call_later(3.0, self._end_attempt, "closed")
@@ -466,54 +480,69 @@ class Tunnel:
                 break
             except OSError:
                 continue  # ICMP errors reported on the socket
-            if self.session is not None:
-                self.session.receive_datagram(data, addr, self._now())
+            self._deliver(data, addr)
         self._pump()
 
     def _on_ike_4500(self, message: bytes, addr) -> None:
         if self.session is not None:
-            self.session.receive_datagram(message, addr, self._now())
+            self._deliver(message, addr)
             self._pump()
 
+    def _sessions(self) -> list:
+        """The current session, and during a reauthentication the new and the retiring one."""
+        return [s for s in (self.session, self._reauth_session, self._retiring) if s is not None]
+
+    def _deliver(self, data: bytes, addr) -> None:
+        sessions = self._sessions()
+        if len(sessions) > 1:  # pick the session by the IKE SPIs
+            sessions = [s for s in sessions if s.owns(data)] or sessions[:1]
+        if sessions:
+            sessions[0].receive_datagram(data, addr, self._now())
+
     def _on_dataplane_event(self, event) -> None:
-        if getattr(event, "severity", "") == "soft" and self.session is not None:
+        if getattr(event, "severity", "") == "soft" and self.session is not None \
+                and event.spi_in.hex() in self.status.children:  # not a retired SA in its grace
             self.session.rekey_child(event.child_id)
             self._pump()
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self.session is not None:
-            self.session.handle_timer(self._now())
-            self._pump()
+        for session in self._sessions():
+            session.handle_timer(self._now())  # early is harmless: each checks its deadlines
+        self._pump()
 
     def _pump(self) -> None:
-        """Send what the session wants sent, handle its events, re-arm its timer."""
-        session = self.session
-        if session is None:
+        """Send what the sessions want sent, handle their events, re-arm the timer."""
+        if self.session is None:
             return
         now = self._now()
-        for data, addr in session.datagrams_to_send(now):
-            try:
-                if addr[1] == 4500:
-                    self.dataplane.set_peer(addr)
-                    self.dataplane.send_ike(data, addr)
-                else:
-                    self._sock500.sendto(data, addr)
-            except OSError as error:
-                log.info("sending to %s failed: %s", addr, error)
-        while (event := session.next_event()) is not None:
-            try:
-                self._handle(event)
-            except FatalError as error:
-                self._fail(str(error))
-            except OSError as error:
-                self._fail(f"applying {type(event).__name__} failed: {error}")
+        pumped: list = []
+        # a session started while handling events (a reauthentication) is pumped too
+        while (session := next((s for s in self._sessions() if s not in pumped), None)) is not None:
+            pumped.append(session)
+            for data, addr in session.datagrams_to_send(now):
+                try:
+                    if addr[1] == 4500:
+                        self.dataplane.set_peer(addr)
+                        self.dataplane.send_ike(data, addr)
+                    else:
+                        self._sock500.sendto(data, addr)
+                except OSError as error:
+                    log.info("sending to %s failed: %s", addr, error)
+            while (event := session.next_event()) is not None:
+                try:
+                    self._dispatch(event, session)
+                except FatalError as error:
+                    self._fail(str(error))
+                except OSError as error:
+                    self._fail(f"applying {type(event).__name__} failed: {error}")
         if self._timer:
             self._timer.cancel()
             self._timer = None
-        deadline = session.get_timer()
-        if deadline is not None:
-            self._timer = self.loop.call_at(max(deadline, now) - self._clock_offset, self._on_timer)
+        deadlines = [d for d in (s.get_timer() for s in self._sessions()) if d is not None]
+        if deadlines:
+            self._timer = self.loop.call_at(max(min(deadlines), now) - self._clock_offset,
+                                            self._on_timer)
 
     def _fail(self, message: str) -> None:
         self.observer.failed(self, message)
@@ -526,11 +555,21 @@ class Tunnel:
 
     # --- events ---
 
+    def _dispatch(self, event, session) -> None:
+        if session is self.session:
+            self._handle(event)
+        elif session is self._reauth_session:
+            self._handle_reauth(event)
+        elif session is self._retiring:
+            self._handle_retiring(event)
+
     def _handle(self, event) -> None:
         from ike import events as ev
 
         log.debug("event %s", event)
-        if isinstance(event, ev.IkeSaEstablished):
+        if isinstance(event, ev.ReauthenticationRequested):
+            self._start_reauthentication(event)
+        elif isinstance(event, ev.IkeSaEstablished):
             self.status.remote_id = event.peer_identity
             self.status.ike_spi_i, self.status.ike_spi_r = event.spi_i.hex(), event.spi_r.hex()
             self.status.ike_proposal = event.proposal
@@ -538,6 +577,7 @@ class Tunnel:
             if event.nat_detected:
                 self._schedule_keepalive()
         elif isinstance(event, ev.ConfigReceived):
+            self._config = event
             self._apply_config(event)
         elif isinstance(event, ev.ChildSaEstablished):
             self._install_child(event)
@@ -563,6 +603,85 @@ class Tunnel:
             self._end_attempt(Redirect(event.gateway))
         elif isinstance(event, (ev.IkeSaDeleted, ev.DeadPeerDetected)):
             self._tunnel_lost(event.reason)
+
+    # --- make-before-break reauthentication (RFC 4478, RFC 7296 §2.8.3) ---
+
+    def _start_reauthentication(self, event) -> None:
+        """A new IKE_SA and CHILD_SA from scratch next to the current ones, on the same
+        sockets. Without INITIAL_CONTACT: it would make the gateway delete the current IKE_SA
+        at once (RFC 7296 §2.4), which is the outage make-before-break avoids."""
+        from dataclasses import replace
+
+        from ike.session import IkeSession
+
+        if self._reauth_session is not None or self._stopping:
+            return  # one at a time
+        why = "the gateway asks for it (AUTH_LIFETIME)" if event.requested_by_gateway \
+            else "reauth_time"
+        self.progress.say(f"reauthenticating: {why}")
+        self._reauth_events = {}
+        self._reauth_session = IkeSession(replace(self._settings, initial_contact=False),
+                                          self._now())
+        self._reauth_session.connect(self._now())
+
+    def _handle_reauth(self, event) -> None:
+        from ike import events as ev
+
+        log.debug("event (reauthentication) %s", event)
+        if isinstance(event, (ev.IkeSaEstablished, ev.ConfigReceived)):
+            self._reauth_events[type(event)] = event
+        elif isinstance(event, ev.ChildSaEstablished):
+            self._switch_to_reauthenticated(event)
+        elif isinstance(event, (ev.IkeSaDeleted, ev.AuthenticationFailed, ev.ProposalMismatch,
+                                ev.Redirected, ev.DeadPeerDetected)):
+            # The current IKE_SA goes on until the gateway deletes it; then we reconnect.
+            self.progress.say(f"reauthentication failed: {getattr(event, 'reason', event)}")
+            self._reauth_session = None
+
+    def _switch_to_reauthenticated(self, child) -> None:
+        """The new CHILD_SA is up on the gateway (it installs it before answering IKE_AUTH):
+        install it, send on it from now on, then delete the old IKE_SA. The old CHILD_SAs keep
+        decrypting for REKEYED_SA_GRACE, for what the gateway sent on them meanwhile."""
+        from ike import events as ev
+
+        old, self.session, self._reauth_session = self.session, self._reauth_session, None
+        established = self._reauth_events.get(ev.IkeSaEstablished)
+        config = self._reauth_events.get(ev.ConfigReceived)
+        old_children = list(self.status.children.values())
+        self.status.children.clear()  # the old CHILD_SAs are no longer the tunnel's
+        for info in old_children:
+            self._retire_child(bytes.fromhex(info["spi_in"]))
+        if established is not None:
+            self._handle(established)
+        if config is not None and config != self._config:
+            # A different lease or DNS: switch to it. Routes carry the old address as their
+            # source (and the kernel drops them with it), so they are added again.
+            if set(config.addresses) != set(self._addresses):
+                self._routed.clear()
+            self._handle(config)
+        # Not a rekey (status.children is empty now): outbound switches at once. Both sessions
+        # number their CHILD_SAs from 1, so the new one takes over the old one's child_id
+        # (strongSwan keeps the reqid across a reauthentication too).
+        self._install_child(child)
+        self.status.reauths += 1
+        self.progress.say(f"reauthenticated (IKE_SA {self.status.ike_spi_i}_i)")
+        self._retiring = old  # one retiring before it whose DELETE is still unanswered is dropped
+        old.close()
+
+    def _retire_child(self, spi_in: bytes) -> None:
+        now = self.loop.time()
+        self._grace_timers = [h for h in self._grace_timers if h.when() > now]  # drop fired ones
+        self._grace_timers.append(
+            self.loop.call_later(REKEYED_SA_GRACE, self.dataplane.remove_child_sa, spi_in))
+
+    def _handle_retiring(self, event) -> None:
+        """The old IKE_SA after a reauthentication: its CHILD_SAs are already on their way
+        out of the data plane (_retire_child); wait for the end of its DELETE."""
+        from ike import events as ev
+
+        log.debug("event (retiring IKE_SA) %s", event)
+        if isinstance(event, ev.IkeSaDeleted):
+            self._retiring = None
 
     def _apply_config(self, config) -> None:
         from client.dns import DnsConfig
@@ -655,6 +774,10 @@ class Tunnel:
         for spi_in in list(self.status.children):
             self.dataplane.remove_child_sa(bytes.fromhex(spi_in))
         self.status.children.clear()
+        if self._reauth_session is not None:  # too late for make-before-break
+            self._reauth_session.close()
+            self._reauth_session = None
+        self._retiring = None
         self.status.state = "down"
         self.status.up_since = None
         if self._keepalive:

@@ -38,6 +38,7 @@ Keys (anything else is an error):
 | dataplane     | string            | ``auto``               | ``userspace`` (TUN + Python ESP), ``kernel`` (XFRM) or ``auto`` (kernel if it works) |
 | encap         | boolean           | false                  | Force UDP encapsulation of ESP (port 4500) even without NAT |
 | dpd           | integer seconds   | 30                     | Dead peer detection interval; 0 turns it off |
+| reauth        | integer seconds   | 0 (off)                | Reauthenticate this often, make-before-break (swanctl's ``reauth_time``; up to 10 % earlier at random). A gateway's own request (RFC 4478 AUTH_LIFETIME) is honoured either way |
 | mtu           | integer 1280-9000 | automatic              | MTU of the tunnel interface |
 | dns           | boolean           | true                   | Use the DNS servers and domains the gateway sends |
 | keyring       | boolean           | false                  | Look the PSK / EAP password up in the user's keyring (service ``cygnet``, user = profile name) |
@@ -116,6 +117,7 @@ class Profile:
     dataplane: str = "auto"
     encap: bool = False
     dpd: int = 30
+    reauth: int = 0
     mtu: Optional[int] = None
     dns: bool = True
     keyring: bool = False
@@ -311,7 +313,7 @@ def _parse_esp(text: str):
 KNOWN_KEYS = (
     "name", "gateway", "port", "remote_id", "local_id", "auth", "psk_file", "password_file",
     "eap_identity", "ca", "cert", "key", "ike", "esp", "virtual_ip", "remote_ts", "dataplane",
-    "encap", "dpd", "mtu", "dns", "keyring",
+    "encap", "dpd", "reauth", "mtu", "dns", "keyring",
 )
 
 
@@ -377,6 +379,7 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
         dataplane=check.choice("dataplane", DATAPLANES, default="auto"),
         encap=check.boolean("encap", False),
         dpd=check.integer("dpd", 30, 0, None),
+        reauth=check.integer("reauth", 0, 0, None),
         mtu=check.integer("mtu", None, *MTU_RANGE),
         dns=check.boolean("dns", True),
         keyring=check.boolean("keyring", False),

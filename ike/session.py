@@ -141,6 +141,17 @@ class IkeSession(Establishment, Rekeying, Informational):
             log.exception("dropped a datagram from %s after an internal error", addr)
         self._pump(now)
 
+    def owns(self, data: bytes) -> bool:
+        """Whether a datagram belongs to one of this session's IKE_SAs (by its SPIs), for an
+        owner running several sessions on one socket (make-before-break reauthentication)."""
+        if data[:4] == NON_ESP_MARKER:
+            data = data[4:]
+        try:
+            header = Header.decode(bytes(data[:28]))
+        except ParseError:
+            return False
+        return self._context_for(header) is not None
+
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple[str, int]]]:
         out, self._outbox = self._outbox, []
         return out

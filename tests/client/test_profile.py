@@ -163,7 +163,7 @@ def test_every_key_is_documented_in_the_module_table():
 BAD_VALUES = [
     ('bogus = 1\n', "key 'bogus': unknown key (known keys: name, gateway, port, remote_id, local_id, "
      "auth, psk_file, password_file, eap_identity, ca, cert, key, ike, esp, virtual_ip, remote_ts, "
-     "dataplane, encap, dpd, mtu, dns, keyring)"),
+     "dataplane, encap, dpd, reauth, mtu, dns, keyring)"),
     ('name = "my office"\n', "key 'name': 'my office' may hold only letters, digits, '.', '_' and '-' "
      "(at most 64, starting with a letter or digit)"),
     ('name = 5\n', "key 'name': must be a string, not a number"),

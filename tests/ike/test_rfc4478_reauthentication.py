@@ -160,6 +160,12 @@ def test_make_before_break_with_a_second_session():
     assert isinstance(events[0], IkeSaEstablished)
     assert events[0].spi_i != old.session._ike.spi_i
 
+    # one socket for both: the owner hands each datagram to the session whose SPIs it bears
+    probe = new.gateway.send_dpd()  # an INFORMATIONAL on the new IKE_SA
+    assert new.session.owns(probe[0]) and not old.session.owns(probe[0])
+    assert not new.session.owns(b"\x00\x00\x00\x00" + b"short")
+    new.deliver_to_client(probe)
+
     old.session.close()
     closing = old.advance(0)
     assert _kinds(closing) == ["ChildSaDeleted", "IkeSaDeleted"]

@@ -1,4 +1,5 @@
-"""Rekeying with traffic flowing, against strongSwan, without losing a packet.
+"""Rekeying and reauthentication with traffic flowing, against strongSwan, without losing a
+packet.
 
 Both directions of each rekey: the gateway's (short lifetimes in its swanctl.conf) and ours
 (the data plane's packet limit asks the engine to rekey a CHILD_SA; a short IKE lifetime
@@ -25,7 +26,7 @@ __all__ = ["make_cygnet"]
 def traffic_across(tb, client, counter: str, seconds: float, tcp_rate: float = 2e6,
                    host: str = LAN_HOST) -> None:
     """A ping flood, then a TCP echo transfer paced to `tcp_rate` bytes/s, `seconds` each;
-    status[counter] ("child_rekeys" or "ike_rekeys") must grow during each of them."""
+    status[counter] ("child_rekeys", "ike_rekeys" or "reauths") must grow during each of them."""
     rekeys = client.control_status()[counter]
     interval = 0.01
     sent, received = ping_flood(tb.client_ns.name, host, count=int(seconds / interval),
@@ -137,21 +138,54 @@ def test_we_rekey_the_ike_sa(testbed_factory, make_cygnet):
     assert tb.gateway.list_sas() == []
 
 
-@pytest.mark.xfail(strict=True, reason="RFC 4478 AUTH_LIFETIME is not implemented: the session "
-                   "ignores the gateway's request to reauthenticate, so the gateway deletes the "
-                   "IKE_SA after over_time and the engine reconnects (a short outage)")
 def test_we_reauthenticate_when_the_gateway_asks(testbed_factory, make_cygnet):
+    """RFC 4478: a strongSwan responder cannot reauthenticate a road warrior itself: it sends
+    N(AUTH_LIFETIME) and deletes the IKE_SA unless the client reauthenticates within
+    reauth_time + over_time. We do it make-before-break: a new IKE_SA and CHILD_SA next to
+    the old ones, outbound switched, then DELETE of the old IKE_SA: no ping lost, TCP intact."""
     from tests.testbed import GatewayOptions, wait_for
 
-    # A strongSwan responder cannot reauthenticate a road warrior itself: it sends
-    # N(AUTH_LIFETIME) and expects the client to do it within reauth_time + over_time.
     options = GatewayOptions(ike_reauth_time="2s", ike_over_time="2s")
     tb = testbed_factory(gateway_options=options, iperf=False, capture=False)
     client = make_cygnet(tb)
     client.up(client.profile("psk"))
     first = client.control_status()
-    wait_for(lambda: client.control_status()["ike_spi_i"] != first["ike_spi_i"], timeout=6,
-             interval=0.2, message="no new IKE_SA")
+
+    traffic_across(tb, client, "reauths", seconds=2.5)
+
+    after = client.control_status()
+    assert after["ike_spi_i"] != first["ike_spi_i"]
+    assert not child_spis(after) & child_spis(first)
+    assert after["virtual_ips"] == first["virtual_ips"], "strongSwan gave the same identity a new lease"
+    assert after["reconnects"] == 0
     log = tb.gateway.log_path.read_text()
+    assert "N(AUTH_LFT)" in log  # charon's name of AUTH_LIFETIME in its message summaries
     assert "did not reauthenticate as requested" not in log
-    assert client.control_status()["reconnects"] == 0
+    # one IKE_SA per reauthentication on the gateway's side too, each from scratch
+    assert log.count("state change: CONNECTING => ESTABLISHED") >= 1 + after["reauths"], log
+    # the old IKE_SAs are gone on the gateway: one left (ours, or its successor mid-reauth)
+    wait_for(lambda: len(tb.gateway.list_sas()) == 1, timeout=5, interval=0.1,
+             message="old IKE_SAs still on the gateway")
+    assert client.down() == 0
+    client.assert_clean()
+    assert tb.gateway.list_sas() == []
+
+
+def test_we_reauthenticate_with_reauth_in_the_profile(testbed_factory, make_cygnet):
+    """Client-side periodic reauthentication (the profile's `reauth`, swanctl's reauth_time),
+    here with EAP: every round runs the whole EAP conversation again."""
+    tb = testbed_factory(iperf=False, capture=False)
+    client = make_cygnet(tb)
+    client.up(client.profile("eap-mschapv2", reauth=2))
+    first = client.control_status()
+
+    traffic_across(tb, client, "reauths", seconds=2.5, host=LAN_HOST6)
+
+    after = client.control_status()
+    assert after["ike_spi_i"] != first["ike_spi_i"]
+    assert after["virtual_ips"] == first["virtual_ips"]
+    assert after["reconnects"] == 0
+    assert "AUTH_LIFETIME" not in tb.gateway.log_path.read_text()  # our idea, not the gateway's
+    assert client.down() == 0
+    client.assert_clean()
+    assert tb.gateway.list_sas() == []
