@@ -22,6 +22,7 @@ import errno
 import ipaddress
 import json
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,19 +93,20 @@ class NetworkConfig:
         """Run function(*args, **kwargs) on the netlink thread and return its result."""
         return self._worker.submit(function, *args, **kwargs).result()
 
+    # Each public method below makes one trip to the netlink thread, which does all of that
+    # change's netlink work (lookups and changes): they run between the IKE_AUTH response and the
+    # first packet through the tunnel.
+
     # -- queries -----------------------------------------------------------------------------
     def ifindex(self, ifname: str) -> int:
-        return self.call(self._ifindex, ifname)
-
-    def _ifindex(self, ifname: str) -> int:
-        found = self._ipr.link_lookup(ifname=ifname)
-        if not found:
-            raise LookupError(f"network interface {ifname} does not exist")
-        return found[0]
+        return _ifindex(ifname)
 
     def current_path(self, destination: ipaddress.IPv4Address | ipaddress.IPv6Address) -> dict:
         """How the kernel reaches `destination` right now: {'oif': …, 'gateway': … or None}."""
-        route = self.call(self._ipr.route, "get", dst=str(destination))[0]
+        return self.call(self._current_path, destination)
+
+    def _current_path(self, destination) -> dict:
+        route = self._ipr.route("get", dst=str(destination))[0]
         return {"oif": route.get("RTA_OIF"), "gateway": route.get("RTA_GATEWAY")}
 
     # -- changes -----------------------------------------------------------------------------
@@ -114,15 +116,15 @@ class NetworkConfig:
         kwargs = {}
         if address.version == 6:
             kwargs["flags"] = 0x02  # IFA_F_NODAD: a virtual IP from the gateway is not ours to test
-        self.call(self._ipr.addr, "add", index=self.ifindex(ifname), address=str(address.ip),
-                  prefixlen=address.network.prefixlen, **kwargs)
+        self.call(lambda: self._ipr.addr("add", index=_ifindex(ifname), address=str(address.ip),
+                                         prefixlen=address.network.prefixlen, **kwargs))
 
     def remove_address(self, ifname: str, address: IPInterface) -> None:
         from pyroute2.netlink.exceptions import NetlinkError
 
         try:
-            self.call(self._ipr.addr, "del", index=self.ifindex(ifname), address=str(address.ip),
-                      prefixlen=address.network.prefixlen)
+            self.call(lambda: self._ipr.addr("del", index=_ifindex(ifname), address=str(address.ip),
+                                             prefixlen=address.network.prefixlen))
         except NetlinkError:
             pass  # already gone
         self.journal.addresses = [a for a in self.journal.addresses if a != (ifname, str(address))]
@@ -130,17 +132,23 @@ class NetworkConfig:
 
     def pin_gateway(self, gateway: ipaddress.IPv4Address | ipaddress.IPv6Address) -> RouteAdded:
         """Keep the gateway reachable the way it was before the tunnel (host route)."""
-        path = self.current_path(gateway)
+        return self.call(self._pin_gateway, gateway)
+
+    def _pin_gateway(self, gateway) -> RouteAdded:
+        path = self._current_path(gateway)
         spec = {"dst": str(gateway), "dst_len": gateway.max_prefixlen, "oif": path["oif"]}
         if path["gateway"]:
             spec["gateway"] = path["gateway"]
         return self._add_route(spec)
 
     def route_through(self, ifname: str, network: IPNetwork, source: str | None = None) -> list[RouteAdded]:
+        return self.call(self._route_through, ifname, network, source)
+
+    def _route_through(self, ifname: str, network: IPNetwork, source: str | None) -> list[RouteAdded]:
+        index = _ifindex(ifname)
         added = []
         for part in split_full_tunnel(network):
-            spec = {"dst": str(part.network_address), "dst_len": part.prefixlen,
-                    "oif": self.ifindex(ifname)}
+            spec = {"dst": str(part.network_address), "dst_len": part.prefixlen, "oif": index}
             if source:
                 spec["prefsrc"] = source
             added.append(self._add_route(spec))
@@ -148,13 +156,17 @@ class NetworkConfig:
 
     def _add_route(self, spec: dict) -> RouteAdded:
         """Add `spec` at the lowest free metric for its destination (see the module text).
+        On the netlink thread.
 
         Never `replace`: that would take over a route another tunnel (or the admin) made, and
         our revert would then delete it."""
         from pyroute2.netlink.exceptions import NetlinkError
 
         spec = {**spec, "family": 10 if ":" in spec["dst"] else 2}
-        others = self.call(_routes_to, self._ipr, spec)  # [(metric, oif, gateway)]
+        # IPv4's base metric 0 is the lowest there is: if it is free, no other route to this
+        # destination is preferred to ours, and the route dump (the slow part) is not needed.
+        optimistic = spec["family"] == 2
+        others = [] if optimistic else _routes_to(self._ipr, spec)  # [(metric, oif, gateway)]
         taken = {metric for metric, _, _ in others}
         metric = BASE_METRIC[spec["family"]]
         self.journal.routes.append(spec)  # journaled before the kernel has it (crash safety)
@@ -164,15 +176,19 @@ class NetworkConfig:
             spec["priority"] = metric
             self.journal.save()
             try:
-                self.call(self._ipr.route, "add", **spec)
+                self._ipr.route("add", **spec)
                 break
             except NetlinkError as error:
                 if error.code != errno.EEXIST:
                     raise
+                if optimistic:  # metric 0 is taken: look at the other routes after all
+                    optimistic = False
+                    others = _routes_to(self._ipr, spec)
+                    taken = {m for m, _, _ in others}
                 taken.add(metric)  # another tunnel added the same route meanwhile
         else:
             raise OSError(f"no free route metric for {spec['dst']}/{spec['dst_len']}")
-        shadowed_by = sorted({self.call(_ifname, self._ipr, oif) for m, oif, gateway in others
+        shadowed_by = sorted({_ifname(self._ipr, oif) for m, oif, gateway in others
                               if m < metric and (oif, gateway) != (spec["oif"], spec.get("gateway"))})
         return RouteAdded(f"{spec['dst']}/{spec['dst_len']}", metric, shadowed_by)
 
@@ -204,6 +220,14 @@ def _open_iproute():
     from pyroute2.iproute import IPRoute
 
     return IPRoute()
+
+
+def _ifindex(ifname: str) -> int:
+    """The interface's index, from the C library (pyroute2's link_lookup dumps every link)."""
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError:
+        raise LookupError(f"network interface {ifname} does not exist") from None
 
 
 def _routes_to(ipr, spec: dict) -> list[tuple[int, int | None, str | None]]:
@@ -242,11 +266,12 @@ def revert_journal(ipr, journal: Journal) -> None:
             pass  # gone with its interface, or removed by hand
     for ifname, address in reversed(journal.addresses):
         iface = ipaddress.ip_interface(address)
-        found = ipr.link_lookup(ifname=ifname)
-        if not found:
+        try:
+            index = _ifindex(ifname)
+        except LookupError:
             continue
         try:
-            ipr.addr("del", index=found[0], address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            ipr.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
         except NetlinkError:
             pass
     journal.addresses.clear()
