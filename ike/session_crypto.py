@@ -7,6 +7,8 @@ ike/certificates.py and ike/eap.py, so the state machine does not depend on thei
 
 from __future__ import annotations
 
+import functools
+
 from . import auth as _auth
 from . import certificates as _certificates
 from . import keys as _keys
@@ -27,12 +29,26 @@ class AuthError(Exception):
 
 # ------------------------------------------------------------------ proposals
 
+# Every IkeSession parses its settings' proposal strings, and a client offers the same ones
+# each time (a load generator: thousands of sessions): parse each text once. The proposals are
+# frozen dataclasses; each caller gets its own list.
+
 def parse_ike(text) -> list:
-    return _proposals.parse_ike_proposals(text)
+    return list(_parse_ike_cached(text if isinstance(text, str) else tuple(text)))
 
 
 def parse_esp(text) -> list:
-    return _proposals.parse_esp_proposals(text)
+    return list(_parse_esp_cached(text if isinstance(text, str) else tuple(text)))
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_ike_cached(text) -> tuple:
+    return tuple(_proposals.parse_ike_proposals(text))
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_esp_cached(text) -> tuple:
+    return tuple(_proposals.parse_esp_proposals(text))
 
 
 def ike_proposal_payloads(offered, spi: bytes = b"") -> list[Proposal]:
