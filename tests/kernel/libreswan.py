@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from tests.testbed import topology
@@ -27,7 +26,6 @@ LIBRESWAN_ROOT = Path(os.environ.get("CYGNET_LIBRESWAN_ROOT", "/var/cache/cygnet
 PLUTO = "/usr/libexec/ipsec/pluto"
 POOL = "10.3.0.100-10.3.0.200"
 DNS = "10.1.0.53"
-NSS_PASSWORD = ""
 
 
 def missing() -> str | None:
@@ -45,7 +43,9 @@ def install_into_vm_root() -> None:
     """Copy the unpacked package over the VM's root (a tmpfs overlay: the host is not touched)."""
     if os.path.exists(PLUTO):
         return
-    subprocess.run(["cp", "-a", f"{LIBRESWAN_ROOT}/.", "/"], check=True)
+    # usr/ and etc/ only: the package's lib/ (systemd units) would collide with the /lib symlink
+    for part in ("usr", "etc"):
+        subprocess.run(["cp", "-a", f"{LIBRESWAN_ROOT}/{part}/.", f"/{part}/"], check=True)
 
 
 class LibreswanGateway:
@@ -83,7 +83,7 @@ class LibreswanGateway:
     def _write_config(self) -> None:
         gw = topology.GATEWAY_ADDR_DIRECT if not self.tb.topology.nat else topology.GATEWAY_ADDR_BEHIND_NAT
         common = f"""
-    keyexchange=ikev2
+    ikev2=yes
     left={gw}
     leftsubnet={topology.LAN_NET}
     right=%any
@@ -111,7 +111,8 @@ conn pubkey{common}    authby=rsasig
         secrets = self.dir / "ipsec.secrets"
         fd = os.open(secrets, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(f'@gw.cygnet.test psk@cygnet.test : PSK "{self.psk}"\n: RSA "gateway"\n')
+            # (the certificate's key is found in NSS by leftcert; 4.x has no ": RSA" entries)
+            f.write(f'@gw.cygnet.test psk@cygnet.test : PSK "{self.psk}"\n')
 
     def start(self) -> "LibreswanGateway":
         install_into_vm_root()
@@ -119,7 +120,7 @@ conn pubkey{common}    authby=rsasig
         self._write_config()
         self.run_dir.mkdir(exist_ok=True)
         argv = self.ns.argv(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                             f'mount -t tmpfs x /run && mkdir -p /run/pluto && exec "$@"', "sh",
+                             'mount -t tmpfs x /run && mkdir -p /run/pluto && exec "$@"', "sh",
                              PLUTO, "--nofork", "--config", str(self.dir / "ipsec.conf"),
                              "--nssdir", str(self.nss), "--secretsfile", str(self.dir / "ipsec.secrets"),
                              "--rundir", str(self.run_dir), "--ipsecdir", str(self.dir)])
@@ -159,10 +160,13 @@ conn pubkey{common}    authby=rsasig
         self.process = None
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+        text = ""
+        for path in (self.dir / "pluto.stdout", self.log_path):
+            try:
+                text += "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) + "\n"
+            except FileNotFoundError:
+                pass
+        return text or "(no log)"
 
     def save_log(self, target: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,8 @@ def pluto(pki, tmp_path_factory):
 def _profile(client, gateway, method: str):
     keys = {"virtual_ip": ["ipv4"], "dataplane": "kernel"}
     if method == "psk":
-        keys["psk_file"] = str(client.secret_file("psk", gateway.psk))
+        # not "psk": profile() writes the strongSwan gateway's key to that file name
+        keys["psk_file"] = str(client.secret_file("libreswan.psk", gateway.psk))
     return client.profile(method, **keys)
 
 
