@@ -45,7 +45,9 @@ SEQ32_MAX = 0xFFFFFFFF
 # Ask for a rekey this many packets before a 32-bit counter would have to cycle (RFC 4303 §3.3.3).
 SEQ32_SOFT_MARGIN = 1 << 22
 DEFAULT_REPLAY_WINDOW = 1024
-# After this many replay drops in a row, check whether the peer restarted its counter.
+# After this many replay drops in a row, check whether the peer restarted its counter. A packet
+# left of the whole window is checked at once: no reordering explains it, and a peer that sends
+# a packet a second (an HA gateway that took over an idle tunnel) would otherwise wait 16 s.
 STALE_RUN_CHECK = 16
 
 # Monotonic padding bytes 1, 2, 3, … (RFC 4303 §2.4); slicing this avoids building them per packet.
@@ -380,7 +382,8 @@ class InboundSa:
         if seq <= window.top and (seq < 0 or not window.check(seq)):
             self.replay_drops += 1
             self._stale_run += 1
-            if self._stale_run >= STALE_RUN_CHECK and not self._reset_reported and seq > 0:
+            if not self._reset_reported and seq > 0 and (
+                    self._stale_run >= STALE_RUN_CHECK or window.top - seq >= window.size):
                 self._check_sequence_reset(packet, seq)
             raise ReplayedPacket("ESP sequence number replayed or outside the window")
         if self._limits.exhausted:
@@ -421,12 +424,13 @@ class InboundSa:
         return plaintext[-1], plaintext[:payload_end]
 
     def _check_sequence_reset(self, packet, seq: int) -> None:
-        """Many replay drops in a row: if this "replayed" packet is authentic, the peer most
-        likely restarted its sequence counter under the same keys (an HA gateway taking over
-        does exactly that). The window stays untouched (the packet is still dropped); the
-        owner is told once, as a soft limit, so that it rekeys the SA at once instead of losing
-        traffic until the peer's counter passes ours again. Replayed captures would pass this
-        check too, so it does nothing but ask for that one rekey."""
+        """Many replay drops in a row, or a packet left of the whole window: if this
+        "replayed" packet is authentic, the peer most likely restarted its sequence counter
+        under the same keys (an HA gateway taking over does exactly that). The window stays
+        untouched (the packet is still dropped); the owner is told once, as a soft limit, so
+        that it rekeys the SA at once instead of losing traffic until the peer's counter passes
+        ours again. Replayed captures would pass this check too, so it does nothing but ask
+        for that one rekey."""
         iv_end = self._iv_end
         icv_start = len(packet) - self._icv_size
         if (icv_start - iv_end) % self._alignment:

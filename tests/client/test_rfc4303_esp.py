@@ -374,6 +374,29 @@ def test_peer_restarting_its_counter_asks_for_a_rekey(suite):
     assert inb.window.top == 200  # nothing moved
 
 
+def test_one_authentic_packet_left_of_the_window_asks_for_a_rekey_at_once():
+    """A peer that sends a packet a second must not wait 16 s for the rekey: a packet left of
+    the whole window is no reordering, so the first authentic one is enough. Duplicates inside
+    the window still need the long run."""
+    _, encr, bits, encr_len, integ, integ_len, _ = SUITES[0]
+    ekey, ikey = keys(encr_len, 1), keys(integ_len, 101)
+    events = []
+    inb = InboundSa(SPI, encr, bits, ekey, integ, ikey, replay_window=64,
+                    on_limit=lambda severity, what: events.append((severity, what)))
+    first_node = OutboundSa(SPI, encr, bits, ekey, integ, ikey)
+    sent = [first_node.seal(b"x", 4) for _ in range(200)]
+    for packet in sent:
+        inb.open(packet)
+    for packet in sent[-5:]:   # seq 196..200: duplicates inside the window
+        with pytest.raises(ReplayedPacket):
+            inb.open(packet)
+    assert events == []
+    second_node = OutboundSa(SPI, encr, bits, ekey, integ, ikey)  # counter from 1
+    with pytest.raises(ReplayedPacket):
+        inb.open(second_node.seal(b"y", 4))
+    assert events == [("soft", "sequence-reset")]
+
+
 def test_keys_never_appear_in_repr():
     out, inb = sa_pair(SUITES[3])
     key_hex = keys(16, 1).hex()
