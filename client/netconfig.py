@@ -293,8 +293,9 @@ _ADDRESS_ATTRS = {RTA_DST: "RTA_DST", RTA_GATEWAY: "RTA_GATEWAY", RTA_PREFSRC: "
 _INT_ATTRS = {RTA_OIF: "RTA_OIF", RTA_PRIORITY: "RTA_PRIORITY", RTA_TABLE: "RTA_TABLE"}
 
 
-class NetlinkError(OSError):
-    """The kernel refused a request; `code` is the errno (as pyroute2's NetlinkError)."""
+class NetlinkError(Exception):
+    """The kernel refused a request; `code` is the errno. Like pyroute2's NetlinkError, not an
+    OSError: the engine's reconnect loop handles OSErrors, and a refused route is not one."""
 
     def __init__(self, code: int):
         super().__init__(code, os.strerror(code))
