@@ -176,7 +176,7 @@ class XfrmInterface:
 
     @classmethod
     def _create(cls, if_id: int, name: str | None) -> "XfrmInterface":
-        from pyroute2 import IPRoute
+        from pyroute2.iproute import IPRoute
         from pyroute2.netlink.exceptions import NetlinkError
 
         name = name or interface_name(if_id)
@@ -192,9 +192,9 @@ class XfrmInterface:
         return cls(name, if_id, index)
 
     def configure(self, addresses=(), *, mtu: int | None = None, up: bool = True, **_ignored) -> None:
-        from pyroute2 import IPRoute
+        from client.netconfig import RtNetlink  # plain rtnetlink: safe on the engine's loop thread
 
-        with IPRoute() as ipr:
+        with RtNetlink() as ipr:
             if mtu is not None:
                 ipr.link("set", index=self.index, mtu=mtu)
             for address in addresses:
@@ -210,7 +210,7 @@ class XfrmInterface:
         _off_loop(self._delete)
 
     def _delete(self) -> None:
-        from pyroute2 import IPRoute
+        from pyroute2.iproute import IPRoute
         from pyroute2.netlink.exceptions import NetlinkError
 
         try:
