@@ -2,6 +2,9 @@
 
     PREFIX/etc/NetworkManager/VPN/nm-cygnet-service.name   tells NM about vpn-type "cygnet"
     PREFIX/etc/dbus-1/system.d/nm-cygnet-service.conf      lets root own the plugin's bus names
+    PREFIX/etc/xdg/autostart/cygnet-tray.desktop           starts the tray applet in each desktop
+                                                           session (as the user, never root)
+    PREFIX/usr/share/icons/hicolor/scalable/apps/cygnet.svg  the icon that .desktop file names
 
 PREFIX is "/" normally; tests and packagers give a staging root. Paths written *into* the
 files are the real ones (as a packager's DESTDIR), found when installing:
@@ -24,6 +27,8 @@ from pathlib import Path
 NAME_FILE = Path("etc/NetworkManager/VPN/nm-cygnet-service.name")
 POLICY_FILE = Path("etc/dbus-1/system.d/nm-cygnet-service.conf")
 LAUNCHER = Path("etc/NetworkManager/VPN/cygnet-nm-auth-dialog")
+AUTOSTART_FILE = Path("etc/xdg/autostart/cygnet-tray.desktop")
+ICON_FILE = Path("usr/share/icons/hicolor/scalable/apps/cygnet.svg")
 
 
 class InstallError(Exception):
@@ -69,16 +74,23 @@ def install(prefix: str | Path = "/") -> list[Path]:
         dialog = "/" + str(LAUNCHER)
     name_text = (_data("nm-cygnet-service.name.in")
                  .replace("@SERVICE@", service).replace("@AUTH_DIALOG@", dialog))
-    for relative, text in ((NAME_FILE, name_text), (POLICY_FILE, _data("nm-cygnet-service.conf"))):
+    tray = find_program("cygnet-tray") or "cygnet-tray"
+    autostart = _tray_file("data", "cygnet-tray.desktop").replace("Exec=cygnet-tray", f"Exec={tray}")
+    for relative, text in ((NAME_FILE, name_text), (POLICY_FILE, _data("nm-cygnet-service.conf")),
+                           (AUTOSTART_FILE, autostart), (ICON_FILE, _tray_file("icons", "cygnet.svg"))):
         _write(prefix / relative, text, 0o644)
         written.append(prefix / relative)
     return written
 
 
+def _tray_file(folder: str, name: str) -> str:
+    return resources.files("gui").joinpath(folder, name).read_text()
+
+
 def uninstall(prefix: str | Path = "/") -> list[Path]:
     """Remove what install() wrote; returns the files that were there."""
     removed = []
-    for relative in (NAME_FILE, POLICY_FILE, LAUNCHER):
+    for relative in (NAME_FILE, POLICY_FILE, LAUNCHER, AUTOSTART_FILE, ICON_FILE):
         path = Path(prefix) / relative
         try:
             path.unlink()

@@ -98,6 +98,14 @@ def test_nm_install_writes_name_file_policy_and_dialog_under_prefix(capsys, tmp_
     assert 'own_prefix="org.freedesktop.NetworkManager.cygnet"' in text
     assert '<policy user="root">' in text
 
+    # The tray applet starts with each desktop session, as the user, with its own icon.
+    autostart = configparser.ConfigParser(interpolation=None)
+    autostart.read(tmp_path / "etc/xdg/autostart/cygnet-tray.desktop")
+    entry = autostart["Desktop Entry"]
+    assert entry["Exec"].endswith("cygnet-tray") and entry["Icon"] == "cygnet"
+    icon = tmp_path / "usr/share/icons/hicolor/scalable/apps/cygnet.svg"
+    assert icon.read_text().lstrip().startswith("<") and icon.stat().st_mode & 0o777 == 0o644
+
     # The dialog speaks NetworkManager's external UI protocol.
     result = subprocess.run([installed, "-u", "u-1", "-n", "office", "-s", "x", "-i",
                              "--external-ui-mode"], input="DATA_KEY=method\nDATA_VAL=eap\nDONE\n",
