@@ -423,7 +423,10 @@ class Tunnel:
     async def _attempt(self, host: str):
         from ike.session import IkeSession
 
-        remote = await self.loop.run_in_executor(None, resolve_gateway, host, self.profile.port)
+        try:  # an address needs no lookup, nor the executor's thread (start-up time matters)
+            remote = str(ipaddress.ip_address(host))
+        except ValueError:
+            remote = await self.loop.run_in_executor(None, resolve_gateway, host, self.profile.port)
         if (":" in remote) != (self._family == socket.AF_INET6):
             raise ConnectionError(f"gateway {host} is at {remote}, but this tunnel talks "
                                   f"IPv{6 if self._family == socket.AF_INET6 else 4} "
