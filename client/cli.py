@@ -120,7 +120,6 @@ def cmd_up(args) -> int:
         profile = load_profile(args.profile)
     except ProfileError as e:
         return _error(str(e))
-    _import_asyncio_without_ssl()
     _import_pyroute2_lazily()
     engine = _load_engine()
     if engine is None:
@@ -131,20 +130,6 @@ def cmd_up(args) -> int:
 
 # Start-up diet for `cygnet up` (its cold start and resident memory are benchmarked against
 # charon).
-
-
-def _import_asyncio_without_ssl() -> None:
-    """asyncio imports ssl (~5 MB, 30+ ms) to offer TLS streams; a tunnel opens none.
-
-    Only when neither is loaded yet (a process embedding the engine keeps its own). asyncio
-    then has no TLS support in this process; a later `import ssl` elsewhere still works."""
-    if "asyncio" in sys.modules or "ssl" in sys.modules:
-        return
-    sys.modules["ssl"] = None  # asyncio's `try: import ssl` takes its ImportError branch
-    try:
-        import asyncio  # noqa: F401
-    finally:
-        del sys.modules["ssl"]
 
 
 def _import_pyroute2_lazily() -> None:

@@ -192,9 +192,9 @@ class XfrmInterface:
         return cls(name, if_id, index)
 
     def configure(self, addresses=(), *, mtu: int | None = None, up: bool = True, **_ignored) -> None:
-        from client.netconfig import RtNetlink  # plain rtnetlink: safe on the engine's loop thread
+        from pyroute2.iproute import IPRoute
 
-        with RtNetlink() as ipr:
+        with IPRoute() as ipr:
             if mtu is not None:
                 ipr.link("set", index=self.index, mtu=mtu)
             for address in addresses:

@@ -17,7 +17,7 @@ Optional kernel features make the userspace data plane cheaper per byte:
   queue: threads gain nothing (cryptography keeps the GIL during AEAD calls, measured), and
   worker processes could not share one SA's sequence counter; per-queue SAs (RFC 9611) would.
 
-``configure()`` uses rtnetlink and acts in the calling process's network namespace.
+``configure()`` uses pyroute2 and acts in the calling process's network namespace.
 """
 
 from __future__ import annotations
@@ -128,14 +128,12 @@ class TunDevice:
     ) -> None:
         """Give the interface addresses (``10.1.0.2/32``), an MTU, routes, and bring it up.
 
-        Acts in the calling process's network namespace (rtnetlink).
+        Acts in the calling process's network namespace (pyroute2 IPRoute).
         """
-        import socket
+        from pyroute2.iproute import IPRoute  # not `from pyroute2`: see client/cli.py
 
-        from client.netconfig import RtNetlink  # not pyroute2: start-up time and memory
-
-        with RtNetlink() as ipr:
-            index = socket.if_nametoindex(self.name)
+        with IPRoute() as ipr:
+            index = ipr.link_lookup(ifname=self.name)[0]
             if mtu is not None:
                 ipr.link("set", index=index, mtu=mtu)
             if txqueuelen is not None:
