@@ -22,7 +22,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-ENGINE_MISSING = "cygnet: the connection engine is not yet available"
 
 
 class _UsageError(Exception):
@@ -100,13 +99,8 @@ def _error(message: str) -> int:
 
 
 def _load_engine():
-    """client.engine, or None while it does not exist yet."""
-    try:
-        return importlib.import_module("client.engine")
-    except ModuleNotFoundError as e:
-        if e.name == "client.engine":
-            return None
-        raise  # the engine exists but something it needs is missing: show the real error
+    """client.engine, imported only by the commands that need it (start-up time)."""
+    return importlib.import_module("client.engine")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,9 +116,6 @@ def cmd_up(args) -> int:
         return _error(str(e))
     _import_pyroute2_lazily()
     engine = _load_engine()
-    if engine is None:
-        print(ENGINE_MISSING, file=sys.stderr)
-        return EXIT_USAGE
     return engine.up(profile, daemon=args.daemon)
 
 
@@ -163,17 +154,11 @@ def _import_pyroute2_lazily() -> None:
 
 def cmd_down(args) -> int:
     engine = _load_engine()
-    if engine is None:
-        print(ENGINE_MISSING, file=sys.stderr)
-        return EXIT_USAGE
     return engine.down(args.name)
 
 
 def cmd_status(args) -> int:
     engine = _load_engine()
-    if engine is None:
-        print(ENGINE_MISSING, file=sys.stderr)
-        return EXIT_USAGE
     return engine.status(as_json=args.json)
 
 

@@ -2,7 +2,6 @@
 
 import base64
 import datetime
-import importlib.util
 import json
 import os
 import pty
@@ -16,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from client.cli import ENGINE_MISSING, main
+from client.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-ENGINE_EXISTS = importlib.util.find_spec("client.engine") is not None
 
 
 def run(capsys, *argv):
@@ -148,15 +146,6 @@ def test_up_with_a_bad_profile_names_file_and_key(capsys, profile_dir):
     assert code == 1
     assert err == (f"cygnet: {profile_dir}/bad.toml: key 'auth': 'eap-foo' is not one of psk, pubkey, "
                    "eap-mschapv2, eap-md5, eap-tls, pubkey+eap-mschapv2, pubkey+eap-md5\n")
-
-
-@pytest.mark.skipif(ENGINE_EXISTS, reason="client.engine exists now")
-@pytest.mark.parametrize("argv", [["up", "office"], ["up", "office", "--daemon"], ["down"],
-                                  ["down", "office"], ["status"], ["status", "--json"]])
-def test_engine_commands_without_engine(capsys, profile_dir, argv):
-    code, out, err = run(capsys, *argv)
-    assert code == 2 and out == ""
-    assert err == ENGINE_MISSING + "\n"
 
 
 def test_engine_commands_call_the_engine_entry_points(capsys, profile_dir, monkeypatch):
