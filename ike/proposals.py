@@ -184,8 +184,32 @@ def _keyword_for(kind: str, alg_id: int, key_bits: int | None = None) -> str:
 # Proposal values
 
 
+class _PreferredCipher:
+    """The preferred (for a chosen proposal: the only) cipher and integrity algorithm of an
+    IKE or ESP proposal, read from its `encryption` and `integrities` fields."""
+
+    encryption: tuple[tuple[EncrId, int], ...]
+    integrities: tuple[IntegId, ...]
+
+    @property
+    def encr_id(self) -> EncrId:
+        return self.encryption[0][0]
+
+    @property
+    def encr_key_bits(self) -> int:
+        return self.encryption[0][1]
+
+    @property
+    def is_aead(self) -> bool:
+        return self.encr_id in _AEAD
+
+    @property
+    def integ_id(self) -> IntegId | None:
+        return self.integrities[0] if self.integrities else None
+
+
 @dataclass(frozen=True)
-class IkeProposal:
+class IkeProposal(_PreferredCipher):
     """An IKE proposal. Each field lists alternatives, most preferred first; a proposal the
     responder chose (from `choose_ike` / `select_ike`) has exactly one of each.
 
@@ -200,25 +224,10 @@ class IkeProposal:
     additional_ke: tuple[tuple[KeId, ...], ...] = ()
 
     # The preferred (for a chosen proposal: the only) algorithm of each kind -------------
-    @property
-    def encr_id(self) -> EncrId:
-        return self.encryption[0][0]
-
-    @property
-    def encr_key_bits(self) -> int:
-        return self.encryption[0][1]
-
-    @property
-    def is_aead(self) -> bool:
-        return self.encr_id in _AEAD
-
+    # (encr_id, encr_key_bits, is_aead, integ_id: from _PreferredCipher)
     @property
     def prf_id(self) -> PrfId:
         return self.prfs[0]
-
-    @property
-    def integ_id(self) -> IntegId | None:
-        return self.integrities[0] if self.integrities else None
 
     @property
     def ke_group(self) -> KeId:
@@ -251,7 +260,7 @@ class IkeProposal:
 
 
 @dataclass(frozen=True)
-class EspProposal:
+class EspProposal(_PreferredCipher):
     """An ESP proposal (alternatives first-preferred; one of each once chosen).
 
     `ke_groups` are the PFS groups for CREATE_CHILD_SA (empty: no PFS; `KeId.NONE` among
@@ -262,22 +271,6 @@ class EspProposal:
     integrities: tuple[IntegId, ...]
     ke_groups: tuple[KeId, ...] = ()
     esns: tuple[EsnId, ...] = (EsnId.NO_ESN,)
-
-    @property
-    def encr_id(self) -> EncrId:
-        return self.encryption[0][0]
-
-    @property
-    def encr_key_bits(self) -> int:
-        return self.encryption[0][1]
-
-    @property
-    def is_aead(self) -> bool:
-        return self.encr_id in _AEAD
-
-    @property
-    def integ_id(self) -> IntegId | None:
-        return self.integrities[0] if self.integrities else None
 
     @property
     def ke_group(self) -> KeId | None:
