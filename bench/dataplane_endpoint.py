@@ -15,29 +15,10 @@ import json
 import signal
 import socket
 import sys
-from dataclasses import dataclass, field
 
 from client.dataplane import UserspaceDataPlane
 from client.tun import TunDevice
-
-
-@dataclass
-class ChildSa:
-    """The attributes of ike.events.ChildSaEstablished a data plane reads."""
-    child_id: int
-    spi_in: bytes
-    spi_out: bytes
-    encr_id: int
-    encr_key_bits: int
-    integ_id: int | None
-    esn: bool
-    encr_key_in: bytes = field(repr=False)
-    integ_key_in: bytes = field(repr=False)
-    encr_key_out: bytes = field(repr=False)
-    integ_key_out: bytes = field(repr=False)
-    local_ts: tuple
-    remote_ts: tuple
-    udp_encapsulation: bool = True
+from ike.events import ChildSaEstablished
 
 
 def main(conf: dict) -> None:
@@ -50,12 +31,13 @@ def main(conf: dict) -> None:
 async def serve(conf: dict, tun: TunDevice) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((conf["addr"], 4500))
-    sa = ChildSa(1, bytes.fromhex(conf["spi_in"]), bytes.fromhex(conf["spi_out"]), conf["encr_id"],
-                 conf["bits"], conf["integ_id"], False,
-                 bytes.fromhex(conf["ek_in"]), bytes.fromhex(conf["ik_in"]),
-                 bytes.fromhex(conf["ek_out"]), bytes.fromhex(conf["ik_out"]),
-                 (ipaddress.ip_network(conf["vip"] + "/32"),),
-                 (ipaddress.ip_network(conf["peer_vip"] + "/32"),))
+    sa = ChildSaEstablished(1, bytes.fromhex(conf["spi_in"]), bytes.fromhex(conf["spi_out"]),
+                            conf["encr_id"], conf["bits"], conf["integ_id"], False,
+                            bytes.fromhex(conf["ek_in"]), bytes.fromhex(conf["ik_in"]),
+                            bytes.fromhex(conf["ek_out"]), bytes.fromhex(conf["ik_out"]),
+                            (ipaddress.ip_network(conf["vip"] + "/32"),),
+                            (ipaddress.ip_network(conf["peer_vip"] + "/32"),),
+                            udp_encapsulation=True)
     plane = UserspaceDataPlane(tun, sock, (conf["peer_addr"], 4500))
     plane.install_child_sa(sa)
     plane.start()
