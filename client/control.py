@@ -59,9 +59,14 @@ async def serve(name: str, handle: Callable[[dict], Awaitable[dict]]) -> asyncio
 
 def request(name: str, command: str, timeout: float = 10.0) -> dict:
     """Send one command to a running tunnel (blocking; used by the CLI)."""
+    return request_at(socket_path(name), command, timeout)
+
+
+def request_at(path: Path, command: str, timeout: float = 10.0) -> dict:
+    """`request` to the control socket at `path` (tests give each tunnel its own run dir)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(str(socket_path(name)))
+        sock.connect(str(path))
         sock.sendall(json.dumps({"command": command}).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):

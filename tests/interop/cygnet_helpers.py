@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pytest
 
+from client import control
+
 LAN_HOST = "10.1.0.10"
 LAN_HOST6 = "fd00:1::10"
 DNS_SERVERS = ("10.1.0.53", "10.1.0.54", "fd00:1::53")
@@ -302,17 +304,7 @@ class CygnetClient:
     def control_status(self) -> dict:
         """The tunnel's status straight from its control socket (what `cygnet status --json`
         prints, without starting a Python process: for polling)."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(5)
-            sock.connect(str(self.run_dir / f"{self.name}.sock"))
-            sock.sendall(b'{"command": "status"}\n')
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        answer = json.loads(data)
+        answer = control.request_at(self.run_dir / f"{self.name}.sock", "status", timeout=5)
         assert answer.get("ok"), answer
         return answer["status"]
 
