@@ -4,11 +4,8 @@ import base64
 import datetime
 import json
 import os
-import pty
-import select
 import subprocess
 import sys
-import time
 import types
 import uuid
 from pathlib import Path
@@ -16,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from client.cli import main
+from tests.client.terminal import run_on_terminal
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -229,34 +227,6 @@ def test_import_asks_the_pkcs12_password_on_a_terminal(tmp_path):
     assert f"wrote {tmp_path}/lab-gateway.toml" in out
     written = serialization.load_pem_private_key((tmp_path / "lab-gateway" / "key.pem").read_bytes(), None)
     assert written.public_key() == key.public_key()
-
-
-def run_on_terminal(argv, typed: bytes, timeout: float = 30.0) -> str:
-    """Run argv with a pseudo-terminal as its controlling terminal, type `typed` at the first
-    prompt, and return what it printed."""
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.chdir(REPO)
-        os.execv(argv[0], argv)
-    output, sent = b"", False
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if select.select([fd], [], [], 0.2)[0]:
-                try:
-                    chunk = os.read(fd, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                output += chunk
-            if not sent and b": " in output:
-                os.write(fd, typed)
-                sent = True
-    finally:
-        os.close(fd)
-        os.waitpid(pid, 0)
-    return output.decode(errors="replace")
 
 
 # ---------------------------------------------------------------------------------------------

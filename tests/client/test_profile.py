@@ -7,11 +7,8 @@ message that stops naming the key, or stops saying what is allowed, fails here.
 import ipaddress
 import os
 import pickle
-import pty
-import select
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -28,8 +25,7 @@ from client.profile import (
     profile_to_dict,
 )
 from client.secrets import Secret, SecretError, get_secret, read_secret_file
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.client.terminal import run_on_terminal
 
 
 def private_file(path: Path, content: str) -> Path:
@@ -554,36 +550,6 @@ def test_unusable_keyring_is_a_clear_error(folder, monkeypatch):
 # Secrets typed on a real terminal (a pseudo-terminal)
 
 
-def run_on_terminal(script: str, typed: bytes, timeout: float = 20.0) -> str:
-    """Run python -c SCRIPT with a pty as its controlling terminal, type `typed` at the first
-    prompt, and return everything it printed."""
-    pid, fd = pty.fork()
-    if pid == 0:  # child
-        os.chdir(REPO)
-        os.execv(sys.executable, [sys.executable, "-c", script])
-    output = b""
-    sent = False
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(fd, 4096)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                output += chunk
-            if not sent and b": " in output:
-                os.write(fd, typed)
-                sent = True
-    finally:
-        os.close(fd)
-        os.waitpid(pid, 0)
-    return output.decode(errors="replace")
-
-
 def test_password_is_asked_on_a_terminal_without_echo(folder):
     write(folder, 'gateway = "gw"\nauth = "eap-mschapv2"\neap_identity = "carol"\n')
     script = (
@@ -591,7 +557,7 @@ def test_password_is_asked_on_a_terminal_without_echo(folder):
         f"s = get_secret(load_profile({str(folder / 'office.toml')!r}));"
         "print('GOT', s.reveal().hex(), repr(s))"
     )
-    out = run_on_terminal(script, b"typed-pass\n")
+    out = run_on_terminal([sys.executable, "-c", script], b"typed-pass\n", timeout=20.0)
     assert "EAP password for carol on 'office': " in out
     assert f"GOT {b'typed-pass'.hex()} Secret(<hidden>)" in out
     assert "typed-pass" not in out  # not echoed
