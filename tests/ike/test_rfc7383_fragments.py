@@ -3,7 +3,6 @@ arriving out of order, duplicated, missing, forged, or re-fragmented."""
 
 import os
 import random
-from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
@@ -24,13 +23,7 @@ from ike.payloads import (
 )
 from ike.protection import FragmentReassembler, IntegrityError, SkProtector, fragment_overhead
 from tests.ike.test_rfc7296_payloads import plain_payloads
-
-
-@dataclass
-class Proposal:
-    encr_id: int
-    encr_key_bits: int | None
-    integ_id: int | None = None
+from tests.ike.test_rfc7296_protection import Proposal
 
 
 SUITES = {
