@@ -2,8 +2,6 @@
 # Debian packages Cygnet's demo and tests need. Idempotent; run as root on Debian 12.
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then echo "setup-debian.sh: run as root (it installs Debian packages)" >&2; exit 1; fi
-# Keep package scripts from starting the system's own charon: the tests run their own, in namespaces.
-if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; fi
 packages=(
   python3-venv iproute2 iputils-ping nftables tcpdump iperf3 procps psmisc util-linux
   strongswan-charon strongswan-swanctl strongswan-pki
@@ -26,10 +24,24 @@ packages=(
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+
+# The tests run their own charon, NetworkManager and dbus-daemon, isolated in namespaces. While
+# we install, keep package scripts from starting the system's copies (policy-rc.d, only for the
+# duration of the install, and only if the machine has none of its own).
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
-# Debian enables the system charon/strongswan and NetworkManager services; the tests run their
-# own, isolated in namespaces, and never want the system's.
-systemctl disable --now strongswan-starter strongswan NetworkManager 2>/dev/null || true
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# Services that this install brought in are left disabled (they were not running before); a
+# machine's own NetworkManager or strongSwan, installed earlier, is not touched.
+for p in "${missing[@]}"; do
+  case "$p" in
+    strongswan-charon) systemctl disable strongswan-starter strongswan 2>/dev/null || true ;;
+    network-manager) systemctl disable NetworkManager 2>/dev/null || true ;;
+  esac
+done
