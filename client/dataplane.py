@@ -229,7 +229,28 @@ class _Child:
 # --- the userspace implementation -----------------------------------------------------------
 
 
-class UserspaceDataPlane:
+class SharedUdpSocket:
+    """The UDP 4500 socket a data plane shares with IKE (RFC 3948): IKE messages go behind the
+    non-ESP marker, NAT keepalives keep the mapping open. Both data planes (userspace and
+    kernel) send the same way; they set `self.sock` and `self.peer`."""
+
+    sock: socket.socket
+    peer: tuple[str, int] | None
+
+    def set_peer(self, peer: tuple[str, int]) -> None:
+        """Where ESP goes (the gateway's address and NAT-T port; changes with MOBIKE)."""
+        self.peer = peer
+
+    def send_ike(self, message: bytes, addr: tuple[str, int] | None = None) -> None:
+        """Send an IKE message on the shared socket, behind the non-ESP marker."""
+        self.sock.sendmsg([NON_ESP_MARKER, message], [], 0, addr or self.peer)
+
+    def send_keepalive(self, addr: tuple[str, int] | None = None) -> None:
+        """A NAT keepalive (RFC 3948 §2.3) keeps the NAT mapping of the UDP flow open."""
+        self.sock.sendto(NAT_KEEPALIVE, addr or self.peer)
+
+
+class UserspaceDataPlane(SharedUdpSocket):
     """ESP-in-UDP between a TUN device and the (shared) UDP 4500 socket, on an asyncio loop.
 
     ``on_ike_packet(message, addr)`` receives IKE messages that arrived on the socket (marker
@@ -331,20 +352,6 @@ class UserspaceDataPlane:
                 malformed_drops=inbound.malformed_drops, policy_drops_in=c.policy_drops_in,
             )
         return result
-
-    # --- the shared UDP socket (RFC 3948) ---
-
-    def set_peer(self, peer: tuple[str, int]) -> None:
-        """Where ESP goes (the gateway's address and NAT-T port; changes with MOBIKE)."""
-        self.peer = peer
-
-    def send_ike(self, message: bytes, addr: tuple[str, int] | None = None) -> None:
-        """Send an IKE message on the shared socket, behind the non-ESP marker."""
-        self.sock.sendmsg([NON_ESP_MARKER, message], [], 0, addr or self.peer)
-
-    def send_keepalive(self, addr: tuple[str, int] | None = None) -> None:
-        """A NAT keepalive (RFC 3948 §2.3) keeps the NAT mapping of the UDP flow open."""
-        self.sock.sendto(NAT_KEEPALIVE, addr or self.peer)
 
     # --- packet paths (synchronous; the loop callbacks below drive them) ---
 

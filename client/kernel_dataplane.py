@@ -52,8 +52,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from client import esp, xfrm
-from client.dataplane import (IKE_NATT_PORT, NAT_KEEPALIVE, NON_ESP_MARKER, SaCounters,
-                              SaLimitReached)
+from client.dataplane import (IKE_NATT_PORT, NON_ESP_MARKER, SaCounters, SaLimitReached,
+                              SharedUdpSocket)
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ class _ChildPolicies:
     peer: str
 
 
-class KernelDataPlane:
+class KernelDataPlane(SharedUdpSocket):
     """The DataPlane protocol (client/dataplane.py) on kernel XFRM.
 
     sock: the engine's UDP socket on port 4500 (IKE behind the non-ESP marker, and ESP-in-UDP
@@ -276,17 +276,6 @@ class KernelDataPlane:
         # IKE (non-ESP marker) and nothing else up to us; keepalives it eats.
         sock.setsockopt(socket.IPPROTO_UDP, xfrm.UDP_ENCAP, xfrm.UDP_ENCAP_ESPINUDP)
         bypass_socket(sock)
-
-    # --- the shared UDP socket ---
-
-    def set_peer(self, peer: tuple[str, int]) -> None:
-        self.peer = peer
-
-    def send_ike(self, message: bytes, addr: tuple[str, int] | None = None) -> None:
-        self.sock.sendmsg([NON_ESP_MARKER, message], [], 0, addr or self.peer)
-
-    def send_keepalive(self, addr: tuple[str, int] | None = None) -> None:
-        self.sock.sendto(NAT_KEEPALIVE, addr or self.peer)
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_running_loop()
