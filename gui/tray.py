@@ -126,7 +126,10 @@ class Applet(QObject):
             self._refresh_again = False
             try:
                 connections = await self.nm.cygnet_connections()
-                actives = await self.nm.active_vpns(connections)
+                # An active connection that already reported failed/disconnected is over, even if
+                # NetworkManager still lists it for a moment (or a refresh read it just before).
+                actives = [a for a in await self.nm.active_vpns(connections)
+                           if a.path not in self._reported]
                 ip = {}
                 for active in actives:
                     if active.vpn_state == VPN_ACTIVATED:

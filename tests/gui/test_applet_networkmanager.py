@@ -212,7 +212,9 @@ def test_wrong_password_is_reported_in_plain_words(applet):
     assert via == "log"  # no notification server and no tray in this headless session
     assert driver.menu()[0] == "Connect office"
     assert not testbed.gateway.list_sas()
-    assert driver.ask("icons")["icons"][-1] == ["failed", False]
+    # The notice is sent before the icon's refresh; the icon must follow within moments.
+    wait_for(lambda: driver.ask("icons")["icons"][-1] == ["failed", False], timeout=10,
+             message=lambda: f"icon not failed: {driver.ask('icons')['icons']}")
 
 
 def test_unreachable_gateway_is_reported_in_plain_words(applet):
@@ -231,7 +233,9 @@ def test_unreachable_gateway_is_reported_in_plain_words(applet):
 
     wait_for(failure, timeout=60, message=lambda: f"no failure notice: {driver.notices()}")
     assert failure()[1].splitlines()[0] == "The gateway could not be reached."
-    assert driver.ask("icons")["icons"][-1] == ["failed", False]
+    # The notice is sent before the icon's refresh; the icon must follow within moments.
+    wait_for(lambda: driver.ask("icons")["icons"][-1] == ["failed", False], timeout=10,
+             message=lambda: f"icon not failed: {driver.ask('icons')['icons']}")
 
 
 def test_editor_operations_reach_networkmanager(applet):
