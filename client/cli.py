@@ -114,42 +114,13 @@ def cmd_up(args) -> int:
         profile = load_profile(args.profile)
     except ProfileError as e:
         return _error(str(e))
-    _import_pyroute2_lazily()
+    from client import netlink_agent
+
+    netlink_agent.import_pyroute2_lazily()
+    if not args.daemon:
+        netlink_agent.prestart()  # pyroute2 loads in a child while we import the rest
     engine = _load_engine()
     return engine.up(profile, daemon=args.daemon)
-
-
-# Start-up diet for `cygnet up` (its cold start and resident memory are benchmarked against
-# charon).
-
-
-def _import_pyroute2_lazily() -> None:
-    """pyroute2's __init__ imports every family it supports (IPDB, NDB, conntrack, nl80211…:
-    ~12 MB, 200+ ms); the tunnel needs only netlink, rtnetlink and XFRM. Register the package
-    without running its __init__, so `import pyroute2.iproute` loads just that. The first access
-    to a top-level name (`from pyroute2 import NDB`) runs the real __init__ then."""
-    if "pyroute2" in sys.modules:
-        return
-    import importlib.util
-    import threading
-
-    spec = importlib.util.find_spec("pyroute2")
-    if spec is None or spec.loader is None:
-        return  # not installed: the engine reports that when it needs it
-    package = importlib.util.module_from_spec(spec)  # __path__ set, __init__ not run
-    lock = threading.Lock()  # the engine imports pyroute2 on worker threads too
-
-    def __getattr__(name: str):
-        if importlib.util.find_spec(f"pyroute2.{name}") is not None:
-            return importlib.import_module(f"pyroute2.{name}")  # `from pyroute2 import config`
-        with lock:
-            if package.__dict__.get("__getattr__") is __getattr__:
-                del package.__getattr__
-                spec.loader.exec_module(package)  # the real pyroute2/__init__.py
-        return getattr(package, name)
-
-    package.__getattr__ = __getattr__
-    sys.modules["pyroute2"] = package
 
 
 def cmd_down(args) -> int:

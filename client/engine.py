@@ -270,6 +270,7 @@ class Tunnel:
         self._addresses: list = []
         self._routed: set = set()
         self._gateway_pinned = False
+        self._link_configured = False  # MTU and up: done with the first CHILD_SA (see open())
         self._dns = None
         self._sock500 = self._sock4500 = None
         self._family = socket.AF_INET
@@ -345,7 +346,8 @@ class Tunnel:
         if self.profile.dataplane == "auto":
             self.progress.say(f"data plane: {self.status.dataplane}"
                               + (f" ({kernel_unavailable})" if kernel_unavailable else " (kernel IPsec)"))
-        self.netconfig.call(self.tun.configure, mtu=self.profile.mtu or DEFAULT_MTU)
+        # The interface's MTU and "up" wait for the first CHILD_SA: meanwhile the netlink agent
+        # (client/netlink_agent.py) imports pyroute2 on another core while we contact the gateway.
         self.dataplane.start(self.loop)
         self.loop.add_reader(self._sock500.fileno(), self._on_sock500_readable)
 
@@ -739,6 +741,9 @@ class Tunnel:
         # SA comes after that in both directions of a rekey.
         rekey = any(info["child_id"] == child.child_id for info in self.status.children.values())
         self.dataplane.install_child_sa(child, activate_outbound=not rekey)
+        if not self._link_configured:
+            self.tun.configure(mtu=self.profile.mtu or DEFAULT_MTU, ipr=self.netconfig.ipr)
+            self._link_configured = True
         if not self._gateway_pinned:
             self.netconfig.pin_gateway(ipaddress.ip_address(self.gateway_address))
             self._gateway_pinned = True
@@ -760,6 +765,7 @@ class Tunnel:
             "encryption": encr, "integrity": integ, "esn": child.esn,
             "local_ts": [str(n) for n in child.local_ts], "remote_ts": [str(n) for n in child.remote_ts],
             "rekey_at": time.time() + child.lifetime_soft, "installed_at": time.time()}
+        self.netconfig.release()  # set up: the netlink agent may go (a later change forks anew)
         if self.status.state != "up":
             if self._first_up.done():
                 self.status.reconnects += 1
@@ -894,13 +900,17 @@ async def _run(profile: Profile, secret, progress: Progress, on_up: Callable[[],
         progress.say(f"cygnet: {error}")
         return 1
     finally:
-        if server is not None:
-            server.close()
-            try:
-                control.socket_path(profile.name).unlink()
-            except FileNotFoundError:
-                pass
-        tunnel.close()
+        # The control socket goes last: `cygnet down` waits for it, and the tunnel is closed
+        # only once its routes and addresses are gone.
+        try:
+            tunnel.close()
+        finally:
+            if server is not None:
+                server.close()
+                try:
+                    control.socket_path(profile.name).unlink()
+                except FileNotFoundError:
+                    pass
 
 
 def _configure_logging() -> None:

@@ -191,17 +191,21 @@ class XfrmInterface:
             index = ipr.link_lookup(ifname=name)[0]
         return cls(name, if_id, index)
 
-    def configure(self, addresses=(), *, mtu: int | None = None, up: bool = True, **_ignored) -> None:
-        from pyroute2.iproute import IPRoute
+    def configure(self, addresses=(), *, mtu: int | None = None, up: bool = True, ipr=None,
+                  **_ignored) -> None:
+        """Like TunDevice.configure: through `ipr` (the engine's netlink agent) or our own."""
+        if ipr is None:
+            from pyroute2.iproute import IPRoute
 
-        with IPRoute() as ipr:
-            if mtu is not None:
-                ipr.link("set", index=self.index, mtu=mtu)
-            for address in addresses:
-                interface = ipaddress.ip_interface(address)
-                ipr.addr("add", index=self.index, address=str(interface.ip), prefixlen=interface.network.prefixlen)
-            if up:
-                ipr.link("set", index=self.index, state="up")
+            with IPRoute() as own:
+                return self.configure(addresses, mtu=mtu, up=up, ipr=own)
+        if mtu is not None:
+            ipr.link("set", index=self.index, mtu=mtu)
+        for address in addresses:
+            interface = ipaddress.ip_interface(address)
+            ipr.addr("add", index=self.index, address=str(interface.ip), prefixlen=interface.network.prefixlen)
+        if up:
+            ipr.link("set", index=self.index, state="up")
 
     def close(self) -> None:
         if self._closed:

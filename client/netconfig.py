@@ -26,6 +26,8 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from client.netlink_agent import NetlinkAgent, NetlinkError, new_agent
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -77,25 +79,23 @@ class Journal:
 class NetworkConfig:
     """Adds the virtual IPs and routes of one tunnel, and removes them again.
 
-    pyroute2's synchronous IPRoute runs its own asyncio loop, which cannot nest inside the
-    engine's: every netlink call therefore runs on one worker thread that owns the socket
-    (the calls are short; the engine waits for each).
+    The netlink calls run in a forked agent that owns pyroute2 (client/netlink_agent.py):
+    each public method is a few short round trips the engine waits for. `release()` lets the
+    agent exit once the tunnel is set up; the next change starts a new one.
     """
 
-    def __init__(self, journal_path: Path):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
-        self._ipr = self._worker.submit(_open_iproute).result()
+    def __init__(self, journal_path: Path, agent: NetlinkAgent | None = None):
+        self._agent = agent or new_agent()
+        self._agent.start()  # if not yet: it loads pyroute2 while the engine contacts the gateway
+        self._ipr = self._agent.ipr
         self.journal = Journal(journal_path)
 
-    def call(self, function, *args, **kwargs):
-        """Run function(*args, **kwargs) on the netlink thread and return its result."""
-        return self._worker.submit(function, *args, **kwargs).result()
+    def release(self) -> None:
+        """Nothing to change for now: let the agent (and pyroute2's memory) go."""
+        self._agent.release()
 
-    # Each public method below makes one trip to the netlink thread, which does all of that
-    # change's netlink work (lookups and changes): they run between the IKE_AUTH response and the
-    # first packet through the tunnel.
+    # Each public method below does all of that change's netlink work (lookups and changes):
+    # they run between the IKE_AUTH response and the first packet through the tunnel.
 
     # -- queries -----------------------------------------------------------------------------
     def ifindex(self, ifname: str) -> int:
@@ -103,11 +103,16 @@ class NetworkConfig:
 
     def current_path(self, destination: ipaddress.IPv4Address | ipaddress.IPv6Address) -> dict:
         """How the kernel reaches `destination` right now: {'oif': …, 'gateway': … or None}."""
-        return self.call(self._current_path, destination)
+        return self._current_path(destination)
 
     def _current_path(self, destination) -> dict:
         route = self._ipr.route("get", dst=str(destination))[0]
         return {"oif": route.get("RTA_OIF"), "gateway": route.get("RTA_GATEWAY")}
+
+    @property
+    def ipr(self):
+        """IPRoute calls made by the agent, for TunDevice.configure(ipr=…)."""
+        return self._ipr
 
     # -- changes -----------------------------------------------------------------------------
     def add_address(self, ifname: str, address: IPInterface) -> None:
@@ -116,15 +121,13 @@ class NetworkConfig:
         kwargs = {}
         if address.version == 6:
             kwargs["flags"] = 0x02  # IFA_F_NODAD: a virtual IP from the gateway is not ours to test
-        self.call(lambda: self._ipr.addr("add", index=_ifindex(ifname), address=str(address.ip),
-                                         prefixlen=address.network.prefixlen, **kwargs))
+        self._ipr.addr("add", index=_ifindex(ifname), address=str(address.ip),
+                       prefixlen=address.network.prefixlen, **kwargs)
 
     def remove_address(self, ifname: str, address: IPInterface) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
         try:
-            self.call(lambda: self._ipr.addr("del", index=_ifindex(ifname), address=str(address.ip),
-                                             prefixlen=address.network.prefixlen))
+            self._ipr.addr("del", index=_ifindex(ifname), address=str(address.ip),
+                           prefixlen=address.network.prefixlen)
         except NetlinkError:
             pass  # already gone
         self.journal.addresses = [a for a in self.journal.addresses if a != (ifname, str(address))]
@@ -132,9 +135,6 @@ class NetworkConfig:
 
     def pin_gateway(self, gateway: ipaddress.IPv4Address | ipaddress.IPv6Address) -> RouteAdded:
         """Keep the gateway reachable the way it was before the tunnel (host route)."""
-        return self.call(self._pin_gateway, gateway)
-
-    def _pin_gateway(self, gateway) -> RouteAdded:
         path = self._current_path(gateway)
         spec = {"dst": str(gateway), "dst_len": gateway.max_prefixlen, "oif": path["oif"]}
         if path["gateway"]:
@@ -142,9 +142,6 @@ class NetworkConfig:
         return self._add_route(spec)
 
     def route_through(self, ifname: str, network: IPNetwork, source: str | None = None) -> list[RouteAdded]:
-        return self.call(self._route_through, ifname, network, source)
-
-    def _route_through(self, ifname: str, network: IPNetwork, source: str | None) -> list[RouteAdded]:
         index = _ifindex(ifname)
         added = []
         for part in split_full_tunnel(network):
@@ -156,12 +153,9 @@ class NetworkConfig:
 
     def _add_route(self, spec: dict) -> RouteAdded:
         """Add `spec` at the lowest free metric for its destination (see the module text).
-        On the netlink thread.
 
         Never `replace`: that would take over a route another tunnel (or the admin) made, and
         our revert would then delete it."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
         spec = {**spec, "family": 10 if ":" in spec["dst"] else 2}
         # IPv4's base metric 0 is the lowest there is: if it is free, no other route to this
         # destination is preferred to ours, and the route dump (the slow part) is not needed.
@@ -202,24 +196,15 @@ class NetworkConfig:
         except (ValueError, KeyError, OSError):
             self.journal.path.unlink(missing_ok=True)  # unreadable: nothing we can undo
             return False
-        self.call(revert_journal, self._ipr, stale)
+        revert_journal(self._ipr, stale)
         return True
 
     def revert(self) -> None:
         """Remove what the journal lists, newest first; what is already gone is fine."""
-        self.call(revert_journal, self._ipr, self.journal)
+        revert_journal(self._ipr, self.journal)
 
     def close(self) -> None:
-        self.call(self._ipr.close)
-        self._worker.shutdown()
-
-
-def _open_iproute():
-    # imported lazily, and not `from pyroute2`: start-up time and memory matter for `cygnet up`
-    # (see client/cli.py, _import_pyroute2_lazily)
-    from pyroute2.iproute import IPRoute
-
-    return IPRoute()
+        self._agent.release()
 
 
 def _ifindex(ifname: str) -> int:
@@ -256,8 +241,6 @@ def _is_present(ipr, spec: dict) -> bool:
 
 
 def revert_journal(ipr, journal: Journal) -> None:
-    from pyroute2.netlink.exceptions import NetlinkError
-
     for spec in reversed(journal.routes):
         try:
             if _is_present(ipr, spec):
@@ -284,13 +267,13 @@ def revert_journal(ipr, journal: Journal) -> None:
 
 def clean_stale(journal_path: Path) -> bool:
     """After a crash: undo what a previous run of the same tunnel left. True if it found any.
-    Not inside a running asyncio loop (pyroute2's IPRoute runs its own): the engine uses
-    NetworkConfig.clean_stale() instead."""
+    The engine uses NetworkConfig.clean_stale()."""
     if not journal_path.exists():
         return False
-    from pyroute2.iproute import IPRoute  # not `from pyroute2`: see client/cli.py
-
     journal = Journal.load(journal_path)
-    with IPRoute() as ipr:
-        revert_journal(ipr, journal)
+    agent = NetlinkAgent()
+    try:
+        revert_journal(agent.ipr, journal)
+    finally:
+        agent.release()
     return True

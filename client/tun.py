@@ -125,27 +125,31 @@ class TunDevice:
         routes: Iterable = (),
         up: bool = True,
         txqueuelen: int | None = DEFAULT_TXQUEUELEN,
+        ipr=None,
     ) -> None:
         """Give the interface addresses (``10.1.0.2/32``), an MTU, routes, and bring it up.
 
-        Acts in the calling process's network namespace (pyroute2 IPRoute).
+        Acts in the calling process's network namespace, through `ipr` (an IPRoute, or the
+        engine's netlink agent) or a pyroute2 IPRoute of its own.
         """
-        from pyroute2.iproute import IPRoute  # not `from pyroute2`: see client/cli.py
+        if ipr is None:
+            from pyroute2.iproute import IPRoute  # not `from pyroute2`: see client/netlink_agent.py
 
-        with IPRoute() as ipr:
-            index = ipr.link_lookup(ifname=self.name)[0]
-            if mtu is not None:
-                ipr.link("set", index=index, mtu=mtu)
-            if txqueuelen is not None:
-                ipr.link("set", index=index, txqlen=txqueuelen)
-            for address in addresses:
-                interface = ipaddress.ip_interface(address)
-                ipr.addr("add", index=index, address=str(interface.ip), prefixlen=interface.network.prefixlen)
-            if up:
-                ipr.link("set", index=index, state="up")
-            for route in routes:
-                network = ipaddress.ip_network(route)
-                ipr.route("add", dst=str(network), oif=index)
+            with IPRoute() as own:
+                return self.configure(addresses, mtu=mtu, routes=routes, up=up, txqueuelen=txqueuelen, ipr=own)
+        index = ipr.link_lookup(ifname=self.name)[0]
+        if mtu is not None:
+            ipr.link("set", index=index, mtu=mtu)
+        if txqueuelen is not None:
+            ipr.link("set", index=index, txqlen=txqueuelen)
+        for address in addresses:
+            interface = ipaddress.ip_interface(address)
+            ipr.addr("add", index=index, address=str(interface.ip), prefixlen=interface.network.prefixlen)
+        if up:
+            ipr.link("set", index=index, state="up")
+        for route in routes:
+            network = ipaddress.ip_network(route)
+            ipr.route("add", dst=str(network), oif=index)
 
     def read(self, size: int = 65536 + VNET_HDR_SIZE) -> bytes:
         return os.read(self.fd, size)

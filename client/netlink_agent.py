@@ -1,0 +1,273 @@
+"""A short-lived child process that owns pyroute2 and makes the engine's netlink calls.
+
+Why a process: pyroute2 is the largest import `cygnet up` has (~80 ms and ~6 MB resident with
+its message classes), and the engine needs it only while a tunnel is being set up or torn
+down. A forked child imports it in parallel with the engine's own start-up (a second core
+works while the first one imports asyncio and the protocol core), does the netlink work, and
+exits when the engine `release()`s it: the connected engine never holds pyroute2's memory.
+The next change (teardown, a new virtual IP after reauthentication) forks a fresh agent.
+
+The child is a fork of the engine, so requests are plain pickles over a private socketpair
+(same program, same privileges; nothing else can reach the pair). It answers one request at a
+time: the name of an `IPRoute` method and its arguments; pyroute2's messages come back as plain
+dicts (their fields and attributes), which keeps `route.get("RTA_OIF")` working on this side.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import pickle
+import signal
+import socket
+import struct
+import sys
+
+_LENGTH = struct.Struct("!I")
+
+# IPRoute methods the engine may call (client/netconfig.py, client/tun.py).
+METHODS = frozenset({"route", "addr", "link", "get_links", "link_lookup"})
+
+
+class NetlinkError(OSError):
+    """A netlink request the kernel refused; `code` is the errno (like pyroute2's)."""
+
+    def __init__(self, code: int, message: str = ""):
+        super().__init__(code, message or os.strerror(code))
+        self.code = code
+
+
+class AgentGone(RuntimeError):
+    """The agent process died (it should not: it only exits when released)."""
+
+
+def _send(sock: socket.socket, value) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    sock.sendall(_LENGTH.pack(len(data)) + data)
+
+
+def _receive(sock: socket.socket):
+    header = _receive_exactly(sock, _LENGTH.size)
+    if header is None:
+        return None
+    data = _receive_exactly(sock, _LENGTH.unpack(header)[0])
+    if data is None:
+        return None
+    return pickle.loads(data)
+
+
+def _receive_exactly(sock: socket.socket, size: int) -> bytes | None:
+    chunks, missing = [], size
+    while missing:
+        chunk = sock.recv(missing)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        missing -= len(chunk)
+    return b"".join(chunks)
+
+
+class NetlinkAgent:
+    """The engine's side: `ipr` is an IPRoute look-alike whose calls run in the agent."""
+
+    def __init__(self):
+        self._sock: socket.socket | None = None
+        self._pid: int | None = None
+        self.ipr = _IpRouteProxy(self)
+
+    @property
+    def running(self) -> bool:
+        return self._sock is not None
+
+    def start(self) -> None:
+        """Fork the agent; it imports pyroute2 and opens its socket while we go on."""
+        if self._sock is not None:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            ours.close()
+            _agent_main(theirs)
+        theirs.close()
+        ours.set_inheritable(False)
+        self._sock, self._pid = ours, pid
+
+    def call(self, method: str, *args, **kwargs):
+        if method not in METHODS:
+            raise ValueError(f"not an IPRoute call the agent makes: {method}")
+        self.start()
+        try:
+            _send(self._sock, (method, args, kwargs))
+            answer = _receive(self._sock)
+        except OSError as error:
+            answer = None
+            reason = str(error)
+        else:
+            reason = "it exited"
+        if answer is None:
+            self._reap()
+            raise AgentGone(f"the netlink agent stopped during {method}(): {reason}")
+        kind, value = answer
+        if kind == "ok":
+            return value
+        if kind == "netlink":
+            raise NetlinkError(*value)
+        raise OSError(value)
+
+    def release(self) -> None:
+        """Let the agent exit (and take pyroute2's memory with it); the next call forks anew."""
+        if self._sock is None:
+            return
+        try:
+            _send(self._sock, None)  # "exit"
+        except OSError:
+            pass
+        self._reap()
+
+    close = release
+
+    def _reap(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._pid is not None:
+            try:
+                os.waitpid(self._pid, 0)
+            except ChildProcessError:
+                pass
+            self._pid = None
+
+
+class _IpRouteProxy:
+    """`agent.ipr.route("add", **spec)` runs `IPRoute().route("add", **spec)` in the agent."""
+
+    def __init__(self, agent: NetlinkAgent):
+        self._agent = agent
+
+    def __getattr__(self, method: str):
+        if method not in METHODS:
+            raise AttributeError(method)
+        return lambda *args, **kwargs: self._agent.call(method, *args, **kwargs)
+
+    def close(self) -> None:
+        self._agent.release()
+
+
+# ---------------------------------------------------------------------------- the child
+
+
+def _agent_main(sock: socket.socket) -> None:
+    """Serve requests until told to exit or the engine goes away; then _exit (no atexit
+    handlers, no flushing of the engine's buffers: they are the parent's)."""
+    code = 0
+    try:
+        # Ctrl-C reaches the whole process group; the engine handles it and still needs us
+        # to remove its routes. We go when the engine releases us or exits.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        # Nothing of the engine's but our end of the pair (and stderr, for a crash's trace):
+        # a TUN device, a UDP port or the pipe a caller reads the engine's progress from must
+        # close when the engine closes it, not when we exit.
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
+        os.closerange(3, sock.fileno())
+        os.closerange(sock.fileno() + 1, 1 << 20)
+        # Forked from inside the engine's running asyncio loop, this thread still counts as
+        # running it; pyroute2's synchronous IPRoute runs a loop of its own, so forget it.
+        asyncio_events = sys.modules.get("asyncio.events")
+        if asyncio_events is not None:
+            asyncio_events._set_running_loop(None)
+        ipr = _open_iproute()
+        while True:
+            request = _receive(sock)
+            if request is None:
+                break
+            method, args, kwargs = request
+            try:
+                _send(sock, ("ok", _plain(getattr(ipr, method)(*args, **kwargs))))
+            except Exception as error:  # noqa: BLE001 — every failure goes back to the engine
+                code_attr = getattr(error, "code", None)
+                if type(error).__name__ == "NetlinkError" and isinstance(code_attr, int):
+                    _send(sock, ("netlink", (code_attr, str(error))))
+                else:
+                    _send(sock, ("error", f"{type(error).__name__}: {error}"))
+        ipr.close()
+    except BaseException:  # noqa: BLE001 — the child must never unwind into the engine's code
+        code = 1
+        try:
+            import traceback
+
+            traceback.print_exc()  # to the engine's stderr; requests carry no secrets
+        except BaseException:  # noqa: BLE001
+            pass
+    finally:
+        os._exit(code)
+
+
+def _open_iproute():
+    # Not `import pyroute2`: its __init__ loads every netlink family (see import_pyroute2_lazily).
+    import_pyroute2_lazily()
+    from pyroute2.iproute import IPRoute
+
+    return IPRoute()
+
+
+def _plain(value):
+    """pyroute2 messages → dicts of their fields and attributes (picklable, no pyroute2)."""
+    if isinstance(value, (list, tuple)) or inspect.isgenerator(value):
+        return [_plain(item) for item in value]
+    if hasattr(value, "get_attrs") and hasattr(value, "fields"):
+        plain = {name: value.get(name) for name, *_ in value.fields if name != "attrs"}
+        for name, attr_value in value.get("attrs", []):
+            plain.setdefault(name, _plain(attr_value) if hasattr(attr_value, "fields") else attr_value)
+        return plain
+    return value
+
+
+def import_pyroute2_lazily() -> None:
+    """pyroute2's __init__ imports every family it supports (IPDB, NDB, conntrack, nl80211…:
+    ~12 MB, 200+ ms); the tunnel needs only netlink, rtnetlink and XFRM. Register the package
+    without running its __init__, so `import pyroute2.iproute` loads just that. The first access
+    to a top-level name (`from pyroute2 import NDB`) runs the real __init__ then."""
+    if "pyroute2" in sys.modules:
+        return
+    import importlib.util
+    import threading
+
+    spec = importlib.util.find_spec("pyroute2")
+    if spec is None or spec.loader is None:
+        return  # not installed: the engine reports that when it needs it
+    package = importlib.util.module_from_spec(spec)  # __path__ set, __init__ not run
+    lock = threading.Lock()  # the engine imports pyroute2 on worker threads too
+
+    def __getattr__(name: str):
+        if importlib.util.find_spec(f"pyroute2.{name}") is not None:
+            return importlib.import_module(f"pyroute2.{name}")  # `from pyroute2 import config`
+        with lock:
+            if package.__dict__.get("__getattr__") is __getattr__:
+                del package.__getattr__
+                spec.loader.exec_module(package)  # the real pyroute2/__init__.py
+        return getattr(package, name)
+
+    package.__getattr__ = __getattr__
+    sys.modules["pyroute2"] = package
+
+
+_prestarted: NetlinkAgent | None = None
+
+
+def prestart() -> None:
+    """Fork the agent now, at the very start of `cygnet up`, so that pyroute2's import runs
+    while the engine imports its own modules."""
+    global _prestarted
+    if _prestarted is None:
+        _prestarted = NetlinkAgent()
+        _prestarted.start()
+
+
+def new_agent() -> NetlinkAgent:
+    """The prestarted agent if there is one (once), else a fresh one that forks on first use."""
+    global _prestarted
+    agent, _prestarted = _prestarted, None
+    return agent or NetlinkAgent()
