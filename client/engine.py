@@ -162,6 +162,10 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
                              f"{SYSTEM_CA_BUNDLE}: set 'ca' to the CA that issued the gateway's certificate")
         auth.trust_anchors = tuple(certificates.load_certificates(SYSTEM_CA_BUNDLE))
     if profile.eap_method:
+        # Loaded now, not when the gateway's first EAP request arrives mid-handshake (as charon
+        # loads its EAP plugins at start-up).
+        import ike.eap  # noqa: F401
+
         auth.eap_method = profile.eap_method
         auth.eap_identity = profile.eap_identity or profile.local_id
         if secret is not None:
