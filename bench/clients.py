@@ -196,8 +196,8 @@ def cold_start_cygnet(tb: Testbed, profile: Path, workdir: Path, timeout: float 
     reply = pinger.wait(timeout)
     result = ColdStart(start, reply)
     if reply is not None and client.process.poll() is None:
-        from .probe import rss_mb
-        result.rss_mb = rss_mb(client.pid)
+        from .probe import tree_rss_mb
+        result.rss_mb = tree_rss_mb(client.pid)[0]   # with the netlink agent if it is still there
     elif reply is None:
         client.stop()
         raise RuntimeError(f"cygnet did not bring the tunnel up within {timeout} s:\n{client.log_tail()}")
@@ -227,3 +227,18 @@ def cold_start_strongswan(tb: Testbed, method: Method, timeout: float = 20.0,
     if reply is None:
         raise RuntimeError(f"strongSwan did not bring the tunnel up:\n{client.charon.log_tail()}")
     return result, client
+
+
+# What any Python IKE client pays before its first packet: the interpreter, asyncio and
+# cryptography's OpenSSL binding (the floor under `cygnet up`'s cold start).
+PYTHON_FLOOR = "import asyncio, cryptography.hazmat.primitives.ciphers.aead"
+
+
+def python_floor(tb: Testbed, resolv_conf: Path) -> float:
+    """Seconds from starting the venv's Python, the way `cygnet up` is started (namespace,
+    private mounts, CPU group), to its exit after importing PYTHON_FLOOR."""
+    argv = in_cpu_group(tb.client_argv([str(REPO / ".venv" / "bin" / "python"), "-c", PYTHON_FLOOR],
+                                       resolv_conf=resolv_conf))
+    start = time.time()
+    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    return time.time() - start

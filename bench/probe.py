@@ -54,6 +54,30 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def tree_rss_mb(pid: int) -> tuple[float, int]:
+    """(RSS in MB, number of processes) of a process and all its descendants: Cygnet's netlink
+    agent (client/netlink_agent.py) counts while it is alive."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, count, todo = 0.0, 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += rss_mb(current)
+        except OSError:
+            continue
+        count += 1
+        todo.extend(children.get(current, []))
+    return total, count
+
+
 def machine_cpu() -> tuple[float, float]:
     """(busy, total) jiffies of all CPUs from the first line of /proc/stat."""
     with open("/proc/stat") as f:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .stats import goal
+from .stats import goal, ratio
 
 
 def goals(results: dict) -> dict:
@@ -82,6 +82,13 @@ def markdown(results: dict) -> str:
                             f"(strongSwan {_f(e['strongswan']['auth_to_first_reply_ms']['median'], 0)})"
                             for method, e in s["tunnel-up"].items()
                             if isinstance(e, dict) and "phases_ms" in e.get("cygnet", {})), ""]
+        floor = s["tunnel-up"].get("python_floor")
+        psk = s["tunnel-up"].get("psk")
+        if floor and psk:
+            out += [f"Python floor (interpreter + asyncio + cryptography's binding, started like "
+                    f"`cygnet up`, to exit): {_spread(floor['cold'], 0)} ms, "
+                    f"x{_f(ratio(floor['cold']['median'], psk['strongswan']['cold']['median']))} of "
+                    f"strongSwan's whole PSK cold start.", ""]
         imports = s["tunnel-up"].get("cold_start_imports")
         if imports:
             out += ["Import time of the modules `cygnet up` needs (ms, -X importtime): "

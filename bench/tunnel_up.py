@@ -18,8 +18,8 @@ from pathlib import Path
 from tests.testbed import Testbed
 
 from . import pcap
-from .clients import (METHODS, cold_start_cygnet, cold_start_strongswan, use_gateway_certificate,
-                      write_profile)
+from .clients import (METHODS, cold_start_cygnet, cold_start_strongswan, python_floor,
+                      use_gateway_certificate, write_profile)
 from .stats import ratio, summary
 
 
@@ -49,11 +49,15 @@ def run(tb: Testbed, workdir: Path, runs: int, methods: list[str], log) -> dict:
                 time.sleep(0.1)   # let the DELETE exchange finish off the wire
         log(f"tunnel-up {name}: cygnet cold {summary(cold[name, 'cygnet'])['median'] * 1000:.0f} ms, "
             f"strongswan cold {summary(cold[name, 'strongswan'])['median'] * 1000:.0f} ms")
+    resolv = workdir / "floor-resolv.conf"
+    resolv.parent.mkdir(parents=True, exist_ok=True)
+    resolv.write_text("nameserver 127.0.0.1\n")
+    floor = [round(python_floor(tb, resolv) * 1000, 3) for _ in range(runs)]
     time.sleep(0.3)
     capture.stop()
     packets = pcap.ike_packets(capture.pcap)
 
-    results = {}
+    results = {"python_floor": {"cold_ms": floor, "cold": summary(floor)}}
     for name in methods:
         entry = {}
         for client in ("cygnet", "strongswan"):
