@@ -7,21 +7,22 @@ works while the first one imports asyncio and the protocol core), does the netli
 exits when the engine `release()`s it: the connected engine never holds pyroute2's memory.
 The next change (teardown, a new virtual IP after reauthentication) forks a fresh agent.
 
-The child is a fork of the engine, so requests are plain pickles over a private socketpair
-(same program, same privileges; nothing else can reach the pair). It answers one request at a
-time: the name of an `IPRoute` method and its arguments; pyroute2's messages come back as plain
-dicts (their fields and attributes), which keeps `route.get("RTA_OIF")` working on this side.
+The child is a fork of the engine, so requests are `marshal`led plain values over a private
+socketpair (same program, same interpreter; nothing else can reach the pair). It answers one
+request at a time: the name of an `IPRoute` method and its arguments; pyroute2's messages come
+back as plain dicts (their fields and attributes), which keeps `route.get("RTA_OIF")` working
+on this side.
 """
 
 from __future__ import annotations
 
-import inspect
+import marshal
 import os
-import pickle
 import signal
 import socket
 import struct
 import sys
+import types
 
 _LENGTH = struct.Struct("!I")
 
@@ -42,7 +43,7 @@ class AgentGone(RuntimeError):
 
 
 def _send(sock: socket.socket, value) -> None:
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    data = marshal.dumps(value)
     sock.sendall(_LENGTH.pack(len(data)) + data)
 
 
@@ -53,7 +54,7 @@ def _receive(sock: socket.socket):
     data = _receive_exactly(sock, _LENGTH.unpack(header)[0])
     if data is None:
         return None
-    return pickle.loads(data)
+    return marshal.loads(data)
 
 
 def _receive_exactly(sock: socket.socket, size: int) -> bytes | None:
@@ -189,7 +190,8 @@ def _agent_main(sock: socket.socket) -> None:
             except Exception as error:  # noqa: BLE001 — every failure goes back to the engine
                 code_attr = getattr(error, "code", None)
                 if type(error).__name__ == "NetlinkError" and isinstance(code_attr, int):
-                    _send(sock, ("netlink", (code_attr, str(error))))
+                    text = error.args[1] if len(error.args) > 1 and isinstance(error.args[1], str) else ""
+                    _send(sock, ("netlink", (code_attr, text)))
                 else:
                     _send(sock, ("error", f"{type(error).__name__}: {error}"))
         ipr.close()
@@ -213,16 +215,24 @@ def _open_iproute():
     return IPRoute()
 
 
+_SCALARS = (int, float, str, bytes, bool, type(None))
+
+
 def _plain(value):
-    """pyroute2 messages → dicts of their fields and attributes (picklable, no pyroute2)."""
-    if isinstance(value, (list, tuple)) or inspect.isgenerator(value):
+    """pyroute2 messages → dicts of their fields and attributes: values `marshal` can carry
+    (anything else becomes its text; the engine reads only addresses, indexes and metrics)."""
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, (list, tuple, types.GeneratorType)):
         return [_plain(item) for item in value]
-    if hasattr(value, "get_attrs") and hasattr(value, "fields"):
-        plain = {name: value.get(name) for name, *_ in value.fields if name != "attrs"}
+    if hasattr(value, "get_attrs") and hasattr(value, "fields"):  # a message (also a dict)
+        plain = {name: _plain(value.get(name)) for name, *_ in value.fields if name != "attrs"}
         for name, attr_value in value.get("attrs", []):
-            plain.setdefault(name, _plain(attr_value) if hasattr(attr_value, "fields") else attr_value)
+            plain.setdefault(name, _plain(attr_value))
         return plain
-    return value
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return str(value)
 
 
 def import_pyroute2_lazily() -> None:
