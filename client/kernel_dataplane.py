@@ -199,13 +199,13 @@ class XfrmInterface:
 
             with IPRoute() as own:
                 return self.configure(addresses, mtu=mtu, up=up, ipr=own)
-        if mtu is not None:
-            ipr.link("set", index=self.index, mtu=mtu)
+        settings = {"mtu": mtu, "state": "up" if up else None}
+        settings = {name: value for name, value in settings.items() if value is not None}
+        if settings:  # one request: each is a round trip to the engine's netlink agent
+            ipr.link("set", index=self.index, **settings)
         for address in addresses:
             interface = ipaddress.ip_interface(address)
             ipr.addr("add", index=self.index, address=str(interface.ip), prefixlen=interface.network.prefixlen)
-        if up:
-            ipr.link("set", index=self.index, state="up")
 
     def close(self) -> None:
         if self._closed:

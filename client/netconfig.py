@@ -143,15 +143,17 @@ class NetworkConfig:
 
     def route_through(self, ifname: str, network: IPNetwork, source: str | None = None) -> list[RouteAdded]:
         index = _ifindex(ifname)
+        # IPv6 looks at the other routes first (see _add_route): one dump serves both halves.
+        dump = self._ipr.route("dump", family=10) if network.version == 6 else None
         added = []
         for part in split_full_tunnel(network):
             spec = {"dst": str(part.network_address), "dst_len": part.prefixlen, "oif": index}
             if source:
                 spec["prefsrc"] = source
-            added.append(self._add_route(spec))
+            added.append(self._add_route(spec, dump))
         return added
 
-    def _add_route(self, spec: dict) -> RouteAdded:
+    def _add_route(self, spec: dict, dump: list | None = None) -> RouteAdded:
         """Add `spec` at the lowest free metric for its destination (see the module text).
 
         Never `replace`: that would take over a route another tunnel (or the admin) made, and
@@ -160,7 +162,7 @@ class NetworkConfig:
         # IPv4's base metric 0 is the lowest there is: if it is free, no other route to this
         # destination is preferred to ours, and the route dump (the slow part) is not needed.
         optimistic = spec["family"] == 2
-        others = [] if optimistic else _routes_to(self._ipr, spec)  # [(metric, oif, gateway)]
+        others = [] if optimistic else _routes_to(self._ipr, spec, dump)  # [(metric, oif, gateway)]
         taken = {metric for metric, _, _ in others}
         metric = BASE_METRIC[spec["family"]]
         self.journal.routes.append(spec)  # journaled before the kernel has it (crash safety)
@@ -182,7 +184,7 @@ class NetworkConfig:
                 taken.add(metric)  # another tunnel added the same route meanwhile
         else:
             raise OSError(f"no free route metric for {spec['dst']}/{spec['dst_len']}")
-        shadowed_by = sorted({_ifname(self._ipr, oif) for m, oif, gateway in others
+        shadowed_by = sorted({_ifname(oif) for m, oif, gateway in others
                               if m < metric and (oif, gateway) != (spec["oif"], spec.get("gateway"))})
         return RouteAdded(f"{spec['dst']}/{spec['dst_len']}", metric, shadowed_by)
 
@@ -215,10 +217,11 @@ def _ifindex(ifname: str) -> int:
         raise LookupError(f"network interface {ifname} does not exist") from None
 
 
-def _routes_to(ipr, spec: dict) -> list[tuple[int, int | None, str | None]]:
-    """(metric, oif, gateway) of every main-table route to exactly spec's destination."""
+def _routes_to(ipr, spec: dict, dump: list | None = None) -> list[tuple[int, int | None, str | None]]:
+    """(metric, oif, gateway) of every main-table route to exactly spec's destination, from
+    `dump` (the family's routes, fetched by the caller) or a fresh dump."""
     found = []
-    for route in ipr.route("dump", family=spec["family"]):
+    for route in ipr.route("dump", family=spec["family"]) if dump is None else dump:
         if (route.get("RTA_TABLE") == MAIN_TABLE and route["dst_len"] == spec["dst_len"]
                 and route.get("RTA_DST") == spec["dst"]):
             metric = route.get("RTA_PRIORITY") or BASE_METRIC[spec["family"]]
@@ -226,9 +229,11 @@ def _routes_to(ipr, spec: dict) -> list[tuple[int, int | None, str | None]]:
     return found
 
 
-def _ifname(ipr, index: int | None) -> str:
-    links = ipr.get_links(index) if index else []
-    return links[0].get("IFLA_IFNAME") if links else "?"
+def _ifname(index: int | None) -> str:
+    try:
+        return socket.if_indextoname(index) if index else "?"
+    except OSError:
+        return "?"
 
 
 def _is_present(ipr, spec: dict) -> bool:

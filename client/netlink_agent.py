@@ -180,6 +180,13 @@ def _agent_main(sock: socket.socket) -> None:
         if asyncio_events is not None:
             asyncio_events._set_running_loop(None)
         ipr = _open_iproute()
+        # pyroute2 builds parts of its request machinery on first use: do that now, while the
+        # engine contacts the gateway, not after the IKE_AUTH response when the calls come.
+        try:
+            ipr.route("get", dst="127.0.0.1")
+            ipr.link("get", index=1)
+        except Exception:  # noqa: BLE001 — e.g. loopback down: only the warm-up is lost
+            pass
         while True:
             request = _receive(sock)
             if request is None:

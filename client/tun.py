@@ -25,6 +25,7 @@ from __future__ import annotations
 import fcntl
 import ipaddress
 import os
+import socket
 import struct
 from typing import Iterable
 
@@ -137,16 +138,14 @@ class TunDevice:
 
             with IPRoute() as own:
                 return self.configure(addresses, mtu=mtu, routes=routes, up=up, txqueuelen=txqueuelen, ipr=own)
-        index = ipr.link_lookup(ifname=self.name)[0]
-        if mtu is not None:
-            ipr.link("set", index=index, mtu=mtu)
-        if txqueuelen is not None:
-            ipr.link("set", index=index, txqlen=txqueuelen)
+        index = socket.if_nametoindex(self.name)
+        settings = {"mtu": mtu, "txqlen": txqueuelen, "state": "up" if up else None}
+        settings = {name: value for name, value in settings.items() if value is not None}
+        if settings:  # one request: each is a round trip to the engine's netlink agent
+            ipr.link("set", index=index, **settings)
         for address in addresses:
             interface = ipaddress.ip_interface(address)
             ipr.addr("add", index=index, address=str(interface.ip), prefixlen=interface.network.prefixlen)
-        if up:
-            ipr.link("set", index=index, state="up")
         for route in routes:
             network = ipaddress.ip_network(route)
             ipr.route("add", dst=str(network), oif=index)
