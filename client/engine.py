@@ -23,6 +23,7 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 from client import control
@@ -67,16 +68,25 @@ class TunnelObserver:
 
 class Progress:
     """Progress lines for the user ("contacting …", "tunnel up"); also written to a pipe
-    when `cygnet up --daemon` waits in the foreground for the tunnel."""
+    when `cygnet up --daemon` waits in the foreground for the tunnel, and to its log file
+    (with the time) once it has detached."""
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
+        self.timestamps = False
 
     def say(self, text: str) -> None:
+        if self.timestamps:
+            text = time.strftime("%Y-%m-%d %H:%M:%S ") + text
         try:
             print(text, file=self.stream, flush=True)
         except (OSError, ValueError):
             pass  # the terminal or the --daemon parent is gone: keep running
+
+
+def daemon_log_path(name: str) -> Path:
+    """Where a detached `cygnet up --daemon` writes its progress lines and warnings."""
+    return control.run_dir() / f"{name}.log"
 
 
 @dataclass
@@ -965,6 +975,8 @@ def _daemonize(profile: Profile, secret) -> int:
                 for line in lines:  # until the child has cleaned up and closed the pipe
                     print(line, end="", flush=True)
                 raise
+        if ok:
+            print(f"running in the background; log: {daemon_log_path(profile.name)}", flush=True)
         return 0 if ok else 1
     os.close(read_end)
     os.setsid()
@@ -973,11 +985,21 @@ def _daemonize(profile: Profile, secret) -> int:
 
     def detached() -> None:
         progress.say("\0up")
-        progress.stream = open(os.devnull, "w")
         pipe.close()
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
+        # From now on progress lines and warnings (the logging handler writes to fd 2) go to
+        # the tunnel's log under the root-only run directory, readable by root alone.
+        control.ensure_run_dir()
+        log_fd = os.open(daemon_log_path(profile.name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(log_fd, 0o600)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(devnull)
+        os.close(log_fd)
+        progress.stream = sys.stdout
+        progress.timestamps = True
+        progress.say(f"detached (pid {os.getpid()}); the tunnel is up")
 
     code = asyncio.run(_run(profile, secret, progress, on_up=detached))
     os._exit(code)

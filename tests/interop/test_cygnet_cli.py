@@ -90,6 +90,14 @@ def test_daemon_status_and_down(tb, make_cygnet):
     client.assert_clean()
     assert tb.gateway.list_sas() == []
 
+    # After detaching, the daemon went on writing its progress to a root-only log.
+    log = client.run_dir / "office.log"
+    assert log.stat().st_mode & 0o777 == 0o600
+    lines = log.read_text().splitlines()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d detached \(pid \d+\); the tunnel is up", lines[0])
+    assert lines[-1].endswith(" tunnel closed")
+    assert f"log: {log}" in result.stdout
+
 
 def test_up_fails_when_the_gateway_does_not_answer(tb, make_cygnet):
     client = make_cygnet(tb)
