@@ -841,6 +841,12 @@ class Tunnel:
             children.append(entry)
         data["children"] = children
         data["uptime"] = round(time.time() - self.status.up_since) if self.status.up_since else 0
+        rekey_at = reauth_at = None
+        if self.session is not None and self.status.state == "up":
+            rekey_at, reauth_at = self.session.ike_sa_deadlines()
+        now = self._now()
+        data["ike_rekey_in"] = None if rekey_at is None else max(0, round(rekey_at - now))
+        data["reauth_in"] = None if reauth_at is None else max(0, round(reauth_at - now))
         return data
 
     async def handle_control(self, request: dict) -> dict:
@@ -1055,6 +1061,11 @@ def format_status(s: dict) -> str:
     if s.get("ike_proposal"):
         lines.append(f"  IKE_SA      {s['ike_spi_i']}_i {s['ike_spi_r']}_r  {s['ike_proposal']}"
                      f"{'  (NAT-T)' if s.get('nat') else ''}")
+        deadlines = [f"{what} in {s[key]} s" for what, key in (("rekey", "ike_rekey_in"),
+                                                                ("reauthentication", "reauth_in"))
+                     if s.get(key) is not None]
+        if deadlines:
+            lines.append(f"              {', '.join(deadlines)}")
     if s.get("up_since"):
         lines.append(f"  up for      {s['uptime']} s, reconnects {s['reconnects']}, "
                      f"rekeyed IKE_SA {s['ike_rekeys']}x, CHILD_SA {s['child_rekeys']}x")

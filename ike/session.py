@@ -127,6 +127,11 @@ class IkeSession(Establishment, Rekeying, Informational):
         self._nonce_i = self._random(NONCE_SIZE)
         self._send_ike_sa_init(now)
 
+    def ike_sa_deadlines(self) -> tuple[Optional[float], Optional[float]]:
+        """(when we rekey this IKE_SA, when we report that it needs reauthentication), on
+        the clock of `now`; None when nothing is scheduled (e.g. a rekey is under way)."""
+        return self._ike_rekey_at, self._reauth_at
+
     def receive_datagram(self, data: bytes, addr: tuple, now: float) -> None:
         """Process one datagram. Never raises: bad input is logged and dropped."""
         if self.state in (State.INITIAL, State.CLOSED):

@@ -181,3 +181,12 @@ def test_a_session_that_is_never_established_never_asks():
     session.connect(0.0)
     session.close()
     assert _reauth_requests(iter(lambda: session.next_event(), None)) == []
+
+
+def test_the_session_tells_when_it_rekeys_and_reauthenticates():
+    # What `cygnet status` shows as "rekey in … s, reauthentication in … s".
+    pair = _established(reauth_time=600.0, reauth_rand_time=60.0, ike_rekey_time=1000.0,
+                        ike_rand_time=100.0, random_bytes=_fixed_random(HALF))
+    rekey_at, reauth_at = pair.session.ike_sa_deadlines()
+    assert rekey_at == pair.now + 950 and reauth_at == pair.now + 570
+    assert _established(dpd_delay=0).session.ike_sa_deadlines()[1] is None  # reauth off

@@ -51,6 +51,8 @@ def test_daemon_status_and_down(tb, make_cygnet):
     assert re.fullmatch(r"[0-9a-f]{16}", status["ike_spi_r"])
     assert status["ike_proposal"].startswith("aes128gcm16")  # the gateway's first choice
     assert status["reconnects"] == 0
+    assert 14400 * 0.9 - 5 <= status["ike_rekey_in"] <= 14400   # swanctl's rekey_time/rand_time
+    assert status["reauth_in"] is None                          # off unless the profile asks
     (child,) = status["children"]
     assert child["encryption"] == "AES_GCM_16-128"
     assert 3000 < child["rekey_in"] <= 3600    # swanctl's defaults: rekey after ~1 h
@@ -73,6 +75,7 @@ def test_daemon_status_and_down(tb, make_cygnet):
                      child["spi_out"], status["virtual_ips"][0], "AES_GCM_16-128", "rekey in",
                      DNS_SERVERS[0], "up for"):
         assert expected in text, f"{expected!r} missing from:\n{text}"
+    assert re.search(r"^ +rekey in \d+ s$", text, re.MULTILINE), f"no IKE_SA rekey time in:\n{text}"
 
     # A second `cygnet up` of the same tunnel is refused while it runs.
     again = client.run("up", str(profile), timeout=10)
