@@ -26,7 +26,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from client.netlink_agent import NetlinkAgent, NetlinkError, new_agent
+from client.netlink_agent import NetlinkError, new_agent
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -84,8 +84,8 @@ class NetworkConfig:
     agent exit once the tunnel is set up; the next change starts a new one.
     """
 
-    def __init__(self, journal_path: Path, agent: NetlinkAgent | None = None):
-        self._agent = agent or new_agent()
+    def __init__(self, journal_path: Path):
+        self._agent = new_agent()
         self._agent.start()  # if not yet: it loads pyroute2 while the engine contacts the gateway
         self._ipr = self._agent.ipr
         self.journal = Journal(journal_path)
@@ -269,16 +269,3 @@ def revert_journal(ipr, journal: Journal) -> None:
     except FileNotFoundError:
         pass
 
-
-def clean_stale(journal_path: Path) -> bool:
-    """After a crash: undo what a previous run of the same tunnel left. True if it found any.
-    The engine uses NetworkConfig.clean_stale()."""
-    if not journal_path.exists():
-        return False
-    journal = Journal.load(journal_path)
-    agent = NetlinkAgent()
-    try:
-        revert_journal(agent.ipr, journal)
-    finally:
-        agent.release()
-    return True

@@ -27,7 +27,7 @@ import types
 _LENGTH = struct.Struct("!I")
 
 # IPRoute methods the engine may call (client/netconfig.py, client/tun.py).
-METHODS = frozenset({"route", "addr", "link", "get_links", "link_lookup"})
+METHODS = frozenset({"route", "addr", "link"})
 
 
 class NetlinkError(OSError):
@@ -76,10 +76,6 @@ class NetlinkAgent:
         self._pid: int | None = None
         self.ipr = _IpRouteProxy(self)
 
-    @property
-    def running(self) -> bool:
-        return self._sock is not None
-
     def start(self) -> None:
         """Fork the agent; it imports pyroute2 and opens its socket while we go on."""
         if self._sock is not None:
@@ -125,8 +121,6 @@ class NetlinkAgent:
             pass
         self._reap()
 
-    close = release
-
     def _reap(self) -> None:
         if self._sock is not None:
             self._sock.close()
@@ -149,9 +143,6 @@ class _IpRouteProxy:
         if method not in METHODS:
             raise AttributeError(method)
         return lambda *args, **kwargs: self._agent.call(method, *args, **kwargs)
-
-    def close(self) -> None:
-        self._agent.release()
 
 
 # ---------------------------------------------------------------------------- the child
