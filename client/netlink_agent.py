@@ -38,8 +38,9 @@ class NetlinkError(OSError):
         self.code = code
 
 
-class AgentGone(RuntimeError):
-    """The agent process died (it should not: it only exits when released)."""
+class AgentGone(OSError):
+    """The agent process died (it should not: it only exits when released). An OSError like
+    a netlink failure, so the engine fails the change the same way; the next call forks anew."""
 
 
 def _send(sock: socket.socket, value) -> None:

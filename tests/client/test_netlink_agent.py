@@ -109,3 +109,23 @@ def test_network_config_through_the_agent(namespace, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_dead_agent_fails_the_call_as_an_oserror_and_the_next_call_forks_anew(namespace):
+    script = r"""
+import json, os, signal
+from client.netlink_agent import AgentGone, NetlinkAgent
+agent = NetlinkAgent()
+agent.start()
+os.kill(agent._pid, signal.SIGKILL)       # e.g. the OOM killer
+out = {}
+try:
+    agent.ipr.link("get", index=1)
+except OSError as error:
+    out["gone"] = isinstance(error, AgentGone)
+out["again"] = agent.ipr.link("get", index=1)[0]["IFLA_IFNAME"]
+agent.release()
+print(json.dumps(out))
+"""
+    result = namespace.run([sys.executable, "-c", script], env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert json.loads(result.stdout) == {"gone": True, "again": "lo"}
