@@ -206,24 +206,32 @@ def infer_esn_high(window_top: int, window_size: int, seq_low: int) -> int | Non
     return top_high
 
 
-class _SaCrypto:
-    """Cipher and integrity objects bound to one direction's keys (built once, reused)."""
+class _EspSa:
+    """What both directions of one SPI set up alike: the SPI, ESN, and the cipher and integrity
+    objects bound to this direction's keys (built once, reused; kept as plain attributes
+    because the per-packet code reads them)."""
 
-    def __init__(self, encr_id: int, encr_key_bits: int, encr_key: bytes, integ_id: int | None, integ_key: bytes):
-        self.cipher = make_cipher(encr_id, encr_key_bits, encr_key)
-        if self.cipher.aead:
-            self.integrity = None
-            self.icv_size = self.cipher.icv_size
+    def __init__(self, spi: bytes, esn: bool, encr_id: int, encr_key_bits: int, encr_key: bytes,
+                 integ_id: int | None, integ_key: bytes):
+        if len(spi) != SPI_SIZE:
+            raise ValueError("an ESP SPI has 4 bytes")
+        self.spi = bytes(spi)
+        self.esn = esn
+        self._cipher = make_cipher(encr_id, encr_key_bits, encr_key)
+        self._aead = self._cipher.aead
+        if self._aead:
+            self._integrity = None
+            self.icv_size = self._cipher.icv_size
         else:
             if integ_id is None:
                 raise ValueError("a non-AEAD cipher needs an integrity algorithm")
-            self.integrity = make_integrity(integ_id, integ_key)
-            self.icv_size = self.integrity.icv_size
-        self.iv_size = self.cipher.iv_size
-        self.alignment = _cipher_alignment(self.cipher)
+            self._integrity = make_integrity(integ_id, integ_key)
+            self.icv_size = self._integrity.icv_size
+        self._iv_size = self._cipher.iv_size
+        self._alignment = _cipher_alignment(self._cipher)
 
 
-class OutboundSa:
+class OutboundSa(_EspSa):
     """Encrypts inner IP packets into ESP packets for one SPI."""
 
     def __init__(
@@ -240,19 +248,9 @@ class OutboundSa:
         on_limit: LimitCallback | None = None,
         initial_seq: int = 0,
     ):
-        if len(spi) != SPI_SIZE:
-            raise ValueError("an ESP SPI has 4 bytes")
-        self.spi = bytes(spi)
-        self.esn = esn
-        crypto = _SaCrypto(encr_id, encr_key_bits, encr_key, integ_id, integ_key)
-        self._cipher = crypto.cipher
-        self._integrity = crypto.integrity
-        self._aead = crypto.cipher.aead
-        self._iv_size = crypto.iv_size
-        self._alignment = crypto.alignment
-        self.icv_size = crypto.icv_size
+        super().__init__(spi, esn, encr_id, encr_key_bits, encr_key, integ_id, integ_key)
         # Bytes added around an inner packet, minus padding: what the caller must leave for MTU.
-        self.overhead = HEADER_SIZE + crypto.iv_size + TRAILER_SIZE + crypto.icv_size
+        self.overhead = HEADER_SIZE + self._iv_size + TRAILER_SIZE + self.icv_size
         self.seq = initial_seq  # last sequence number sent (64-bit with ESN)
         self._seq_max = (1 << 64) - 1 if esn else SEQ32_MAX
         self._seq_soft = -1 if esn else SEQ32_MAX - SEQ32_SOFT_MARGIN
@@ -320,7 +318,7 @@ class OutboundSa:
         return self.seal(bytes(length), NEXT_HEADER_NONE)
 
 
-class InboundSa:
+class InboundSa(_EspSa):
     """Verifies, decrypts and replay-checks ESP packets received on one SPI."""
 
     def __init__(
@@ -337,19 +335,9 @@ class InboundSa:
         limits: SaLimits | None = None,
         on_limit: LimitCallback | None = None,
     ):
-        if len(spi) != SPI_SIZE:
-            raise ValueError("an ESP SPI has 4 bytes")
-        self.spi = bytes(spi)
-        self.esn = esn
-        crypto = _SaCrypto(encr_id, encr_key_bits, encr_key, integ_id, integ_key)
-        self._cipher = crypto.cipher
-        self._integrity = crypto.integrity
-        self._aead = crypto.cipher.aead
-        self._iv_size = crypto.iv_size
-        self._alignment = crypto.alignment
-        self._icv_size = crypto.icv_size
-        self._min_length = HEADER_SIZE + crypto.iv_size + TRAILER_SIZE + crypto.icv_size
-        self._iv_end = HEADER_SIZE + crypto.iv_size
+        super().__init__(spi, esn, encr_id, encr_key_bits, encr_key, integ_id, integ_key)
+        self._min_length = HEADER_SIZE + self._iv_size + TRAILER_SIZE + self.icv_size
+        self._iv_end = HEADER_SIZE + self._iv_size
         self.window = ReplayWindow(replay_window)
         self.packets = 0
         self.bytes = 0
@@ -390,7 +378,7 @@ class InboundSa:
             raise SaExhausted("ESP SA exhausted: a rekeyed SA must replace it")
 
         iv_end = self._iv_end
-        icv_start = length - self._icv_size
+        icv_start = length - self.icv_size
         if (icv_start - iv_end) % self._alignment:
             self.malformed_drops += 1
             raise MalformedPacket("ESP ciphertext is not a whole number of blocks")
@@ -432,7 +420,7 @@ class InboundSa:
         ours again. Replayed captures would pass this check too, so it does nothing but ask
         for that one rekey."""
         iv_end = self._iv_end
-        icv_start = len(packet) - self._icv_size
+        icv_start = len(packet) - self.icv_size
         if (icv_start - iv_end) % self._alignment:
             return
         try:
