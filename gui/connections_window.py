@@ -19,6 +19,7 @@ from PyQt6.QtWidgets import (QDialogButtonBox, QFileDialog, QHBoxLayout, QInputD
 from gui import icons
 from gui.connection import ConversionError, VpnConnection, export_sswan, import_sswan
 from gui.editor import ConnectionEditor
+from gui.tasks import BackgroundTasks
 
 log = logging.getLogger("cygnet.tray.editor")
 
@@ -35,7 +36,7 @@ class ConnectionsWindow(QWidget):
         super().__init__(parent)
         self.backend = backend
         self.connections: list[VpnConnection] = []
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks = BackgroundTasks(lambda error: self.say(f"NetworkManager refused: {error}", error=True))
         self.editor: Optional[ConnectionEditor] = None   # the open editor, if any
         self.confirm: Optional[QMessageBox] = None       # the open "Delete?" question, if any
         self.setWindowTitle("Cygnet VPN connections")
@@ -77,15 +78,7 @@ class ConnectionsWindow(QWidget):
     # ------------------------------------------------------------------ list
 
     def run(self, coroutine) -> asyncio.Task:
-        task = asyncio.ensure_future(coroutine)
-        self.tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.say(f"NetworkManager refused: {task.exception()}", error=True)
+        return self.tasks.run(coroutine)
 
     async def reload(self) -> None:
         self.connections = await self.backend.cygnet_connections()

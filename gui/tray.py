@@ -34,6 +34,7 @@ from gui.nm_client import (CONNECTING_STATES, VPN_ACTIVATED, VPN_CONNECTION_IFAC
                            unwrap)
 from gui.notify import Notifier
 from gui.status import StatusInfo, StatusWindow, read_counters
+from gui.tasks import BackgroundTasks
 
 log = logging.getLogger("cygnet.tray")
 
@@ -62,7 +63,7 @@ class Applet(QObject):
         self._reported: set[str] = set()                # active paths already notified as ended
         self._refresh_task: Optional[asyncio.Task] = None
         self._refresh_again = False
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks = BackgroundTasks(lambda error: log.error("%s", error, exc_info=error))
         self.quit_requested: Optional[asyncio.Future] = None   # made by start()
 
         self.menu = QMenu()
@@ -101,15 +102,7 @@ class Applet(QObject):
             self.quit_requested.set_result(0)
 
     def run(self, coroutine) -> asyncio.Task:
-        task = asyncio.ensure_future(coroutine)
-        self.tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s", task.exception(), exc_info=task.exception())
+        return self.tasks.run(coroutine)
 
     # ------------------------------------------------------------------ state from NM
 
