@@ -103,9 +103,6 @@ class NetworkConfig:
 
     def current_path(self, destination: ipaddress.IPv4Address | ipaddress.IPv6Address) -> dict:
         """How the kernel reaches `destination` right now: {'oif': …, 'gateway': … or None}."""
-        return self._current_path(destination)
-
-    def _current_path(self, destination) -> dict:
         route = self._ipr.route("get", dst=str(destination))[0]
         return {"oif": route.get("RTA_OIF"), "gateway": route.get("RTA_GATEWAY")}
 
@@ -135,7 +132,7 @@ class NetworkConfig:
 
     def pin_gateway(self, gateway: ipaddress.IPv4Address | ipaddress.IPv6Address) -> RouteAdded:
         """Keep the gateway reachable the way it was before the tunnel (host route)."""
-        path = self._current_path(gateway)
+        path = self.current_path(gateway)
         spec = {"dst": str(gateway), "dst_len": gateway.max_prefixlen, "oif": path["oif"]}
         if path["gateway"]:
             spec["gateway"] = path["gateway"]
