@@ -23,12 +23,13 @@ from __future__ import annotations
 import base64
 import binascii
 import getpass
-import hmac
 import os
 import stat
 import sys
 from pathlib import Path
 from typing import Callable, Optional
+
+from ike.constant_time import bytes_equal
 
 KEYRING_SERVICE = "cygnet"
 
@@ -63,7 +64,7 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
-        return hmac.compare_digest(self._value, other._value)
+        return bytes_equal(self._value, other._value)
 
     __hash__ = None  # type: ignore[assignment]  # mutable-looking on purpose: no dict keys
 

@@ -11,7 +11,6 @@ here, so callers need only `from ike import auth`.
 
 from __future__ import annotations
 
-import hmac
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
@@ -27,6 +26,7 @@ from .certificates import (  # re-exported, see __all__
     format_identity, identity_from_string, load_certificates, load_private_key,
     load_trust_anchors, validate_certificate, decode_oid, read_der, read_der_sequence)
 from .constants import AuthMethod, HashAlgorithm
+from .constant_time import bytes_equal
 
 __all__ = [
     # defined here
@@ -89,7 +89,7 @@ def verify_shared_key_auth(auth_payload, prf, secret: bytes, octets: bytes) -> N
         raise AuthenticationError(
             f"the gateway authenticated with {_method_name(auth_payload.method)}, "
             "expected a pre-shared key")
-    if not hmac.compare_digest(psk_auth_data(prf, secret, octets), bytes(auth_payload.data)):
+    if not bytes_equal(psk_auth_data(prf, secret, octets), bytes(auth_payload.data)):
         raise AuthenticationError("the gateway's AUTH does not match our pre-shared key "
                                   "(or EAP key)")
 

@@ -8,13 +8,13 @@ session and changes of the IKE_SA's state go through `self._transition`.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import logging
 import struct
 
 from . import config_payload
 from .constants import AuthMethod, CertEncoding, ExchangeType, HashAlgorithm, NotifyType
+from .constant_time import bytes_equal
 from .events import (AuthenticationFailed, IkeSaEstablished, PeerAddressesAdded, ProposalMismatch,
                      Redirected)
 from .intermediate import intermediate_auth_input
@@ -162,7 +162,7 @@ class Establishment:
             gateway, nonce = decode_redirect(notify.data)
         except RedirectError as exc:
             raise ProtocolViolation(str(exc)) from None
-        if not hmac.compare_digest(nonce, self._nonce_i):  # RFC 5685 §4.3: must echo Ni
+        if not bytes_equal(nonce, self._nonce_i):  # RFC 5685 §4.3: must echo Ni
             raise ProtocolViolation("REDIRECT without our nonce")
         self._finish(f"redirected to {gateway}", Redirected(gateway))
 
@@ -175,8 +175,8 @@ class Establishment:
         if source is not None and destination is not None:
             seen_remote = nat_detection_hash(ike.spi_i, ike.spi_r, addr[0], addr[1])
             seen_local = nat_detection_hash(ike.spi_i, ike.spi_r, s.local_address, s.local_port)
-            remote_natted = not hmac.compare_digest(source.data, seen_remote)
-            local_natted = not hmac.compare_digest(destination.data, seen_local)
+            remote_natted = not bytes_equal(source.data, seen_remote)
+            local_natted = not bytes_equal(destination.data, seen_local)
             self._nat_detected = remote_natted or local_natted
         supports_nat_t = source is not None and destination is not None
         if self._nat_detected or (s.force_encapsulation and supports_nat_t):
@@ -347,7 +347,7 @@ class Establishment:
             key = auth.psk if auth.method == "psk" else (self._msk or self._ike.keys.sk_pr)
             expected = crypto.psk_auth(self._ike.prf, key, octets)
             if (gateway_auth.method != AuthMethod.SHARED_KEY_MIC
-                    or not hmac.compare_digest(expected, gateway_auth.data)):
+                    or not bytes_equal(expected, gateway_auth.data)):
                 if auth.method == "psk":
                     return "the gateway's pre-shared key does not match ours"
                 return "the gateway's EAP authentication data is wrong"

@@ -11,12 +11,13 @@ where MS-CHAPv2 itself dictates the algorithm.
 
 from __future__ import annotations
 
-import hmac
 import struct
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+from .constant_time import bytes_equal
 
 CHALLENGE_SIZE = 16  # authenticator and peer challenges (RFC 2759 §4)
 NT_RESPONSE_SIZE = 24
@@ -144,7 +145,7 @@ def generate_authenticator_response(password: str, nt_response: bytes, peer_chal
 
 def check_authenticator_response(expected: str, received: str) -> bool:
     """§8.8 CheckAuthenticatorResponse, compared in constant time (hex case ignored)."""
-    return hmac.compare_digest(expected.upper().encode(), received.upper().encode())
+    return bytes_equal(expected.upper().encode(), received.upper().encode())
 
 
 # ---------------------------------------------------------------------------------------------

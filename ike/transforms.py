@@ -19,10 +19,11 @@ multi-threaded data plane needs one object per thread.
 from __future__ import annotations
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import constant_time, hashes, hmac
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher as _CryptoCipher
 from cryptography.hazmat.primitives.ciphers import aead, algorithms, modes
 
+from ike.constant_time import bytes_equal
 from ike.constants import EncrId, IntegId, PrfId
 
 __all__ = [
@@ -280,7 +281,7 @@ class Integrity:
 
     def verify(self, data: bytes, icv: bytes) -> None:
         """Raise IntegrityError unless `icv` is the ICV of `data` (constant-time compare)."""
-        if not constant_time.bytes_eq(self.sign(data), bytes(icv)):
+        if not bytes_equal(self.sign(data), bytes(icv)):
             raise IntegrityError(f"{_name(IntegId, self.integ_id)} ICV check failed")
 
     def __repr__(self) -> str:
