@@ -325,17 +325,15 @@ class Tunnel:
         from client.netconfig import NetworkConfig
         from client.tun import TunDevice
 
+        run = control.ensure_run_dir()
+        self.netconfig = NetworkConfig(run / f"{self.profile.name}.routes.json")
         # dataplane = auto: the kernel's ESP if it can install an SA (probed once), else ours.
         kernel_unavailable = None
         if self.profile.dataplane in ("kernel", "auto"):
-            from client.kernel_dataplane import probe_kernel_esp
-
-            kernel_unavailable = probe_kernel_esp()
+            kernel_unavailable = self.netconfig.probe_kernel_esp()
             if kernel_unavailable and self.profile.dataplane == "kernel":
                 raise FatalError(f"dataplane = kernel: {kernel_unavailable}")
-        run = control.ensure_run_dir()
         # A previous run that was killed left its routes journal and resolv.conf backup.
-        self.netconfig = NetworkConfig(run / f"{self.profile.name}.routes.json")
         cleaned = self.netconfig.clean_stale()
         cleaned |= restore_file(run / f"{self.profile.name}.resolv.conf.orig")
         if cleaned:

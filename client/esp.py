@@ -52,8 +52,10 @@ STALE_RUN_CHECK = 16
 
 # Monotonic padding bytes 1, 2, 3, … (RFC 4303 §2.4); slicing this avoids building them per packet.
 _PADDING = bytes(range(1, 256))
-# Pad Length ‖ Next Header for every pad length up to a block and every next header.
-_TRAILERS = [[bytes((pad, nh)) for nh in range(256)] for pad in range(16)]
+# Padding ‖ Pad Length ‖ Next Header, for every pad length up to a block (16 bytes), built once
+# for the next headers the data plane sends.
+_TAILS = {next_header: [_PADDING[:pad] + bytes((pad, next_header)) for pad in range(16)]
+          for next_header in (NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE)}
 
 _pack_header = struct.Struct(">4sI").pack
 _pack_header_iv64 = struct.Struct(">4sIQ").pack
@@ -293,7 +295,9 @@ class OutboundSa(_EspSa):
             self._next_packets, self._next_bytes = self._limits.thresholds()
         seq_low = seq & SEQ32_MAX
         pad_length = -(length + TRAILER_SIZE) % self._alignment
-        plaintext = b"".join((payload, _PADDING[:pad_length], _TRAILERS[pad_length][next_header]))
+        tails = _TAILS.get(next_header)
+        tail = tails[pad_length] if tails else _PADDING[:pad_length] + bytes((pad_length, next_header))
+        plaintext = b"".join((payload, tail))
         if self._aead:
             # The 8-byte IV must never repeat under one key (RFC 4106 §3.1): the counter is unique.
             header = _pack_header_iv64(self.spi, seq_low, seq)

@@ -94,6 +94,10 @@ class NetworkConfig:
         """Nothing to change for now: let the agent (and pyroute2's memory) go."""
         self._agent.release()
 
+    def probe_kernel_esp(self) -> str | None:
+        """None if the kernel can install an ESP SA, else why not (asked of the agent)."""
+        return self._agent.probe_kernel_esp()
+
     # Each public method below does all of that change's netlink work (lookups and changes):
     # they run between the IKE_AUTH response and the first packet through the tunnel.
 

@@ -28,6 +28,8 @@ _LENGTH = struct.Struct("!I")
 
 # IPRoute methods the engine may call (client/netconfig.py, client/tun.py).
 METHODS = frozenset({"route", "addr", "link"})
+# Not an IPRoute method: dataplane = auto's probe for kernel ESP, which needs pyroute2 too.
+PROBE_KERNEL_ESP = "probe_kernel_esp"
 
 
 class NetlinkError(OSError):
@@ -90,8 +92,13 @@ class NetlinkAgent:
         ours.set_inheritable(False)
         self._sock, self._pid = ours, pid
 
+    def probe_kernel_esp(self) -> str | None:
+        """client.kernel_dataplane.probe_kernel_esp(), run here so the engine need not load
+        pyroute2 and the XFRM messages just to learn that it will not use them."""
+        return self.call(PROBE_KERNEL_ESP)
+
     def call(self, method: str, *args, **kwargs):
-        if method not in METHODS:
+        if method not in METHODS and method != PROBE_KERNEL_ESP:
             raise ValueError(f"not an IPRoute call the agent makes: {method}")
         self.start()
         try:
@@ -185,6 +192,11 @@ def _agent_main(sock: socket.socket) -> None:
                 break
             method, args, kwargs = request
             try:
+                if method == PROBE_KERNEL_ESP:
+                    from client.kernel_dataplane import probe_kernel_esp
+
+                    _send(sock, ("ok", probe_kernel_esp()))
+                    continue
                 _send(sock, ("ok", _plain(getattr(ipr, method)(*args, **kwargs))))
             except Exception as error:  # noqa: BLE001 — every failure goes back to the engine
                 code_attr = getattr(error, "code", None)

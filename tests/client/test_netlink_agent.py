@@ -2,7 +2,8 @@
 their own: addresses, split routes and the pinned gateway route really reach the kernel, the
 kernel's refusals come back as NetlinkError with their errno, the agent holds none of the
 engine's file descriptors, leaves with release() and comes back on the next change, also when
-that change is made from inside the engine's running asyncio loop."""
+that change is made from inside the engine's running asyncio loop; dataplane = auto's kernel
+ESP probe runs in the agent and answers as the probe itself does."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ agent = nc._agent
 out["agent_holds_engine_file"] = any(
     os.readlink(f"/proc/{agent._pid}/fd/{fd}").endswith("engine-file")
     for fd in os.listdir(f"/proc/{agent._pid}/fd"))
+out["kernel_esp"] = nc.probe_kernel_esp()                 # dataplane = auto's probe, in the agent
 out["pyroute2_in_engine"] = any(name.startswith("pyroute2.") for name in sys.modules)
+out["xfrm_in_engine"] = "client.xfrm" in sys.modules
 out["halves"] = [(r.destination, r.metric) for r in
                  nc.route_through("d0", ipaddress.ip_network("0.0.0.0/0"), "10.9.0.2")]
 pin = nc.pin_gateway(ipaddress.ip_address("203.0.113.5"))
@@ -56,6 +59,8 @@ async def revert_like_the_engine():                   # forked inside a running 
 import asyncio
 asyncio.run(revert_like_the_engine())
 out2 = {"second_agent": agent._pid not in (None, first), "journal_left": journal.exists()}
+from client.kernel_dataplane import probe_kernel_esp   # the same probe, made here
+out2["kernel_esp_here"] = probe_kernel_esp()
 nc.close()
 print(json.dumps(out2), flush=True)
 """
@@ -88,6 +93,7 @@ def test_network_config_through_the_agent(namespace, tmp_path):
         first = json.loads(process.stdout.readline())
         assert not first["agent_holds_engine_file"]
         assert not first["pyroute2_in_engine"]
+        assert not first["xfrm_in_engine"]
         assert first["halves"] == [["0.0.0.0/1", 0], ["128.0.0.0/1", 0]]
         assert first["pin"] == ["203.0.113.5/32", 0]
         assert first["refused"] == 19                                 # ENODEV, from the kernel
@@ -100,6 +106,7 @@ def test_network_config_through_the_agent(namespace, tmp_path):
         process.stdin.write("\n")
         process.stdin.flush()
         second = json.loads(process.stdout.readline())
+        assert second.pop("kernel_esp_here") == first["kernel_esp"]   # the agent's answer is the probe's
         assert second == {"second_agent": True, "journal_left": False}
         assert process.wait(timeout=10) == 0
         assert routes(namespace) == {("default", 0), ("198.51.100.0/24", 0)}
