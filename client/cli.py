@@ -118,7 +118,8 @@ def cmd_up(args) -> int:
 
     netlink_agent.import_pyroute2_lazily()
     if not args.daemon:
-        netlink_agent.prestart()  # pyroute2 loads in a child while we import the rest
+        # pyroute2 loads in a child while we import the rest (and it probes for kernel ESP).
+        netlink_agent.prestart(probe_kernel_esp=profile.dataplane in ("kernel", "auto"))
     engine = _load_engine()
     return engine.up(profile, daemon=args.daemon)
 

@@ -58,10 +58,10 @@ from client.dataplane import (IKE_NATT_PORT, NON_ESP_MARKER, SaCounters, SaLimit
 log = logging.getLogger(__name__)
 
 # reqids and if_ids Cygnet uses ("cy" in the high half): charon allocates reqids from 1.
-REQID_BASE = 0x63790000
+REQID_BASE = xfrm.CYGNET_REQID_BASE
 REQID_MASK = 0xFFFF0000
 IF_ID_BASE = 0x63790000
-PROBE_REQID = REQID_BASE | 0xFFFF
+PROBE_REQID = xfrm.PROBE_REQID
 POLICY_PRIORITY = 200000  # minus the selectors' prefix lengths: more specific wins (lower)
 REPLAY_WINDOW = 128  # packets; charon's default is 32, the userspace plane's 1024
 ACQUIRE_INTERVAL = 10.0  # seconds between rekey requests caused by ACQUIREs for one child
@@ -110,28 +110,8 @@ def reqid_of(child_id: int) -> int:
 
 
 def probe_kernel_esp() -> str | None:
-    """Try to add (and delete) a dummy ESP SA. None if the kernel can do ESP, else why not."""
-    spi = os.urandom(4)
-    try:
-        with xfrm.XfrmSocket() as nl:
-            nl.request(xfrm.xfrm_usersa_info, xfrm.XFRM_MSG_NEWSA, {
-                **xfrm.selector(), **xfrm.no_limits(),
-                "id_daddr": xfrm.pack_address("127.0.0.1"), "id_spi": spi, "id_proto": xfrm.IPPROTO_ESP,
-                "saddr": xfrm.pack_address("127.0.0.1"), "family": socket.AF_INET,
-                "mode": xfrm.XFRM_MODE_TUNNEL, "reqid": PROBE_REQID,
-            }, [("XFRMA_ALG_AEAD", {"alg_name": b"rfc4106(gcm(aes))", "alg_key_len": 160,
-                                    "alg_icv_len": 128, "alg_key": os.urandom(20)})])
-            nl.request(xfrm.xfrm_usersa_id, xfrm.XFRM_MSG_DELSA, {
-                "daddr": xfrm.pack_address("127.0.0.1"), "spi": spi, "family": socket.AF_INET,
-                "proto": xfrm.IPPROTO_ESP})
-    except OSError as error:
-        code = error.errno
-        if code in (errno.EPROTONOSUPPORT, errno.ENOSYS, errno.ENOENT):
-            return "the kernel has no ESP (modules esp4/esp6 or the AES-GCM cipher are missing)"
-        if code in (errno.EPERM, errno.EACCES):
-            return "not allowed to install IPsec SAs (needs root or CAP_NET_ADMIN)"
-        return f"installing a test SA failed: {error}"
-    return None
+    """None if the kernel can do ESP, else why not (see client.xfrm.probe_esp)."""
+    return xfrm.probe_esp()
 
 
 def bypass_socket(sock: socket.socket) -> None:

@@ -77,32 +77,47 @@ class NetlinkAgent:
     def __init__(self):
         self._sock: socket.socket | None = None
         self._pid: int | None = None
+        self._early_probe = False  # the agent's first message is the kernel ESP probe's answer
         self.ipr = _IpRouteProxy(self)
 
-    def start(self) -> None:
-        """Fork the agent; it imports pyroute2 and opens its socket while we go on."""
+    def start(self, probe_kernel_esp: bool = False) -> None:
+        """Fork the agent; it imports pyroute2 and opens its socket while we go on. With
+        probe_kernel_esp, it first probes for kernel ESP (see probe_kernel_esp())."""
         if self._sock is not None:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:  # the child: never returns
             ours.close()
-            _agent_main(theirs)
+            _agent_main(theirs, probe_kernel_esp)
         theirs.close()
         ours.set_inheritable(False)
-        self._sock, self._pid = ours, pid
+        self._sock, self._pid, self._early_probe = ours, pid, probe_kernel_esp
 
     def probe_kernel_esp(self) -> str | None:
-        """client.kernel_dataplane.probe_kernel_esp(), run here so the engine need not load
-        pyroute2 and the XFRM messages just to learn that it will not use them."""
+        """client.kernel_dataplane.probe_kernel_esp(), run in the agent so the engine need not
+        load pyroute2 and the XFRM messages just to learn that it will not use them. Asked for
+        at start(), the answer is ready before pyroute2's routing half has loaded."""
+        if self._early_probe:
+            self._early_probe = False
+            return self._answer(PROBE_KERNEL_ESP)
         return self.call(PROBE_KERNEL_ESP)
 
     def call(self, method: str, *args, **kwargs):
         if method not in METHODS and method != PROBE_KERNEL_ESP:
             raise ValueError(f"not an IPRoute call the agent makes: {method}")
         self.start()
+        if self._early_probe:  # nobody asked for it: it must not pass for this call's answer
+            self.probe_kernel_esp()
         try:
             _send(self._sock, (method, args, kwargs))
+        except OSError as error:
+            self._reap()
+            raise AgentGone(f"the netlink agent stopped before {method}(): {error}") from None
+        return self._answer(method)
+
+    def _answer(self, method: str):
+        try:
             answer = _receive(self._sock)
         except OSError as error:
             answer = None
@@ -130,6 +145,7 @@ class NetlinkAgent:
         self._reap()
 
     def _reap(self) -> None:
+        self._early_probe = False
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -156,7 +172,7 @@ class _IpRouteProxy:
 # ---------------------------------------------------------------------------- the child
 
 
-def _agent_main(sock: socket.socket) -> None:
+def _agent_main(sock: socket.socket, probe_kernel_esp: bool = False) -> None:
     """Serve requests until told to exit or the engine goes away; then _exit (no atexit
     handlers, no flushing of the engine's buffers: they are the parent's)."""
     code = 0
@@ -178,6 +194,8 @@ def _agent_main(sock: socket.socket) -> None:
         asyncio_events = sys.modules.get("asyncio.events")
         if asyncio_events is not None:
             asyncio_events._set_running_loop(None)
+        if probe_kernel_esp:  # the engine waits for this before it opens its TUN device
+            _send(sock, ("ok", _probe_kernel_esp()))
         ipr = _open_iproute()
         # pyroute2 builds parts of its request machinery on first use: do that now, while the
         # engine contacts the gateway, not after the IKE_AUTH response when the calls come.
@@ -193,9 +211,7 @@ def _agent_main(sock: socket.socket) -> None:
             method, args, kwargs = request
             try:
                 if method == PROBE_KERNEL_ESP:
-                    from client.kernel_dataplane import probe_kernel_esp
-
-                    _send(sock, ("ok", probe_kernel_esp()))
+                    _send(sock, ("ok", _probe_kernel_esp()))
                     continue
                 _send(sock, ("ok", _plain(getattr(ipr, method)(*args, **kwargs))))
             except Exception as error:  # noqa: BLE001 — every failure goes back to the engine
@@ -216,6 +232,13 @@ def _agent_main(sock: socket.socket) -> None:
             pass
     finally:
         os._exit(code)
+
+
+def _probe_kernel_esp() -> str | None:
+    import_pyroute2_lazily()
+    from client import xfrm  # pyroute2's netlink base only: not the routing half, not asyncio
+
+    return xfrm.probe_esp()
 
 
 def _open_iproute():
@@ -278,13 +301,14 @@ def import_pyroute2_lazily() -> None:
 _prestarted: NetlinkAgent | None = None
 
 
-def prestart() -> None:
+def prestart(probe_kernel_esp: bool = False) -> None:
     """Fork the agent now, at the very start of `cygnet up`, so that pyroute2's import runs
-    while the engine imports its own modules."""
+    while the engine imports its own modules (and the kernel ESP probe, if the profile's
+    data plane needs it, is answered by the time the engine asks)."""
     global _prestarted
     if _prestarted is None:
         _prestarted = NetlinkAgent()
-        _prestarted.start()
+        _prestarted.start(probe_kernel_esp)
 
 
 def new_agent() -> NetlinkAgent:

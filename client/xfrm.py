@@ -31,6 +31,11 @@ from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, N
 
 NETLINK_XFRM = 6
 
+# Cygnet's reqids have "cy" in the high half (charon allocates reqids from 1); the probe's
+# dummy SA carries the last one.
+CYGNET_REQID_BASE = 0x63790000
+PROBE_REQID = CYGNET_REQID_BASE | 0xFFFF
+
 # enum xfrm_msg_type (linux/xfrm.h)
 XFRM_MSG_NEWSA = 0x10
 XFRM_MSG_DELSA = 0x11
@@ -582,3 +587,32 @@ def group_mask(*groups: int) -> int:
     for group in groups:
         mask |= 1 << (group - 1)
     return mask
+
+
+# --- probing --------------------------------------------------------------------------------
+
+
+def probe_esp() -> str | None:
+    """Try to add (and delete) a dummy ESP SA. None if the kernel can do ESP, else why not.
+    Needs only this module (the netlink agent runs it before loading the rest of pyroute2)."""
+    spi = os.urandom(4)
+    loopback = pack_address("127.0.0.1")
+    try:
+        with XfrmSocket() as nl:
+            nl.request(xfrm_usersa_info, XFRM_MSG_NEWSA, {
+                **selector(), **no_limits(),
+                "id_daddr": loopback, "id_spi": spi, "id_proto": IPPROTO_ESP,
+                "saddr": loopback, "family": socket.AF_INET,
+                "mode": XFRM_MODE_TUNNEL, "reqid": PROBE_REQID,
+            }, [("XFRMA_ALG_AEAD", {"alg_name": b"rfc4106(gcm(aes))", "alg_key_len": 160,
+                                    "alg_icv_len": 128, "alg_key": os.urandom(20)})])
+            nl.request(xfrm_usersa_id, XFRM_MSG_DELSA, {
+                "daddr": loopback, "spi": spi, "family": socket.AF_INET, "proto": IPPROTO_ESP})
+    except OSError as error:
+        code = error.errno
+        if code in (errno.EPROTONOSUPPORT, errno.ENOSYS, errno.ENOENT):
+            return "the kernel has no ESP (modules esp4/esp6 or the AES-GCM cipher are missing)"
+        if code in (errno.EPERM, errno.EACCES):
+            return "not allowed to install IPsec SAs (needs root or CAP_NET_ADMIN)"
+        return f"installing a test SA failed: {error}"
+    return None

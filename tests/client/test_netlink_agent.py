@@ -136,3 +136,28 @@ print(json.dumps(out))
 """
     result = namespace.run([sys.executable, "-c", script], env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert json.loads(result.stdout) == {"gone": True, "again": "lo"}
+
+
+def test_the_kernel_esp_probe_asked_for_at_start_is_the_agents_first_answer(namespace):
+    """`cygnet up` has the agent probe first thing (client/cli.py); the answer must reach the
+    probe, never pass for the answer to a netlink call made before anyone read it."""
+    script = r"""
+import json, sys
+from client.netlink_agent import NetlinkAgent
+early = NetlinkAgent()
+early.start(probe_kernel_esp=True)
+unread = NetlinkAgent()
+unread.start(probe_kernel_esp=True)
+out = {"link": unread.ipr.link("get", index=1)[0]["IFLA_IFNAME"],   # the probe's answer is unread
+       "early": early.probe_kernel_esp(), "asked_again": unread.probe_kernel_esp()}
+early.release()
+unread.release()
+from client import xfrm
+out["here"] = xfrm.probe_esp()
+print(json.dumps(out))
+"""
+    result = namespace.run([sys.executable, "-c", script], env=dict(os.environ, PYTHONPATH=str(REPO)))
+    out = json.loads(result.stdout)
+    assert out["link"] == "lo"
+    assert out["early"] == out["asked_again"] == out["here"]
+    assert out["here"] is None or "ESP" in out["here"] or "IPsec" in out["here"]
