@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -31,8 +30,19 @@ def render_resolv_conf(servers: list[str], domains: list[str], name: str) -> str
     return "\n".join(lines) + "\n"
 
 
+def _installed(command: str) -> bool:
+    """Whether `command` is an executable on PATH: shutil.which's test, without importing
+    shutil, which loads the archive codecs (bz2, lzma, zlib: half a megabyte resident in a
+    connected engine) for nothing else."""
+    for directory in os.get_exec_path():
+        path = os.path.join(directory, command)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return True
+    return False
+
+
 def _resolved_running() -> bool:
-    return Path("/run/systemd/resolve/io.systemd.Resolve").exists() and shutil.which("resolvectl") is not None
+    return Path("/run/systemd/resolve/io.systemd.Resolve").exists() and _installed("resolvectl")
 
 
 class DnsConfig:
@@ -50,16 +60,16 @@ class DnsConfig:
         addrs = [str(s) for s in servers]
         if not addrs and not domains:
             return "none"
+        content = render_resolv_conf(addrs, domains, self.name)
         if _resolved_running():
             subprocess.run(["resolvectl", "dns", self.ifname, *addrs], check=True)
             subprocess.run(["resolvectl", "domain", self.ifname, *(domains or ["~."])], check=True)
             self.backend = "systemd-resolved"
-        elif shutil.which("resolvconf"):
-            content = render_resolv_conf(addrs, domains, self.name)
+        elif _installed("resolvconf"):
             subprocess.run(["resolvconf", "-a", self.ifname], input=content.encode(), check=True)
             self.backend = "resolvconf"
         else:
-            self._write_file(render_resolv_conf(addrs, domains, self.name))
+            self._write_file(content)
             self.backend = "file"
         return self.backend
 

@@ -1,4 +1,5 @@
-"""The managed-resolv.conf backend: applied, restored byte for byte, recovered after a crash."""
+"""The managed-resolv.conf backend: applied, restored byte for byte, recovered after a crash;
+resolvconf, when one is on PATH, gets the tunnel's servers and takes them back."""
 import ipaddress
 import stat
 
@@ -14,7 +15,7 @@ def test_render_puts_search_domains_and_at_most_three_servers():
 
 def test_file_backend_applies_and_restores_exactly(tmp_path, monkeypatch):
     monkeypatch.setattr("client.dns._resolved_running", lambda: False)
-    monkeypatch.setattr("client.dns.shutil.which", lambda name: None)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-resolvconf-here"))
     resolv = tmp_path / "resolv.conf"
     original = b"# the user's own\nnameserver 198.51.100.53\noptions edns0\n"
     resolv.write_bytes(original)
@@ -31,7 +32,7 @@ def test_file_backend_applies_and_restores_exactly(tmp_path, monkeypatch):
 
 def test_crash_recovery_restores_original(tmp_path, monkeypatch):
     monkeypatch.setattr("client.dns._resolved_running", lambda: False)
-    monkeypatch.setattr("client.dns.shutil.which", lambda name: None)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-resolvconf-here"))
     resolv = tmp_path / "resolv.conf"
     resolv.write_bytes(b"nameserver 198.51.100.53\n")
     DnsConfig("office", "cyg0", tmp_path, resolv_conf=resolv).apply([ipaddress.ip_address("10.1.0.53")], [])
@@ -46,3 +47,27 @@ def test_nothing_to_apply_touches_nothing(tmp_path):
     resolv.write_text("nameserver 198.51.100.53\n")
     assert DnsConfig("x", "cyg0", tmp_path, resolv_conf=resolv).apply([], []) == "none"
     assert resolv.read_text() == "nameserver 198.51.100.53\n"
+
+
+def test_resolvconf_on_path_is_used_and_told_to_forget(tmp_path, monkeypatch):
+    monkeypatch.setattr("client.dns._resolved_running", lambda: False)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "resolvconf").mkdir()  # a directory of that name earlier on PATH is no command
+    real_bin = tmp_path / "real-bin"
+    real_bin.mkdir()
+    calls = tmp_path / "calls"
+    script = real_bin / "resolvconf"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n/bin/cat >> {calls}\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{real_bin}")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 198.51.100.53\n")
+    dns = DnsConfig("office", "cyg0", tmp_path / "state", resolv_conf=resolv)
+    assert dns.apply([ipaddress.ip_address("10.1.0.53")], ["corp.test"]) == "resolvconf"
+    dns.restore()
+    lines = calls.read_text().splitlines()
+    assert lines[0] == "-a cyg0"
+    assert "nameserver 10.1.0.53" in lines and "search corp.test" in lines
+    assert lines[-1] == "-d cyg0"
+    assert resolv.read_text() == "nameserver 198.51.100.53\n"  # resolvconf's business, not ours
