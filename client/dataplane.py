@@ -289,8 +289,8 @@ class UserspaceDataPlane(SharedUdpSocket):
         self._tun_buffers = [tun_buffer] if self._vnet_buffer is None else [self._vnet_buffer, tun_buffer]
         self._closed = False
         self._udp_gso, self._udp_gro = _enable_udp_offloads(sock)
-        self._raw_sock: socket.socket | None = None
-        self._raw_buffer = bytearray(_RECV_BUFFER)
+        self._raw_sock: socket.socket | None = None  # plain ESP (no UDP): opened when needed
+        self._raw_buffer = bytearray()
 
     # --- SA management (DataPlane) ---
 
@@ -509,6 +509,7 @@ class UserspaceDataPlane(SharedUdpSocket):
         family = socket.AF_INET6 if self.peer and ":" in self.peer[0] else socket.AF_INET
         self._raw_sock = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_ESP)
         self._raw_sock.setblocking(False)
+        self._raw_buffer = bytearray(_RECV_BUFFER)
         if self._loop is not None:
             self._loop.add_reader(self._raw_sock.fileno(), self._on_raw_readable)
 

@@ -253,3 +253,21 @@ def test_start_up_imports_stay_light():
                             timeout=60)
     assert result.returncode == 0
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_what_cygnet_up_loads_leaves_out_a_second_openssl_and_the_archive_codecs():
+    """cryptography carries its own OpenSSL: ssl or hashlib would load the system's as well
+    (~4 MB resident); shutil loads bz2/lzma/zlib; pyroute2 and the XFRM code belong to the
+    netlink agent. None of these may creep back into a connected engine."""
+    script = (
+        "import sys; from client.cli import build_parser; build_parser().parse_args(['up', 'x']);"
+        "import client.profile, client.engine, ike.session, client.dataplane, client.tun,"
+        " client.netconfig, client.dns, client.secrets, client.control;"
+        "from ike.keyexchange import make_key_exchange; make_key_exchange(31).public_bytes();"
+        "unwanted = [m for m in ('ssl', '_ssl', '_hashlib', 'hmac', 'shutil', 'lzma', 'bz2',"
+        " 'pyroute2.iproute', 'client.kernel_dataplane', 'client.xfrm') if m in sys.modules];"
+        "import ssl; print(unwanted)")  # ssl itself stays importable for whoever needs it
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
