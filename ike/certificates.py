@@ -345,7 +345,11 @@ def load_private_key(source: Union[str, os.PathLike, bytes], password: bytes | N
     loader = (serialization.load_pem_private_key if b"-----BEGIN" in data
               else serialization.load_der_private_key)
     try:
-        key = loader(data, password=password)
+        # No RSA key validation (primality of p and q, ~40 ms for a 2048-bit key at every
+        # connection attempt): it guards against keys from untrusted sources, and this is the
+        # user's own credential. A damaged key cannot leak through its signatures: OpenSSL
+        # checks each CRT signature before returning it. charon does not validate either.
+        key = loader(data, password=password, unsafe_skip_rsa_key_validation=True)
     except (ValueError, TypeError) as exc:
         # cryptography's messages name the format problem, never the key material.
         raise CertificateError(f"cannot load private key from {where}: {exc}") from None

@@ -192,6 +192,23 @@ def test_load_private_key_encrypted_and_failures(tmp_path):
         auth.load_private_key(dsa_key)
 
 
+def test_a_damaged_rsa_key_loads_unvalidated_but_still_signs_correctly():
+    """load_private_key skips RSA key validation (our own key; ~40 ms per attempt). What that
+    check would catch cannot leak the key: with a damaged CRT exponent, OpenSSL notices the
+    faulty CRT result and signs the slow way, so the signature is right (no Bellcore gcd leak)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = make_key("rsa2048")
+    numbers = key.private_numbers()
+    damaged = rsa.RSAPrivateNumbers(numbers.p, numbers.q, numbers.d, numbers.dmp1 ^ 0x10,
+                                    numbers.dmq1, numbers.iqmp, numbers.public_numbers)
+    der = damaged.private_key(unsafe_skip_rsa_key_validation=True).private_bytes(
+        DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    loaded = auth.load_private_key(der)
+    signature = loaded.sign(b"octets", padding.PKCS1v15(), hashes.SHA256())
+    key.public_key().verify(signature, b"octets", padding.PKCS1v15(), hashes.SHA256())
+
+
 # --- validation -------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
