@@ -229,9 +229,11 @@ def cold_start_strongswan(tb: Testbed, method: Method, timeout: float = 20.0,
     return result, client
 
 
-# What any Python IKE client pays before its first packet: the interpreter, asyncio and
-# cryptography's OpenSSL binding (the floor under `cygnet up`'s cold start).
-PYTHON_FLOOR = "import asyncio, cryptography.hazmat.primitives.ciphers.aead"
+# What any Python IKE client pays before its first packet: the interpreter, asyncio (loaded
+# without ssl, as client/engine.py does) and cryptography's OpenSSL binding (the floor under
+# `cygnet up`'s cold start).
+PYTHON_FLOOR = ("import sys; sys.modules['ssl'] = None; import asyncio; del sys.modules['ssl'];"
+                " import cryptography.hazmat.primitives.ciphers.aead")
 
 
 def python_floor(tb: Testbed, resolv_conf: Path) -> float:

@@ -66,9 +66,11 @@ for module in sys.argv[1:]:
     steps.append((module, rss()))
 print(json.dumps(steps))
 """
-# In the order `cygnet up` needs them: CLI, engine (asyncio), IKE core (cryptography), data
-# plane, netlink. pyroute2 is not among them: the netlink agent, a child, holds it.
-RSS_MODULES = ("client.cli", "client.profile", "asyncio", "client.engine",
+# In the order `cygnet up` needs them: CLI, profile, engine (with asyncio, which the engine
+# loads without ssl: importing asyncio first here would count ssl and the system's OpenSSL),
+# IKE core (cryptography), data plane, netlink. pyroute2 is not among them: the netlink
+# agent, a child, holds it.
+RSS_MODULES = ("client.cli", "client.profile", "client.engine",
                "cryptography.hazmat.primitives.ciphers.aead", "ike.session", "client.dataplane",
                "client.tun", "client.netconfig")
 
