@@ -13,18 +13,9 @@ out of the physical interface.
 """
 from __future__ import annotations
 
-import sys
+from client.no_system_openssl import load_asyncio_and_hashlib
 
-# asyncio imports ssl for TLS transports, which Cygnet never opens; ssl brings the system's
-# libssl and libcrypto (about 4 MB resident and 8 ms at start-up) next to the OpenSSL that
-# cryptography carries. Hide it while asyncio loads (asyncio then treats TLS as unavailable),
-# and let later importers have it.
-if "asyncio" not in sys.modules and "ssl" not in sys.modules:
-    sys.modules["ssl"] = None  # type: ignore[assignment]
-    try:
-        import asyncio
-    finally:
-        del sys.modules["ssl"]
+load_asyncio_and_hashlib()  # first: without ssl, which would load the system's OpenSSL too
 import asyncio
 import ipaddress
 import json
@@ -32,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

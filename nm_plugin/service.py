@@ -26,6 +26,10 @@ To start a VPN by itself, make it a secondary of the base connection (connection
 NetworkManager 1.42 ignores connection.autoconnect on VPN connections.
 """
 
+from client.no_system_openssl import load_asyncio_and_hashlib
+
+load_asyncio_and_hashlib()  # before asyncio and dbus-fast (hashlib) load the system's OpenSSL
+
 import argparse
 import asyncio
 import ipaddress

@@ -255,15 +255,23 @@ def test_start_up_imports_stay_light():
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_what_cygnet_up_loads_leaves_out_a_second_openssl_and_the_archive_codecs():
-    """cryptography carries its own OpenSSL: ssl or hashlib would load the system's as well
+UP_IMPORTS = (
+    "from client.cli import build_parser; build_parser().parse_args(['up', 'x']);"
+    "import client.profile, client.engine, ike.session, client.dataplane, client.tun,"
+    " client.netconfig, client.dns, client.secrets, client.control;")
+NM_SERVICE_IMPORTS = "import nm_plugin.service, ike.session, client.dataplane;"
+
+
+@pytest.mark.parametrize("imports", [UP_IMPORTS, NM_SERVICE_IMPORTS], ids=["cygnet-up", "nm-service"])
+def test_a_tunnel_process_leaves_out_a_second_openssl_and_the_archive_codecs(imports):
+    """cryptography carries its own OpenSSL: ssl or _hashlib would load the system's as well
     (~4 MB resident); shutil loads bz2/lzma/zlib; pyroute2 and the XFRM code belong to the
-    netlink agent. None of these may creep back into a connected engine."""
+    netlink agent. None of these may creep back into `cygnet up` or the NetworkManager
+    plugin, and hashlib (dbus-fast uses it) must still work, on CPython's own hashes."""
     script = (
-        "import sys; from client.cli import build_parser; build_parser().parse_args(['up', 'x']);"
-        "import client.profile, client.engine, ike.session, client.dataplane, client.tun,"
-        " client.netconfig, client.dns, client.secrets, client.control;"
+        "import sys;" + imports +
         "from ike.keyexchange import make_key_exchange; make_key_exchange(31).public_bytes();"
+        "import hashlib; assert hashlib.sha256(b'abc').hexdigest().startswith('ba7816bf');"
         "unwanted = [m for m in ('ssl', '_ssl', '_hashlib', 'hmac', 'shutil', 'lzma', 'bz2',"
         " 'pyroute2.iproute', 'client.kernel_dataplane', 'client.xfrm') if m in sys.modules];"
         "import ssl; print(unwanted)")  # ssl itself stays importable for whoever needs it
