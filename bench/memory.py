@@ -1,4 +1,5 @@
-"""Scenario 4: memory of a connected client, Cygnet (`cygnet up`) vs charon (PSK).
+"""Scenario 4: memory of a connected client, Cygnet (`cygnet up`) vs charon (PSK), and of
+the NetworkManager plugins, cygnet-nm-service vs charon-nm (bench/nm_memory.py).
 
 Each client is brought up, a few pings go through the tunnel, and after a short settle the
 VmRSS of the client is read: Cygnet's `cygnet up` process with its threads and any child
@@ -9,10 +10,12 @@ strongSwan's charon initiator, without the swanctl processes that come and go.
 from __future__ import annotations
 
 import time
+import traceback
 from pathlib import Path
 
 from tests.testbed import Testbed
 
+from . import nm_memory
 from .clients import LAN_HOST, METHODS, cold_start_cygnet, cold_start_strongswan, use_gateway_certificate, write_profile
 from .probe import tree_rss_mb
 from .stats import ratio, summary
@@ -46,6 +49,11 @@ def run(tb: Testbed, workdir: Path, repeats: int, log) -> dict:
     results = {client: {"rss_mb": values, "summary": summary(values)}
                for client, values in samples.items()}
     results["cygnet"]["processes"] = process_counts
+    try:  # last: NetworkManager takes over the client namespace's interface
+        results["networkmanager"] = nm_memory.run(tb, workdir / "nm", repeats, log)
+    except Exception:  # noqa: BLE001 — recorded; the numbers above still stand
+        results["networkmanager"] = {"error": traceback.format_exc(limit=6)}
+        log("memory (NetworkManager plugins) failed: " + results["networkmanager"]["error"].splitlines()[-1])
     results["rss_by_import"] = rss_by_import()
     results["ratio"] = ratio(results["cygnet"]["summary"]["median"],
                              results["strongswan"]["summary"]["median"])

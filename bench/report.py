@@ -27,6 +27,9 @@ def goals(results: dict) -> dict:
         found["handshake CPU per IKE_SA (x strongSwan)"] = goal(s["handshake"]["cpu_ratio"], 2.0, at_most=True)
     if "memory" in s:
         found["memory RSS connected (MB)"] = goal(s["memory"]["cygnet"]["summary"]["median"], 30.0, at_most=True)
+        plugin = s["memory"].get("networkmanager", {}).get("cygnet", {}).get("summary", {}).get("median")
+        if plugin is not None:
+            found["memory RSS NetworkManager plugin connected (MB)"] = goal(plugin, 30.0, at_most=True)
     return found
 
 
@@ -152,6 +155,14 @@ def markdown(results: dict) -> str:
                 "RSS of a fresh interpreter after each import (MB, +growth): "
                 + ", ".join(f"{name} {mb} (+{grow})" for name, mb, *rest in mem.get("rss_by_import", [])
                             for grow in (rest[0] if rest else "",)), ""]
+        nm = mem.get("networkmanager", {})
+        if "cygnet" in nm:
+            out += ["NetworkManager plugins, connected through `nmcli connection up` (PSK): "
+                    f"cygnet-nm-service {_spread(nm['cygnet']['summary'])}; "
+                    f"charon-nm {_spread(nm['strongswan']['summary'])}.", ""]
+        elif nm:
+            out += ["NetworkManager plugins: " + (nm.get("skipped") or "failed: "
+                                                  + nm.get("error", "").strip().splitlines()[-1]), ""]
 
     for name, error in failed.items():
         out += [f"## {name}: failed", "", "```", error.strip(), "```", ""]

@@ -88,6 +88,7 @@ def main(argv=None) -> int:
     # (into the ignored __pycache__ folders) instead of paying for it at every start.
     compileall.compile_dir(REPO / "client", quiet=1)
     compileall.compile_dir(REPO / "ike", quiet=1)
+    compileall.compile_dir(REPO / "nm_plugin", quiet=1)
 
     workdir = Path(tempfile.mkdtemp(prefix="cygnet-bench-"))
     group = CpuGroup("cygnet-bench").__enter__()

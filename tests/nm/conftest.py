@@ -16,33 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ARTIFACTS_DIR, _test_failed
+from tests.nm.sandbox import charon_nm_conf
 
 CYGNET = str(Path(sys.executable).parent / "cygnet")
-
-# charon-nm (network-manager-strongswan) for the side-by-side tests. STRONGSWAN_CONF replaces
-# /etc/strongswan.conf for it (NM passes its environment on); kernel-libipsec must be listed
-# explicitly before kernel-netlink, as this kernel has no ESP.
-CHARON_NM_PLUGINS = (
-    "random nonce openssl pem pkcs1 pkcs8 pkcs12 x509 constraints pubkey curve25519 "
-    "aes sha1 sha2 md5 hmac gcm chapoly kdf "
-    "kernel-libipsec kernel-netlink socket-default eap-identity eap-mschapv2 eap-md5 eap-tls"
-)
-
-
-def charon_nm_conf(log_path: Path) -> str:
-    return (
-        "charon-nm {\n"
-        f"  load = {CHARON_NM_PLUGINS}\n"
-        "  retransmit_tries = 2\n"
-        "  retransmit_timeout = 1.0\n"
-        "  filelog {\n"
-        f"    main {{\n      path = {log_path}\n      time_format = %H:%M:%S\n"
-        "      default = 1\n      ike = 2\n      flush_line = yes\n    }\n"
-        "    stderr {\n      default = 1\n    }\n"
-        "  }\n"
-        "}\n"
-    )
-
 
 @pytest.fixture
 def nm_testbed(testbed_factory, tmp_path, request):
