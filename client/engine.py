@@ -476,6 +476,8 @@ class Tunnel:
             return
         self._stopping = True
         self._stopped.set()
+        if self.netconfig is not None:
+            self.netconfig.get_ready()  # the teardown's netlink agent starts during the DELETE
         if self.session is not None and self._attempt_done is not None and not self._attempt_done.done():
             self.session.close()
             if self._reauth_session is not None:

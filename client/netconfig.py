@@ -94,6 +94,11 @@ class NetworkConfig:
         """Nothing to change for now: let the agent (and pyroute2's memory) go."""
         self._agent.release()
 
+    def get_ready(self) -> None:
+        """Fork the agent now if it was released, so that pyroute2 loads while the engine
+        waits for something else (the gateway's answer to our DELETE before a teardown)."""
+        self._agent.start()
+
     def probe_kernel_esp(self) -> str | None:
         """None if the kernel can install an ESP SA, else why not (asked of the agent)."""
         return self._agent.probe_kernel_esp()

@@ -213,6 +213,9 @@ def test_two_connections_to_the_same_network_keep_their_own_routes(nm_testbed):
     nm.wait_inactive(psk_name)
     wait_for(lambda: "psk" not in gateway_sas_by_connection(testbed), timeout=10,
              message=lambda: f"the PSK IKE_SA is still there: {testbed.gateway.list_sas()}")
+    # NetworkManager calls the connection inactive as it asks the plugin to disconnect; the
+    # plugin's clean-up (routes, then its TUN device) ends a moment later.
+    wait_for(lambda: psk_tun not in interfaces(nm), timeout=5, message=f"{psk_tun} still there")
     assert nm.vpn_state(eap_name) == "5 - VPN connected"
     assert route_device(nm, LAN_HOST) == eap_tun
     assert len(routes(nm, gateway_pin)) == len(pins_before) + 1, routes(nm, gateway_pin)
