@@ -13,9 +13,9 @@ out of the physical interface.
 """
 from __future__ import annotations
 
-from client.no_system_openssl import load_asyncio_and_hashlib
+from client.no_system_openssl import import_without_system_openssl
 
-load_asyncio_and_hashlib()  # first: without ssl, which would load the system's OpenSSL too
+import_without_system_openssl("asyncio")  # first: its ssl would load the system's OpenSSL too
 import asyncio
 import ipaddress
 import json

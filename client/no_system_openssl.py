@@ -14,14 +14,17 @@ import sys
 _HIDDEN = ("ssl", "_hashlib")
 
 
-def load_asyncio_and_hashlib() -> None:
-    """Import asyncio and hashlib, unless already imported, without ssl and _hashlib."""
+def import_without_system_openssl(*modules: str) -> None:
+    """Import `modules` (asyncio, hashlib) with ssl and _hashlib hidden; a module imported
+    before is left as it is."""
+    import importlib
+
     hidden = [name for name in _HIDDEN if name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]  # "import ssl" raises ImportError
     try:
-        import asyncio  # noqa: F401
-        import hashlib  # noqa: F401
+        for module in modules:
+            importlib.import_module(module)
     finally:
         for name in hidden:
             del sys.modules[name]

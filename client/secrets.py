@@ -20,9 +20,6 @@ to be pickled; ``.reveal()`` gives the bytes to the code that needs them.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import getpass
 import os
 import stat
 import sys
@@ -85,6 +82,9 @@ def decode_psk(text: str, where: str) -> bytes:
         except ValueError:
             raise SecretError(f"{where}: the PSK starts with 0x but is not valid hex") from None
     elif text[:2] == "0s":
+        import base64  # here: rare, and a connected engine need not hold it
+        import binascii
+
         try:
             value = base64.b64decode("".join(text[2:].split()), validate=True)
         except (binascii.Error, ValueError):
@@ -184,10 +184,13 @@ def stdin_is_terminal() -> bool:
         return False
 
 
-def prompt_secret(prompt_text: str, ask: Callable[[str], str] = getpass.getpass) -> Optional[str]:
-    """Ask on the terminal (without echo), or None when there is no terminal."""
+def prompt_secret(prompt_text: str, ask: Optional[Callable[[str], str]] = None) -> Optional[str]:
+    """Ask on the terminal (without echo; getpass unless `ask` is given), or None when there
+    is no terminal."""
     if not stdin_is_terminal():
         return None
+    if ask is None:
+        from getpass import getpass as ask  # here: getpass loads termios, rarely needed
     try:
         return ask(prompt_text)
     except EOFError:
@@ -198,7 +201,7 @@ def prompt_secret(prompt_text: str, ask: Callable[[str], str] = getpass.getpass)
 # What the engine calls
 
 
-def get_secret(profile, ask: Callable[[str], str] = getpass.getpass) -> Secret:
+def get_secret(profile, ask: Optional[Callable[[str], str]] = None) -> Secret:
     """The PSK (auth = psk) or EAP password (EAP methods with a password) of a profile."""
     is_psk = profile.auth == "psk"
     if not is_psk and not profile.needs_password:
@@ -229,7 +232,7 @@ def get_secret(profile, ask: Callable[[str], str] = getpass.getpass) -> Secret:
 
 
 def get_file_password(description: str, password_file: Optional[Path] = None,
-                      ask: Callable[[str], str] = getpass.getpass) -> Secret:
+                      ask: Optional[Callable[[str], str]] = None) -> Secret:
     """A password that unlocks a file (e.g. a PKCS#12 bundle): from a private file, or asked."""
     if password_file is not None:
         return read_secret_file(Path(password_file), is_psk=False)

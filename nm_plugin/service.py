@@ -26,9 +26,10 @@ To start a VPN by itself, make it a secondary of the base connection (connection
 NetworkManager 1.42 ignores connection.autoconnect on VPN connections.
 """
 
-from client.no_system_openssl import load_asyncio_and_hashlib
+from client.no_system_openssl import import_without_system_openssl
 
-load_asyncio_and_hashlib()  # before asyncio and dbus-fast (hashlib) load the system's OpenSSL
+# First: asyncio's ssl and dbus-fast's hashlib would load the system's OpenSSL too.
+import_without_system_openssl("asyncio", "hashlib")
 
 import argparse
 import asyncio
