@@ -31,11 +31,11 @@ ESP = "aes128gcm16"
 def measure(seconds: float) -> dict:
     """Inside the VM: the three runs; returns Mbit/s per data plane and the ratios."""
     sys.path.insert(0, str(ROOT))
-    from client.kernel_dataplane import probe_kernel_esp
+    from client.xfrm import probe_esp
     from tests.interop.cygnet_helpers import CygnetClient, LAN_HOST
     from tests.testbed import ClientOptions, Pki, Testbed, charon
 
-    reason = probe_kernel_esp()
+    reason = probe_esp()
     if reason:
         raise SystemExit(f"no kernel ESP here: {reason}")
     charon.CHARON_PLUGINS = charon.CHARON_PLUGINS.replace("kernel-libipsec ", "")

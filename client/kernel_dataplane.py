@@ -44,7 +44,6 @@ import asyncio
 import errno
 import ipaddress
 import logging
-import os
 import socket
 import time
 import zlib
@@ -61,7 +60,6 @@ log = logging.getLogger(__name__)
 REQID_BASE = xfrm.CYGNET_REQID_BASE
 REQID_MASK = 0xFFFF0000
 IF_ID_BASE = 0x63790000
-PROBE_REQID = xfrm.PROBE_REQID
 POLICY_PRIORITY = 200000  # minus the selectors' prefix lengths: more specific wins (lower)
 REPLAY_WINDOW = 128  # packets; charon's default is 32, the userspace plane's 1024
 ACQUIRE_INTERVAL = 10.0  # seconds between rekey requests caused by ACQUIREs for one child
@@ -103,15 +101,10 @@ def interface_name(if_id: int) -> str:
 
 
 def reqid_of(child_id: int) -> int:
-    return REQID_BASE | (child_id % 0xFFFF)  # never PROBE_REQID
+    return REQID_BASE | (child_id % 0xFFFF)  # never xfrm.PROBE_REQID
 
 
 # ------------------------------------------------------------------------------ probing
-
-
-def probe_kernel_esp() -> str | None:
-    """None if the kernel can do ESP, else why not (see client.xfrm.probe_esp)."""
-    return xfrm.probe_esp()
 
 
 def bypass_socket(sock: socket.socket) -> None:

@@ -101,7 +101,10 @@ class NetworkConfig:
 
     def probe_kernel_esp(self) -> str | None:
         """None if the kernel can install an ESP SA, else why not (asked of the agent)."""
-        return self._agent.probe_kernel_esp()
+        try:
+            return self._agent.probe_kernel_esp()
+        except OSError as error:  # the agent died (AgentGone): the next change forks anew
+            return f"cannot probe for kernel ESP: {error}"
 
     # Each public method below does all of that change's netlink work (lookups and changes):
     # they run between the IKE_AUTH response and the first packet through the tunnel.

@@ -95,9 +95,9 @@ class NetlinkAgent:
         self._sock, self._pid, self._early_probe = ours, pid, probe_kernel_esp
 
     def probe_kernel_esp(self) -> str | None:
-        """client.kernel_dataplane.probe_kernel_esp(), run in the agent so the engine need not
-        load pyroute2 and the XFRM messages just to learn that it will not use them. Asked for
-        at start(), the answer is ready before pyroute2's routing half has loaded."""
+        """client.xfrm.probe_esp(), run in the agent so the engine need not load pyroute2 and
+        the XFRM messages just to learn that it will not use them. Asked for at start(), the
+        answer is ready before pyroute2's routing half has loaded."""
         if self._early_probe:
             self._early_probe = False
             return self._answer(PROBE_KERNEL_ESP)

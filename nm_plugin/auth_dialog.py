@@ -34,7 +34,6 @@ A password already known (from NetworkManager or, failing that, the user's keyri
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Optional, TextIO
 

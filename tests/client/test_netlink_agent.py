@@ -59,8 +59,8 @@ async def revert_like_the_engine():                   # forked inside a running 
 import asyncio
 asyncio.run(revert_like_the_engine())
 out2 = {"second_agent": agent._pid not in (None, first), "journal_left": journal.exists()}
-from client.kernel_dataplane import probe_kernel_esp   # the same probe, made here
-out2["kernel_esp_here"] = probe_kernel_esp()
+from client.xfrm import probe_esp                     # the same probe, made here
+out2["kernel_esp_here"] = probe_esp()
 nc.close()
 print(json.dumps(out2), flush=True)
 """

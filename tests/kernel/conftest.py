@@ -17,9 +17,9 @@ def kernel_esp_missing() -> str | None:
     """Why kernel ESP cannot be used here (None: it can). Probed once per session."""
     global KERNEL_ESP_REASON
     if KERNEL_ESP_REASON is None:
-        from client.kernel_dataplane import probe_kernel_esp
+        from client.xfrm import probe_esp
 
-        KERNEL_ESP_REASON = probe_kernel_esp() or ""
+        KERNEL_ESP_REASON = probe_esp() or ""
     return KERNEL_ESP_REASON or None
 
 
