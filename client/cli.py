@@ -14,6 +14,7 @@ imported inside the commands that need them, never at module level.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 from collections.abc import Sequence  # not typing: that costs milliseconds at start-up
@@ -41,6 +42,7 @@ class _Formatter(argparse.HelpFormatter):
         super().__init__(prog, **kwargs)
 
 
+@functools.cache  # one look per run: a parser makes a formatter for every argument
 def _terminal_columns() -> int:
     """shutil.get_terminal_size().columns: $COLUMNS, else the terminal's, else 80."""
     import os
