@@ -29,7 +29,7 @@ from pathlib import Path
 from tests.testbed import CharonSettings, Gateway, GatewayOptions, Namespace, Pki, Testbed, wait_for
 from tests.testbed.netns import unique_prefix
 from tests.testbed.topology import (CLIENT_ADDR, DNS_SERVERS, LAN_HOST_ADDR, LAN_NET, POOL_NET,
-                                    _batch, _enable_forwarding, _veth)
+                                    NamespaceGroup, _batch, _enable_forwarding, _veth)
 
 CLUSTER_ADDR = "198.51.100.1"        # what the client dials; moves with the active node
 CLUSTER_LAN_ADDR = "10.1.0.1"        # the LAN host's router; moves too
@@ -40,7 +40,7 @@ ACTIVATED = "HA segment 1 activated"
 
 
 @dataclass
-class HaTopology:
+class HaTopology(NamespaceGroup):
     """client, switch (two bridges), node1, node2, lan. Duck-types tests.testbed.Topology."""
 
     prefix: str = ""
@@ -89,18 +89,6 @@ class HaTopology:
                           "link set eth0 up",
                           f"route add default via {CLUSTER_LAN_ADDR}"])
         return self
-
-    def wait_links_up(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        for ns in self.namespaces:
-            while "NO-CARRIER" in (links := ns.ip("-o", "link", "show").stdout):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"links in {ns.name} still down: {links}")
-                time.sleep(0.02)
-
-    def destroy(self) -> None:
-        for ns in reversed(self.namespaces):
-            ns.delete()
 
 
 def ha_gateway_options(base: GatewayOptions, index: int) -> GatewayOptions:

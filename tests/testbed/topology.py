@@ -45,8 +45,30 @@ ALL_GATEWAY_ADDRESSES = (GATEWAY_ADDR_DIRECT, GATEWAY_ADDR_BEHIND_NAT,
                          GATEWAY_ADDR6_DIRECT, GATEWAY_ADDR6_BEHIND_NAT)
 
 
+class NamespaceGroup:
+    """What every topology does with all of its namespaces (its `namespaces` property)."""
+
+    namespaces: list[Namespace]
+
+    def wait_links_up(self, timeout: float = 10.0) -> None:
+        """Wait until every veth has carrier: until then IPv6 drops packets (no ND yet)."""
+        deadline = time.monotonic() + timeout
+        for ns in self.namespaces:
+            while True:
+                links = ns.ip("-o", "link", "show").stdout
+                if "NO-CARRIER" not in links and "state DOWN" not in links:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"links in {ns.name} still down: {links}")
+                time.sleep(0.02)
+
+    def destroy(self) -> None:
+        for ns in reversed(self.namespaces):
+            ns.delete()
+
+
 @dataclass
-class Topology:
+class Topology(NamespaceGroup):
     """Builds and tears down the namespaces. `nat` is None, "masquerade" or "random-ports"."""
 
     nat: str | None = None
@@ -84,22 +106,6 @@ class Topology:
             self._wire_direct()
         self._wire_lan()
         return self
-
-    def wait_links_up(self, timeout: float = 10.0) -> None:
-        """Wait until every veth has carrier: until then IPv6 drops packets (no ND yet)."""
-        deadline = time.monotonic() + timeout
-        for ns in self.namespaces:
-            while True:
-                links = ns.ip("-o", "link", "show").stdout
-                if "NO-CARRIER" not in links and "state DOWN" not in links:
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"links in {ns.name} still down: {links}")
-                time.sleep(0.02)
-
-    def destroy(self) -> None:
-        for ns in reversed(self.namespaces):
-            ns.delete()
 
     # -- wiring ---------------------------------------------------------------------------
 
