@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import logging
 import socket
 import time
@@ -53,6 +52,7 @@ from typing import Callable
 from client import esp, xfrm
 from client.dataplane import (IKE_NATT_PORT, NON_ESP_MARKER, SaCounters, SaLimitReached,
                               SharedUdpSocket)
+from client.tun import configure_link
 
 log = logging.getLogger(__name__)
 
@@ -172,13 +172,7 @@ class XfrmInterface:
 
             with IPRoute() as own:
                 return self.configure(addresses, mtu=mtu, up=up, ipr=own)
-        settings = {"mtu": mtu, "state": "up" if up else None}
-        settings = {name: value for name, value in settings.items() if value is not None}
-        if settings:  # one request: each is a round trip to the engine's netlink agent
-            ipr.link("set", index=self.index, **settings)
-        for address in addresses:
-            interface = ipaddress.ip_interface(address)
-            ipr.addr("add", index=self.index, address=str(interface.ip), prefixlen=interface.network.prefixlen)
+        configure_link(ipr, self.index, addresses, mtu=mtu, state="up" if up else None)
 
     def close(self) -> None:
         if self._closed:

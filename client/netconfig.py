@@ -110,9 +110,6 @@ class NetworkConfig:
     # they run between the IKE_AUTH response and the first packet through the tunnel.
 
     # -- queries -----------------------------------------------------------------------------
-    def ifindex(self, ifname: str) -> int:
-        return _ifindex(ifname)
-
     def current_path(self, destination: ipaddress.IPv4Address | ipaddress.IPv6Address) -> dict:
         """How the kernel reaches `destination` right now: {'oif': …, 'gateway': … or None}."""
         route = self._ipr.route("get", dst=str(destination))[0]

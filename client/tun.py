@@ -61,6 +61,18 @@ IFNAMSIZ = 16
 _IFREQ = struct.Struct(f"{IFNAMSIZ}sH22x")
 
 
+def configure_link(ipr, index: int, addresses: Iterable = (), **settings) -> None:
+    """Set an interface's link settings (mtu, txqlen, state; None ones are left alone) in one
+    request, then add its addresses: each request is a round trip to the engine's netlink
+    agent. Shared by TUN devices and XFRM interfaces (client/kernel_dataplane.py)."""
+    settings = {name: value for name, value in settings.items() if value is not None}
+    if settings:
+        ipr.link("set", index=index, **settings)
+    for address in addresses:
+        interface = ipaddress.ip_interface(address)
+        ipr.addr("add", index=index, address=str(interface.ip), prefixlen=interface.network.prefixlen)
+
+
 class TunDevice:
     """One open TUN descriptor (non-blocking) and the interface it belongs to."""
 
@@ -139,13 +151,7 @@ class TunDevice:
             with IPRoute() as own:
                 return self.configure(addresses, mtu=mtu, routes=routes, up=up, txqueuelen=txqueuelen, ipr=own)
         index = socket.if_nametoindex(self.name)
-        settings = {"mtu": mtu, "txqlen": txqueuelen, "state": "up" if up else None}
-        settings = {name: value for name, value in settings.items() if value is not None}
-        if settings:  # one request: each is a round trip to the engine's netlink agent
-            ipr.link("set", index=index, **settings)
-        for address in addresses:
-            interface = ipaddress.ip_interface(address)
-            ipr.addr("add", index=index, address=str(interface.ip), prefixlen=interface.network.prefixlen)
+        configure_link(ipr, index, addresses, mtu=mtu, txqlen=txqueuelen, state="up" if up else None)
         for route in routes:
             network = ipaddress.ip_network(route)
             ipr.route("add", dst=str(network), oif=index)
