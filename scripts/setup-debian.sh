@@ -5,6 +5,9 @@ if [ "$(id -u)" != 0 ]; then echo "setup-debian.sh: run as root (it installs Deb
 packages=(
   python3-venv iproute2 iputils-ping nftables tcpdump iperf3 procps psmisc util-linux
   strongswan-charon strongswan-swanctl strongswan-pki
+  # the openssl plugin (pki --gen, charon's crypto) and eap-mschapv2 are only Recommends of
+  # libstrongswan / charon, which --no-install-recommends skips
+  libstrongswan-standard-plugins libcharon-extauth-plugins
   libcharon-extra-plugins libstrongswan-extra-plugins
   # tray applet (gui/): Qt's xcb platform, a virtual X server with a tray host for screenshots,
   # a Secret Service (gnome-keyring) and a notification server (dunst) for its tests
