@@ -22,6 +22,7 @@ from .nat_detection import nat_detection_hash
 from .payloads import (AUTH, CERT, CERTREQ, CP, EAP, KE, SA, Header, IDi, IDr, Message, Nonce,
                        Notify, encode_payloads)
 from .ike_sa import Input, Outstanding, ProtocolViolation, Reply, first, notify_name
+from .gateway_identity import accepts_any, certificate_mismatch, idr_mismatch
 from .redirect import RedirectError, decode_redirect
 from .retransmission import PendingRequest
 from . import session_crypto as crypto
@@ -246,7 +247,7 @@ class Establishment:
         if auth.method != "psk" and auth.send_certreq and auth.trust_anchors:
             payloads.append(CERTREQ(CertEncoding.X509_SIGNATURE,
                                     crypto.certreq_data(auth.trust_anchors)))
-        if s.remote_id and s.send_remote_id:
+        if s.remote_id and s.send_remote_id and not accepts_any(s.remote_id):
             payloads.append(IDr(*crypto.identity(s.remote_id)))
         if auth.method == "eap":
             self._eap = crypto.make_eap_client(auth, s.local_id, now, self._random)
@@ -351,9 +352,14 @@ class Establishment:
                 if auth.method == "psk":
                     return "the gateway's pre-shared key does not match ours"
                 return "the gateway's EAP authentication data is wrong"
-            if auth.method == "psk" and s.remote_id and not crypto.identity_matches(
-                    s.remote_id, self._peer_idr):
+            if auth.method == "psk" and s.remote_id and not accepts_any(s.remote_id) \
+                    and not crypto.identity_matches(s.remote_id, self._peer_idr):
                 return f"the gateway identified itself as {self._peer_identity}, not {s.remote_id}"
+            if auth.method == "psk" and not s.remote_id and s.gateway_name:
+                failure = idr_mismatch(self._peer_identity, crypto.identity_matches(
+                    s.gateway_name, self._peer_idr), s.gateway_name)
+                if failure:
+                    return failure
             self._gateway_authenticated = True
             return ""
         certs = [p for p in payloads if isinstance(p, CERT)]
@@ -361,11 +367,16 @@ class Establishment:
             return "the gateway sent no certificate"
         # Like strongSwan: the certificate must name the identity the gateway claims (IDr),
         # and that identity must be the one we expect (remote_id; unset accepts any).
-        if s.remote_id and not crypto.identity_matches(s.remote_id, self._peer_idr):
+        if s.remote_id and not accepts_any(s.remote_id) \
+                and not crypto.identity_matches(s.remote_id, self._peer_idr):
             return (f"gateway certificate does not match {s.remote_id} "
                     f"(the gateway says it is {self._peer_identity})")
         try:
             end_entity, intermediates = crypto.load_certificates(certs)
+            if not s.remote_id and s.gateway_name:  # prove the dialled name (issue 13 §1)
+                failure = certificate_mismatch(end_entity, s.gateway_name)
+                if failure:
+                    return failure
             crypto.validate_certificate(end_entity, intermediates, auth.trust_anchors,
                                         (self._peer_idr.id_type, self._peer_idr.data), now)
             crypto.verify_signature(gateway_auth, octets, end_entity)
