@@ -619,8 +619,11 @@ class Tunnel:
                 sent += f", asking for the gateway {self.profile.remote_id}"
             raise FatalError(f"authentication failed: {event.reason} ({sent})")
         elif isinstance(event, ev.ProposalMismatch):
-            raise FatalError(f"no proposal chosen: the gateway accepted none of {', '.join(event.offered)} "
-                             f"({event.reason})")
+            message = (f"no proposal chosen: the gateway accepted none of {', '.join(event.offered)} "
+                       f"({event.reason})")
+            if not event.authenticated:  # may be spoofed (RFC 7296 §2.21.1): retried, not fatal
+                return self._tunnel_lost(message)
+            raise FatalError(message)
         elif isinstance(event, ev.Redirected):
             self.progress.say(f"redirected to {event.gateway}")
             self._end_attempt(Redirect(event.gateway))

@@ -743,7 +743,14 @@ class Pair:
 
     def connect(self) -> list:
         self.session.connect(self.now)
-        return self.run()
+        events = self.run()
+        refusal = self.session._init_refusal
+        if refusal is not None and not events:
+            # An IKE_SA_INIT refusal is only a hint (RFC 7296 §2.21.1): let the session's wait
+            # for a valid answer run out, as a real clock would.
+            deadline = max(self.session._outstanding.request.deadline, refusal.not_before)
+            events += self.advance(deadline - self.now)
+        return events
 
     def _client_address(self, port: int) -> tuple:
         if self.client_nat:
