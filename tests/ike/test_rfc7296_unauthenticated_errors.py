@@ -221,3 +221,25 @@ def test_a_tiny_auth_lifetime_does_not_loop_reauthentication(lifetime):
 
 def test_the_stated_auth_lifetime_floor():
     assert getattr(session_module, "MIN_AUTH_LIFETIME", None) == MIN_AUTH_LIFETIME
+
+
+# --------------------------------------------------------------------------- found by fuzzing
+
+
+def test_an_ike_rekey_request_with_a_short_spi_is_answered_not_an_internal_error():
+    """tests/fuzz/target_ike_session.py: a CREATE_CHILD_SA request that rekeys the IKE_SA with
+    an SPI that is not 8 octets (§3.3.1) raised ValueError inside the session."""
+    from ike.keyexchange import make_key_exchange
+
+    pair = Pair()
+    pair.connect()
+    pair.session.raise_internal_errors = True
+    offer = SA(crypto.ike_proposal_payloads(crypto.parse_ike("aes256gcm16-prfsha384-x25519")))
+    ke = KE(KeId.CURVE25519, make_key_exchange(KeId.CURVE25519).public_bytes())
+    answers = []
+    pair.gateway.request(ExchangeType.CREATE_CHILD_SA, [offer, Nonce(os.urandom(32)), ke],
+                         on_response=answers.append)
+    pair.run()
+    [answer] = answers
+    assert [p.type for p in answer if isinstance(p, Notify)] == [NotifyType.INVALID_SYNTAX]
+    assert pair.session.state is State.ESTABLISHED
