@@ -127,9 +127,9 @@ def _empty_payload_flood(spi_i: bytes, spi_r: bytes, message_id: int = 0,
                          exchange=ExchangeType.INFORMATIONAL, size: int = 65_000) -> bytes:
     """A datagram of empty payloads (4-byte generic headers, each naming the next)."""
     count = (size - 28) // 4
-    body = struct.pack("!BBH", PayloadType.NOTIFY, 0, 4) * (count - 1) + \
+    body = struct.pack("!BBH", PayloadType.VENDOR, 0, 4) * (count - 1) + \
         struct.pack("!BBH", 0, 0, 4)
-    header = Header(spi_i, spi_r, PayloadType.NOTIFY, exchange, FLAG_RESPONSE, message_id,
+    header = Header(spi_i, spi_r, PayloadType.VENDOR, exchange, FLAG_RESPONSE, message_id,
                     28 + len(body))
     return header.encode() + body
 
