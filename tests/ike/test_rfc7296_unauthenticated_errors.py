@@ -26,7 +26,7 @@ from ike.session import State
 
 from .responder import GatewayConfig, Pair, client_settings
 
-MIN_AUTH_LIFETIME = 30  # seconds, the floor ike/session.py states (RFC 4478 leaves it open)
+MIN_AUTH_LIFETIME = 2  # seconds, the floor ike/session.py states (RFC 4478 leaves it open)
 
 
 def _kinds(events):
@@ -207,14 +207,15 @@ def test_known_child_sa_errors_still_leave_the_choice_to_the_child_sa_code():
     assert "traffic selectors" in events[-1].reason
 
 
-@pytest.mark.parametrize("lifetime", [0, 1, 5])
+@pytest.mark.parametrize("lifetime", [0, 1])
 def test_a_tiny_auth_lifetime_does_not_loop_reauthentication(lifetime):
     pair = Pair(gateway=GatewayConfig(auth_lifetime=lifetime))
     assert isinstance(pair.connect()[-1], ChildSaEstablished)
     start = pair.now
-    requests = [e for e in pair.advance(MIN_AUTH_LIFETIME) if
-                isinstance(e, ReauthenticationRequested)]
-    [request] = requests
+    reauths = lambda events: [e for e in events if isinstance(e, ReauthenticationRequested)]  # noqa: E731
+    # not at once: no earlier than the floor minus the 10 % margin and 10 % jitter
+    assert reauths(pair.advance(MIN_AUTH_LIFETIME * 0.75)) == []
+    [request] = reauths(pair.advance(MIN_AUTH_LIFETIME * 0.25))
     assert request.deadline == start + MIN_AUTH_LIFETIME
     assert pair.session.ike_sa_deadlines()[1] is None  # reported once, not rescheduled
 
