@@ -17,7 +17,7 @@ import struct
 from dataclasses import replace
 
 from ike.constants import ExchangeType, PayloadType
-from ike.payloads import GENERIC_HEADER_SIZE, HEADER_SIZE, FLAG_RESPONSE, Header, encode_payloads
+from ike.payloads import GENERIC_HEADER_SIZE, HEADER_SIZE, Header, encode_payloads
 from ike.session import State
 
 from tests.fuzz.ike_seeds import recorded_exchange

@@ -19,8 +19,7 @@ from ike import session_crypto as crypto
 from ike.constants import ExchangeType, KeId, NotifyType
 from ike.events import (ChildSaEstablished, IkeSaDeleted, IkeSaEstablished, ProposalMismatch,
                         ReauthenticationRequested)
-from ike.payloads import (FLAG_RESPONSE, KE, SA, Header, Message, Nonce, Notify, PayloadType,
-                          encode_payloads)
+from ike.payloads import FLAG_RESPONSE, KE, SA, Header, Message, Nonce, Notify, PayloadType
 from ike import session as session_module
 from ike.session import State
 
