@@ -1,7 +1,7 @@
 """The two clients under comparison, started the way a user starts them.
 
 Cygnet: `cygnet up PROFILE.toml` (a fresh process each time) in the testbed's client namespace.
-strongSwan: a fresh charon in the same namespace (tests/testbed StrongswanClient: kernel-libipsec,
+strongSwan: a fresh charon in the same namespace (testbed StrongswanClient: kernel-libipsec,
 its own mount namespace), configured with swanctl, brought up with `swanctl --initiate`.
 
 Both authenticate with the same credentials against the same gateway; METHODS maps the
@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tests.testbed import GATEWAY_NAME, PSK_IDENTITY, ClientOptions, Testbed, topology
+from testbed import GATEWAY_NAME, PSK_IDENTITY, ClientOptions, Testbed, topology
 
 from .cgroup import CpuGroup, GroupedNamespace
 from .probe import FirstPingReply

@@ -20,9 +20,9 @@ import os
 import time
 from pathlib import Path
 
-from tests.testbed import (GATEWAY_NAME, Charon, CharonSettings, GatewayOptions, Testbed,
+from testbed import (GATEWAY_NAME, Charon, CharonSettings, GatewayOptions, Testbed,
                            topology)
-from tests.testbed.gateway import DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, _quoted
+from testbed.gateway import DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, _quoted
 
 from .clients import client_namespace
 from .probe import cpu_seconds_precise as cpu_seconds

@@ -23,8 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.testbed import GATEWAY_NAME, EAP_IDENTITIES, Pki, Testbed, missing_requirements  # noqa: E402
-from tests.testbed import topology  # noqa: E402
+from testbed import GATEWAY_NAME, EAP_IDENTITIES, Pki, Testbed, missing_requirements  # noqa: E402
+from testbed import topology  # noqa: E402
 
 CYGNET = str(Path(sys.executable).with_name("cygnet"))
 

@@ -1,6 +1,6 @@
 """Shared pytest fixtures. The strongSwan testbed is imported lazily: unit tests never pay for it.
 
-Fixtures for interop tests (see tests/testbed/README.md):
+Fixtures for interop tests (see testbed/README.md):
   pki              session-scoped throw-away PKI (CAs, gateway and client certificates)
   testbed_factory  make_testbed(**Testbed kwargs) -> started Testbed, closed after the test
   testbed          a started Testbed with the default gateway, no NAT
@@ -42,7 +42,7 @@ def _test_failed(node) -> bool:
 
 
 def _skip_unless_testbed_can_run() -> None:
-    from tests.testbed import missing_requirements
+    from testbed import missing_requirements
 
     reasons = missing_requirements()
     if reasons:
@@ -53,7 +53,7 @@ def _skip_unless_testbed_can_run() -> None:
 def pki(tmp_path_factory):
     """The test PKI, made once per session (or reused from $CYGNET_TESTBED_PKI_DIR)."""
     _skip_unless_testbed_can_run()
-    from tests.testbed import Pki
+    from testbed import Pki
 
     directory = os.environ.get("CYGNET_TESTBED_PKI_DIR") or tmp_path_factory.mktemp("pki")
     return Pki.load_or_create(directory)
@@ -62,7 +62,7 @@ def pki(tmp_path_factory):
 @pytest.fixture
 def testbed_factory(pki, request):
     """make_testbed(nat=..., gateway_options=..., capture=True, ...) -> started Testbed."""
-    from tests.testbed import Testbed
+    from testbed import Testbed
 
     made = []
 

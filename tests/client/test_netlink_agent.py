@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.testbed.netns import Namespace, unique_prefix
+from testbed.netns import Namespace, unique_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 

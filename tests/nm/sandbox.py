@@ -29,10 +29,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from tests.testbed import reaper
-from tests.testbed.netns import CommandError, Namespace, run
-from tests.testbed.process import Process
-from tests.testbed.wait import wait_for
+from testbed import reaper
+from testbed.netns import CommandError, Namespace, run
+from testbed.process import Process
+from testbed.wait import wait_for
 
 NM_BINARY = "/usr/sbin/NetworkManager"
 DBUS_DAEMON = "/usr/bin/dbus-daemon"

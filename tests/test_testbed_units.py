@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.testbed.conffile import render
-from tests.testbed.gateway import (EAP_IDENTITIES, PSK_IDENTITY, GatewayOptions,
+from testbed.conffile import render
+from testbed.gateway import (EAP_IDENTITIES, PSK_IDENTITY, GatewayOptions,
                                    gateway_config)
-from tests.testbed.pki import Credential, Pki
-from tests.testbed.strongswan_client import ClientOptions, client_config
-from tests.testbed.vici_text import parse_pretty
-from tests.testbed.wait import wait_for
+from testbed.pki import Credential, Pki
+from testbed.strongswan_client import ClientOptions, client_config
+from testbed.vici_text import parse_pretty
+from testbed.wait import wait_for
 
 LIST_SAS_PRETTY = """\
 list-sa event {
@@ -139,7 +139,7 @@ def test_wait_for_returns_the_value_or_times_out():
 
 
 def test_reaper_runs_an_action_once_and_survives_failures(capsys):
-    from tests.testbed import reaper
+    from testbed import reaper
 
     calls = []
     token = reaper.register("count", lambda: calls.append("ran"))
