@@ -20,6 +20,7 @@ from pathlib import Path
 from . import reaper
 from .conffile import merge_settings, render, write_private
 from .netns import CommandError, Namespace, run
+from .requirements import require_plugins
 from .vici_text import parse_pretty
 from .wait import wait_for
 
@@ -89,6 +90,8 @@ class Charon:
     def start(self, timeout: float = 20.0) -> "Charon":
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
+        # charon starts without a missing plugin and fails much later: check the files first
+        require_plugins((*CHARON_PLUGINS.split(), *self.settings.extra_plugins), self.name)
         self._write_strongswan_conf()
         self.resolv_conf_path.touch()
         if self.vici_path.exists():
