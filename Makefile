@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_APT := .setup-apt.stamp
 STAMP_VENV := $(VENV)/.installed.stamp
 
-.PHONY: demo test test-fast bench setup clean
+.PHONY: demo test test-fast bench setup clean check-fresh
 
 setup: $(STAMP_APT) $(STAMP_VENV)
 
@@ -36,6 +36,11 @@ bench: setup
 # Unit tests only: no namespaces, no strongSwan.
 test-fast: $(STAMP_VENV)
 	$(PY) -m pytest -q -m 'not interop'
+
+# The fresh-root lane (README: "A fresh machine"): `make demo` on a minimal Debian 12 root with
+# nothing installed by hand; needs root and mmdebstrap (scripts/setup-debian.sh installs it).
+check-fresh:
+	bash scripts/check-fresh-machine.sh
 
 clean:
 	rm -rf $(VENV) $(STAMP_APT) .pytest_cache .coverage
