@@ -17,15 +17,37 @@ from pathlib import Path
 import pytest
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
-INTEROP_DIR = Path(__file__).resolve().parent / "interop"
+TESTS_DIR = Path(__file__).resolve().parent
+INTEROP_DIR = TESTS_DIR / "interop"
+# Markers by what a test needs (registered in pyproject), so `make test-fast`
+# (-m 'not interop and not netns and not vm and not nm') selects pure unit tests even if a
+# module forgets its marker: by directory, and by the fixtures that build namespaces.
+DIRECTORY_MARKERS = {
+    INTEROP_DIR: ("interop", "netns"),
+    TESTS_DIR / "kernel": ("vm", "netns"),
+    TESTS_DIR / "gui": ("gui",),
+}
+FILE_MARKERS = {TESTS_DIR / "test_kernel_lane.py": ("vm", "netns", "interop")}
+FIXTURE_MARKERS = {
+    "testbed": ("interop", "netns"),
+    "testbed_factory": ("interop", "netns"),
+    "nm_testbed": ("nm", "interop", "netns"),
+}
 
 
 def pytest_collection_modifyitems(config, items):
-    # Everything under tests/interop talks to real strongSwan: mark it so `-m 'not interop'`
-    # selects the pure unit tests even if a module forgets its marker.
     for item in items:
-        if INTEROP_DIR in Path(item.path).resolve().parents:
-            item.add_marker(pytest.mark.interop)
+        path = Path(item.path).resolve()
+        names = set(FILE_MARKERS.get(path, ()))
+        for directory, markers in DIRECTORY_MARKERS.items():
+            if directory in path.parents:
+                names.update(markers)
+        for fixture in FIXTURE_MARKERS.keys() & set(getattr(item, "fixturenames", ())):
+            names.update(FIXTURE_MARKERS[fixture])
+        if "interop" in {mark.name for mark in item.iter_markers()}:
+            names.add("netns")      # every interop test runs its peer in namespaces
+        for name in sorted(names):
+            item.add_marker(name)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
