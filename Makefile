@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_APT := .setup-apt.stamp
 STAMP_VENV := $(VENV)/.installed.stamp
 
-.PHONY: demo test test-fast bench setup clean check-fresh
+.PHONY: demo test test-fast bench setup clean check-fresh check-floors
 
 setup: $(STAMP_APT) $(STAMP_VENV)
 
@@ -42,6 +42,10 @@ test-fast: $(STAMP_VENV)
 # nothing installed by hand; needs root and mmdebstrap (scripts/setup-debian.sh installs it).
 check-fresh:
 	bash scripts/check-fresh-machine.sh
+
+# pyproject's dependency floors: the lowest allowed versions pass the unit tests (uv, throw-away venv).
+check-floors:
+	bash scripts/check-floors.sh
 
 clean:
 	rm -rf $(VENV) $(STAMP_APT) .pytest_cache .coverage
