@@ -8,7 +8,7 @@ import pytest
 
 from testbed.conffile import render
 from testbed.gateway import (EAP_IDENTITIES, PSK_IDENTITY, GatewayOptions,
-                                   gateway_config)
+                             gateway_config)
 from testbed.pki import Credential, Pki
 from testbed.strongswan_client import ClientOptions, client_config
 from testbed.vici_text import parse_pretty

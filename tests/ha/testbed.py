@@ -29,7 +29,7 @@ from pathlib import Path
 from testbed import CharonSettings, Gateway, GatewayOptions, Namespace, Pki, Testbed, wait_for
 from testbed.netns import unique_prefix
 from testbed.topology import (CLIENT_ADDR, DNS_SERVERS, LAN_HOST_ADDR, LAN_NET, POOL_NET,
-                                    NamespaceGroup, _batch, _enable_forwarding, _veth)
+                              NamespaceGroup, _batch, _enable_forwarding, _veth)
 
 CLUSTER_ADDR = "198.51.100.1"        # what the client dials; moves with the active node
 CLUSTER_LAN_ADDR = "10.1.0.1"        # the LAN host's router; moves too
