@@ -87,7 +87,7 @@ class Charon:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def start(self, timeout: float = 20.0) -> "Charon":
+    def start(self, timeout: float = 20.0, poll_interval: float = 0.02) -> "Charon":
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
         # charon starts without a missing plugin and fails much later: check the files first
@@ -108,7 +108,7 @@ class Charon:
                                             stdin=subprocess.DEVNULL, start_new_session=True)
         self._token = reaper.register(f"stop {self.name} (pid {self.process.pid})",
                                       self._terminate)
-        wait_for(self._vici_ready, timeout=timeout,
+        wait_for(self._vici_ready, timeout=timeout, interval=poll_interval,
                  message=lambda: f"{self.name} did not open its vici socket; output:\n"
                                  f"{self._output_tail()}\nlog tail:\n{self.log_tail()}",
                  abort=lambda: not self.running)

@@ -129,6 +129,16 @@ def test_client_config_uses_the_gateway_secrets(tmp_path):
     assert config["connections"]["psk"]["vips"] == ["0.0.0.0", "::"]
 
 
+def test_client_config_for_one_method_holds_only_its_connection_and_secret(tmp_path):
+    # a benchmark baseline loads what a user's charon would for one measurement, nothing more
+    gateway, pki = GatewayOptions(), _fake_pki(tmp_path)
+    psk = client_config("198.51.100.1", pki, gateway, ClientOptions(methods=("psk",)))
+    assert list(psk["connections"]) == ["psk"] and list(psk["secrets"]) == ["ike-psk"]
+    eap = client_config("198.51.100.1", pki, gateway, ClientOptions(methods=("eap-mschapv2",)))
+    assert list(eap["connections"]) == ["eap-mschapv2"]
+    assert list(eap["secrets"]) == ["eap-eap-mschapv2"]
+
+
 def test_wait_for_returns_the_value_or_times_out():
     values = iter([0, None, "done"])
     assert wait_for(lambda: next(values), timeout=1, interval=0) == "done"
