@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from testbed import GATEWAY_NAME, PSK_IDENTITY, ClientOptions, Testbed, topology
+from testbed import GATEWAY_NAME, PSK_IDENTITY, CharonSettings, ClientOptions, Testbed, topology
+from testbed.charon import CHARON_PLUGINS
 
 from .cgroup import CpuGroup, GroupedNamespace
 from .probe import FirstPingReply
@@ -167,6 +168,10 @@ class CygnetClient:
 # How often the baseline polls charon's vici socket while it starts: as a user's tooling would
 # (an independent harness polled every 2 ms), not the testbed's relaxed 20 ms.
 VICI_POLL_INTERVAL = 0.002
+# Debian's default charon (strongswan.d, modular loading) registers aesni before openssl, so its
+# AES-CBC and AES-GCM come from aesni, HMAC-SHA-256 from openssl (`swanctl --list-algs`). The
+# testbed's load list has no aesni: openssl does all three. The baseline uses the user's choice.
+USER_CHARON_PLUGINS = "aesni " + CHARON_PLUGINS
 
 
 def start_strongswan(tb: Testbed, esp: str | None = None, connection: str | None = None):
@@ -175,6 +180,7 @@ def start_strongswan(tb: Testbed, esp: str | None = None, connection: str | None
     every method's connection if None."""
     options = ClientOptions(esp_proposals=(esp,) if esp else ("default",),
                             methods=(connection,) if connection else None,
+                            charon=CharonSettings(plugins=USER_CHARON_PLUGINS),
                             vici_poll_interval=VICI_POLL_INTERVAL)
     return tb.strongswan_client(options, role=client_namespace(tb))
 

@@ -50,6 +50,7 @@ class CharonSettings:
     retransmit_base: float | None = None
     fragment_size: int | None = None
     extra_plugins: tuple[str, ...] = ()          # e.g. ("ha",), appended to charon.load
+    plugins: str = CHARON_PLUGINS                # charon.load (order picks crypto implementations)
     log_levels: dict = field(default_factory=lambda: {
         "default": 1, "ike": 2, "cfg": 2, "knl": 1, "net": 1, "enc": 1, "esp": 1})
     extra: dict = field(default_factory=dict)   # merged into the charon {} section
@@ -91,7 +92,7 @@ class Charon:
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
         # charon starts without a missing plugin and fails much later: check the files first
-        require_plugins((*CHARON_PLUGINS.split(), *self.settings.extra_plugins), self.name)
+        require_plugins((*self.settings.plugins.split(), *self.settings.extra_plugins), self.name)
         self._write_strongswan_conf()
         self.resolv_conf_path.touch()
         if self.vici_path.exists():
@@ -183,7 +184,7 @@ class Charon:
     def _write_strongswan_conf(self) -> None:
         s = self.settings
         charon = {
-            "load": " ".join((CHARON_PLUGINS, *s.extra_plugins)),
+            "load": " ".join((s.plugins, *s.extra_plugins)),
             "cookie_threshold": s.cookie_threshold,
             "cookie_threshold_ip": s.cookie_threshold_ip,
             "block_threshold": s.block_threshold,
