@@ -40,8 +40,9 @@ tarball="$CACHE/bookworm-minbase-$(date +%Y%m%d).tar"
 
 work=$(mktemp -d /var/tmp/cygnet-fresh.XXXXXX)
 root="$work/root"
-log="$CACHE/last-run.log"
+log="$work/make-demo.log"     # copied to $CACHE/last-run.log at the end
 cleanup() {
+  cp "$log" "$CACHE/last-run.log" 2>/dev/null || true
   # every mount was made in the private namespace, gone with its last process; refuse to
   # delete through a mount that should not exist
   if grep -qF " $work" /proc/self/mountinfo; then say "mounts left under $work; not removing it"; return; fi
@@ -101,7 +102,7 @@ chroot "$root" /usr/bin/env -i "$@" /bin/bash -c '
 EOF
 )
 
-say "running make demo in a fresh Debian 12 root ($commit, log: $log)"
+say "running make demo in a fresh Debian 12 root ($commit, log: $CACHE/last-run.log)"
 start=$(date +%s)
 status=0
 timeout --kill-after=30 "${CYGNET_FRESH_TIMEOUT:-1800}" \
@@ -119,7 +120,7 @@ fi
 if [ -n "$problem" ]; then
   say "FAILED after ${elapsed}s: $problem"
   grep -h "install Debian package\|cannot run here\|cannot start" "$log" | head -5 | sed 's/^/  /' >&2 || true
-  say "last $TAIL_LINES lines of $log:"
+  say "last $TAIL_LINES lines of the log (kept in $CACHE/last-run.log):"
   tail -n "$TAIL_LINES" "$log" >&2
   exit 1
 fi
