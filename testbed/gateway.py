@@ -166,9 +166,6 @@ def gateway_config(options: GatewayOptions, pki: Pki) -> dict:
     return config
 
 
-# Older names, still imported by bench/.
-_quoted = swanctl_secret
-_merge = merge_settings
 
 
 class Gateway:

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .requirements import require_plugins
 from .topology import ALL_GATEWAY_ADDRESSES
 
 DOMAIN = "cygnet.test"
@@ -36,7 +37,8 @@ GATEWAY_NAME = f"gw.{DOMAIN}"
 OTHER_SERVER_NAME = f"other.{DOMAIN}"  # gateway-other: same CA, another server
 P12_PASSWORD = "cygnet-p12-test"   # test-only secret for the PKCS#12 files
 _FORMAT_VERSION = 3
-_PKI_CONF = "pki {\n  load = random nonce openssl pem pkcs1 pkcs8 x509 pubkey\n}\n"
+PKI_PLUGINS = "random nonce openssl pem pkcs1 pkcs8 x509 pubkey"
+_PKI_CONF = f"pki {{\n  load = {PKI_PLUGINS}\n}}\n"
 
 # name -> (key type, key size or None)
 _KEYS = {
@@ -187,6 +189,7 @@ class _Builder:
         self.cert(name).write_bytes(self.pki(*args))
 
     def build(self) -> Pki:
+        require_plugins(PKI_PLUGINS, "pki")
         # Key generation dominates (RSA-4096); run it in parallel processes.
         with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
             list(pool.map(self.generate_key, _KEYS))
