@@ -32,6 +32,7 @@ import struct
 from dataclasses import dataclass
 from typing import Callable
 
+from client.esp_liveness import RESTART_RUN, CounterRestartCheck
 from ike.transforms import IntegrityError, make_cipher, make_integrity
 
 NEXT_HEADER_IPV4 = 4
@@ -47,10 +48,8 @@ SEQ32_MAX = 0xFFFFFFFF
 # Ask for a rekey this many packets before a 32-bit counter would have to cycle (RFC 4303 §3.3.3).
 SEQ32_SOFT_MARGIN = 1 << 22
 DEFAULT_REPLAY_WINDOW = 1024
-# After this many replay drops in a row, check whether the peer restarted its counter. A packet
-# left of the whole window is checked at once: no reordering explains it, and a peer that sends
-# a packet a second (an HA gateway that took over an idle tunnel) would otherwise wait 16 s.
-STALE_RUN_CHECK = 16
+# When replay drops prove that the peer restarted its counter: client/esp_liveness.py.
+STALE_RUN_CHECK = RESTART_RUN
 
 # Monotonic padding bytes 1, 2, 3, … (RFC 4303 §2.4); slicing this avoids building them per packet.
 _PADDING = bytes(range(1, 256))
@@ -343,6 +342,7 @@ class InboundSa(_EspSa):
         replay_window: int = DEFAULT_REPLAY_WINDOW,
         limits: SaLimits | None = None,
         on_limit: LimitCallback | None = None,
+        restart_check: CounterRestartCheck | None = None,
     ):
         super().__init__(spi, esn, encr_id, encr_key_bits, encr_key, integ_id, integ_key)
         self._min_length = HEADER_SIZE + self._iv_size + TRAILER_SIZE + self.icv_size
@@ -356,7 +356,7 @@ class InboundSa(_EspSa):
         self.auth_failures = 0
         self.malformed_drops = 0
         self._stale_run = 0  # replay drops since the last accepted packet
-        self._reset_reported = False
+        self._restart_check = restart_check or CounterRestartCheck()
 
     def open(self, packet) -> tuple[int, bytes]:
         """Return (next_header, inner packet) of one ESP packet (bytes or memoryview).
@@ -379,9 +379,10 @@ class InboundSa(_EspSa):
         if seq <= window.top and (seq < 0 or not window.check(seq)):
             self.replay_drops += 1
             self._stale_run += 1
-            if not self._reset_reported and seq > 0 and (
-                    self._stale_run >= STALE_RUN_CHECK or window.top - seq >= window.size):
-                self._check_sequence_reset(packet, seq)
+            if seq > 0 and self._restart_check.replayed(
+                    self._stale_run, window.top - seq >= window.size,
+                    lambda: self._authentic(packet, seq)):
+                self._limits.fire("soft", "sequence-reset")
             raise ReplayedPacket("ESP sequence number replayed or outside the window")
         if self._limits.exhausted:
             raise SaExhausted("ESP SA exhausted: a rekeyed SA must replace it")
@@ -420,18 +421,17 @@ class InboundSa(_EspSa):
             self._next_packets, self._next_bytes = self._limits.thresholds()
         return plaintext[-1], plaintext[:payload_end]
 
-    def _check_sequence_reset(self, packet, seq: int) -> None:
-        """Many replay drops in a row, or a packet left of the whole window: if this
-        "replayed" packet is authentic, the peer most likely restarted its sequence counter
-        under the same keys (an HA gateway taking over does exactly that). The window stays
-        untouched (the packet is still dropped); the owner is told once, as a soft limit, so
-        that it rekeys the SA at once instead of losing traffic until the peer's counter passes
-        ours again. Replayed captures would pass this check too, so it does nothing but ask
-        for that one rekey."""
+    def _authentic(self, packet, seq: int) -> bool:
+        """Whether a packet the replay window dropped carries a valid ICV. If it does, the
+        peer most likely restarted its sequence counter under the same keys (an HA gateway
+        taking over does exactly that; esp_liveness.CounterRestartCheck decides when the
+        evidence suffices). The window stays untouched (the packet is still dropped); the
+        owner is told once, as a soft limit, so that it rekeys the SA at once instead of
+        losing traffic until the peer's counter passes ours again."""
         iv_end = self._iv_end
         icv_start = len(packet) - self.icv_size
         if (icv_start - iv_end) % self._alignment:
-            return
+            return False
         try:
             if self._aead:
                 aad = _pack_esn_aad(self.spi, seq >> 32, seq & SEQ32_MAX) if self.esn else packet[:HEADER_SIZE]
@@ -440,7 +440,5 @@ class InboundSa(_EspSa):
                 signed = bytes(packet[:icv_start]) + (_pack_u32(seq >> 32) if self.esn else b"")
                 self._integrity.verify(signed, packet[icv_start:])  # no decryption: CBC state
         except IntegrityError:
-            return
-        self._reset_reported = True
-        self._limits.fire("soft", "sequence-reset")
-
+            return False
+        return True
