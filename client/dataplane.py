@@ -37,11 +37,13 @@ import ipaddress
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
 from client import esp
 from client.tun import VNET_HDR_SIZE, TunDevice, coalesce_tcp, split_vnet_packet
+from ike.unauthenticated import DropLog
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +279,8 @@ class UserspaceDataPlane(SharedUdpSocket):
         self.replay_window = replay_window
         self.limits = limits
         self.global_counters = GlobalCounters()
+        # replay drops and unknown SPIs, a few lines a second at most (issue 16: visible, not a flood)
+        self._drop_log = DropLog(log, burst=5, window=1.0)
         self._inbound: dict[bytes, _Child] = {}
         self._outbound: dict[int, _Child] = {}  # child_id -> the SA outbound traffic uses
         self._route_cache: dict[bytes, _Child] = {}
@@ -453,6 +457,11 @@ class UserspaceDataPlane(SharedUdpSocket):
             return self._not_esp(datagram, spi, addr)
         try:
             next_header, inner = child.inbound.open(datagram)
+        except esp.ReplayedPacket:
+            self._drop_log.log(time.monotonic(), logging.DEBUG, "ESP replay drop: SPI %s, "
+                               "sequence number %d, window top %d", spi.hex(),
+                               int.from_bytes(datagram[4:8], "big"), child.inbound.window.top)
+            return None  # counted by the SA
         except (esp.EspError, esp.SaExhausted):
             return None  # counted by the SA
         if next_header != esp.NEXT_HEADER_IPV4 and next_header != esp.NEXT_HEADER_IPV6:
@@ -478,6 +487,8 @@ class UserspaceDataPlane(SharedUdpSocket):
             self.on_ike_packet(bytes(datagram[4:]), addr)
         else:
             self.global_counters.unknown_spi += 1
+            self._drop_log.log(time.monotonic(), logging.DEBUG, "ESP with unknown SPI %s from %s",
+                               spi.hex(), addr)
         return None
 
     def receive_datagram(self, datagram, addr) -> bytes | None:

@@ -308,6 +308,8 @@ class Tunnel:
         self._reauth_events: dict = {}  # its IkeSaEstablished / ConfigReceived until the switch
         self._retiring = None
         self._config = None  # the ConfigReceived applied last
+        self._recovery = None  # client.recovery.Recovery, ticked while up (HA failovers)
+        self._recovery_timer: Optional[asyncio.TimerHandle] = None
 
     # --- set-up and tear-down ---
 
@@ -369,6 +371,8 @@ class Tunnel:
     def close(self) -> None:
         for handle in self._grace_timers:
             handle.cancel()
+        if self._recovery_timer:
+            self._recovery_timer.cancel()
         if self._timer:
             self._timer.cancel()
         if self._keepalive:
@@ -430,7 +434,7 @@ class Tunnel:
                     self._fail(f"could not connect to {self.status.gateway}: {reason}")
                     break
             self.status.state = "reconnecting"
-            self.progress.say(f"{reason}; reconnecting in {backoff:.0f} s")
+            self._decided(f"{reason}; reconnecting in {backoff:.0f} s")
             try:
                 await asyncio.wait_for(self._stopped.wait(), backoff)
             except asyncio.TimeoutError:
@@ -525,6 +529,11 @@ class Tunnel:
     def _on_dataplane_event(self, event) -> None:
         if getattr(event, "severity", "") == "soft" and self.session is not None \
                 and event.spi_in.hex() in self.status.children:  # not a retired SA in its grace
+            self._decided(f"rekeying CHILD_SA {event.child_id}: {event.direction}bound SA "
+                          f"{event.spi_in.hex()}_i reached its {event.what} limit"
+                          if event.what != "sequence-reset" else
+                          f"rekeying CHILD_SA {event.child_id}: the gateway restarted its ESP "
+                          f"sequence numbers on {event.spi_in.hex()}_i (a cluster takeover?)")
             self.session.rekey_child(event.child_id)
             self._pump()
 
@@ -632,7 +641,34 @@ class Tunnel:
 
     # --- make-before-break reauthentication (RFC 4478, RFC 7296 §2.8.3) ---
 
-    def _start_reauthentication(self, event) -> None:
+    def _decided(self, text: str) -> None:
+        """A recovery decision: the user sees it, the log keeps it (issue 16)."""
+        log.info("%s", text)
+        self.progress.say(text)
+
+    def _recovery_tick(self) -> None:
+        """Once a second while up: client/recovery.py decides from the data plane's counters
+        and the unanswered IKE request, we act."""
+        from client.recovery import TICK, NewIkeSa, Recovery, RekeyChildren
+
+        self._recovery_timer = self.loop.call_later(TICK, self._recovery_tick)
+        if self._recovery is None:
+            self._recovery = Recovery()
+        if self.status.state != "up" or self.session is None or self._stopping:
+            return
+        counters = self.dataplane.counters()
+        current = [counters[spi] for spi in map(bytes.fromhex, self.status.children) if spi in counters]
+        decision = self._recovery.tick(self._now(), current, self.session.unanswered_request())
+        if isinstance(decision, RekeyChildren):
+            self._decided(f"rekeying the CHILD_SA: {decision.why}")
+            for child_id in {info["child_id"] for info in self.status.children.values()}:
+                self.session.rekey_child(child_id)
+            self._pump()
+        elif isinstance(decision, NewIkeSa) and self._reauth_session is None:
+            self._start_reauthentication(None, why=f"new IKE_SA: {decision.why}")
+            self._pump()
+
+    def _start_reauthentication(self, event, why: str = "") -> None:
         """A new IKE_SA and CHILD_SA from scratch next to the current ones, on the same
         sockets. Without INITIAL_CONTACT: it would make the gateway delete the current IKE_SA
         at once (RFC 7296 §2.4), which is the outage make-before-break avoids."""
@@ -642,9 +678,10 @@ class Tunnel:
 
         if self._reauth_session is not None or self._stopping:
             return  # one at a time
-        why = "the gateway asks for it (AUTH_LIFETIME)" if event.requested_by_gateway \
-            else "reauth_time"
-        self.progress.say(f"reauthenticating: {why}")
+        if not why:
+            why = "the gateway asks for it (AUTH_LIFETIME)" if event.requested_by_gateway \
+                else "reauth_time"
+        self._decided(f"reauthenticating: {why}")
         self._reauth_events = {}
         self._reauth_session = IkeSession(replace(self._settings, initial_contact=False),
                                           self._now())
@@ -661,7 +698,7 @@ class Tunnel:
         elif isinstance(event, (ev.IkeSaDeleted, ev.AuthenticationFailed, ev.ProposalMismatch,
                                 ev.Redirected, ev.DeadPeerDetected)):
             # The current IKE_SA goes on until the gateway deletes it; then we reconnect.
-            self.progress.say(f"reauthentication failed: {getattr(event, 'reason', event)}")
+            self._decided(f"reauthentication failed: {getattr(event, 'reason', event)}")
             self._reauth_session = None
 
     def _switch_to_reauthenticated(self, child) -> None:
@@ -690,6 +727,8 @@ class Tunnel:
         # (strongSwan keeps the reqid across a reauthentication too).
         self._install_child(child)
         self.status.reauths += 1
+        if self._recovery is not None:
+            self._recovery.restart()
         self.progress.say(f"reauthenticated (IKE_SA {self.status.ike_spi_i}_i)")
         self._retiring = old  # one retiring before it whose DELETE is still unanswered is dropped
         old.close()
@@ -794,6 +833,10 @@ class Tunnel:
             self.status.state = "up"
             self.status.up_since = time.time()
             self.progress.say(f"tunnel up ({self.tun.name}, ESP {encr}{'/' + integ if integ else ''})")
+            if self._recovery is not None:
+                self._recovery.restart()
+            elif self._recovery_timer is None:
+                self._recovery_tick()
             self.observer.tunnel_up(self)
             if not self._first_up.done():
                 self._first_up.set_result(True)

@@ -43,6 +43,7 @@ class Informational:
     def _unreachable(self, now: float, exchange: str) -> None:
         reason = f"gateway unreachable: no answer to {exchange} " \
                  f"after {self.settings.retransmission.tries + 1} transmissions"
+        log.info("IKE_SA %s: %s", self._ike.spi_i.hex(), reason)
         self._finish(reason, DeadPeerDetected(reason))
 
     def _send_ike_delete_of(self, ike: IkeSaContext, now: float) -> None:
@@ -123,6 +124,9 @@ class Informational:
 
     def _send_dpd(self, now: float) -> None:
         """§2.4 liveness check: an empty INFORMATIONAL request."""
+        log.debug("IKE_SA %s: liveness check (DPD), message ID %d", self._ike.spi_i.hex(),
+                  self._ike.next_request_id)
         self._send_request(self._ike, ExchangeType.INFORMATIONAL, [],
-                           lambda reply, t: None, now,
+                           lambda reply, t: log.debug("IKE_SA %s: liveness check answered",
+                                                      self._ike.spi_i.hex()), now,
                            on_give_up=lambda t: self._unreachable(t, "a liveness check"))

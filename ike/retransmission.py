@@ -37,8 +37,11 @@ class PendingRequest:
     policy: RetransmissionPolicy
     deadline: float = 0.0
     sends: int = 0
+    first_sent: float = 0.0
 
     def sent(self, now: float) -> None:
+        if not self.sends:
+            self.first_sent = now
         self.sends += 1
         self.deadline = now + self.policy.delay(self.sends)
 

@@ -137,6 +137,15 @@ class IkeSession(Establishment, Rekeying, Informational):
         the clock of `now`; None when nothing is scheduled (e.g. a rekey is under way)."""
         return self._ike_rekey_at, self._reauth_at
 
+    def unanswered_request(self) -> Optional[tuple[float, str]]:
+        """(when the request we wait for was first sent, its exchange and message ID) while
+        the IKE_SA is established, else None: how the owner spots a message-ID desync."""
+        out = self._outstanding
+        if out is None or self.state is not State.ESTABLISHED:
+            return None
+        name = ExchangeType(out.request.exchange).name
+        return out.request.first_sent, f"{name} request {out.request.message_id}"
+
     def receive_datagram(self, data: bytes, addr: tuple, now: float) -> None:
         """Process one datagram. Never raises: bad input is logged and dropped."""
         if self.state in (State.INITIAL, State.CLOSED):
@@ -296,6 +305,10 @@ class IkeSession(Establishment, Rekeying, Informational):
         self._transmit(request, now)
 
     def _transmit(self, request: PendingRequest, now: float) -> None:
+        if request.sends:
+            log.debug("IKE_SA %s: retransmitting %s request %d (transmission %d)",
+                      self._ike.spi_i.hex(), ExchangeType(request.exchange).name,
+                      request.message_id, request.sends + 1)
         for datagram in request.datagrams:
             self._outbox.append((datagram, self._remote))
         request.sent(now)
@@ -325,6 +338,8 @@ class IkeSession(Establishment, Rekeying, Informational):
         tries = outstanding.request.sends
         exchange = ExchangeType(outstanding.request.exchange).name
         reason = (f"gateway unreachable: no answer to {exchange} after {tries} transmissions")
+        log.info("IKE_SA %s: giving up on %s request %d: %s", self._ike.spi_i.hex(), exchange,
+                 outstanding.request.message_id, reason)
         if self.state is State.ESTABLISHED:
             self._finish(reason, DeadPeerDetected(reason))
         else:
