@@ -1,0 +1,30 @@
+"""What the owner sees of a request that goes unanswered (RFC 7296 §2.1, §2.4): when it was
+first sent (its retransmissions do not move that), and the DPD / retransmission log lines
+(issue 16: without them a desynchronised cluster was invisible)."""
+
+import logging
+
+from .responder import Pair, client_settings
+
+
+def test_unanswered_request_reports_the_first_transmission_and_logs_each_retransmission(caplog):
+    pair = Pair(client_settings(dpd_delay=10.0))
+    pair.connect()
+    assert pair.session.unanswered_request() is None
+    start = pair.now
+    pair.to_client = lambda data: []          # the gateway's answers are lost from now on
+    with caplog.at_level(logging.DEBUG, logger="ike"):
+        pair.advance(10.0)                    # the DPD goes out
+        first_sent, what = pair.session.unanswered_request()
+        assert first_sent == start + 10.0 and what == "INFORMATIONAL request 2"
+        pair.advance(12.0)                    # two retransmissions (4 s, 7.2 s later)
+        assert pair.session.unanswered_request()[0] == start + 10.0
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("liveness check (DPD), message ID 2" in m for m in messages)
+        retransmissions = [m for m in messages if "retransmitting INFORMATIONAL request 2" in m]
+        assert [m.rsplit("(", 1)[1] for m in retransmissions] == ["transmission 2)",
+                                                                  "transmission 3)"]
+        pair.to_client = None                 # answers arrive again
+        pair.advance(30.0)
+    assert pair.session.unanswered_request() is None
+    assert any("liveness check answered" in r.getMessage() for r in caplog.records)
