@@ -665,10 +665,11 @@ class Tunnel:
                 self.session.rekey_child(child_id)
             self._pump()
         elif isinstance(decision, NewIkeSa) and self._reauth_session is None:
-            self._start_reauthentication(None, why=f"new IKE_SA: {decision.why}")
+            self._start_reauthentication(None, why=f"new IKE_SA: {decision.why}",
+                                         keep_addresses=True)
             self._pump()
 
-    def _start_reauthentication(self, event, why: str = "") -> None:
+    def _start_reauthentication(self, event, why: str = "", keep_addresses: bool = False) -> None:
         """A new IKE_SA and CHILD_SA from scratch next to the current ones, on the same
         sockets. Without INITIAL_CONTACT: it would make the gateway delete the current IKE_SA
         at once (RFC 7296 §2.4), which is the outage make-before-break avoids."""
@@ -683,8 +684,9 @@ class Tunnel:
                 else "reauth_time"
         self._decided(f"reauthenticating: {why}")
         self._reauth_events = {}
-        self._reauth_session = IkeSession(replace(self._settings, initial_contact=False),
-                                          self._now())
+        kept = tuple(self._addresses) if keep_addresses else ()
+        self._reauth_session = IkeSession(replace(self._settings, initial_contact=False,
+                                                  requested_addresses=kept), self._now())
         self._reauth_session.connect(self._now())
 
     def _handle_reauth(self, event) -> None:

@@ -22,7 +22,20 @@ def build_request(settings) -> CP:
         (settings.request_dns6, ConfigAttr.INTERNAL_IP6_DNS),
         (settings.request_domains, ConfigAttr.INTERNAL_DNS_DOMAIN),
     ]
-    return CP(CfgType.REQUEST, [ConfigAttribute(attr, b"") for on, attr in wanted if on])
+    attributes = [ConfigAttribute(attr, _requested_value(settings, attr)) for on, attr in wanted
+                  if on]
+    return CP(CfgType.REQUEST, attributes)
+
+
+def _requested_value(settings, attr) -> bytes:
+    """Empty (anything will do), or the address we ask to keep (§3.15.1; IPv6 with its prefix
+    length, §3.15.1 INTERNAL_IP6_ADDRESS)."""
+    for interface in getattr(settings, "requested_addresses", ()):
+        if attr == ConfigAttr.INTERNAL_IP4_ADDRESS and interface.version == 4:
+            return interface.ip.packed
+        if attr == ConfigAttr.INTERNAL_IP6_ADDRESS and interface.version == 6:
+            return interface.ip.packed + bytes([interface.network.prefixlen])
+    return b""
 
 
 def parse_reply(cp: CP) -> ConfigReceived:

@@ -77,6 +77,10 @@ class Settings:
     request_dns4: bool = True
     request_dns6: bool = False
     request_domains: bool = True
+    # Addresses (ipaddress.ip_interface) we hold and ask to keep, e.g. when a new IKE_SA
+    # replaces one the gateway lost track of: the CP request carries them (§3.15.1) and
+    # strongSwan hands the same lease to the same identity again.
+    requested_addresses: tuple = ()
 
     initial_contact: bool = True
     force_encapsulation: bool = False  # float to 4500 and use ESP-in-UDP even without NAT

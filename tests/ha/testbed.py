@@ -167,6 +167,66 @@ class HaTestbed(Testbed):
         _batch(self.topology.nodes[index], [f"link set {dev} down" for dev in ("eth0", "eth1", "eth2")])
         return index
 
+    def stop_active(self) -> int:
+        """The active node's charon is stopped (SIGTERM): the ha plugin hands its segment to
+        the other node on the way out (HA_SEGMENT_DROP), so no watchdog wait. The machine
+        stays up but gives up the cluster addresses. Returns the index of the stopped node."""
+        index = self.active
+        self._survivor_log_offset = len(_read(self.nodes[1 - index].log_path))
+        self.nodes[index].stop()
+        self._release_cluster_addresses(index)
+        return index
+
+    def lose_next_response(self, timeout: float = 30.0) -> int:
+        """The lost-response failover: the active node keeps receiving but its IKE answers
+        vanish (nftables in its namespace); as soon as it has parsed a request of the
+        client's (the ha plugin then tells the other node the next message ID), it is
+        killed. The client's request is never answered, and the survivor ignores its
+        retransmissions ("received message ID n, expected n+1"). Returns the killed index."""
+        index = self.active
+        ns = self.topology.nodes[index]
+        log_path = self.nodes[index].log_path
+        start = len(_read(log_path))
+        # IKE on 4500 carries the non-ESP marker: four zero bytes after the UDP header
+        ns.nft("table ip cyg_ha_lose {\n  chain out { type filter hook output priority 0;\n"
+               "    udp sport 4500 @th,64,32 0 drop\n    udp sport 500 drop\n  }\n}\n")
+        wait_for(lambda: re.search(r"parsed (INFORMATIONAL|CREATE_CHILD_SA) request \d+",
+                                   _read(log_path)[start:]),
+                 timeout=timeout, interval=0.01,
+                 message=lambda: "the client sent no request to the active node:\n"
+                 + self.nodes[index].charon.log_tail(20))
+        time.sleep(0.05)   # let the ha plugin push the message ID to the other node
+        return self.kill_active()
+
+    def split_and_rekey_then_fail_to_stale(self, child: str = "psk",
+                                           grace: float = 6.0) -> int:
+        """The stale-node failover: the sync link breaks (both nodes take the segment after
+        the heartbeat timeout), the node holding the cluster addresses rekeys the client's
+        CHILD_SA (the other never hears of it), and after `grace` s (our rekeyed SA's grace
+        period is over) it dies and the stale node takes the cluster addresses: it answers
+        IKE with the same IKE_SA but knows only the CHILD_SA from before the rekey.
+        Returns the index of the stale node, now active."""
+        index = self.active
+        stale = 1 - index
+        stale_log = self.nodes[stale].log_path
+        offset = len(_read(stale_log))
+        for ns in self.topology.nodes:
+            ns.ip("link", "set", "eth2", "down")
+        wait_for(lambda: ACTIVATED in _read(stale_log)[offset:], timeout=10, interval=0.02,
+                 message=lambda: "the cut-off node did not take the segment:\n"
+                 + self.nodes[stale].charon.log_tail(20))
+        self.nodes[index].swanctl("--rekey", "--child", child)
+        time.sleep(grace)
+        self.nodes[index].kill()
+        _batch(self.topology.nodes[index], [f"link set {dev} down" for dev in ("eth0", "eth1")])
+        self._assign_cluster_addresses(stale)
+        return stale
+
+    def _release_cluster_addresses(self, index: int) -> None:
+        ns = self.topology.nodes[index]
+        ns.ip("addr", "del", f"{CLUSTER_ADDR}/24", "dev", "eth0")
+        ns.ip("addr", "del", f"{CLUSTER_LAN_ADDR}/24", "dev", "eth1")
+
     def take_over(self, timeout: float = 10.0) -> float:
         """Wait until the surviving node activates the segment (its heartbeat watchdog fires
         2.1 s after the last heartbeat), then move the cluster addresses to it. Returns when."""

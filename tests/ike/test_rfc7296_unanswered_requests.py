@@ -28,3 +28,21 @@ def test_unanswered_request_reports_the_first_transmission_and_logs_each_retrans
         pair.advance(30.0)
     assert pair.session.unanswered_request() is None
     assert any("liveness check answered" in r.getMessage() for r in caplog.records)
+
+
+def test_a_replacement_ike_sa_asks_to_keep_the_addresses_it_holds():
+    """§3.15.1: a CFG_REQUEST may name the address wanted; a new IKE_SA that replaces a lost
+    one asks for the lease it holds, so TUN addresses and routes stay."""
+    import ipaddress
+
+    from ike.config_payload import build_request
+    from ike.constants import ConfigAttr
+
+    settings = client_settings(request_ip6=True, requested_addresses=(
+        ipaddress.ip_interface("10.3.0.7/32"), ipaddress.ip_interface("fd00::7/64")))
+    values = {a.type: a.value for a in build_request(settings).attributes}
+    assert values[ConfigAttr.INTERNAL_IP4_ADDRESS] == bytes([10, 3, 0, 7])
+    assert values[ConfigAttr.INTERNAL_IP6_ADDRESS] == ipaddress.ip_address("fd00::7").packed + b"\x40"
+    assert values[ConfigAttr.INTERNAL_IP4_DNS] == b""
+    plain = {a.type: a.value for a in build_request(client_settings()).attributes}
+    assert plain[ConfigAttr.INTERNAL_IP4_ADDRESS] == b""
