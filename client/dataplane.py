@@ -343,6 +343,14 @@ class UserspaceDataPlane(SharedUdpSocket):
                 self._outbound[child.child_id] = successor
         self._route_cache.clear()
 
+    def advance_outbound(self, delta: int) -> None:
+        """RFC 6311 §4.3: move every outbound SA's sequence number forward by `delta` (an HA
+        gateway's new node asks so that its window does not drop what we send). Never past
+        the end of the sequence space: the SA's limits then ask for a rekey as usual."""
+        for child in self._inbound.values():
+            outbound = child.outbound
+            outbound.seq = min(outbound.seq + delta, outbound._seq_max - 1)
+
     def counters(self) -> dict[bytes, SaCounters]:
         result = {}
         for spi_in, child in self._inbound.items():

@@ -620,6 +620,12 @@ class Tunnel:
             self.status.ike_rekeys += 1
         elif isinstance(event, ev.ChildSaRekeyed):
             self.status.child_rekeys += 1
+        elif isinstance(event, ev.OutboundCountersAdvanced):  # RFC 6311 (ike/msgid_sync.py)
+            advance = getattr(self.dataplane, "advance_outbound", None)
+            self._decided(f"the gateway asks to move our ESP sequence numbers on by {event.delta}"
+                          + ("" if advance else ": not supported by this data plane"))
+            if advance:
+                advance(event.delta)
         elif isinstance(event, ev.AuthenticationFailed):
             # The gateway only says "AUTHENTICATION_FAILED": name the identities we used, the
             # usual culprits besides the credentials.

@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import struct
 
-from . import config_payload
+from . import config_payload, msgid_sync
 from .constants import AuthMethod, CertEncoding, ExchangeType, HashAlgorithm, NotifyType
 from .constant_time import bytes_equal
 from .events import (AuthenticationFailed, IkeSaEstablished, PeerAddressesAdded, ProposalMismatch,
@@ -265,6 +265,7 @@ class Establishment:
                             for ca in auth.intermediates)
         if s.initial_contact:
             payloads.append(Notify(NotifyType.INITIAL_CONTACT))
+        payloads += msgid_sync.announcements()  # RFC 6311 (HA clusters)
         if auth.method != "psk" and auth.send_certreq and auth.trust_anchors:
             payloads.append(CERTREQ(CertEncoding.X509_SIGNATURE,
                                     crypto.certreq_data(auth.trust_anchors)))
@@ -349,6 +350,7 @@ class Establishment:
                    and int(p.type) not in CHILD_SA_ERRORS]
         if unknown:
             return self._finish(f"IKE_AUTH failed: {notify_name(unknown[0])}")
+        self._msgid_sync.note_ike_auth_response(payloads)
         eap = first(payloads, EAP)
         if eap is not None:
             return self._continue_eap(eap, now)

@@ -164,3 +164,12 @@ class ReauthenticationRequested(Event):
 
     deadline: float  # session time (epoch seconds) after which this IKE_SA may be deleted
     requested_by_gateway: bool  # AUTH_LIFETIME from the gateway, else our reauth_time
+
+
+@dataclass(frozen=True)
+class OutboundCountersAdvanced(Event):
+    """RFC 6311 §4.3: the gateway (a cluster node that took over) asks us to move the
+    sequence numbers of every outbound ESP SA forward by `delta`, past what its
+    predecessor may have seen."""
+
+    delta: int

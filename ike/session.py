@@ -33,6 +33,7 @@ from .events import (ChildSaDeleted, DeadPeerDetected, Event, IkeSaDeleted,
 from .ike_sa import (NONCE_SIZE, TRANSITIONS, IkeSaContext, Input, Outstanding, ProtocolViolation,
                      RekeyExchange, Reply, State, describe_payloads)
 from .informational import Informational
+from .msgid_sync import MessageIdSync
 from .intermediate import IntermediateAuthChain
 from .payloads import (Encrypted, EncryptedFragment, Header, Message, Notify, ParseError,
                        decode_payloads)
@@ -123,6 +124,7 @@ class IkeSession(Establishment, Rekeying, Informational):
         self._peer_idr = None
         self._init_refusal: Optional[InitRefusal] = None  # §2.21.1 hint (unauthenticated.py)
         self._drop_log = DropLog(log)
+        self._msgid_sync = MessageIdSync()  # RFC 6311, the peer's side (msgid_sync.py)
 
     # ------------------------------------------------------------------ public API
 
@@ -358,8 +360,16 @@ class IkeSession(Establishment, Rekeying, Informational):
             raise ProtocolViolation(f"unknown IKE SPIs {header.spi_i.hex()}/{header.spi_r.hex()}")
         if header.from_initiator == ike.we_are_initiator:
             raise ProtocolViolation("message claims to come from our own role")
-        check_header(header, len(data), ike, self._outstanding)
+        sync = self._msgid_sync.candidate(header) and self.state is State.ESTABLISHED
+        if not sync:
+            check_header(header, len(data), ike, self._outstanding)
+        elif header.length != len(data):
+            raise ParseError("header length differs from the datagram's", offset=24)
         message = Message.decode(data)
+        if sync and self._msgid_sync.handle(self, ike, message, data, now):
+            return
+        if sync:  # an ordinary request with message ID 0: the usual checks
+            check_header(header, len(data), ike, self._outstanding)
         if header.is_response:
             self._receive_response(ike, message, data, addr, now)
         else:

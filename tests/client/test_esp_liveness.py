@@ -115,3 +115,29 @@ def test_silence_while_idle_or_after_an_sa_change_is_no_evidence():
         out = 1 if t % 3 == 0 else out + 5
         fired |= watch.observe(float(t), 0 if t % 3 == 0 else 10, out)
     assert not fired
+
+
+def test_outbound_sequence_numbers_move_on_when_the_cluster_asks():
+    """RFC 6311 §4.3 through the userspace data plane: the next packet carries seq + delta."""
+    import socket as socketmodule
+    from types import SimpleNamespace
+
+    from client.dataplane import UserspaceDataPlane
+
+    tun = SimpleNamespace(vnet_hdr=False, fd=-1)
+    sock = socketmodule.socket(socketmodule.AF_INET, socketmodule.SOCK_DGRAM)
+    try:
+        plane = UserspaceDataPlane(tun, sock)
+        sa = SimpleNamespace(child_id=1, spi_in=SPI, spi_out=b"\x00\x00\x10\x01",
+                             encr_id=EncrId.AES_GCM_16, encr_key_bits=128, integ_id=None,
+                             esn=False, encr_key_in=KEY, integ_key_in=b"", encr_key_out=KEY,
+                             integ_key_out=b"", local_ts=("10.3.0.1/32",),
+                             remote_ts=("10.1.0.0/24",), udp_encapsulation=True)
+        plane.install_child_sa(sa)
+        outbound = plane._outbound[1].outbound
+        outbound.seal(b"x", 4)
+        plane.advance_outbound(1000)
+        packet = outbound.seal(b"x", 4)
+        assert int.from_bytes(packet[4:8], "big") == 1002
+    finally:
+        sock.close()
