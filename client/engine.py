@@ -179,11 +179,18 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
         # loads its EAP plugins at start-up).
         import ike.eap  # noqa: F401
 
-        auth.eap_method = profile.eap_method
+        auth.eap_method = profile.eap_allowed
         auth.eap_identity = profile.eap_identity or profile.local_id
         if secret is not None:
             auth.eap_password = secret.reveal().decode("utf-8")
-        if profile.eap_method == "tls":
+        if "ttls" in profile.eap_allowed:
+            from ike.eap_tunnel import TunnelConfig
+
+            auth.eap_tunnel = TunnelConfig(
+                trust_anchors=auth.trust_anchors,
+                inner_methods=tuple(m for m in profile.eap_methods if m in ("mschapv2", "gtc", "md5")),
+                server_identity=profile.eap_server_id or profile.remote_id or profile.gateway)
+        if "tls" in profile.eap_allowed:
             from ike.eap import TlsClientConfig
 
             auth.eap_tls = TlsClientConfig(

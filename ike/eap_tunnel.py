@@ -1,0 +1,268 @@
+"""Tunnelled EAP: EAP-TTLSv0 (RFC 5281), plus EAP-GTC (RFC 3748 §5.6), for ike/eap.py's
+EapClient. (PEAPv0 is to follow on the same _TunnelMethod.)
+
+The TLS tunnel is pyOpenSSL over memory BIOs (TLS 1.2, as for EAP-TLS), framed like EAP-TLS
+(RFC 5216 §3.1; the low three flag bits carry the method version, 0 here). We present no
+certificate; the server's chain is checked like the gateway's (trust anchors + the name the
+certificate must carry), before anything is sent inside the tunnel.
+
+Inside TTLS the client speaks first (RFC 5281 §7.1): AVPs (§10) carrying EAP (§11.1,
+EAP-Message AVPs run through an inner EapClient). Inner PAP and MS-CHAP-V2 are to follow.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence, Union
+
+from .certificates import CertificateError, validate_certificate
+from .eap import (DEFAULT_TLS_FRAGMENT_SIZE, TLS_FLAG_START, EapCode, EapConfigurationError,
+                  EapError, EapPacket, EapType, TlsReassembler, _Method, _tls_error_words,
+                  parse_tls_type_data, pull_tls_output, tls_fragments)
+
+INNER_EAP_METHODS = ("mschapv2", "md5", "gtc")
+
+
+@dataclass
+class TunnelConfig:
+    """What TTLS needs: the CAs that may issue the EAP server's certificate, the name
+    that certificate must carry and the EAP methods allowed inside the tunnel."""
+
+    trust_anchors: Union[Sequence[Any], str] = ()
+    server_identity: Union[str, tuple] = ""
+    inner_methods: Sequence[str] = INNER_EAP_METHODS
+    fragment_size: int = DEFAULT_TLS_FRAGMENT_SIZE
+
+
+# ---------------------------------------------------------------------------------------------
+# EAP-GTC (RFC 3748 §5.6): the request is a prompt, the response the password
+
+
+class GtcMethod(_Method):
+    type = EapType.GTC
+
+    def __init__(self, password: str):
+        self._password = password
+
+    def handle(self, request):
+        # GTC proves nothing about the server; within IKE the gateway's certificate does that
+        self.finished = True
+        return self._password.encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# The TLS tunnel shared by TTLS and PEAP
+
+
+class _TunnelMethod(_Method):
+    name = ""
+    keying_label = b""
+
+    def __init__(self, config: Optional[TunnelConfig], identity: str, password: str,
+                 clock: Callable[[], Optional[float]], random_bytes: Callable[[int], bytes]):
+        if config is None or not config.server_identity:
+            raise EapConfigurationError(
+                f"EAP-{self.name} needs the name the EAP server's certificate must carry")
+        self._config, self._clock, self._random = config, clock, random_bytes
+        self._identity, self._password = identity, password
+        self._connection = None
+        self._incoming = TlsReassembler()
+        self._outgoing: list[bytes] = []
+        self._tunnel_up = False
+
+    def _start(self):
+        from OpenSSL import SSL
+
+        context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        # RFC 5281 / PEAP keying is defined for TLS <= 1.2 (TLS 1.3 needs RFC 9427)
+        context.set_max_proto_version(SSL.TLS1_2_VERSION)
+        context.set_options(SSL.OP_LEGACY_SERVER_CONNECT | SSL.OP_NO_TICKET)
+        context.set_verify(SSL.VERIFY_NONE)  # checked in _check_server() with our clock
+        self._connection = SSL.Connection(context, None)
+        self._connection.set_connect_state()
+
+    def handle(self, request):
+        flags, total, data = parse_tls_type_data(request.data)
+        if flags & TLS_FLAG_START:
+            if self._connection is not None:
+                raise EapError(f"second EAP-{self.name} Start")
+            self._start()
+            return self._advance(b"", request)
+        if self._connection is None:
+            raise EapError(f"EAP-{self.name} packet before its Start")
+        if self._outgoing and not data and not self._incoming.in_progress:
+            return self._outgoing.pop(0)  # the server acknowledged our previous fragment
+        message = self._incoming.add(flags, total, data)
+        if message is None:
+            return bytes([0])  # acknowledge a fragment (RFC 5216 §2.1.5)
+        return self._advance(message, request)
+
+    def _advance(self, received: bytes, request: EapPacket) -> Optional[bytes]:
+        from OpenSSL import SSL
+
+        if received:
+            self._connection.bio_write(received)
+        if not self._tunnel_up:
+            try:
+                self._connection.do_handshake()
+            except SSL.WantReadError:
+                pass
+            except SSL.Error as exc:
+                self.failure_reason = (f"EAP-{self.name} TLS handshake failed: "
+                                       f"{_tls_error_words(exc)}")
+                return None
+            else:
+                if not self._check_server():
+                    return None
+                self._tunnel_up = True
+                self._send_inner(self._tunnel_established())
+        if self._tunnel_up:
+            for plaintext in self._read_application_data():
+                self._send_inner(self._inner(plaintext, request))
+                if self.failure_reason:
+                    return None
+            if self.failure_reason:
+                return None
+        output = pull_tls_output(self._connection)
+        if not output:
+            return bytes([0])  # nothing to say: acknowledge
+        self._outgoing = tls_fragments(output, self._config.fragment_size)
+        return self._outgoing.pop(0)
+
+    def _read_application_data(self) -> list[bytes]:
+        from OpenSSL import SSL
+
+        records = []
+        while True:
+            try:
+                records.append(self._connection.recv(65536))
+            except SSL.WantReadError:
+                return records
+            except SSL.Error:
+                # close_notify (strongSwan's TTLS server closes when it cannot run the inner
+                # method we accept) or a broken record: the tunnel is over either way
+                self.failure_reason = (f"the EAP server closed the EAP-{self.name} tunnel (does "
+                                       "it support the inner methods the profile allows?)")
+                return records
+
+    def _send_inner(self, plaintext: Optional[bytes]) -> None:
+        if plaintext:
+            self._connection.send(plaintext)
+
+    def _check_server(self) -> bool:
+        chain = self._connection.get_peer_cert_chain(as_cryptography=True)
+        if not chain:
+            self.failure_reason = f"EAP-{self.name} server sent no certificate"
+            return False
+        now = self._clock()
+        if now is None:
+            self.failure_reason = (f"EAP-{self.name}: no current time given to check the "
+                                   "EAP server's certificate")
+            return False
+        try:
+            validate_certificate(chain[0], chain[1:], self._config.trust_anchors,
+                                 self._config.server_identity, now)
+        except CertificateError as exc:
+            self.failure_reason = f"EAP-{self.name} server {exc}"
+            return False
+        return True
+
+    def _tls_keys(self, label: bytes, size: int) -> bytes:
+        """TLS-PRF(master secret, label, client.random ‖ server.random): RFC 5705 export
+        without context is exactly that PRF."""
+        return self._connection.export_keying_material(label, size)
+
+    # subclasses
+    def _tunnel_established(self) -> Optional[bytes]:
+        return None
+
+    def _inner(self, plaintext: bytes, request: EapPacket) -> Optional[bytes]:  # pragma: no cover
+        raise NotImplementedError
+
+
+def _inner_eap_client(config: TunnelConfig, identity: str, password: str, clock, random_bytes):
+    from .eap import EapClient
+
+    methods = [m for m in config.inner_methods if m in INNER_EAP_METHODS]
+    if not methods:
+        raise EapConfigurationError("no password method allowed inside the EAP tunnel")
+    return EapClient(methods, identity, password=password, now=clock(), random_bytes=random_bytes)
+
+
+# ---------------------------------------------------------------------------------------------
+# EAP-TTLSv0 (RFC 5281)
+
+AVP_FLAG_VENDOR = 0x80
+AVP_FLAG_MANDATORY = 0x40
+AVP_EAP_MESSAGE = 79
+
+
+def encode_avp(code: int, data: bytes, vendor: Optional[int] = None) -> bytes:
+    """RFC 5281 §10.1: Code ‖ Flags ‖ Length(3) ‖ [Vendor-ID] ‖ Data, padded to 4 octets
+    (the Length excludes the padding)."""
+    flags = AVP_FLAG_MANDATORY | (AVP_FLAG_VENDOR if vendor is not None else 0)
+    header_size = 12 if vendor is not None else 8
+    length = header_size + len(data)
+    out = struct.pack("!IB", code, flags) + length.to_bytes(3, "big")
+    if vendor is not None:
+        out += struct.pack("!I", vendor)
+    return out + data + bytes(-length % 4)
+
+
+def decode_avps(data: bytes) -> list[tuple[int, Optional[int], bytes]]:
+    """[(code, vendor or None, data)] of a sequence of AVPs."""
+    avps, at = [], 0
+    while at < len(data):
+        if len(data) - at < 8:
+            raise EapError("truncated EAP-TTLS AVP header")
+        code, flags = struct.unpack_from("!IB", data, at)
+        length = int.from_bytes(data[at + 5:at + 8], "big")
+        header_size = 12 if flags & AVP_FLAG_VENDOR else 8
+        if length < header_size or at + length > len(data):
+            raise EapError(f"EAP-TTLS AVP length {length} does not fit")
+        vendor = struct.unpack_from("!I", data, at + 8)[0] if flags & AVP_FLAG_VENDOR else None
+        avps.append((code, vendor, data[at + header_size:at + length]))
+        at += length + (-length % 4)
+    return avps
+
+
+class TtlsMethod(_TunnelMethod):
+    type = EapType.TTLS
+    name = "TTLS"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._inner_eap = None
+
+    @property
+    def msk(self) -> bytes:
+        # RFC 5281 §8: keying material = PRF-128(master, "ttls keying material", randoms)
+        return self._tls_keys(b"ttls keying material", 64) if self.finished else b""
+
+    def _tunnel_established(self):
+        self._inner_eap = _inner_eap_client(self._config, self._identity, self._password,
+                                            self._clock, self._random)
+        identity = EapPacket(EapCode.RESPONSE, 0, EapType.IDENTITY,
+                             self._identity.encode("utf-8")).encode()
+        return encode_avp(AVP_EAP_MESSAGE, identity)
+
+    def _inner(self, plaintext, request):
+        reply = b""
+        for code, vendor, data in decode_avps(plaintext):
+            if vendor is None and code == AVP_EAP_MESSAGE:
+                reply += self._inner_eap_message(data)
+        return reply or None
+
+    def _inner_eap_message(self, data: bytes) -> bytes:
+        if self._inner_eap is None:
+            raise EapError("EAP-TTLS server sent an EAP-Message for a non-EAP inner method")
+        answer = self._inner_eap.respond(data, self._clock())
+        if self._inner_eap.failure_reason:
+            self.failure_reason = f"EAP-TTLS inner {self._inner_eap.failure_reason}"
+            return b""
+        inner_method = self._inner_eap.method
+        if inner_method is not None and inner_method.finished:
+            self.finished = True
+        return encode_avp(AVP_EAP_MESSAGE, answer) if answer else b""
