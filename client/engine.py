@@ -183,7 +183,7 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
         auth.eap_identity = profile.eap_identity or profile.local_id
         if secret is not None:
             auth.eap_password = secret.reveal().decode("utf-8")
-        if "ttls" in profile.eap_allowed:
+        if {"peap", "ttls"} & set(profile.eap_allowed):
             from ike.eap_tunnel import TunnelConfig
 
             auth.eap_tunnel = TunnelConfig(

@@ -44,14 +44,14 @@ Keys (anything else is an error):
 | keyring       | boolean           | false                  | Look the PSK / EAP password up in the user's keyring (service ``cygnet``, user = profile name) |
 
 Enterprise EAP (usually relayed by the gateway to a RADIUS server): ``auth`` may also be
-``eap`` (the server picks among ``eap_methods``), ``eap-ttls`` or ``eap-gtc``;
+``eap`` (the server picks among ``eap_methods``), ``eap-peap``, ``eap-ttls`` or ``eap-gtc``;
 all take the password like ``eap-mschapv2``. Their keys:
 
-- ``eap_methods`` (list, default ``["ttls", "mschapv2", "gtc", "md5"]``, i.e. any
+- ``eap_methods`` (list, default ``["peap", "ttls", "mschapv2", "gtc", "md5"]``, i.e. any
   password method): with ``auth = "eap"``, the EAP methods we accept, preferred first
   (``tls`` too, with ``cert`` and ``key``); its password methods are also those allowed
-  inside TTLS
-- ``eap_server_id`` (string, default ``remote_id``): the name the TTLS server's
+  inside PEAP and TTLS
+- ``eap_server_id`` (string, default ``remote_id``): the name the PEAP/TTLS server's
   certificate must carry (it must chain to ``ca``)
 
 Required combinations: ``psk`` needs ``psk_file`` or ``keyring = true``; ``pubkey``,
@@ -84,9 +84,9 @@ PASSWORD_METHODS = ("eap-mschapv2", "eap-md5", "pubkey+eap-mschapv2", "pubkey+ea
 CERTIFICATE_METHODS = ("pubkey", "eap-tls", "pubkey+eap-mschapv2", "pubkey+eap-md5")
 EAP_METHODS = ("eap-mschapv2", "eap-md5", "eap-tls", "pubkey+eap-mschapv2", "pubkey+eap-md5")
 # Enterprise EAP (issue 19): kept apart so the messages listing AUTH_METHODS stay as they were
-ENTERPRISE_EAP_AUTH = ("eap", "eap-ttls", "eap-gtc")
-EAP_METHOD_NAMES = ("ttls", "mschapv2", "gtc", "md5", "tls")
-DEFAULT_EAP_METHODS = ("ttls", "mschapv2", "gtc", "md5")  # any password method
+ENTERPRISE_EAP_AUTH = ("eap", "eap-peap", "eap-ttls", "eap-gtc")
+EAP_METHOD_NAMES = ("peap", "ttls", "mschapv2", "gtc", "md5", "tls")
+DEFAULT_EAP_METHODS = ("peap", "ttls", "mschapv2", "gtc", "md5")  # any password method
 VIRTUAL_IP_FAMILIES = ("ipv4", "ipv6")
 DATAPLANES = ("userspace", "kernel", "auto")
 MTU_RANGE = (1280, 9000)
@@ -154,7 +154,7 @@ class Profile:
 
     @property
     def eap_method(self) -> Optional[str]:
-        """The EAP method ("mschapv2", "md5", "tls", "ttls", "gtc") for EAP profiles,
+        """The EAP method ("mschapv2", "md5", "tls", "peap", "ttls", "gtc") for EAP profiles,
         "any" when the server chooses (auth = "eap"), else None."""
         if self.auth == "eap":
             return "any"

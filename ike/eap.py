@@ -49,10 +49,10 @@ class EapType(IntEnum):
 
 
 METHODS = {"md5": EapType.MD5_CHALLENGE, "mschapv2": EapType.MSCHAPV2, "tls": EapType.TLS,
-           "gtc": EapType.GTC, "ttls": EapType.TTLS}
+           "gtc": EapType.GTC, "ttls": EapType.TTLS, "peap": EapType.PEAP}
 # What "the server chooses" allows when a profile names no method: every password method,
 # tunnelled ones first (as charon-nm's EAP round takes whatever the server proposes)
-PASSWORD_METHODS = ("ttls", "mschapv2", "gtc", "md5")
+PASSWORD_METHODS = ("peap", "ttls", "mschapv2", "gtc", "md5")
 
 
 class EapError(ValueError):
@@ -489,11 +489,11 @@ def _type_name(kind: int) -> str:
 class EapClient:
     """The peer side of one EAP conversation inside IKE_AUTH.
 
-    method: one name of METHODS ("md5", "mschapv2", "tls", "gtc", "ttls") or a
+    method: one name of METHODS ("md5", "mschapv2", "tls", "gtc", "ttls", "peap") or a
     sequence of them: the methods we allow, preferred first. The server proposes a method;
     we take it if allowed, else Nak it naming ours (RFC 3748 §5.3.1). identity: our EAP
     identity (also the MS-CHAPv2 user name). password for the password methods;
-    tls=TlsClientConfig for EAP-TLS; tunnel=eap_tunnel.TunnelConfig for TTLS. now:
+    tls=TlsClientConfig for EAP-TLS; tunnel=eap_tunnel.TunnelConfig for PEAP/TTLS. now:
     the current time for certificate checks (respond() may pass a newer one).
 
     After EAP-Success, `succeeded` is True and `msk` holds the MSK (64 octets; empty for
@@ -536,7 +536,8 @@ class EapClient:
 
         if name == "gtc":
             return eap_tunnel.GtcMethod(self._password)
-        return eap_tunnel.TtlsMethod(self._tunnel, self.identity, self._password, lambda: self._now,
+        kind = eap_tunnel.TtlsMethod if name == "ttls" else eap_tunnel.PeapMethod
+        return kind(self._tunnel, self.identity, self._password, lambda: self._now,
                     self._random)
 
     @property

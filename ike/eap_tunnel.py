@@ -1,5 +1,5 @@
-"""Tunnelled EAP: EAP-TTLSv0 (RFC 5281), plus EAP-GTC (RFC 3748 §5.6), for ike/eap.py's
-EapClient. (PEAPv0 is to follow on the same _TunnelMethod.)
+"""Tunnelled EAP methods: EAP-TTLSv0 (RFC 5281) and PEAPv0 (draft-kamath-pppext-peapv0,
+MS-PEAP), plus EAP-GTC (RFC 3748 §5.6), for ike/eap.py's EapClient.
 
 The TLS tunnel is pyOpenSSL over memory BIOs (TLS 1.2, as for EAP-TLS), framed like EAP-TLS
 (RFC 5216 §3.1; the low three flag bits carry the method version, 0 here). We present no
@@ -8,6 +8,9 @@ certificate must carry), before anything is sent inside the tunnel.
 
 Inside TTLS the client speaks first (RFC 5281 §7.1): AVPs (§10) carrying EAP (§11.1,
 EAP-Message AVPs run through an inner EapClient). Inner PAP and MS-CHAP-V2 are to follow.
+Inside PEAPv0 the server speaks first; EAP packets travel without their 4-octet header
+except EAP-TLV (type 33) ones, and the result comes as a Result TLV the client echoes
+(MS-PEAP §2.2.8).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ INNER_EAP_METHODS = ("mschapv2", "md5", "gtc")
 
 @dataclass
 class TunnelConfig:
-    """What TTLS needs: the CAs that may issue the EAP server's certificate, the name
+    """What PEAP/TTLS need: the CAs that may issue the EAP server's certificate, the name
     that certificate must carry and the EAP methods allowed inside the tunnel."""
 
     trust_anchors: Union[Sequence[Any], str] = ()
@@ -266,3 +269,91 @@ class TtlsMethod(_TunnelMethod):
         if inner_method is not None and inner_method.finished:
             self.finished = True
         return encode_avp(AVP_EAP_MESSAGE, answer) if answer else b""
+
+
+# ---------------------------------------------------------------------------------------------
+# PEAPv0 (draft-kamath-pppext-peapv0-00, MS-PEAP)
+
+TLV_FLAG_MANDATORY = 0x8000
+TLV_RESULT = 3
+TLV_CRYPTO_BINDING = 12
+RESULT_SUCCESS = 1
+RESULT_FAILURE = 2
+
+
+def encode_tlv(kind: int, value: bytes, mandatory: bool = True) -> bytes:
+    return struct.pack("!HH", kind | (TLV_FLAG_MANDATORY if mandatory else 0),
+                       len(value)) + value
+
+
+def decode_tlvs(data: bytes) -> list[tuple[int, bytes]]:
+    tlvs, at = [], 0
+    while at < len(data):
+        if len(data) - at < 4:
+            raise EapError("truncated PEAP TLV")
+        kind, length = struct.unpack_from("!HH", data, at)
+        if at + 4 + length > len(data):
+            raise EapError(f"PEAP TLV length {length} does not fit")
+        tlvs.append((kind & 0x3FFF, data[at + 4:at + 4 + length]))
+        at += 4 + length
+    return tlvs
+
+
+class PeapMethod(_TunnelMethod):
+    type = EapType.PEAP
+    name = "PEAP"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._inner_eap = _inner_eap_client(self._config, self._identity, self._password,
+                                            self._clock, self._random)
+
+    @property
+    def msk(self) -> bytes:
+        # PEAPv0 without cryptobinding: the EAP-TLS derivation (RFC 5216 §2.3)
+        return self._tls_keys(b"client EAP encryption", 64) if self.finished else b""
+
+    def _inner(self, plaintext, request):
+        packet = self._full_inner_packet(plaintext, request.identifier)
+        if packet.type == EapType.TLV:
+            return self._extensions(packet)
+        answer = self._inner_eap.respond(packet.encode(), self._clock())
+        if self._inner_eap.failure_reason:
+            self.failure_reason = f"PEAP inner {self._inner_eap.failure_reason}"
+            return None
+        if answer is None:
+            return None
+        return answer[4:]  # PEAPv0 sends inner EAP packets without their header
+
+    @staticmethod
+    def _full_inner_packet(plaintext: bytes, identifier: int) -> EapPacket:
+        """PEAPv0 strips the EAP header off inner packets, but EAP-TLV packets keep it and
+        FreeRADIUS also sends its first Identity request whole (wpa_supplicant copes the
+        same way)."""
+        if len(plaintext) >= 5 and plaintext[0] == EapCode.REQUEST:
+            length = struct.unpack_from("!H", plaintext, 2)[0]
+            if plaintext[4] == EapType.TLV or (length == 5 == len(plaintext)
+                                               and plaintext[4] == EapType.IDENTITY):
+                return EapPacket.decode(plaintext)
+        if not plaintext:
+            raise EapError("empty PEAP inner packet")
+        return EapPacket(EapCode.REQUEST, identifier, plaintext[0], plaintext[1:])
+
+    def _extensions(self, packet: EapPacket) -> bytes:
+        result = None
+        for kind, value in decode_tlvs(packet.data):
+            if kind == TLV_RESULT and len(value) == 2:
+                result = struct.unpack("!H", value)[0]
+        if result is None:
+            raise EapError("PEAP EAP-TLV request without a Result TLV")
+        inner_method = self._inner_eap.method
+        if result == RESULT_SUCCESS and inner_method is not None and inner_method.finished:
+            self.finished = True
+            answer = RESULT_SUCCESS
+        else:
+            self.failure_reason = ("the EAP server refused the PEAP inner authentication; "
+                                   "wrong user name or password?")
+            answer = RESULT_FAILURE
+        tlv = encode_tlv(TLV_RESULT, struct.pack("!H", answer))
+        # on failure _advance() still sends this, then stops
+        return EapPacket(EapCode.RESPONSE, packet.identifier, EapType.TLV, tlv).encode()

@@ -57,3 +57,27 @@ def test_ttls_without_a_server_name_is_a_configuration_error():
     client = EapClient("ttls", "carol", password="pw", tunnel=None)
     assert client.respond(request(EapType.TTLS, b"\x20")) is None
     assert "name the EAP server's certificate must carry" in client.failure_reason
+
+
+# PEAPv0 (draft-kamath-pppext-peapv0, MS-PEAP): inner packets and the Result TLV
+
+def test_peap_inner_packets_without_header_get_the_outer_identifier():
+    from ike.eap_tunnel import PeapMethod
+
+    md5 = PeapMethod._full_inner_packet(b"\x04\x01x", 9)
+    assert (md5.code, md5.identifier, md5.type, md5.data) == (EapCode.REQUEST, 9, 4, b"\x01x")
+    # FreeRADIUS sends its first Identity request whole, and EAP-TLV packets keep the header
+    whole = PeapMethod._full_inner_packet(b"\x01\x05\x00\x05\x01", 9)
+    assert (whole.identifier, whole.type) == (5, EapType.IDENTITY)
+    tlv = PeapMethod._full_inner_packet(b"\x01\x06\x00\x0b\x21\x80\x03\x00\x02\x00\x01", 9)
+    assert (tlv.identifier, tlv.type, tlv.data) == (6, EapType.TLV, b"\x80\x03\x00\x02\x00\x01")
+
+
+def test_peap_tlvs():
+    from ike.eap_tunnel import TLV_RESULT, decode_tlvs, encode_tlv
+
+    assert encode_tlv(TLV_RESULT, b"\x00\x01") == b"\x80\x03\x00\x02\x00\x01"
+    assert decode_tlvs(b"\x80\x03\x00\x02\x00\x01\x00\x0c\x00\x00") == [(3, b"\x00\x01"),
+                                                                      (12, b"")]
+    with pytest.raises(EapError):
+        decode_tlvs(b"\x80\x03\x00\x04\x00\x01")

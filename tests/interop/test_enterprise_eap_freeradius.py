@@ -98,6 +98,7 @@ def _up_and_ping(tb, client, keys, expect_in_radius_log: str) -> None:
 @pytest.mark.parametrize("methods, inner, radius_says", [
     (["ttls"], ["mschapv2"], "eap_mschapv2"),      # TTLS, inner EAP-MSCHAPv2 after a Nak
     (["ttls"], ["md5"], "eap_md5"),                # TTLS, inner EAP-MD5
+    (["peap"], ["mschapv2"], "eap_peap"),         # PEAPv0, inner EAP-MSCHAPv2
     (["gtc"], [], "eap_gtc"),
     (["mschapv2"], [], "eap_mschapv2"),
 ])
@@ -106,15 +107,18 @@ def test_methods_the_radius_server_runs(tb, make_cygnet, methods, inner, radius_
     _up_and_ping(tb, client, _keys(client, methods + inner), radius_says)
 
 
-def test_wrong_password(tb, make_cygnet):
+@pytest.mark.parametrize("method", ["ttls", "peap", "gtc"])
+def test_wrong_password(tb, make_cygnet, method):
     client = make_cygnet(tb)
-    keys = _keys(client, ["ttls", "mschapv2"], password="not Ann's password")
+    keys = _keys(client, [method, "mschapv2"], password="not Ann's password")
     message = last_line(fail_to_connect(client, client.write_profile(keys)))
     assert "authentication failed" in message and "password" in message, message
 
 
-def test_wrong_server_certificate_name_inside_ttls(tb, make_cygnet):
+@pytest.mark.parametrize("method", ["ttls", "peap"])
+def test_wrong_server_certificate_name_inside_the_tunnel(tb, make_cygnet, method):
     client = make_cygnet(tb)
-    keys = _keys(client, ["ttls", "mschapv2"], eap_server_id="radius.elsewhere.test")
+    keys = _keys(client, [method, "mschapv2"], eap_server_id="radius.elsewhere.test")
     message = last_line(fail_to_connect(client, client.write_profile(keys)))
-    assert "EAP-TTLS server" in message and "radius.elsewhere.test" in message, message
+    assert f"EAP-{method.upper()} server" in message, message
+    assert "radius.elsewhere.test" in message, message
