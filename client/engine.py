@@ -187,7 +187,7 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
             from ike.eap_tunnel import TunnelConfig
 
             auth.eap_tunnel = TunnelConfig(
-                trust_anchors=auth.trust_anchors,
+                trust_anchors=auth.trust_anchors, ttls_inner=profile.ttls_inner,
                 inner_methods=tuple(m for m in profile.eap_methods if m in ("mschapv2", "gtc", "md5")),
                 server_identity=profile.eap_server_id or profile.remote_id or profile.gateway)
         if "tls" in profile.eap_allowed:

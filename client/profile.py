@@ -53,6 +53,8 @@ all take the password like ``eap-mschapv2``. Their keys:
   inside PEAP and TTLS
 - ``eap_server_id`` (string, default ``remote_id``): the name the PEAP/TTLS server's
   certificate must carry (it must chain to ``ca``)
+- ``ttls_inner`` (``eap``, ``pap`` or ``mschapv2``; default ``eap``): what runs inside
+  EAP-TTLS (``eap``: one of the password methods of ``eap_methods``, as the server asks)
 
 Required combinations: ``psk`` needs ``psk_file`` or ``keyring = true``; ``pubkey``,
 ``eap-tls`` and ``pubkey+eap-*`` need ``cert`` and ``key``; every EAP method needs
@@ -86,6 +88,7 @@ EAP_METHODS = ("eap-mschapv2", "eap-md5", "eap-tls", "pubkey+eap-mschapv2", "pub
 # Enterprise EAP (issue 19): kept apart so the messages listing AUTH_METHODS stay as they were
 ENTERPRISE_EAP_AUTH = ("eap", "eap-peap", "eap-ttls", "eap-gtc")
 EAP_METHOD_NAMES = ("peap", "ttls", "mschapv2", "gtc", "md5", "tls")
+TTLS_INNER = ("eap", "pap", "mschapv2")
 DEFAULT_EAP_METHODS = ("peap", "ttls", "mschapv2", "gtc", "md5")  # any password method
 VIRTUAL_IP_FAMILIES = ("ipv4", "ipv6")
 DATAPLANES = ("userspace", "kernel", "auto")
@@ -138,6 +141,7 @@ class Profile:
     keyring: bool = False
     eap_methods: tuple[str, ...] = DEFAULT_EAP_METHODS
     eap_server_id: Optional[str] = None
+    ttls_inner: str = "eap"
     # Where the profile was read from; not part of what the profile means.
     path: Optional[Path] = field(default=None, compare=False)
 
@@ -341,7 +345,7 @@ KNOWN_KEYS = (
     "eap_identity", "ca", "cert", "key", "ike", "esp", "virtual_ip", "remote_ts", "dataplane",
     "encap", "dpd", "reauth", "mtu", "dns", "keyring",
 )
-ENTERPRISE_EAP_KEYS = ("eap_methods", "eap_server_id")
+ENTERPRISE_EAP_KEYS = ("eap_methods", "eap_server_id", "ttls_inner")
 
 
 def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -> Profile:
@@ -421,6 +425,7 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
         keyring=check.boolean("keyring", False),
         eap_methods=eap_methods,
         eap_server_id=check.string("eap_server_id"),
+        ttls_inner=check.choice("ttls_inner", TTLS_INNER, default="eap"),
         path=path,
     )
     _check_combinations(check, profile)

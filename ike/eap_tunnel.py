@@ -19,22 +19,26 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
 
+from . import mschapv2
 from .certificates import CertificateError, validate_certificate
 from .eap import (DEFAULT_TLS_FRAGMENT_SIZE, TLS_FLAG_START, EapCode, EapConfigurationError,
                   EapError, EapPacket, EapType, TlsReassembler, _Method, _tls_error_words,
                   parse_tls_type_data, pull_tls_output, tls_fragments)
 
 INNER_EAP_METHODS = ("mschapv2", "md5", "gtc")
+TTLS_INNER = ("eap", "pap", "mschapv2")
 
 
 @dataclass
 class TunnelConfig:
     """What PEAP/TTLS need: the CAs that may issue the EAP server's certificate, the name
-    that certificate must carry and the EAP methods allowed inside the tunnel."""
+    that certificate must carry, the EAP methods allowed inside the tunnel and what runs
+    inside TTLS: "eap" (one of those methods), "pap" or "mschapv2" (RFC 5281 §11.2)."""
 
     trust_anchors: Union[Sequence[Any], str] = ()
     server_identity: Union[str, tuple] = ""
     inner_methods: Sequence[str] = INNER_EAP_METHODS
+    ttls_inner: str = "eap"
     fragment_size: int = DEFAULT_TLS_FRAGMENT_SIZE
 
 
@@ -199,7 +203,14 @@ def _inner_eap_client(config: TunnelConfig, identity: str, password: str, clock,
 
 AVP_FLAG_VENDOR = 0x80
 AVP_FLAG_MANDATORY = 0x40
+AVP_USER_NAME = 1
+AVP_USER_PASSWORD = 2
 AVP_EAP_MESSAGE = 79
+VENDOR_MICROSOFT = 311  # RFC 2548 attributes
+MS_CHAP_ERROR = 2
+MS_CHAP_CHALLENGE = 11
+MS_CHAP2_RESPONSE = 25
+MS_CHAP2_SUCCESS = 26
 
 
 def encode_avp(code: int, data: bytes, vendor: Optional[int] = None) -> bytes:
@@ -237,7 +248,12 @@ class TtlsMethod(_TunnelMethod):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self._config.ttls_inner not in TTLS_INNER:
+            raise EapConfigurationError(f"unknown EAP-TTLS inner method "
+                                        f"{self._config.ttls_inner!r}")
         self._inner_eap = None
+        self._expected_authenticator: Optional[str] = None
+        self._ident = -1
 
     @property
     def msk(self) -> bytes:
@@ -245,18 +261,56 @@ class TtlsMethod(_TunnelMethod):
         return self._tls_keys(b"ttls keying material", 64) if self.finished else b""
 
     def _tunnel_established(self):
+        user_name = encode_avp(AVP_USER_NAME, self._identity.encode("utf-8"))
+        inner = self._config.ttls_inner
+        if inner == "pap":
+            # §11.2.5: the password padded with NULs to a multiple of 16 octets (at least 16)
+            password = self._password.encode("utf-8")
+            password += bytes(-len(password) % 16 if password else 16)
+            self.finished = True  # TLS authenticated the server; the server decides now
+            return user_name + encode_avp(AVP_USER_PASSWORD, password)
+        if inner == "mschapv2":
+            return user_name + self._mschapv2_response()
         self._inner_eap = _inner_eap_client(self._config, self._identity, self._password,
                                             self._clock, self._random)
         identity = EapPacket(EapCode.RESPONSE, 0, EapType.IDENTITY,
                              self._identity.encode("utf-8")).encode()
         return encode_avp(AVP_EAP_MESSAGE, identity)
 
+    def _mschapv2_response(self) -> bytes:
+        # §11.2.4: challenge and identifier come from the TLS keys, not from the server
+        keys = self._tls_keys(b"ttls challenge", 17)
+        challenge, ident = keys[:16], keys[16]
+        peer_challenge = self._random(16)
+        nt_response = mschapv2.generate_nt_response(challenge, peer_challenge, self._identity,
+                                                    self._password)
+        self._expected_authenticator = mschapv2.generate_authenticator_response(
+            self._password, nt_response, peer_challenge, challenge, self._identity)
+        self._ident = ident
+        response = bytes([ident, 0]) + peer_challenge + bytes(8) + nt_response
+        return (encode_avp(MS_CHAP_CHALLENGE, challenge, VENDOR_MICROSOFT)
+                + encode_avp(MS_CHAP2_RESPONSE, response, VENDOR_MICROSOFT))
+
     def _inner(self, plaintext, request):
         reply = b""
         for code, vendor, data in decode_avps(plaintext):
-            if vendor is None and code == AVP_EAP_MESSAGE:
+            if vendor == VENDOR_MICROSOFT and code == MS_CHAP2_SUCCESS:
+                self._check_mschapv2_success(data)
+            elif vendor == VENDOR_MICROSOFT and code == MS_CHAP_ERROR:
+                self.failure_reason = ("wrong user name or password "
+                                       "(MS-CHAPv2 error inside EAP-TTLS)")
+            elif vendor is None and code == AVP_EAP_MESSAGE:
                 reply += self._inner_eap_message(data)
         return reply or None
+
+    def _check_mschapv2_success(self, data: bytes) -> None:
+        if (self._expected_authenticator is None or not data or data[0] != self._ident
+                or not mschapv2.check_authenticator_response(
+                    self._expected_authenticator, data[1:].decode("ascii", "replace"))):
+            self.failure_reason = ("the EAP server failed to prove it knows the password "
+                                   "(wrong MS-CHAPv2 authenticator response inside EAP-TTLS)")
+            return
+        self.finished = True
 
     def _inner_eap_message(self, data: bytes) -> bytes:
         if self._inner_eap is None:

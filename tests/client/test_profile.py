@@ -589,3 +589,12 @@ def test_enterprise_eap_profile_keys(tmp_path):
         load_profile(str(path))
     path.write_text('gateway = "gw"\nauth = "eap-ttls"\neap_identity = "c"\n')
     assert load_profile(str(path)).eap_allowed == ("ttls",)
+
+
+def test_ttls_inner_key(tmp_path):
+    path = tmp_path / "corp.toml"
+    path.write_text('gateway = "gw"\nauth = "eap-ttls"\neap_identity = "c"\nttls_inner = "pap"\n')
+    assert load_profile(str(path)).ttls_inner == "pap"
+    path.write_text('gateway = "gw"\nauth = "eap-ttls"\neap_identity = "c"\nttls_inner = "chap"\n')
+    with pytest.raises(ProfileError, match="key 'ttls_inner': 'chap' is not one of eap, pap"):
+        load_profile(str(path))

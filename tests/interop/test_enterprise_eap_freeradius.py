@@ -107,6 +107,22 @@ def test_methods_the_radius_server_runs(tb, make_cygnet, methods, inner, radius_
     _up_and_ping(tb, client, _keys(client, methods + inner), radius_says)
 
 
+@pytest.mark.parametrize("inner", ["pap", "mschapv2"])
+def test_ttls_with_inner_pap_and_mschapv2(tb, make_cygnet, inner):
+    client = make_cygnet(tb)
+    keys = _keys(client, ["ttls"], ttls_inner=inner)
+    _up_and_ping(tb, client, keys, {"pap": "pap: User authenticated successfully",
+                                    "mschapv2": "mschap: Client is using MS-CHAPv2"}[inner])
+
+
+@pytest.mark.parametrize("inner", ["pap", "mschapv2"])
+def test_ttls_inner_pap_and_mschapv2_wrong_password(tb, make_cygnet, inner):
+    client = make_cygnet(tb)
+    keys = _keys(client, ["ttls"], ttls_inner=inner, password="not Ann's password")
+    message = last_line(fail_to_connect(client, client.write_profile(keys)))
+    assert "authentication failed" in message and "password" in message, message
+
+
 @pytest.mark.parametrize("method", ["ttls", "peap", "gtc"])
 def test_wrong_password(tb, make_cygnet, method):
     client = make_cygnet(tb)
