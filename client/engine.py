@@ -195,7 +195,8 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
 
             auth.eap_tls = TlsClientConfig(
                 certificate=certificate, private_key=private_key, trust_anchors=auth.trust_anchors,
-                server_identity=profile.remote_id or profile.gateway, intermediates=tuple(intermediates))
+                server_identity=profile.eap_server_id or profile.remote_id or profile.gateway,
+                intermediates=tuple(intermediates))
     kwargs = {}
     if profile.ike:
         kwargs["ike_proposals"] = profile.ike

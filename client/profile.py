@@ -174,6 +174,8 @@ class Profile:
 
     @property
     def needs_password(self) -> bool:
+        if self.auth == "eap":  # EAP-TLS alone needs no password
+            return any(m != "tls" for m in self.eap_methods)
         return self.auth in PASSWORD_METHODS + ENTERPRISE_EAP_AUTH
 
     @property

@@ -138,3 +138,15 @@ def test_wrong_server_certificate_name_inside_the_tunnel(tb, make_cygnet, method
     message = last_line(fail_to_connect(client, client.write_profile(keys)))
     assert f"EAP-{method.upper()} server" in message, message
     assert "radius.elsewhere.test" in message, message
+
+
+@pytest.mark.parametrize("auth", ["eap-tls", "eap"])
+def test_eap_tls_through_radius(tb, make_cygnet, auth):
+    pki = tb.pki
+    client = make_cygnet(tb)
+    keys = _keys(client, ["tls"], auth=auth, eap_identity=pki.eaptls.identity,
+                 local_id="eaptls@corp.test", cert=str(pki.eaptls.cert), key=str(pki.eaptls.key))
+    del keys["password_file"]
+    if auth == "eap-tls":
+        del keys["eap_methods"]
+    _up_and_ping(tb, client, keys, "eap_tls: (TLS) Creating attributes from client certificate")
