@@ -33,7 +33,8 @@ Cygnet's own keys (prefixed, so they never clash with a later NetworkManager-str
 | cygnet-ipv6                | no: with virtual=yes ask for an IPv4 address only (default yes) |
 | cygnet-dns                 | no: ignore the gateway's DNS servers and domains (default yes)  |
 | cygnet-domains             | extra DNS search domains, ';'-separated                         |
-| cygnet-eap-method          | mschapv2 (default) or md5, for method=eap                       |
+| cygnet-eap-method          | mschapv2, md5, peap, ttls or gtc for method=eap; unset: the     |
+|                            | server chooses among them (as charon-nm)                        |
 | cygnet-dataplane           | userspace, kernel or auto (default auto)                        |
 | cygnet-dpd                 | dead peer detection interval in seconds (0: off; default 30)    |
 | cygnet-mtu                 | MTU of the tunnel interface                                     |
@@ -61,6 +62,7 @@ SECRET_FLAG_NOT_SAVED = 0x2
 SECRET_FLAG_NOT_REQUIRED = 0x4
 
 PASSWORD_METHODS = ("psk", "eap")
+NM_EAP_METHODS = ("mschapv2", "md5", "peap", "ttls", "gtc")
 CERTIFICATE_METHODS = ("cert", "key", "eap-tls")
 UNSUPPORTED_METHODS = {
     "agent": "keys held by ssh-agent",
@@ -199,10 +201,13 @@ def activation_from_connection(connection: dict) -> Activation:
         if local_identity or user:
             profile["local_id"] = local_identity or user
     elif method == "eap":
-        eap_method = data.get("cygnet-eap-method") or "mschapv2"
-        if eap_method not in ("mschapv2", "md5"):
-            raise VpnDataError(f"vpn.data 'cygnet-eap-method': '{eap_method}' is not mschapv2 or md5")
-        profile["auth"] = f"eap-{eap_method}"
+        # As with charon-nm, method=eap lets the server choose among the password methods
+        # unless cygnet-eap-method names one.
+        eap_method = data.get("cygnet-eap-method") or None
+        if eap_method not in (None, *NM_EAP_METHODS):
+            raise VpnDataError(f"vpn.data 'cygnet-eap-method': '{eap_method}' is not one of "
+                               f"{', '.join(NM_EAP_METHODS)}")
+        profile["auth"] = f"eap-{eap_method}" if eap_method else "eap"
         if not (user or local_identity):
             raise VpnDataError("vpn.data 'user': the EAP user name is missing")
         profile["eap_identity"] = user or local_identity

@@ -197,3 +197,21 @@ def test_dialog_plain_mode_answers_a_known_password_and_waits_for_quit():
         input="DATA_KEY=method\nDATA_VAL=psk\nSECRET_KEY=password\nSECRET_VAL=k3y\nDONE\nQUIT\n",
         capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and result.stdout == "password\nk3y\n\n\n"
+
+
+@pytest.mark.parametrize("eap_method, auth", [
+    (None, "eap"), ("peap", "eap-peap"), ("ttls", "eap-ttls"), ("gtc", "eap-gtc"),
+    ("mschapv2", "eap-mschapv2")])
+def test_method_eap_lets_the_server_choose_unless_a_method_is_named(tmp_path, eap_method, auth):
+    data = {"address": "vpn.example.org", "method": "eap", "user": "alice"}
+    if eap_method:
+        data["cygnet-eap-method"] = eap_method
+    p = activation_from_connection(connection(data, {"password": "secret"})).profile
+    assert p.auth == auth and p.needs_password
+
+
+def test_unknown_eap_method_is_named():
+    data = {"address": "vpn.example.org", "method": "eap", "user": "alice",
+            "cygnet-eap-method": "leap"}
+    with pytest.raises(VpnDataError, match="'leap' is not one of mschapv2, md5, peap, ttls, gtc"):
+        activation_from_connection(connection(data, {"password": "secret"}))
