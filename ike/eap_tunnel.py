@@ -15,6 +15,8 @@ except EAP-TLV (type 33) ones, and the result comes as a Result TLV the client e
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
@@ -361,11 +363,18 @@ class PeapMethod(_TunnelMethod):
         super().__init__(*args, **kwargs)
         self._inner_eap = _inner_eap_client(self._config, self._identity, self._password,
                                             self._clock, self._random)
+        self._ipmk: Optional[bytes] = None  # set once cryptobinding was used
 
     @property
     def msk(self) -> bytes:
-        # PEAPv0 without cryptobinding: the EAP-TLS derivation (RFC 5216 §2.3)
-        return self._tls_keys(b"client EAP encryption", 64) if self.finished else b""
+        if not self.finished:
+            return b""
+        if self._ipmk is not None:
+            # MS-PEAP §3.1.5.7: with cryptobinding the MSK is the first 64 octets of
+            # CSK = PRF+(IPMK, "Session Key Generating Function" ‖ 0x00, 128)
+            return peap_prf_plus(self._ipmk, b"Session Key Generating Function\x00", 128)[:64]
+        # without cryptobinding: the EAP-TLS derivation (RFC 5216 §2.3)
+        return self._tls_keys(b"client EAP encryption", 64)
 
     def _inner(self, plaintext, request):
         packet = self._full_inner_packet(plaintext, request.identifier)
@@ -394,20 +403,72 @@ class PeapMethod(_TunnelMethod):
         return EapPacket(EapCode.REQUEST, identifier, plaintext[0], plaintext[1:])
 
     def _extensions(self, packet: EapPacket) -> bytes:
-        result = None
+        result = binding = None
         for kind, value in decode_tlvs(packet.data):
             if kind == TLV_RESULT and len(value) == 2:
                 result = struct.unpack("!H", value)[0]
+            elif kind == TLV_CRYPTO_BINDING:
+                binding = value
         if result is None:
             raise EapError("PEAP EAP-TLV request without a Result TLV")
         inner_method = self._inner_eap.method
+        tlv = b""
         if result == RESULT_SUCCESS and inner_method is not None and inner_method.finished:
-            self.finished = True
             answer = RESULT_SUCCESS
+            if binding is not None:
+                tlv_binding = self._crypto_binding(binding, inner_method.msk)
+                if tlv_binding is None:
+                    answer = RESULT_FAILURE
+                tlv = tlv_binding or b""
+            self.finished = answer == RESULT_SUCCESS
         else:
             self.failure_reason = ("the EAP server refused the PEAP inner authentication; "
                                    "wrong user name or password?")
             answer = RESULT_FAILURE
-        tlv = encode_tlv(TLV_RESULT, struct.pack("!H", answer))
+        tlv = encode_tlv(TLV_RESULT, struct.pack("!H", answer)) + tlv
         # on failure _advance() still sends this, then stops
         return EapPacket(EapCode.RESPONSE, packet.identifier, EapType.TLV, tlv).encode()
+
+    def _crypto_binding(self, request: bytes, inner_msk: bytes) -> Optional[bytes]:
+        """MS-PEAP §2.2.8.3.4, §3.1.5.5: check the server's Crypto-Binding TLV (it binds the
+        inner method's keys to this tunnel, against a man in the middle that relays the
+        inner method) and build ours. None (and failure_reason) if it does not verify."""
+        if len(request) != CRYPTO_BINDING_SIZE or request[3] != 0:  # SubType 0: request
+            self.failure_reason = "malformed PEAP Crypto-Binding TLV from the EAP server"
+            return None
+        # ISK: the inner method's keys (EAP-MSCHAPv2: send ‖ receive key), 32 octets
+        isk = inner_msk[:32].ljust(32, b"\x00")
+        temp_key = self._tls_keys(b"client EAP encryption", 64)[:40]
+        imck = peap_prf_plus(temp_key, b"Inner Methods Compound Keys" + isk, 60)
+        ipmk, cmk = imck[:40], imck[40:]
+        expected = _compound_mac(cmk, request[:36] + bytes(20))
+        if not hmac.compare_digest(expected, request[36:]):
+            self.failure_reason = ("PEAP cryptobinding failed: the EAP server's Compound MAC "
+                                   "does not match (the inner authentication was relayed?)")
+            return None
+        self._ipmk = ipmk
+        nonce = request[4:36]
+        response = bytes([0, 0, 0, 1]) + nonce  # Reserved, Version 0, RecvVersion 0, Response
+        mac = _compound_mac(cmk, response + bytes(20))
+        return encode_tlv(TLV_CRYPTO_BINDING, response + mac, mandatory=False)
+
+
+CRYPTO_BINDING_SIZE = 56  # Reserved, Version, RecvVersion, SubType, Nonce(32), MAC(20)
+
+
+def _compound_mac(cmk: bytes, binding_value: bytes) -> bytes:
+    """HMAC-SHA1(CMK, the whole Crypto-Binding TLV with a zero MAC ‖ the PEAP type)."""
+    tlv = struct.pack("!HH", TLV_CRYPTO_BINDING, CRYPTO_BINDING_SIZE) + binding_value
+    return hmac.new(cmk, tlv + bytes([EapType.PEAP]), hashlib.sha1).digest()
+
+
+def peap_prf_plus(key: bytes, label_and_seed: bytes, size: int) -> bytes:
+    """PEAPv0's PRF+ (MS-PEAP §3.1.5.5.2.2): T(n) = HMAC-SHA1(key, T(n-1) ‖ label ‖ seed ‖
+    n ‖ 0x00 0x00), T(0) empty; the output is T(1) ‖ T(2) ‖ … cut to size."""
+    out, block, counter = b"", b"", 0
+    while len(out) < size:
+        counter += 1
+        block = hmac.new(key, block + label_and_seed + bytes([counter, 0, 0]),
+                         hashlib.sha1).digest()
+        out += block
+    return out[:size]

@@ -25,8 +25,9 @@ packages=(
   libunbound8 libldns3 libevent-core-2.1-7 libevent-pthreads-2.1-7 libcurl3-nss libcap-ng0
   dns-root-data bind9-host iptables
   # enterprise EAP tests (tests/testbed/freeradius.py): a RADIUS server behind the gateway's
-  # eap-radius plugin, run by the tests in the LAN namespace with its own configuration
-  freeradius
+  # eap-radius plugin, run by the tests in the LAN namespace with its own configuration;
+  # hostapd's RADIUS server as a second one (PEAP cryptobinding, tests/testbed/hostapd_radius.py)
+  freeradius hostapd
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
@@ -50,5 +51,6 @@ for p in "${missing[@]}"; do
     strongswan-charon) systemctl disable strongswan-starter strongswan 2>/dev/null || true ;;
     network-manager) systemctl disable NetworkManager 2>/dev/null || true ;;
     freeradius) systemctl disable freeradius 2>/dev/null || true ;;
+    hostapd) systemctl disable hostapd 2>/dev/null || true ;;
   esac
 done
