@@ -145,6 +145,7 @@ def resolve_gateway(host: str, port: int) -> str:
 
 def session_settings(profile: Profile, secret, remote: str, local: str, local_port: int):
     """ike.settings.Settings for one attempt at one gateway address."""
+    from client.credentials import CredentialError, is_pkcs12, load_credential
     from ike import certificates
     from ike.settings import AuthSettings, Settings
 
@@ -154,10 +155,11 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
         auth.trust_anchors = tuple(certificates.load_trust_anchors(profile.ca))
     certificate = private_key = None
     intermediates: list = []
-    if profile.cert is not None:
-        chain = certificates.load_certificates(profile.cert)
-        certificate, intermediates = chain[0], chain[1:]
-        private_key = certificates.load_private_key(profile.key)
+    if profile.cert is not None or is_pkcs12(profile.key):
+        try:  # encrypted PEM and PKCS#12 keys too (client/credentials.py)
+            certificate, private_key, intermediates = load_credential(profile)
+        except CredentialError as error:
+            raise FatalError(str(error)) from None
     if rounds[0] == "psk":
         auth.method = "psk"
         auth.psk = secret.reveal()

@@ -30,7 +30,7 @@ Keys (anything else is an error):
 | eap_identity  | string            | ``local_id``           | EAP identity (user name) |
 | ca            | path              | system trust store     | CA certificate (PEM/DER file) or a folder of them, to check the gateway |
 | cert          | path              | none                   | Our certificate (PEM; may be followed by intermediates) |
-| key           | path              | none                   | Our private key (PEM, unencrypted; mode 0600) |
+| key           | path              | none                   | Our private key (PEM, encrypted or not, or a PKCS#12 ``.p12``/``.pfx`` bundle, which also holds ``cert``; mode 0600). An encrypted key's passphrase: ``key_passphrase_file`` or the keyring (client/credentials.py) |
 | ike           | string            | strongSwan's defaults  | IKE proposals, strongSwan syntax, comma-separated (``aes256gcm16-prfsha384-x25519``) |
 | esp           | string            | strongSwan's defaults  | ESP proposals, strongSwan syntax (``aes256gcm16``, ``aes256-sha384-ecp256`` for PFS) |
 | virtual_ip    | list              | ``["ipv4", "ipv6"]``   | Which inner addresses to ask the gateway for (``[]``: none) |
@@ -55,6 +55,9 @@ all take the password like ``eap-mschapv2``. Their keys:
   certificate must carry (it must chain to ``ca``)
 - ``ttls_inner`` (``eap``, ``pap`` or ``mschapv2``; default ``eap``): what runs inside
   EAP-TTLS (``eap``: one of the password methods of ``eap_methods``, as the server asks)
+
+Encrypted keys: ``key_passphrase_file`` (path, mode 600) holds the passphrase of an encrypted
+``key``; without it, ``keyring = true`` looks it up as ``cygnet`` / ``PROFILE:key``.
 
 Required combinations: ``psk`` needs ``psk_file`` or ``keyring = true``; ``pubkey``,
 ``eap-tls`` and ``pubkey+eap-*`` need ``cert`` and ``key``; every EAP method needs
@@ -142,6 +145,7 @@ class Profile:
     eap_methods: tuple[str, ...] = DEFAULT_EAP_METHODS
     eap_server_id: Optional[str] = None
     ttls_inner: str = "eap"
+    key_passphrase_file: Optional[Path] = None
     # Where the profile was read from; not part of what the profile means.
     path: Optional[Path] = field(default=None, compare=False)
 
@@ -347,7 +351,7 @@ KNOWN_KEYS = (
     "eap_identity", "ca", "cert", "key", "ike", "esp", "virtual_ip", "remote_ts", "dataplane",
     "encap", "dpd", "reauth", "mtu", "dns", "keyring",
 )
-ENTERPRISE_EAP_KEYS = ("eap_methods", "eap_server_id", "ttls_inner")
+ENTERPRISE_EAP_KEYS = ("eap_methods", "eap_server_id", "ttls_inner", "key_passphrase_file")
 
 
 def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -> Profile:
@@ -428,6 +432,7 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
         eap_methods=eap_methods,
         eap_server_id=check.string("eap_server_id"),
         ttls_inner=check.choice("ttls_inner", TTLS_INNER, default="eap"),
+        key_passphrase_file=check.path("key_passphrase_file"),
         path=path,
     )
     _check_combinations(check, profile)
@@ -474,6 +479,8 @@ def _check_combinations(check: _Checker, p: Profile) -> None:
         raise check.fail("eap_methods", "lists tls: set 'cert' and 'key' too")
     if p.auth in CERTIFICATE_METHODS:
         for key in ("cert", "key"):
+            if key == "cert" and p.key is not None and p.key.suffix.lower() in (".p12", ".pfx"):
+                continue  # a PKCS#12 bundle holds the certificate
             if getattr(p, key) is None:
                 raise check.fail(key, f"is required with auth = \"{p.auth}\"")
     if p.auth in EAP_METHODS + ENTERPRISE_EAP_AUTH and p.eap_identity is None and p.local_id is None:
