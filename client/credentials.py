@@ -47,16 +47,28 @@ def key_passphrase(profile) -> Optional[Secret]:
     return None
 
 
+def key_is_encrypted(path) -> bool:
+    """Whether a key file needs a passphrase (encrypted PEM; PKCS#12 bundles always ask)."""
+    if is_pkcs12(Path(path)):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return _is_encrypted_pem(f.read(400))
+    except OSError:
+        return False
+
+
 def _is_encrypted_pem(data: bytes) -> bool:
     head = data[:400]
     return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in head or b"Proc-Type: 4,ENCRYPTED" in head
 
 
-def load_credential(profile) -> tuple:
-    """(certificate, private key, intermediates) for the profile."""
+def load_credential(profile, passphrase: Optional[Secret] = None) -> tuple:
+    """(certificate, private key, intermediates) for the profile. `passphrase`: one given
+    directly (NetworkManager's secret), else the profile says where it is."""
     key_path = Path(profile.key)
     try:
-        passphrase = key_passphrase(profile)
+        passphrase = passphrase or key_passphrase(profile)
     except SecretError as error:
         raise CredentialError(str(error)) from None
     how = (f"set 'key_passphrase_file' (a file with mode 600) or 'keyring = true' with "

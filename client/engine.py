@@ -157,7 +157,10 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
     intermediates: list = []
     if profile.cert is not None or is_pkcs12(profile.key):
         try:  # encrypted PEM and PKCS#12 keys too (client/credentials.py)
-            certificate, private_key, intermediates = load_credential(profile)
+            # certificate-only methods have no other secret: NetworkManager passes the key's
+            # passphrase as it (its `password` secret for method=key/cert)
+            passphrase = secret if profile.auth in ("pubkey", "eap-tls") else None
+            certificate, private_key, intermediates = load_credential(profile, passphrase)
         except CredentialError as error:
             raise FatalError(str(error)) from None
     if rounds[0] == "psk":

@@ -15,7 +15,8 @@ connection made for strongSwan's plugin works with `vpn-type cygnet` unchanged:
 |                 | gateway's own certificate, else the gateway address                       |
 | certificate     | the gateway's certificate or its CA (default: the system's CA bundle)     |
 | usercert        | our certificate (cert, key, eap-tls)                                      |
-| userkey         | our private key (unencrypted PEM; an encrypted one is refused)            |
+| userkey         | our private key (PEM or PKCS#12; if encrypted, its passphrase is the      |
+|                 | `password` secret, asked like the EAP password)                           |
 | virtual         | yes: ask for virtual IPs (IPv4 and IPv6); anything else: none             |
 | encap           | yes: force UDP encapsulation of ESP                                       |
 | ipcomp          | yes: refused (Cygnet has no IPComp)                                       |
@@ -130,7 +131,9 @@ def needed_secret(connection: dict) -> str:
     _, data, secrets = unpack(connection)
     method = data.get("method", "")
     if method not in PASSWORD_METHODS:
-        return ""  # certificates: Cygnet takes unencrypted keys only, no passphrase to ask for
+        # certificates: only an encrypted key needs its passphrase (the `password` secret)
+        if not (data.get("userkey") and _key_is_encrypted(data["userkey"])):
+            return ""
     if secret_flags(data) & SECRET_FLAG_NOT_REQUIRED:
         return ""
     return "" if secrets.get("password") else "vpn"
@@ -219,7 +222,12 @@ def activation_from_connection(connection: dict) -> Activation:
             if not data.get(key):
                 raise VpnDataError(f"vpn.data '{key}': needed with method={method}")
             profile[target] = data[key]
-        _check_unencrypted_key(data["userkey"])
+        if _key_is_encrypted(data["userkey"]):
+            if not (secrets.get("password") or ""):
+                raise VpnDataError(f"vpn.data 'userkey': {data['userkey']} is encrypted; its "
+                                   "passphrase (the 'password' secret) is missing")
+        else:
+            _check_unencrypted_key(data["userkey"])
         if local_identity:
             profile["local_id"] = local_identity
         elif method == "eap-tls":
@@ -266,6 +274,8 @@ def activation_from_connection(connection: dict) -> Activation:
         # only satisfies the file-profile rule "psk needs a secret source" and is cleared below.
         if method == "psk":
             profile["keyring"] = True
+    elif password and method in CERTIFICATE_METHODS:
+        secret = Secret(password)  # the passphrase of an encrypted userkey
 
     try:
         checked = profile_from_dict(profile, Path(f"NetworkManager connection '{connection_id}'"),
@@ -318,6 +328,12 @@ def _certificate_identity(path: str, key: str) -> str:
 
     cert = _load_certificate(path, key)
     return format_dn(cert.subject.public_bytes())
+
+
+def _key_is_encrypted(path: str) -> bool:
+    from client.credentials import key_is_encrypted
+
+    return key_is_encrypted(path)
 
 
 def _check_unencrypted_key(path: str) -> None:
