@@ -150,3 +150,15 @@ def test_eap_tls_through_radius(tb, make_cygnet, auth):
     if auth == "eap-tls":
         del keys["eap_methods"]
     _up_and_ping(tb, client, keys, "eap_tls: (TLS) Creating attributes from client certificate")
+
+
+def test_the_method_the_server_proposes_first_is_refused_when_the_profile_forbids_it(
+        tb, make_cygnet):
+    # FreeRADIUS proposes EAP-MD5 (default_eap_type); the profile allows only GTC: we Nak
+    # naming GTC and the server switches.
+    client = make_cygnet(tb)
+    log_start = len(tb.radius.log())
+    _up_and_ping(tb, client, _keys(client, ["gtc"]), "eap_gtc")
+    log = tb.radius.log()[log_start:]
+    assert "Peer sent packet with method EAP NAK (3)" in log
+    assert "eap_md5: Issuing MD5 Challenge" in log or "EAP MD5 (4)" in log
