@@ -668,11 +668,13 @@ class Tunnel:
     def _recovery_tick(self) -> None:
         """Once a second while up: client/recovery.py decides from the data plane's counters
         and the unanswered IKE request, we act."""
+        from client.esp_liveness import ReplayStall
         from client.recovery import TICK, NewIkeSa, Recovery, RekeyChildren
 
         self._recovery_timer = self.loop.call_later(TICK, self._recovery_tick)
         if self._recovery is None:
-            self._recovery = Recovery()
+            self._recovery = Recovery(replay_stall=ReplayStall()
+                                      if self.status.dataplane == "kernel" else None)
         if self.status.state != "up" or self.session is None or self._stopping:
             return
         counters = self.dataplane.counters()

@@ -112,3 +112,36 @@ class SilenceWatch:
         self._sending_since = None
         self.budget = min(self.budget * 2, self.budget_max)
         return True
+
+
+class ReplayStall:
+    """For a data plane that drops replays without saying whether they were authentic (the
+    kernel's XFRM only counts them, stats_replay): replay drops rising while nothing is
+    accepted, `checks` observations in a row, are taken as a counter restart.
+
+    The evidence is unauthenticated (the kernel checks the window before the ICV), so forged
+    packets could trigger it: each firing doubles the observations needed next time, and
+    accepted traffic resets that. The userspace data plane has CounterRestartCheck instead."""
+
+    def __init__(self, checks: int = 2, checks_max: int = 256):
+        self.first_checks = checks
+        self.checks = checks
+        self.checks_max = checks_max
+        self._last: tuple[int, int] | None = None
+        self._run = 0
+
+    def observe(self, packets_in: int, replay_drops: int) -> bool:
+        last, self._last = self._last, (packets_in, replay_drops)
+        if last is None or packets_in < last[0] or replay_drops < last[1]:
+            self._run = 0   # first look, or the SAs changed
+            return False
+        if packets_in > last[0]:
+            self._run = 0
+            self.checks = self.first_checks
+            return False
+        self._run = self._run + 1 if replay_drops > last[1] else 0
+        if self._run < self.checks:
+            return False
+        self._run = 0
+        self.checks = min(self.checks * 2, self.checks_max)
+        return True

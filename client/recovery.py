@@ -14,7 +14,9 @@ request we wait for has gone unanswered.
   gone it fails, and the old IKE_SA's retransmissions end in the usual reconnect.
 
 The counter restart itself (authentic packets left of the replay window) is spotted in the
-data plane (esp_liveness.CounterRestartCheck) and reported as an SA limit: no tick needed.
+userspace data plane (esp_liveness.CounterRestartCheck) and reported as an SA limit; the
+kernel's only counts replay drops, so for it a tick checks that they rise while nothing is
+accepted (esp_liveness.ReplayStall).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from client.esp_liveness import SilenceWatch
+from client.esp_liveness import ReplayStall, SilenceWatch
 
 TICK = 1.0  # seconds between two checks
 # Seconds a request may go unanswered before we bring up a new IKE_SA alongside. strongSwan's
@@ -47,8 +49,11 @@ class NewIkeSa:
 
 class Recovery:
     def __init__(self, silence: Optional[SilenceWatch] = None,
-                 desync_budget: float = DESYNC_BUDGET):
+                 desync_budget: float = DESYNC_BUDGET,
+                 replay_stall: Optional[ReplayStall] = None):
         self.silence = silence or SilenceWatch()
+        # the kernel data plane only: the userspace one reports authentic replays itself
+        self.replay_stall = replay_stall
         self.desync_budget = desync_budget
         self._replaced_request: Optional[float] = None  # first_sent of the request we gave up on
 
@@ -68,6 +73,10 @@ class Recovery:
                 return NewIkeSa(f"no answer to {what} for {waited:.1f} s (gateway gone, or a "
                                 f"cluster node that lost our exchange)")
         counters = list(counters)
+        if counters and self.replay_stall is not None and self.replay_stall.observe(
+                sum(c.packets_in for c in counters), sum(c.replay_drops for c in counters)):
+            return RekeyChildren("only replayed ESP arrives (the gateway restarted its "
+                                 "sequence numbers: a cluster takeover?)")
         if counters and self.silence.observe(now, sum(c.packets_in for c in counters),
                                              sum(c.packets_out for c in counters)):
             budget = self.silence.budget / 2   # observe() doubled it for next time

@@ -39,3 +39,32 @@ def test_inbound_silence_while_sending_rekeys_the_children():
     # sending since t=0 with nothing back: 3 s budget, then doubled to 6 s
     assert due == [3, 9]
     assert all(isinstance(decisions[t], RekeyChildren) for t in due)
+
+
+def test_kernel_replay_drops_without_accepted_packets_rekey_with_backoff():
+    """The kernel data plane: the gateway's restarted counter shows only as stats_replay."""
+    from client.dataplane import SaCounters
+    from client.esp_liveness import ReplayStall
+
+    recovery = Recovery(replay_stall=ReplayStall(checks=2))
+
+    def tick(t, packets_in, replays):
+        c = SaCounters(1, b"in01", b"out1", packets_in=packets_in, packets_out=0,
+                       replay_drops=replays)
+        return recovery.tick(float(t), [c], None)
+
+    assert tick(0, 100, 0) is None
+    assert tick(1, 100, 5) is None          # one check with only replays: maybe reordering
+    decision = tick(2, 100, 9)              # two in a row: the counter restarted
+    assert isinstance(decision, RekeyChildren) and "replayed" in decision.why
+    fired = [t for t in range(3, 12) if tick(t, 100, 9 + t) is not None]
+    assert fired == [6]                      # four checks needed the second time
+    assert tick(12, 150, 30) is None         # accepted traffic: back to two checks
+    assert tick(13, 150, 31) is None and isinstance(tick(14, 150, 32), RekeyChildren)
+
+
+def test_userspace_replay_drops_alone_do_not_rekey():
+    recovery = Recovery()
+    for t in range(10):
+        c = SaCounters(1, b"in01", b"out1", packets_in=100, packets_out=0, replay_drops=t * 10)
+        assert recovery.tick(float(t), [c], None) is None
