@@ -30,6 +30,17 @@ def goals(results: dict) -> dict:
         plugin = s["memory"].get("networkmanager", {}).get("cygnet", {}).get("summary", {}).get("median")
         if plugin is not None:
             found["memory RSS NetworkManager plugin connected (MB)"] = goal(plugin, 30.0, at_most=True)
+    # issue 16: longest gap either way per failover, both packet rates (None: never back)
+    limits = {"kill": 3.0, "stop": 3.0, "lost-response": 10.0, "stale-node": 15.0}
+    for case, by_rate in s.get("ha-failover", {}).items():
+        for rate, entry in by_rate.items():
+            c = entry.get("cygnet", {})
+            if "error" not in c and case in limits:
+                gaps = [c.get("out_gap_s"), c.get("back_gap_s")]
+                worst = None if None in gaps else max(gaps)
+                found[f"HA {case} at {rate}, longest gap (s)"] = dict(
+                    goal(worst, limits[case], at_most=True),
+                    **({} if worst is not None else {"met": False}))   # never came back
     return found
 
 
@@ -163,6 +174,24 @@ def markdown(results: dict) -> str:
         elif nm:
             out += ["NetworkManager plugins: " + (nm.get("skipped") or "failed: "
                                                   + nm.get("error", "").strip().splitlines()[-1]), ""]
+
+    if "ha-failover" in s:
+        out += ["## HA failovers (longest gap client->LAN / LAN->client, s; – = not back "
+                "within the window)", "",
+                "| case | LAN->client rate | Cygnet | strongSwan | Cygnet carrying at the end |",
+                "|---|---|---|---|---|"]
+
+        def gaps(entry):
+            if "error" in entry:
+                return "error"
+            return f"{_f(entry.get('out_gap_s'))} / {_f(entry.get('back_gap_s'))}"
+
+        for case, by_rate in s["ha-failover"].items():
+            for rate, entry in by_rate.items():
+                c, charon = entry.get("cygnet", {}), entry.get("strongswan", {})
+                out.append(f"| {case} | {rate} | {gaps(c)} | {gaps(charon)} | "
+                           f"{'yes' if c.get('carrying_at_end') else 'no'} |")
+        out.append("")
 
     for name, error in failed.items():
         out += [f"## {name}: failed", "", "```", error.strip(), "```", ""]

@@ -25,14 +25,14 @@ from pathlib import Path
 
 from testbed import Pki, Testbed, missing_requirements, reaper
 
-from . import backtoback, handshake, machine, memory, profiling, report, throughput, tunnel_up
+from . import backtoback, ha_failover, handshake, machine, memory, profiling, report, throughput, tunnel_up
 from .cgroup import CpuGroup
 from .clients import set_cpu_group
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 PKI_DIR = Path("/var/tmp/cygnet-bench/pki")   # reused between runs: making it takes a while
-SCENARIOS = ("tunnel-up", "throughput", "backtoback", "handshake", "memory")
+SCENARIOS = ("tunnel-up", "throughput", "backtoback", "handshake", "memory", "ha-failover")
 
 
 # How much of everything: (full run, --quick)
@@ -43,6 +43,8 @@ PLAN = {
     "handshake_count": (200, 50),
     "handshake_repeats": (5, 1),
     "memory_repeats": (3, 1),
+    "ha_rates": (("50pps", "2pps"), ("50pps",)),
+    "ha_window": (20.0, 15.0),
 }
 
 
@@ -111,7 +113,7 @@ def main(argv=None) -> int:
                 log(f"{name} failed: {error!r}")
                 scenarios[name] = {"error": traceback.format_exc(limit=6)}
 
-        if any(name != "backtoback" for name in chosen):
+        if any(name not in ("backtoback", "ha-failover") for name in chosen):
             with Testbed(pki, gateway_options=handshake.gateway_options()) as tb:
                 attempt("tunnel-up", lambda: tunnel_up.run(
                     tb, workdir / "tunnel-up", plan["tunnel_up_runs"], list(tunnel_up.METHODS), log)
@@ -123,6 +125,9 @@ def main(argv=None) -> int:
                 attempt("handshake", lambda: _handshake(tb, workdir, plan, profile))
                 attempt("memory", lambda: memory.run(tb, workdir / "memory", plan["memory_repeats"], log))
         attempt("backtoback", lambda: backtoback.run(plan["iperf_seconds"], plan["iperf_repeats"], log))
+        attempt("ha-failover", lambda: ha_failover.run(
+            pki, workdir / "ha-failover", rates={r: ha_failover.RATES[r] for r in plan["ha_rates"]},
+            window=plan["ha_window"], log=log))
     finally:
         set_cpu_group(None)
         reaper.run_one(token)

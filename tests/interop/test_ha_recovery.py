@@ -1,5 +1,5 @@
 """Every HA failover, not only the clean kill (issue 16): Cygnet's CLI client through a
-two-node strongSwan 5.9.8 cluster (tests/ha/testbed.py), with UDP probes both ways at 50 or
+two-node strongSwan 5.9.8 cluster (testbed/ha.py), with UDP probes both ways at 50 or
 2 packets/s from the LAN to the client.
 
 * graceful stop: the active node's charon gets SIGTERM and hands its segment over; the new
@@ -35,7 +35,7 @@ RATES = {"50pps": 0.02, "2pps": 0.5}
 
 @pytest.fixture
 def ha_testbed(pki):
-    from tests.ha.testbed import HaTestbed
+    from testbed.ha import HaTestbed
 
     testbed = HaTestbed(pki, capture=False)
     try:
@@ -70,7 +70,7 @@ def carries_traffic_both_ways(tb, vip: str) -> None:
 def through_event(tb, client, event, back_interval: float) -> tuple[float, float, float]:
     """Probes both ways, the event, then AFTER seconds. Returns (event time, longest gap
     client -> LAN, longest gap LAN -> client), gaps measured from the event on."""
-    from tests.ha.probes import ProbeStream
+    from testbed.probes import ProbeStream
     from testbed import wait_for
 
     vip = client.status()["virtual_ips"][0]
