@@ -67,13 +67,12 @@ def carries_traffic_both_ways(tb, vip: str) -> None:
     assert tcp_echo_transfer(tb.client_ns.name, LAN_HOST, 64 * 1024, timeout=10) < 10
 
 
-def through_event(tb, client, event, back_interval: float) -> tuple[float, float, float]:
+def through_event(tb, vip: str, event, back_interval: float) -> tuple[float, float, float]:
     """Probes both ways, the event, then AFTER seconds. Returns (event time, longest gap
     client -> LAN, longest gap LAN -> client), gaps measured from the event on."""
     from testbed.probes import ProbeStream
     from testbed import wait_for
 
-    vip = client.status()["virtual_ips"][0]
     out = ProbeStream(tb.client_ns.name, tb.lan_ns.name, LAN_HOST, port=9901).start()
     back = ProbeStream(tb.lan_ns.name, tb.client_ns.name, vip, port=9902,
                        interval=back_interval).start()
@@ -128,7 +127,7 @@ def test_graceful_stop_of_the_active_node(ha_testbed, make_cygnet, rate):
         tb.stop_active()
         tb.take_over()
 
-    started, out_gap, back_gap = through_event(tb, client, event, RATES[rate])
+    started, out_gap, back_gap = through_event(tb, before["virtual_ips"][0], event, RATES[rate])
     report("graceful stop", rate, started, out_gap, back_gap, client)
     after = client.status()
     # The cluster carried the IKE_SA over: same SPIs, no reconnect.
@@ -148,7 +147,7 @@ def test_lost_response_during_a_failover(ha_testbed, make_cygnet, rate):
         tb.lose_next_response()
         tb.take_over()
 
-    started, out_gap, back_gap = through_event(tb, client, event, RATES[rate])
+    started, out_gap, back_gap = through_event(tb, before["virtual_ips"][0], event, RATES[rate])
     report("lost response", rate, started, out_gap, back_gap, client)
     after = client.status()
     log = client.output()
@@ -169,7 +168,7 @@ def test_stale_node_takes_over(ha_testbed, make_cygnet, rate):
     def event():
         tb.split_and_rekey_then_fail_to_stale()
 
-    started, out_gap, back_gap = through_event(tb, client, event, RATES[rate])
+    started, out_gap, back_gap = through_event(tb, before["virtual_ips"][0], event, RATES[rate])
     report("stale node", rate, started, out_gap, back_gap, client)
     after = client.status()
     assert "rekeying the CHILD_SA: nothing received" in client.output(), client.tail()
