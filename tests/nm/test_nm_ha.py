@@ -1,6 +1,6 @@
-"""Cygnet's NetworkManager plugin through an HA cluster failover (issue 16, the NM path):
-the lost-response case, where the recovery brings up a new IKE_SA next to the stuck one
-inside cygnet-nm-service. NetworkManager must keep showing the VPN connected, the virtual IP
+"""Cygnet's NetworkManager plugin through HA cluster failovers (issue 16, the NM path): the
+lost-response case, where the recovery brings up a new IKE_SA next to the stuck one inside
+cygnet-nm-service, and the stale node, where it rekeys the CHILD_SA. NetworkManager must keep showing the VPN connected, the virtual IP
 must stay, and the tunnel must carry traffic 30 s after the event (the outage is printed,
 not asserted)."""
 
@@ -66,23 +66,35 @@ def tunnel_address(nm) -> str:
     return found.group(1)
 
 
+def lost_response(tb) -> None:
+    tb.lose_next_response()
+    tb.take_over()
+
+
+def stale_node(tb) -> None:
+    tb.split_and_rekey_then_fail_to_stale()
+
+
+# what the plugin logs when it recovers (client/recovery.py), per case
+CASES = {"lost-response": (lost_response, "new IKE_SA: no answer to INFORMATIONAL request"),
+         "stale-node": (stale_node, "rekeying the CHILD_SA: nothing received")}
+
+
 @pytest.mark.parametrize("rate", RATES)
-def test_lost_response_through_networkmanager(nm_ha_testbed, rate):
+@pytest.mark.parametrize("case", CASES)
+def test_failover_through_networkmanager(nm_ha_testbed, case, rate):
     tb, nm = nm_ha_testbed
     add_vpn(nm, "office", "cygnet", vpn_data(tb, "psk", **{"cygnet-dpd": "3"}))
     up(nm, "office", tb.gateway.psk)
     vip = tunnel_address(nm)
     mark = nm.log_mark()
+    event, decision = CASES[case]
 
-    def event():
-        tb.lose_next_response()
-        tb.take_over()
-
-    _, out_gap, back_gap = through_event(tb, vip, event, RATES[rate])
-    print(f"\nHA lost response through NetworkManager, LAN->client at {rate}: longest gap "
+    _, out_gap, back_gap = through_event(tb, vip, lambda: event(tb), RATES[rate])
+    print(f"\nHA {case} through NetworkManager, LAN->client at {rate}: longest gap "
           f"client->LAN {out_gap:.2f} s, LAN->client {back_gap:.2f} s")
     log = nm.log_since(mark)
-    assert "new IKE_SA: no answer to INFORMATIONAL request" in log, log[-3000:]
+    assert decision in log, log[-3000:]
     assert nm.vpn_state("office") == "5 - VPN connected"
     assert tunnel_address(nm) == vip
     carries_traffic_both_ways(tb, vip)
