@@ -323,6 +323,7 @@ class Tunnel:
         self._config = None  # the ConfigReceived applied last
         self._recovery = None  # client.recovery.Recovery, ticked while up (HA failovers)
         self._recovery_timer: Optional[asyncio.TimerHandle] = None
+        self._reauth_replaces_stuck = False  # the reauthentication is a recovery (recovery.py)
 
     # --- set-up and tear-down ---
 
@@ -706,6 +707,7 @@ class Tunnel:
         self._decided(f"reauthenticating: {why}")
         self._reauth_events = {}
         kept = tuple(self._addresses) if keep_addresses else ()
+        self._reauth_replaces_stuck = keep_addresses  # the old IKE_SA's request is lost
         self._reauth_session = IkeSession(replace(self._settings, initial_contact=False,
                                                   requested_addresses=kept), self._now())
         self._reauth_session.connect(self._now())
@@ -754,7 +756,7 @@ class Tunnel:
             self._recovery.restart()
         self.progress.say(f"reauthenticated (IKE_SA {self.status.ike_spi_i}_i)")
         self._retiring = old  # one retiring before it whose DELETE is still unanswered is dropped
-        old.close()
+        old.close(abandon_unanswered=self._reauth_replaces_stuck)
 
     def _retire_child(self, spi_in: bytes) -> None:
         now = self.loop.time()

@@ -233,8 +233,13 @@ class IkeSession(Establishment, Rekeying, Informational):
             self._ike_rekey = RekeyExchange("ike", self._ike)
             self._queue.append(self._send_ike_rekey)
 
-    def close(self) -> None:
-        """Delete the IKE_SA (and with it every CHILD_SA) politely."""
+    def close(self, abandon_unanswered: bool = False) -> None:
+        """Delete the IKE_SA (and with it every CHILD_SA) politely. abandon_unanswered: the
+        request we wait for will never be answered (a cluster node lost it and expects the
+        next message ID): send the DELETE now, under that next ID, instead of after it."""
+        if abandon_unanswered and self._outstanding is not None \
+                and self.state is State.ESTABLISHED:
+            self._outstanding = None
         if self.state is State.ESTABLISHED:
             self._transition(Input.CLOSE)
             self._queue.clear()

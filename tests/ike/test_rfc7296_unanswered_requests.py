@@ -46,3 +46,18 @@ def test_a_replacement_ike_sa_asks_to_keep_the_addresses_it_holds():
     assert values[ConfigAttr.INTERNAL_IP4_DNS] == b""
     plain = {a.type: a.value for a in build_request(client_settings()).attributes}
     assert plain[ConfigAttr.INTERNAL_IP4_ADDRESS] == b""
+
+
+def test_close_abandoning_the_unanswered_request_sends_the_delete_under_the_next_id():
+    """The old IKE_SA after a recovery: its request n is lost for good (the cluster node that
+    took over expects n+1), so its DELETE goes out at once as n+1 instead of after n."""
+    pair = Pair(client_settings(dpd_delay=10.0))
+    pair.connect()
+    pair.to_client = lambda data: []
+    pair.advance(10.0)                        # DPD, message ID 2, unanswered
+    pair.to_client = None
+    pair.gateway.sa.last_response, pair.gateway.sa.last_response_id = [], -1
+    pair.session.close(abandon_unanswered=True)
+    events = pair.advance(0.0)
+    assert [type(e).__name__ for e in events][-1] == "IkeSaDeleted"
+    assert pair.gateway.sa is None or not pair.gateway.sa.alive   # it got our DELETE (ID 3)

@@ -156,6 +156,9 @@ def test_lost_response_during_a_failover(ha_testbed, make_cygnet, rate):
     assert after["reauths"] >= 1 and after["reconnects"] == 0, after
     assert after["virtual_ips"] == before["virtual_ips"]
     assert after["ike_spi_i"] != before["ike_spi_i"]
+    # The stuck IKE_SA was deleted under the next message ID: the cluster keeps only the new one.
+    established = [sa for sa in tb.gateway.list_sas() if sa.get("state") == "ESTABLISHED"]
+    assert [sa["initiator-spi"] for sa in established] == [after["ike_spi_i"]], established
     finish(tb, client)
 
 
