@@ -32,7 +32,7 @@ import struct
 from dataclasses import dataclass
 from typing import Callable
 
-from client.esp_liveness import RESTART_RUN, CounterRestartCheck
+from client.esp_liveness import RESTART_FAR, RESTART_RUN, CounterRestartCheck
 from ike.transforms import IntegrityError, make_cipher, make_integrity
 
 NEXT_HEADER_IPV4 = 4
@@ -380,7 +380,7 @@ class InboundSa(_EspSa):
             self.replay_drops += 1
             self._stale_run += 1
             if seq > 0 and self._restart_check.replayed(
-                    self._stale_run, window.top - seq >= window.size,
+                    self._stale_run, window.top - seq >= RESTART_FAR,
                     lambda: self._authentic(packet, seq)):
                 self._limits.fire("soft", "sequence-reset")
             raise ReplayedPacket("ESP sequence number replayed or outside the window")

@@ -27,6 +27,10 @@ RESTART_RUN = 16
 # Network duplicates come in ones and within microseconds of the original; a peer that sends
 # a packet every 2 s is spotted with its second packet.
 RESTART_SPAN = 0.25
+# One authentic replay this far behind the highest sequence number seen proves it at once: a
+# duplicate arrives close behind its original, and RFC 4303 §3.4.3's smallest window (64)
+# bounds the reordering a receiver must expect. (A packet left of the whole window is farther.)
+RESTART_FAR = 64
 
 # Inbound silence while we send, before the first CHILD_SA rekey (then doubling: traffic that
 # is one-way on purpose costs a rekey every few minutes at most).
@@ -38,8 +42,9 @@ class CounterRestartCheck:
     """Per inbound SA: does this replay drop prove that the peer restarted its counter?
 
     ``replayed`` is called for each replay drop (run = drops since the last accepted packet,
-    1 for the first), ``authentic`` verifies the dropped packet's ICV (only called when the
-    answer matters). True at most once per SA: a rekey replaces it.
+    1 for the first; far_left = at least RESTART_FAR behind the window's top), ``authentic``
+    verifies the dropped packet's ICV (only called when the answer matters). True at most
+    once per SA: a rekey replaces it.
 
     An attacker replaying two captured packets RESTART_SPAN apart also gets a True: the cost
     is one CHILD_SA rekey per SA, which is what a counter restart costs anyway."""

@@ -27,13 +27,14 @@ def sa_pair(clock, window=1024):
 
 
 @pytest.mark.parametrize("interval", [0.02, 0.5, 5.0], ids=["50pps", "2pps", "every-5s"])
-def test_a_restarted_counter_inside_the_window_is_spotted_by_its_second_packet(interval):
+def test_a_restarted_counter_close_to_the_top_is_spotted_by_its_second_packet(interval):
     """The old rule waited for 16 drops in a row (8 s at 2 packets/s, 80 s at one per 5 s).
-    Inside the window (the gateway sent fewer packets than the window holds before the
-    takeover), two authentic replays RESTART_SPAN apart are enough, whatever the rate."""
+    When the gateway had sent fewer than RESTART_FAR packets before the takeover, the restarted
+    counter lands close behind the top: two authentic replays RESTART_SPAN apart are enough,
+    whatever the rate."""
     clock = FakeClock()
     inbound, first_node, events = sa_pair(clock)
-    for _ in range(300):
+    for _ in range(40):
         inbound.open(first_node.seal(b"x", 4))
     second_node = OutboundSa(SPI, EncrId.AES_GCM_16, 128, KEY)  # same keys, counter from 1
     drops = 0
@@ -44,7 +45,18 @@ def test_a_restarted_counter_inside_the_window_is_spotted_by_its_second_packet(i
         clock.now += interval
     assert events == [("soft", "sequence-reset")]
     assert drops == (2 if interval >= 0.25 else 14)   # drop 14 comes 13 * 0.02 s >= 0.25 s after the first
-    assert inbound.window.top == 300
+    assert inbound.window.top == 40
+
+
+def test_a_restarted_counter_far_behind_the_top_is_spotted_by_its_first_packet():
+    clock = FakeClock()
+    inbound, first_node, events = sa_pair(clock)     # a 1024-packet window
+    for _ in range(300):
+        inbound.open(first_node.seal(b"x", 4))
+    second_node = OutboundSa(SPI, EncrId.AES_GCM_16, 128, KEY)
+    with pytest.raises(ReplayedPacket):
+        inbound.open(second_node.seal(b"y", 4))     # seq 1, 299 behind: inside the window
+    assert events == [("soft", "sequence-reset")]
 
 
 def test_duplicates_and_forgeries_are_no_evidence():
