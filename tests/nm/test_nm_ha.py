@@ -1,5 +1,5 @@
-"""Cygnet's NetworkManager plugin through HA cluster failovers (issue 16, the NM path): the
-lost-response case, where the recovery brings up a new IKE_SA next to the stuck one inside
+"""Cygnet's NetworkManager plugin through HA cluster failovers (issue 16, the NM path): a kill
+and a graceful stop of the active node, the lost-response case, where the recovery brings up a new IKE_SA next to the stuck one inside
 cygnet-nm-service, and the stale node, where it rekeys the CHILD_SA. NetworkManager must keep showing the VPN connected, the virtual IP
 must stay, and the tunnel must carry traffic 30 s after the event (the outage is printed,
 not asserted)."""
@@ -71,12 +71,24 @@ def lost_response(tb) -> None:
     tb.take_over()
 
 
+def kill(tb) -> None:
+    tb.kill_active()
+    tb.take_over()
+
+
+def stop(tb) -> None:
+    tb.stop_active()
+    tb.take_over()
+
+
 def stale_node(tb) -> None:
     tb.split_and_rekey_then_fail_to_stale()
 
 
-# what the plugin logs when it recovers (client/recovery.py), per case
-CASES = {"lost-response": (lost_response, "new IKE_SA: no answer to INFORMATIONAL request"),
+# what the plugin logs when it recovers (client/recovery.py), per case; a kill or a stop needs
+# at most a CHILD_SA rekey (when the new node's counter restart cost packets), maybe nothing
+CASES = {"kill": (kill, None), "stop": (stop, None),
+         "lost-response": (lost_response, "new IKE_SA: no answer to INFORMATIONAL request"),
          "stale-node": (stale_node, "rekeying the CHILD_SA: nothing received")}
 
 
@@ -94,7 +106,7 @@ def test_failover_through_networkmanager(nm_ha_testbed, case, rate):
     print(f"\nHA {case} through NetworkManager, LAN->client at {rate}: longest gap "
           f"client->LAN {out_gap:.2f} s, LAN->client {back_gap:.2f} s")
     log = nm.log_since(mark)
-    assert decision in log, log[-3000:]
+    assert decision is None or decision in log, log[-3000:]
     assert nm.vpn_state("office") == "5 - VPN connected"
     assert tunnel_address(nm) == vip
     carries_traffic_both_ways(tb, vip)
