@@ -58,6 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ike.files import FileRefused, read_bounded
+
 SYSTEM_PROFILE_DIR = Path("/etc/cygnet/profiles")
 
 AUTH_METHODS = (
@@ -75,6 +77,10 @@ EAP_METHODS = ("eap-mschapv2", "eap-md5", "eap-tls", "pubkey+eap-mschapv2", "pub
 VIRTUAL_IP_FAMILIES = ("ipv4", "ipv6")
 DATAPLANES = ("userspace", "kernel", "auto")
 MTU_RANGE = (1280, 9000)
+# Longest dpd / reauth interval in seconds (a year): anything longer means "never", and a
+# bigger number (10**400) would not even fit a float timer.
+MAX_INTERVAL = 365 * 24 * 3600
+MAX_PROFILE_SIZE = 1024 * 1024
 
 DEFAULT_REMOTE_TS = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
@@ -170,8 +176,12 @@ def find_profile(name_or_path: str, search_dirs: Optional[list[Path]] = None) ->
     text = str(name_or_path)
     looks_like_path = os.sep in text or text.endswith(".toml")
     if looks_like_path:
-        path = Path(text).expanduser()
-        if not path.is_file():
+        try:
+            path = Path(text).expanduser()
+            found = path.is_file()
+        except (RuntimeError, OSError, ValueError) as e:  # ~nosuchuser, name too long, NUL
+            raise ProfileError(f"{text}: not a usable path: {_path_problem(e)}") from None
+        if not found:
             raise ProfileError(f"{text}: no such profile file")
         return path
     if not _NAME_RE.match(text):
@@ -189,13 +199,23 @@ def load_profile(name_or_path: str, search_dirs: Optional[list[Path]] = None) ->
     """Find, read and check a profile. Raises ProfileError naming the file and the key."""
     path = find_profile(name_or_path, search_dirs)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        raw = read_bounded(path, "profile", limit=MAX_PROFILE_SIZE)
+    except FileRefused as e:
+        raise ProfileError(str(e)) from None
+    return profile_from_bytes(raw, path)
+
+
+def profile_from_bytes(raw: bytes, path: Path, base_dir: Optional[Path] = None) -> Profile:
+    """Parse and check the bytes of a profile file (`path` names it in messages)."""
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise ProfileError(f"{path}: not valid TOML: {e}") from None
-    except OSError as e:
-        raise ProfileError(f"{path}: cannot be read: {e.strerror}") from None
-    return profile_from_dict(data, path)
+    except RecursionError:
+        raise ProfileError(f"{path}: not valid TOML: nested too deeply") from None
+    return profile_from_dict(data, path, base_dir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,14 +289,25 @@ class _Checker:
         text = self.string(key)
         if text is None:
             return None
-        path = Path(os.path.normpath(self.base_dir / Path(text).expanduser()))
-        if kind == "file or folder":
-            ok = path.exists()
-        else:
-            ok = path.is_file()
+        try:
+            path = Path(os.path.normpath(self.base_dir / Path(text).expanduser()))
+            if kind == "file or folder":
+                ok = path.exists()
+            else:
+                ok = path.is_file()
+        except (RuntimeError, OSError, ValueError) as e:  # ~nosuchuser, name too long, NUL
+            raise self.fail(key, f"'{text}' is not a usable path: {_path_problem(e)}") from None
         if not ok:
             raise self.fail(key, f"{path} does not exist or is not a {kind}")
         return path
+
+
+def _path_problem(error: Exception) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    if isinstance(error, ValueError):
+        return "it holds a NUL character"
+    return str(error)  # RuntimeError: "Could not determine home directory."
 
 
 def _describe(value: Any) -> str:
@@ -378,8 +409,8 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
         remote_ts=remote_ts,
         dataplane=check.choice("dataplane", DATAPLANES, default="auto"),
         encap=check.boolean("encap", False),
-        dpd=check.integer("dpd", 30, 0, None),
-        reauth=check.integer("reauth", 0, 0, None),
+        dpd=check.integer("dpd", 30, 0, MAX_INTERVAL),
+        reauth=check.integer("reauth", 0, 0, MAX_INTERVAL),
         mtu=check.integer("mtu", None, *MTU_RANGE),
         dns=check.boolean("dns", True),
         keyring=check.boolean("keyring", False),

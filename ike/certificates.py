@@ -295,11 +295,12 @@ def _as_identity(identity: Union[str, Identity]) -> Identity:
 def _read(source: Union[str, os.PathLike, bytes]) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray)):
         return bytes(source), "data"
-    path = Path(source)
+    from .files import FileRefused, read_bounded
+
     try:
-        return path.read_bytes(), str(path)
-    except OSError as exc:
-        raise CertificateError(f"cannot read {path}: {exc.strerror}") from None
+        return read_bounded(source), str(source)
+    except FileRefused as exc:
+        raise CertificateError(f"cannot read {source}: {exc.problem}") from None
 
 
 def load_certificates(source: Union[str, os.PathLike, bytes]) -> list[x509.Certificate]:
