@@ -86,6 +86,14 @@ DEFAULT_REMOTE_TS = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # A host name (RFC 1123 labels) or an address; checked loosely, the resolver has the last word.
+NAME_RULE = ("letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)")
+
+
+def is_profile_name(text: str) -> bool:
+    """Whether `text` can name a profile (and so its file and key-material folder)."""
+    return isinstance(text, str) and bool(_NAME_RE.match(text)) and "\n" not in text
+
+
 _HOST_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?$")
 
 
@@ -260,7 +268,9 @@ class _Checker:
             raise self.fail(key, f"must be true or false, not {_describe(value)}")
         return value
 
-    def integer(self, key: str, default: Optional[int], low: int, high: Optional[int]) -> Optional[int]:
+    def integer(self, key: str, default: Optional[int], low: int, high: Optional[int],
+                cap: Optional[int] = None) -> Optional[int]:
+        """A whole number from low to high; `cap` bounds an open range ("or more") by sense."""
         if key not in self.data:
             return default
         value = self.data[key]
@@ -269,6 +279,9 @@ class _Checker:
         if value < low or (high is not None and value > high):
             allowed = f"from {low} to {high}" if high is not None else f"{low} or more"
             raise self.fail(key, f"{value} is out of range (allowed: {allowed})")
+        if cap is not None and value > cap:
+            shown = value if value.bit_length() < 64 else f"a {len(str(value))}-digit number"
+            raise self.fail(key, f"{shown} is out of range (at most {cap})")
         return value
 
     def string_list(self, key: str, default: tuple, allow_single: bool = False) -> tuple:
@@ -409,8 +422,8 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
         remote_ts=remote_ts,
         dataplane=check.choice("dataplane", DATAPLANES, default="auto"),
         encap=check.boolean("encap", False),
-        dpd=check.integer("dpd", 30, 0, MAX_INTERVAL),
-        reauth=check.integer("reauth", 0, 0, MAX_INTERVAL),
+        dpd=check.integer("dpd", 30, 0, None, cap=MAX_INTERVAL),
+        reauth=check.integer("reauth", 0, 0, None, cap=MAX_INTERVAL),
         mtu=check.integer("mtu", None, *MTU_RANGE),
         dns=check.boolean("dns", True),
         keyring=check.boolean("keyring", False),
