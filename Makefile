@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_APT := .setup-apt.stamp
 STAMP_VENV := $(VENV)/.installed.stamp
 
-.PHONY: demo test test-fast bench setup clean
+.PHONY: demo test test-fast bench fuzz setup clean
 
 setup: $(STAMP_APT) $(STAMP_VENV)
 
@@ -36,6 +36,16 @@ bench: setup
 # Unit tests only: no namespaces, no strongSwan.
 test-fast: $(STAMP_VENV)
 	$(PY) -m pytest -q -m 'not interop'
+
+# Every fuzz target (tests/fuzz/target_*.py) for FUZZ_SECONDS each (or FUZZ_INPUTS inputs);
+# reports inputs, crashes, hangs and peak memory; crashing inputs land in tests/fuzz/crashes/.
+# FUZZ_ENGINE=atheris for coverage-guided runs (pip install '.[fuzz]'); FUZZ_TARGETS to pick.
+FUZZ_SECONDS ?= 60
+FUZZ_INPUTS ?= 1000000000
+FUZZ_ENGINE ?= mutate
+FUZZ_TARGETS ?=
+fuzz: $(STAMP_VENV)
+	$(PY) -m tests.fuzz.run $(FUZZ_TARGETS) --seconds $(FUZZ_SECONDS) --inputs $(FUZZ_INPUTS) --engine $(FUZZ_ENGINE)
 
 clean:
 	rm -rf $(VENV) $(STAMP_APT) .pytest_cache .coverage
