@@ -47,3 +47,11 @@ def test_special_or_huge_files_are_refused_by_name(tmp_path, key):
             activation_from_connection(connection(data, {"password": "secret"}))
         message = str(caught.value)
         assert "\n" not in message and f"'{key}'" in message and problem in message, message
+
+
+def test_overlong_certificate_path_is_one_line():
+    """Found by tests/fuzz/target_vpn_data.py: is_dir() raised ENAMETOOLONG."""
+    data = {"address": "vpn.example.org", "method": "eap", "user": "carol",
+            "certificate": "/etc/" + "x" * 300 + "/certs"}
+    with pytest.raises(VpnDataError, match="'certificate': .* not a usable path: File name too long"):
+        activation_from_connection(connection(data, {"password": "secret"}))
