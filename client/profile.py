@@ -81,6 +81,8 @@ MTU_RANGE = (1280, 9000)
 # bigger number (10**400) would not even fit a float timer.
 MAX_INTERVAL = 365 * 24 * 3600
 MAX_PROFILE_SIZE = 1024 * 1024
+# RFC 7296 §3.13: a traffic selector payload counts its selectors in one octet.
+MAX_TRAFFIC_SELECTORS = 255
 
 DEFAULT_REMOTE_TS = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
@@ -447,6 +449,9 @@ def _check_networks(check: _Checker, key: str) -> tuple:
         return DEFAULT_REMOTE_TS
     if not texts:
         raise check.fail(key, "must list at least one network (leave it out to send everything)")
+    if len(texts) > MAX_TRAFFIC_SELECTORS:
+        raise check.fail(key, f"lists {len(texts)} networks; at most {MAX_TRAFFIC_SELECTORS} fit "
+                              "the traffic selector payload (RFC 7296 §3.13)")
     networks = []
     for text in texts:
         try:

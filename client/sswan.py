@@ -45,6 +45,7 @@ from typing import Any, Callable, Optional
 from .profile import (
     Profile,
     ProfileError,
+    MAX_TRAFFIC_SELECTORS,
     NAME_RULE,
     format_toml,
     is_profile_name,
@@ -58,8 +59,6 @@ from ike.files import FileRefused, read_bounded
 
 # A .sswan holds a profile, a CA certificate and a PKCS#12 bundle: a few KB.
 MAX_SSWAN_SIZE = 1024 * 1024
-# RFC 7296 §3.13: "Number of TSs" is one octet.
-MAX_TRAFFIC_SELECTORS = 255
 
 SSWAN_TYPES = {
     "ikev2-eap": "eap-mschapv2",

@@ -229,3 +229,12 @@ def test_agent_exits_quietly_when_the_engine_goes_first():
                           env=dict(os.environ, PYTHONPATH=str(PROJECT)))
     assert "Traceback" not in done.stderr, done.stderr
     assert done.stdout.strip() == "0"
+
+
+def test_more_traffic_selectors_than_a_payload_holds(tmp_path):
+    from client.profile import ProfileError, load_profile
+
+    nets = ", ".join(f'"10.{i // 256}.{i % 256}.0/24"' for i in range(256))
+    profile = write_profile(tmp_path, f'auth = "psk"\npsk_file = "psk"\nremote_ts = [{nets}]\n')
+    with pytest.raises(ProfileError, match="at most 255 .*RFC 7296"):
+        load_profile(str(profile))
