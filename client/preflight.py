@@ -46,8 +46,30 @@ def check_profile(profile: Profile) -> None:
         raise PreflightError(f"{where}: {error}") from None
     except CertificateError as error:
         raise PreflightError(f"{where}: {error}") from None
+    _check_identities(profile, where)
     if profile.auth == "psk" or profile.needs_password:
         _check_secret(profile, where)
+
+
+# An ID payload's length field allows ~64 KB, but no real identity comes near this.
+MAX_IDENTITY_BYTES = 4096
+
+
+def _check_identities(profile: Profile, where: str) -> None:
+    """local_id / remote_id as IKE will encode them (a DN, an address, a name)."""
+    from ike.certificates import identity_from_string
+
+    for key in ("local_id", "remote_id"):
+        text = getattr(profile, key)
+        if text is None:
+            continue
+        try:
+            _, data = identity_from_string(text)
+        except ValueError as error:
+            raise PreflightError(f"{where}: key '{key}': {error}") from None
+        if len(data) > MAX_IDENTITY_BYTES:
+            raise PreflightError(f"{where}: key '{key}' is too long ({len(data)} bytes; "
+                                 f"at most {MAX_IDENTITY_BYTES})")
 
 
 def _check_secret(profile: Profile, where: str) -> None:

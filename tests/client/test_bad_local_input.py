@@ -238,3 +238,14 @@ def test_more_traffic_selectors_than_a_payload_holds(tmp_path):
     profile = write_profile(tmp_path, f'auth = "psk"\npsk_file = "psk"\nremote_ts = [{nets}]\n')
     with pytest.raises(ProfileError, match="at most 255 .*RFC 7296"):
         load_profile(str(profile))
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ('local_id = "C=XYZ, CN=carol"', "country 'XYZ'"),
+    ('remote_id = "@#zz"', "key 'remote_id'"),
+    (f'remote_id = "{"a" * 5000}"', "too long"),
+])
+def test_identity_that_ike_cannot_encode(tmp_path, line, fragment):
+    private(tmp_path / "psk", "secret")
+    profile = write_profile(tmp_path, f'auth = "psk"\npsk_file = "psk"\n{line}\n')
+    assert_refused(tmp_path, profile, fragment)
