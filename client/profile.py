@@ -225,6 +225,8 @@ def profile_from_bytes(raw: bytes, path: Path, base_dir: Optional[Path] = None) 
         raise ProfileError(f"{path}: not valid TOML: {e}") from None
     except RecursionError:
         raise ProfileError(f"{path}: not valid TOML: nested too deeply") from None
+    except ValueError as e:  # an integer of more than 4300 digits (sys.get_int_max_str_digits)
+        raise ProfileError(f"{path}: not valid TOML: {e}") from None
     return profile_from_dict(data, path, base_dir)
 
 

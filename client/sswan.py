@@ -275,6 +275,8 @@ def _load_json(path: Path) -> Any:
         raise SswanError(f"{path}: not valid JSON: {e}") from None
     except RecursionError:
         raise SswanError(f"{path}: not valid JSON: nested too deeply") from None
+    except ValueError as e:  # an integer of more than 4300 digits (sys.get_int_max_str_digits)
+        raise SswanError(f"{path}: not valid JSON: {e}") from None
 
 
 def _printable(text: str) -> str:

@@ -249,3 +249,10 @@ def test_identity_that_ike_cannot_encode(tmp_path, line, fragment):
     private(tmp_path / "psk", "secret")
     profile = write_profile(tmp_path, f'auth = "psk"\npsk_file = "psk"\n{line}\n')
     assert_refused(tmp_path, profile, fragment)
+
+
+def test_integer_too_long_to_read_is_one_line(tmp_path):
+    """Found by tests/fuzz/target_profile.py: tomllib raises a bare ValueError for an integer
+    of more than 4300 digits."""
+    profile = write_profile(tmp_path, f'auth = "psk"\ndpd = {"9" * 5000}\n')
+    assert_refused(tmp_path, profile, "not valid TOML", "4300 digits")

@@ -132,3 +132,10 @@ def test_too_fragmented_split_tunnel_is_refused(tmp_path):
                                               **{"split-tunneling": {"excluded": excluded}}))
     with pytest.raises(SswanError, match="split-tunneling.excluded.*at most 255"):
         read_sswan(path, tmp_path / "m")
+
+
+def test_integer_too_long_to_read(tmp_path):
+    path = tmp_path / "n.sswan"
+    path.write_text('{"mtu": ' + "9" * 5000 + "}")
+    with pytest.raises(SswanError, match="not valid JSON: .*4300 digits"):
+        read_sswan(path, tmp_path / "m")
