@@ -70,6 +70,9 @@ def _check_identities(profile: Profile, where: str) -> None:
         if len(data) > MAX_IDENTITY_BYTES:
             raise PreflightError(f"{where}: key '{key}' is too long ({len(data)} bytes; "
                                  f"at most {MAX_IDENTITY_BYTES})")
+    eap_identity = profile.eap_identity
+    if eap_identity is not None and len(eap_identity.encode("utf-8", "surrogatepass")) > MAX_IDENTITY_BYTES:
+        raise PreflightError(f"{where}: key 'eap_identity' is too long (at most {MAX_IDENTITY_BYTES} bytes)")
 
 
 def _check_secret(profile: Profile, where: str) -> None:

@@ -244,10 +244,13 @@ def test_more_traffic_selectors_than_a_payload_holds(tmp_path):
     ('local_id = "C=XYZ, CN=carol"', "country 'XYZ'"),
     ('remote_id = "@#zz"', "key 'remote_id'"),
     (f'remote_id = "{"a" * 5000}"', "too long"),
+    (f'eap_identity = "{"a" * 5000}"', "key 'eap_identity' is too long"),
 ])
 def test_identity_that_ike_cannot_encode(tmp_path, line, fragment):
     private(tmp_path / "psk", "secret")
-    profile = write_profile(tmp_path, f'auth = "psk"\npsk_file = "psk"\n{line}\n')
+    auth = 'auth = "eap-md5"\npassword_file = "psk"\n' if "eap_identity" in line else \
+        'auth = "psk"\npsk_file = "psk"\n'
+    profile = write_profile(tmp_path, f'{auth}{line}\n')
     assert_refused(tmp_path, profile, fragment)
 
 
