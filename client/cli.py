@@ -140,7 +140,7 @@ def _load_engine():
 
 
 def cmd_up(args) -> int:
-    from client.profile import ProfileError, load_profile
+    from client.profile import ProfileError, identity_warning, load_profile
 
     try:
         profile = load_profile(args.profile)
@@ -152,6 +152,13 @@ def cmd_up(args) -> int:
         check_profile(profile)
     except PreflightError as e:
         return _error(str(e))
+    from ike.proposals import proposal_warnings
+
+    warnings = list(proposal_warnings(profile.ike, profile.esp))  # legacy algorithms named
+    if (warning := identity_warning(profile)) is not None:        # remote_id = "%any"
+        warnings.append(warning)
+    for warning in warnings:
+        print(f"cygnet: warning: {warning}", file=sys.stderr)
     from client import netlink_agent
 
     netlink_agent.import_pyroute2_lazily()

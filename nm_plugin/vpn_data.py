@@ -12,10 +12,12 @@ connection made for strongSwan's plugin works with `vpn-type cygnet` unchanged:
 | user            | EAP identity; also our IKE identity when local-identity is not set        |
 | local-identity  | our IKE identity (IDi)                                                    |
 | remote-identity | the gateway's identity; default: subject of `certificate` if that is the  |
-|                 | gateway's own certificate, else the gateway address                       |
+|                 | gateway's own certificate, else the gateway address, which the gateway    |
+|                 | must then carry as a subjectAltName (as charon-nm; %any means the same)   |
 | certificate     | the gateway's certificate or its CA (default: the system's CA bundle)     |
 | usercert        | our certificate (cert, key, eap-tls)                                      |
-| userkey         | our private key (unencrypted PEM; an encrypted one is refused)            |
+| userkey         | our private key (PEM or PKCS#12; if encrypted, its passphrase is the      |
+|                 | `password` secret, asked like the EAP password)                           |
 | virtual         | yes: ask for virtual IPs (IPv4 and IPv6); anything else: none             |
 | encap           | yes: force UDP encapsulation of ESP                                       |
 | ipcomp          | yes: refused (Cygnet has no IPComp)                                       |
@@ -33,7 +35,8 @@ Cygnet's own keys (prefixed, so they never clash with a later NetworkManager-str
 | cygnet-ipv6                | no: with virtual=yes ask for an IPv4 address only (default yes) |
 | cygnet-dns                 | no: ignore the gateway's DNS servers and domains (default yes)  |
 | cygnet-domains             | extra DNS search domains, ';'-separated                         |
-| cygnet-eap-method          | mschapv2 (default) or md5, for method=eap                       |
+| cygnet-eap-method          | mschapv2, md5, peap, ttls or gtc for method=eap; unset: the     |
+|                            | server chooses among them (as charon-nm)                        |
 | cygnet-dataplane           | userspace, kernel or auto (default auto)                        |
 | cygnet-dpd                 | dead peer detection interval in seconds (0: off; default 30)    |
 | cygnet-mtu                 | MTU of the tunnel interface                                     |
@@ -61,6 +64,7 @@ SECRET_FLAG_NOT_SAVED = 0x2
 SECRET_FLAG_NOT_REQUIRED = 0x4
 
 PASSWORD_METHODS = ("psk", "eap")
+NM_EAP_METHODS = ("mschapv2", "md5", "peap", "ttls", "gtc")
 CERTIFICATE_METHODS = ("cert", "key", "eap-tls")
 UNSUPPORTED_METHODS = {
     "agent": "keys held by ssh-agent",
@@ -128,7 +132,9 @@ def needed_secret(connection: dict) -> str:
     _, data, secrets = unpack(connection)
     method = data.get("method", "")
     if method not in PASSWORD_METHODS:
-        return ""  # certificates: Cygnet takes unencrypted keys only, no passphrase to ask for
+        # certificates: only an encrypted key needs its passphrase (the `password` secret)
+        if not (data.get("userkey") and _key_is_encrypted(data["userkey"])):
+            return ""
     if secret_flags(data) & SECRET_FLAG_NOT_REQUIRED:
         return ""
     return "" if secrets.get("password") else "vpn"
@@ -199,10 +205,13 @@ def activation_from_connection(connection: dict) -> Activation:
         if local_identity or user:
             profile["local_id"] = local_identity or user
     elif method == "eap":
-        eap_method = data.get("cygnet-eap-method") or "mschapv2"
-        if eap_method not in ("mschapv2", "md5"):
-            raise VpnDataError(f"vpn.data 'cygnet-eap-method': '{eap_method}' is not mschapv2 or md5")
-        profile["auth"] = f"eap-{eap_method}"
+        # As with charon-nm, method=eap lets the server choose among the password methods
+        # unless cygnet-eap-method names one.
+        eap_method = data.get("cygnet-eap-method") or None
+        if eap_method not in (None, *NM_EAP_METHODS):
+            raise VpnDataError(f"vpn.data 'cygnet-eap-method': '{eap_method}' is not one of "
+                               f"{', '.join(NM_EAP_METHODS)}")
+        profile["auth"] = f"eap-{eap_method}" if eap_method else "eap"
         if not (user or local_identity):
             raise VpnDataError("vpn.data 'user': the EAP user name is missing")
         profile["eap_identity"] = user or local_identity
@@ -214,7 +223,12 @@ def activation_from_connection(connection: dict) -> Activation:
             if not data.get(key):
                 raise VpnDataError(f"vpn.data '{key}': needed with method={method}")
             profile[target] = data[key]
-        _check_unencrypted_key(data["userkey"])
+        if _key_is_encrypted(data["userkey"]):
+            if not (secrets.get("password") or ""):
+                raise VpnDataError(f"vpn.data 'userkey': {data['userkey']} is encrypted; its "
+                                   "passphrase (the 'password' secret) is missing")
+        else:
+            _check_unencrypted_key(data["userkey"])
         if local_identity:
             profile["local_id"] = local_identity
         elif method == "eap-tls":
@@ -222,9 +236,14 @@ def activation_from_connection(connection: dict) -> Activation:
 
     certificate = data.get("certificate") or None
     remote_identity = data.get("remote-identity") or None
+    # charon-nm: "%any" (ID_ANY) falls back to the address, as an empty identity does; the
+    # engine then makes the gateway prove the address as a subjectAltName (issue 13 §1).
+    any_identity = (remote_identity or "").strip().lower() == "%any"
+    if any_identity:
+        remote_identity = None
     if certificate:
         profile["ca"] = certificate
-        if not remote_identity and not _is_ca_certificate(certificate):
+        if not remote_identity and not any_identity and not _is_ca_certificate(certificate):
             # charon-nm: a gateway certificate (not a CA) names the gateway by its subject.
             remote_identity = _certificate_identity(certificate, "certificate")
     if remote_identity:
@@ -261,6 +280,8 @@ def activation_from_connection(connection: dict) -> Activation:
         # only satisfies the file-profile rule "psk needs a secret source" and is cleared below.
         if method == "psk":
             profile["keyring"] = True
+    elif password and method in CERTIFICATE_METHODS:
+        secret = Secret(password)  # the passphrase of an encrypted userkey
 
     try:
         checked = profile_from_dict(profile, Path(f"NetworkManager connection '{connection_id}'"),
@@ -317,6 +338,12 @@ def _certificate_identity(path: str, key: str) -> str:
 
     cert = _load_certificate(path, key)
     return format_dn(cert.subject.public_bytes())
+
+
+def _key_is_encrypted(path: str) -> bool:
+    from client.credentials import key_is_encrypted
+
+    return key_is_encrypted(path)
 
 
 def _check_unencrypted_key(path: str) -> None:
