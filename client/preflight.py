@@ -26,25 +26,27 @@ def _no_prompt(_text: str) -> str:
 
 def check_profile(profile: Profile) -> None:
     """Raise PreflightError if a certificate, key, CA or secret the profile names is unusable."""
-    from ike.certificates import CertificateError, load_certificates, load_private_key, load_trust_anchors
+    from client.credentials import CredentialError, is_pkcs12, load_credential
+    from ike.certificates import CertificateError, load_certificates, load_trust_anchors
 
     where = f"profile '{profile.name}'"
     try:
         if profile.ca is not None:
             load_trust_anchors(profile.ca)
         if profile.cert is not None:
-            chain = load_certificates(profile.cert)
-            if not chain:
-                raise CertificateError(f"{profile.cert} holds no certificate")
+            load_certificates(profile.cert)
         if profile.key is not None:
             # The README promises mode 0600 for the private key, as for psk_file.
-            key = load_private_key(read_bounded(profile.key, "private key file", private=True))
-            if profile.cert is not None and not _same_public_key(key, chain[0]):
+            read_bounded(profile.key, "private key file", private=True)
+        if profile.cert is not None or is_pkcs12(profile.key):
+            # As the engine will load them (encrypted keys: passphrase file or keyring).
+            certificate, key, _ = load_credential(profile)
+            if not _same_public_key(key, certificate):
                 raise CertificateError(f"private key {profile.key} does not belong to certificate "
-                                       f"{profile.cert}")
+                                       f"{profile.cert or profile.key}")
     except FileRefused as error:
         raise PreflightError(f"{where}: {error}") from None
-    except CertificateError as error:
+    except (CertificateError, CredentialError) as error:
         raise PreflightError(f"{where}: {error}") from None
     _check_identities(profile, where)
     if profile.auth == "psk" or profile.needs_password:

@@ -259,3 +259,15 @@ def test_integer_too_long_to_read_is_one_line(tmp_path):
     of more than 4300 digits."""
     profile = write_profile(tmp_path, f'auth = "psk"\ndpd = {"9" * 5000}\n')
     assert_refused(tmp_path, profile, "not valid TOML", "4300 digits")
+
+
+def test_encrypted_key_without_a_passphrase_is_refused_before_start(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    make_cert(tmp_path, "c", ca=False)
+    key = ec.generate_private_key(ec.SECP256R1())
+    private(tmp_path / "c.key", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.BestAvailableEncryption(b"pw")))
+    profile = write_profile(tmp_path, 'auth = "pubkey"\ncert = "c.pem"\nkey = "c.key"\n')
+    assert_refused(tmp_path, profile, "is encrypted", "key_passphrase_file")
