@@ -454,9 +454,12 @@ def _load_certificate(data: bytes):
     from cryptography import x509
 
     try:
-        return x509.load_der_x509_certificate(data)
-    except ValueError:
-        return x509.load_pem_x509_certificate(data)
+        try:
+            return x509.load_der_x509_certificate(data)
+        except (ValueError, x509.InvalidVersion):
+            return x509.load_pem_x509_certificate(data)
+    except x509.InvalidVersion as e:  # no ValueError: callers expect one for "not a certificate"
+        raise ValueError(str(e)) from None
 
 
 def _write_material(folder: Path, files: dict[Path, bytes]) -> tuple[bool, list[Path]]:

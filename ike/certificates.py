@@ -312,7 +312,7 @@ def load_certificates(source: Union[str, os.PathLike, bytes]) -> list[x509.Certi
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_certificates(data)
         return [x509.load_der_x509_certificate(data)]
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # InvalidVersion is no ValueError
         raise CertificateError(f"{where} holds no PEM or DER certificate") from None
 
 
@@ -487,7 +487,7 @@ def _as_certificate(cert) -> x509.Certificate:
         return cert
     try:
         return x509.load_der_x509_certificate(bytes(cert))
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # InvalidVersion is no ValueError
         raise CertificateError("the gateway sent a certificate that cannot be parsed") from None
 
 

@@ -139,3 +139,37 @@ def test_integer_too_long_to_read(tmp_path):
     path.write_text('{"mtu": ' + "9" * 5000 + "}")
     with pytest.raises(SswanError, match="not valid JSON: .*4300 digits"):
         read_sswan(path, tmp_path / "m")
+
+
+def _certificate_with_version(version: int) -> bytes:
+    """A DER certificate whose version field says `version` (cryptography raises
+    InvalidVersion, which is no ValueError, for anything but v1/v3)."""
+    pki = Pki()
+    from cryptography.hazmat.primitives import serialization
+
+    der = bytearray(pki.ca.public_bytes(serialization.Encoding.DER))
+    at = der.index(bytes([0xA0, 0x03, 0x02, 0x01, 0x02]))  # [0] EXPLICIT INTEGER 2 (v3)
+    der[at + 4] = version
+    return bytes(der)
+
+
+def test_certificate_with_an_invalid_version(tmp_path):
+    """Found by atheris on tests/fuzz/target_sswan.py."""
+    import base64
+
+    bad = base64.b64encode(_certificate_with_version(18)).decode()
+    path = write_sswan(tmp_path, base_profile("ikev2-eap", local={"eap_id": "c"},
+                                              remote={"addr": "vpn.example.org", "cert": bad}))
+    with pytest.raises(SswanError, match="remote.cert.*not an X.509 certificate"):
+        read_sswan(path, tmp_path / "m")
+
+
+def test_certificate_file_with_an_invalid_version_is_a_certificate_error(tmp_path):
+    from ike.certificates import CertificateError, _as_certificate, load_certificates
+
+    path = tmp_path / "v18.der"
+    path.write_bytes(_certificate_with_version(18))
+    with pytest.raises(CertificateError, match="holds no PEM or DER certificate"):
+        load_certificates(path)
+    with pytest.raises(CertificateError, match="cannot be parsed"):  # a gateway's CERT payload
+        _as_certificate(_certificate_with_version(18))
