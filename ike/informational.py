@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-from .child_sa import ChildSa, ChildState
+from .child_sa import ChildInput, ChildSa, ChildState
 from .constants import ExchangeType, NotifyType, ProtocolId
 from .events import ChildSaDeleted, DeadPeerDetected, Redirected
 from .ike_sa import IkeSaContext, Input, State
@@ -26,7 +26,8 @@ class Informational:
     def _send_child_delete(self, child: ChildSa, now: float, why: str) -> None:
         if self._children.get(child.spi_in) is not child or self.state is not State.ESTABLISHED:
             return
-        child.state = ChildState.DELETING
+        if child.state is not ChildState.DELETING:  # a redundant SA is DELETING already
+            child.apply(ChildInput.SEND_DELETE)
         payloads = [Delete(ProtocolId.ESP, [child.spi_in])]
 
         def on_response(reply, t):

@@ -13,7 +13,7 @@ import struct
 from typing import Optional
 
 from . import traffic_selectors
-from .child_sa import ChildSa, ChildState
+from .child_sa import ChildInput, ChildSa, ChildState
 from .constants import ExchangeType, NotifyType, ProtocolId
 from .events import ChildSaRekeyed, IkeSaRekeyed
 from .ike_sa import (NONCE_SIZE, TEMPORARY_FAILURE_RETRY, IkeSaContext, ProtocolViolation,
@@ -120,7 +120,7 @@ class Rekeying:
         del self._rekeys[old.child_id]
         notifies = {int(p.type): p for p in payloads if isinstance(p, Notify)}
         if NotifyType.TEMPORARY_FAILURE in notifies:
-            old.state = ChildState.INSTALLED  # §2.25: try again a little later
+            old.apply(ChildInput.REKEY_FAILED)  # §2.25: try again a little later
             old.rekey_at = now + TEMPORARY_FAILURE_RETRY + self._jitter(TEMPORARY_FAILURE_RETRY)
             return
         if NotifyType.CHILD_SA_NOT_FOUND in notifies:
@@ -130,7 +130,7 @@ class Rekeying:
             return
         nonce = first(payloads, Nonce)
         if nonce is None or first(payloads, SA) is None:
-            old.state = ChildState.INSTALLED
+            old.apply(ChildInput.REKEY_FAILED)
             old.rekey_at = now + TEMPORARY_FAILURE_RETRY
             errors = [p for p in payloads if isinstance(p, Notify)]
             log.warning("CHILD_SA rekey refused: %s",
@@ -151,7 +151,7 @@ class Rekeying:
             # An answer we cannot use: keep the old SA, retry later, and have the gateway
             # drop the SA it just installed (it knows it by our SPI)
             log.warning("CHILD_SA rekey failed: %s", exc)
-            old.state = ChildState.INSTALLED
+            old.apply(ChildInput.REKEY_FAILED)
             old.rekey_at = now + TEMPORARY_FAILURE_RETRY
             self._peer_rekeys.pop(old.child_id, None)
             self._queue.append(lambda t: self._send_request(
@@ -168,14 +168,14 @@ class Rekeying:
             self._events.append(ChildSaRekeyed(old.child_id, old.spi_in, old.spi_out,
                                                collision.result.spi_in,
                                                collision.result.spi_out))
-            new.state = ChildState.DELETING
+            new.apply(ChildInput.SEND_DELETE)
             self._queue.appendleft(lambda t, c=new: self._send_child_delete(c, t, "redundant"))
             return
         if collision is not None:
-            collision.result.state = ChildState.REKEYED  # the gateway deletes its redundant SA
+            collision.result.apply(ChildInput.REPLACED)  # the gateway deletes its redundant SA
         self._events.append(ChildSaRekeyed(old.child_id, old.spi_in, old.spi_out,
                                            new.spi_in, new.spi_out))
-        old.state = ChildState.REKEYED
+        old.apply(ChildInput.REPLACED)
         self._queue.appendleft(lambda t, c=old: self._send_child_delete(c, t, "rekeyed"))
 
     def _send_new_child(self, child_id: int, now: float) -> None:
@@ -286,7 +286,7 @@ class Rekeying:
             self._outstanding = None
             for child_id, exchange in list(self._rekeys.items()):
                 del self._rekeys[child_id]
-                exchange.old.state = ChildState.INSTALLED
+                exchange.old.apply(ChildInput.REKEY_FAILED)
                 exchange.old.rekey_at = now + TEMPORARY_FAILURE_RETRY
 
     # ------------------------------------------------------------------ the gateway's CREATE_CHILD_SA
@@ -367,7 +367,7 @@ class Rekeying:
         else:
             self._events.append(ChildSaRekeyed(old.child_id, old.spi_in, old.spi_out,
                                                new.spi_in, new.spi_out))
-            old.state = ChildState.REKEYED  # the gateway will DELETE it
+            old.apply(ChildInput.REPLACED)  # the gateway will DELETE it
 
     def _answer_ike_rekey(self, ike, sa, nonce, payloads, now) -> list:
         """The gateway rekeys the IKE_SA (§1.3.2, §2.18); it becomes the new SA's initiator."""

@@ -25,7 +25,7 @@ import logging
 from collections import deque
 from typing import Callable, Optional
 
-from .child_sa import ChildSa, ChildState
+from .child_sa import ChildInput, ChildSa, ChildState
 from .constants import ExchangeType, NotifyType
 from .establishment import Establishment
 from .events import (ChildSaDeleted, DeadPeerDetected, Event, IkeSaDeleted,
@@ -203,7 +203,7 @@ class IkeSession(Establishment, Rekeying, Informational):
         """Start a CHILD_SA rekey (e.g. the data plane's byte or packet limits are near)."""
         child = self._installed_child(child_id)
         if child is not None and self.state is State.ESTABLISHED:
-            child.state = ChildState.REKEYING
+            child.apply(ChildInput.START_REKEY)
             self._queue.append(lambda now, c=child: self._send_child_rekey(c, now))
 
     def rekey_ike(self) -> None:
