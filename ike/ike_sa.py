@@ -13,6 +13,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from . import session_crypto as crypto
 from .constants import NotifyType
 from .payloads import FLAG_INITIATOR, FLAG_RESPONSE, Message, Notify
 from .retransmission import PendingRequest
@@ -85,6 +86,43 @@ class IkeSaContext:
     def flags(self, response: bool) -> int:
         return (FLAG_INITIATOR if self.we_are_initiator else 0) | (FLAG_RESPONSE if response else 0)
 
+    def set_keys(self, keys, random: Callable[[int], bytes]) -> None:
+        self.keys = keys
+        self.protector = crypto.make_protector(self.proposal, keys, self.we_are_initiator, random)
+        self.reassembler = None  # fragments under the old keys are useless now
+
+
+def new_ike_spi(random: Callable[[int], bytes]) -> bytes:
+    spi = random(8)
+    return spi if any(spi) else b"\x00" * 7 + b"\x01"
+
+
+class IkeSaView:
+    """Read-only view of one IKE_SA for inspection (tests, tools); equal to another view of
+    the same IKE_SA. Keys stay out of it, as they stay out of IkeSaContext's repr."""
+
+    __slots__ = ("_ike",)
+
+    def __init__(self, ike: IkeSaContext) -> None:
+        self._ike = ike
+
+    spi_i = property(lambda self: self._ike.spi_i)
+    spi_r = property(lambda self: self._ike.spi_r)
+    we_are_initiator = property(lambda self: self._ike.we_are_initiator)
+    proposal = property(lambda self: self._ike.proposal)
+    next_request_id = property(lambda self: self._ike.next_request_id)
+    next_peer_request_id = property(lambda self: self._ike.next_peer_request_id)
+    fragmentation = property(lambda self: self._ike.fragmentation)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, IkeSaView) and other._ike is self._ike
+
+    def __hash__(self) -> int:
+        return id(self._ike)
+
+    def __repr__(self) -> str:
+        return repr(self._ike)
+
 
 @dataclass
 class Reply:
@@ -122,6 +160,13 @@ class RekeyExchange:
 
 def lowest_nonce(exchange: RekeyExchange) -> bytes:
     return min(exchange.nonce_i, exchange.nonce_r)
+
+
+def jitter(random: Callable[[int], bytes], span: float) -> float:
+    """A random part of `span` (lifetimes are shortened by it, §2.8: fewer collisions)."""
+    if span <= 0:
+        return 0.0
+    return span * int.from_bytes(random(4), "big") / 2 ** 32
 
 
 # --------------------------------------------------------------------------- helpers

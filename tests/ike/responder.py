@@ -765,7 +765,7 @@ class Pair:
                 moved = True
                 source = (self.gateway.config.address, 4500 if addr[1] != 500 and
                           addr[1] != self.settings.local_port else 500)
-                if self.session._nat_t:
+                if self.session.udp_encapsulation:
                     source = (self.gateway.config.address, 4500)
                 self.sent_to_client.append(data)
                 for d in (self.to_client(data) if self.to_client else [data]):
@@ -794,5 +794,5 @@ class Pair:
     def deliver_to_client(self, datagrams: list[bytes]) -> list:
         for d in datagrams:
             self.session.receive_datagram(d, (self.gateway.config.address, 4500
-                                              if self.session._nat_t else 500), self.now)
+                                              if self.session.udp_encapsulation else 500), self.now)
         return self.run()

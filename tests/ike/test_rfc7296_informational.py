@@ -82,7 +82,7 @@ def test_update_sa_addresses_moves_to_the_source_address():
     pair.gateway.informational([Notify(NotifyType.UPDATE_SA_ADDRESSES)])
     pair.gateway.config.address = "192.0.2.77"  # the request arrives from a new address
     pair.run()
-    assert pair.session._remote[0] == "192.0.2.77"
+    assert pair.session.remote_address[0] == "192.0.2.77"
 
 
 def test_dpd_after_idle_time():
