@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import ChildSaEstablished
-from .ike_sa import ProtocolViolation
+from .ike_sa import next_state
 
 
 class ChildState(enum.Enum):
@@ -73,11 +73,8 @@ class ChildSa:
 
     def apply(self, event: ChildInput) -> None:
         """The one place a CHILD_SA's state changes (CHILD_TRANSITIONS)."""
-        new_state = CHILD_TRANSITIONS.get((self._state, event))
-        if new_state is None:
-            raise ProtocolViolation(f"CHILD_SA {self.spi_in.hex()}: {event.value} is not "
-                                    f"allowed in state {self._state.value}")
-        self._state = new_state
+        self._state = next_state(CHILD_TRANSITIONS, self._state, event,
+                                 f"CHILD_SA {self.spi_in.hex()}")
 
     @classmethod
     def from_keymat(cls, child_id, spi_in, spi_out, proposal, keymat, we_initiated: bool,

@@ -1,7 +1,7 @@
 """One IKE_SA's state and the small types the session's exchange modules share.
 
 - the IKE_SA life cycle: `State`, `Input` and the transition table `TRANSITIONS` (applied
-  only by IkeSession._transition in session.py);
+  only by IkeSession._transition in session.py, through `next_state`, which CHILD_SAs share);
 - `IkeSaContext`: keys and message IDs of one IKE_SA (a rekey makes a new one, §2.18);
 - `Outstanding` / `Reply`: our one in-flight request (window size 1, §2.3) and its answer;
 - `RekeyExchange`: a CREATE_CHILD_SA kept for collision resolution (§2.8.1, §2.8.2).
@@ -61,6 +61,15 @@ TRANSITIONS: dict[tuple[State, Input], State] = {
     (State.ESTABLISHED, Input.CLOSE): State.DELETING,
     **{(s, Input.FINISHED): State.CLOSED for s in State if s is not State.CLOSED},
 }
+
+
+def next_state(table: dict, state: enum.Enum, event: enum.Enum, subject: str) -> enum.Enum:
+    """Look (state, input) up in a transition table; a pair outside it is a protocol error
+    (like h2's state machines: what is not listed is not allowed)."""
+    new_state = table.get((state, event))
+    if new_state is None:
+        raise ProtocolViolation(f"{subject}: {event.value} is not allowed in state {state.value}")
+    return new_state
 
 
 # --------------------------------------------------------------------------- one IKE_SA's keys

@@ -44,7 +44,7 @@ from .constants import ExchangeType, NotifyType
 from .establishment import Establishment
 from .events import DeadPeerDetected, Event, IkeSaDeleted
 from .ike_sa import (TRANSITIONS, IkeSaContext, IkeSaView, Input, ProtocolViolation, Reply, State,
-                     describe_payloads, new_ike_spi)
+                     describe_payloads, new_ike_spi, next_state)
 from .informational import Informational
 from .lifetimes import Lifetimes
 from .payloads import (Encrypted, EncryptedFragment, Header, Message, Notify, ParseError,
@@ -234,9 +234,7 @@ class IkeSession:
 
     def _transition(self, event: Input) -> None:
         """The one place the IKE_SA's state changes (TRANSITIONS)."""
-        new_state = TRANSITIONS.get((self._state, event))
-        if new_state is None:
-            raise ProtocolViolation(f"{event.value} is not allowed in state {self._state.value}")
+        new_state = next_state(TRANSITIONS, self._state, event, "IKE_SA")
         log.debug("IKE_SA %s: %s -> %s", self._ike.spi_i.hex(), self._state.value,
                   new_state.value)
         self._state = new_state
