@@ -2,10 +2,10 @@
 the gateway's address and REDIRECT notifications, and closing the IKE_SA.
 
 `Informational` is a collaborator of IkeSession (session.py). It owns how the IKE_SA is being
-closed (the reason, a pending REDIRECT, whether the gateway deleted it) and reaches the rest
-of the session only through the session's collaborators: the request channel, the CHILD_SA
-set, the lifetimes, rekeying (to retire a rekeyed-away IKE_SA) and the session's
-state machine (`_transition`, `_finish`).
+closed (the reason, a pending REDIRECT, whether the gateway deleted it). Of the session it
+uses the state machine (`state`, `_transition`, `_finish`), the current IKE_SA, settings and
+events, and the collaborators: the request channel, the CHILD_SA set, the lifetimes and
+rekeying (to retire a rekeyed-away IKE_SA).
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ class Informational:
         def on_response(reply, t):
             self._child_sas.remove(child, why)
 
-        self._requests.send_request(s._ike, ExchangeType.INFORMATIONAL, payloads, on_response, now,
-                                 on_give_up=lambda t: self.unreachable(t, "INFORMATIONAL"))
+        self._requests.send_request(s._ike, ExchangeType.INFORMATIONAL, payloads, on_response,
+                                    now, on_give_up=lambda t: self.unreachable(t, "INFORMATIONAL"))
 
     def unreachable(self, now: float, exchange: str) -> None:
         reason = f"gateway unreachable: no answer to {exchange} " \
@@ -74,10 +74,9 @@ class Informational:
     def send_ike_delete_of(self, ike: IkeSaContext, now: float) -> None:
         """DELETE of a replaced or redundant IKE_SA, sent over that IKE_SA (§2.18)."""
         retire = self._rekeying.retire
-        self._requests.send_request(ike, ExchangeType.INFORMATIONAL,
-                                       [Delete(ProtocolId.IKE, [])],
-                                       lambda reply, t: retire(ike, t), now,
-                                       on_give_up=lambda t: retire(ike, t))
+        self._requests.send_request(ike, ExchangeType.INFORMATIONAL, [Delete(ProtocolId.IKE, [])],
+                                    lambda reply, t: retire(ike, t), now,
+                                    on_give_up=lambda t: retire(ike, t))
 
     def send_ike_delete(self, now: float) -> None:
         """Our DELETE of the IKE_SA (close(), or after a failed first CHILD_SA)."""
@@ -88,8 +87,8 @@ class Informational:
             self._s._finish(reason, *events)
 
         self._requests.send_request(self._s._ike, ExchangeType.INFORMATIONAL,
-                                       [Delete(ProtocolId.IKE, [])], lambda reply, t: done(),
-                                       now, on_give_up=lambda t: done())
+                                    [Delete(ProtocolId.IKE, [])], lambda reply, t: done(),
+                                    now, on_give_up=lambda t: done())
 
     def _closing_reason(self) -> str:
         if self.pending_redirect:
@@ -106,6 +105,7 @@ class Informational:
         self._requests.queue(self.send_ike_delete)
 
     def close_with(self, reason: str) -> None:
+        """Delete the established IKE_SA instead of whatever was queued (close(), REDIRECT)."""
         s = self._s
         if s.state is State.ESTABLISHED:
             self.close_reason = reason

@@ -5,7 +5,7 @@ make-before-break, collisions (§2.8.1, §2.8.2) and refusals (§2.25).
 and the gateway's, kept for collision resolution) and the IKE_SAs rekeyed away until their
 DELETE is done. It reaches the rest of the session through the request channel, the CHILD_SA
 set, the lifetimes, informational (DELETEs) and the session's current IKE_SA (`_ike`, which
-only `switch_ike` here replaces).
+only `_switch_ike` here replaces).
 """
 
 from __future__ import annotations

@@ -224,9 +224,7 @@ class IkeSession:
     def close(self) -> None:
         """Delete the IKE_SA (and with it every CHILD_SA) politely."""
         if self._state is State.ESTABLISHED:
-            self._transition(Input.CLOSE)
-            self._requests.clear_queue()
-            self._requests.queue(self._informational.send_ike_delete)
+            self._informational.close_with("closed")
         elif self._state is not State.CLOSED and self._state is not State.DELETING:
             self._finish("closed before the IKE_SA was established")
 
