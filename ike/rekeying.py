@@ -152,13 +152,19 @@ class Rekeying:
         exchange.nonce_r = nonce.data
         exchange.result = new
         self._s._events.append(new.established_event())
+        self._complete_child_rekey(exchange, old, new)
+
+    def _complete_child_rekey(self, exchange: RekeyExchange, old: ChildSa,
+                              new: ChildSa) -> None:
+        """Our new CHILD_SA is up: resolve a collision with the gateway's rekey of the same
+        SA (§2.8.1), then delete the SA that lost."""
         collision = self._peer_rekeys.pop(old.child_id, None)
         if collision is not None and lowest_nonce(exchange) < lowest_nonce(collision):
             # §2.8.1: ours holds the lowest nonce, so ours is redundant: delete it; the
             # gateway, whose SA survives, deletes the old one.
             self._s._events.append(ChildSaRekeyed(old.child_id, old.spi_in, old.spi_out,
-                                               collision.result.spi_in,
-                                               collision.result.spi_out))
+                                                  collision.result.spi_in,
+                                                  collision.result.spi_out))
             new.apply(ChildInput.SEND_DELETE)
             self._requests.queue_first(
                 lambda t, c=new: self._informational.send_child_delete(c, t, "redundant"))
@@ -166,7 +172,7 @@ class Rekeying:
         if collision is not None:
             collision.result.apply(ChildInput.REPLACED)  # the gateway deletes its redundant SA
         self._s._events.append(ChildSaRekeyed(old.child_id, old.spi_in, old.spi_out,
-                                           new.spi_in, new.spi_out))
+                                              new.spi_in, new.spi_out))
         old.apply(ChildInput.REPLACED)
         self._requests.queue_first(
             lambda t, c=old: self._informational.send_child_delete(c, t, "rekeyed"))
@@ -321,10 +327,16 @@ class Rekeying:
                 tsr.selectors, traffic_selectors.selectors_for(self._s.settings.local_ts))
             if not their_side or not our_side:
                 return [Notify(NotifyType.TS_UNACCEPTABLE)]
-        their_ke = first(payloads, KE)
+        return self._accept_child(sa, nonce, first(payloads, KE), old, their_side, our_side, now)
+
+    def _accept_child(self, sa, nonce, their_ke, old: Optional[ChildSa], their_side, our_side,
+                      now) -> list:
+        """Choose an ESP proposal (and PFS group) from the gateway's CREATE_CHILD_SA, install
+        the new CHILD_SA and answer SA Nonce [KE] TSi TSr."""
         try:
             if their_ke is not None:
-                selection = crypto.select_esp_for_peer_ke(self._s._offered_esp, sa, their_ke.group)
+                selection = crypto.select_esp_for_peer_ke(self._s._offered_esp, sa,
+                                                          their_ke.group)
             else:
                 selection = crypto.select_esp(self._s._offered_esp, sa, with_ke=False)
         except crypto.ProposalError:
