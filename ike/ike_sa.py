@@ -121,6 +121,7 @@ class IkeSaView:
     proposal = property(lambda self: self._ike.proposal)
     next_request_id = property(lambda self: self._ike.next_request_id)
     next_peer_request_id = property(lambda self: self._ike.next_peer_request_id)
+    last_response_id = property(lambda self: self._ike.last_response_id)
     fragmentation = property(lambda self: self._ike.fragmentation)
 
     def __eq__(self, other) -> bool:
@@ -143,6 +144,16 @@ class Reply:
     addr: tuple = ()
     request_payloads: list = field(default_factory=list, repr=False)
     inner: Optional[tuple] = field(default=None, repr=False)  # (first type, plaintext chain)
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """Inspection copy of our outstanding request (IkeSession.outstanding_request)."""
+
+    exchange: int
+    message_id: int
+    sends: int  # transmissions so far
+    deadline: float  # when it is retransmitted or given up
 
 
 @dataclass

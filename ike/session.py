@@ -43,8 +43,8 @@ from .child_sa_set import ChildSaSet
 from .constants import ExchangeType, NotifyType
 from .establishment import Establishment
 from .events import DeadPeerDetected, Event, IkeSaDeleted
-from .ike_sa import (TRANSITIONS, IkeSaContext, IkeSaView, Input, ProtocolViolation, Reply, State,
-                     describe_payloads, new_ike_spi, next_state)
+from .ike_sa import (TRANSITIONS, IkeSaContext, IkeSaView, Input, ProtocolViolation, Reply,
+                     RequestInfo, State, describe_payloads, new_ike_spi, next_state)
 from .informational import Informational
 from .lifetimes import Lifetimes
 from .payloads import (Encrypted, EncryptedFragment, Header, Message, Notify, ParseError,
@@ -121,10 +121,13 @@ class IkeSession:
         return self._child_sas.view()
 
     @property
-    def outstanding_request(self) -> Optional[tuple[int, int]]:
-        """(exchange type, message ID) of our request awaiting its response, or None."""
+    def outstanding_request(self) -> Optional[RequestInfo]:
+        """Our request awaiting its response (§2.3: at most one), or None."""
         out = self._requests.outstanding
-        return None if out is None else (out.request.exchange, out.request.message_id)
+        if out is None:
+            return None
+        request = out.request
+        return RequestInfo(request.exchange, request.message_id, request.sends, request.deadline)
 
     @property
     def remote_address(self) -> tuple:

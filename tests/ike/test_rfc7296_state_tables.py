@@ -133,3 +133,18 @@ def test_states_are_assigned_only_where_the_tables_are_applied():
                     if isinstance(target, ast.Attribute) and target.attr in ("state", "_state"):
                         found.add((path.name, function.name))
     assert found == allowed
+
+
+def test_inspection_views_are_read_only():
+    pair = Pair()
+    child = pair.connect()[-1]
+    session = pair.session
+    with pytest.raises(TypeError):
+        session.child_sas[b"\x00\x00\x10\x01"] = None  # a mapping proxy
+    with pytest.raises(AttributeError):
+        session.ike_sa.next_request_id = 7
+    with pytest.raises(AttributeError):
+        session.ike_sa_state = State.CLOSED
+    assert list(session.child_sas) == [child.spi_in]
+    assert session.ike_sa == session.ike_sa and session.retired_ike_sas == ()
+    assert session.outstanding_request is None
