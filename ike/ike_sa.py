@@ -154,6 +154,7 @@ class RequestInfo:
     message_id: int
     sends: int  # transmissions so far
     deadline: float  # when it is retransmitted or given up
+    ike_sa: "IkeSaView"  # the IKE_SA it was sent on (an old one while a rekey finishes)
 
 
 @dataclass

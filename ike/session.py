@@ -127,7 +127,8 @@ class IkeSession:
         if out is None:
             return None
         request = out.request
-        return RequestInfo(request.exchange, request.message_id, request.sends, request.deadline)
+        return RequestInfo(request.exchange, request.message_id, request.sends, request.deadline,
+                           IkeSaView(out.ike))
 
     @property
     def remote_address(self) -> tuple:
@@ -223,6 +224,12 @@ class IkeSession:
     def rekey_ike(self) -> None:
         if self._state is State.ESTABLISHED:
             self._rekeying.start_ike_rekey()
+
+    def check_liveness(self) -> None:
+        """Send a liveness check (§2.4) as soon as no other request is outstanding, e.g.
+        after the host resumed from suspend, without waiting for dpd_delay."""
+        if self._state is State.ESTABLISHED:
+            self._requests.queue(self._informational.send_dpd)
 
     def close(self) -> None:
         """Delete the IKE_SA (and with it every CHILD_SA) politely."""

@@ -144,3 +144,16 @@ def test_gateway_deletes_the_ike_sa_while_we_wait_for_a_response():
     events = pair.run()
     assert _kinds(events) == ["ChildSaDeleted", "IkeSaDeleted"]
     assert pair.session.get_timer() is None
+
+
+def test_check_liveness_sends_an_empty_informational_at_once():
+    pair = Pair(client_settings(dpd_delay=0))  # no periodic DPD
+    pair.connect()
+    before = len(pair.gateway.received)
+    pair.session.check_liveness()
+    assert pair.session.get_timer() == 0.0  # queued work is due at once
+    assert pair.advance(0) == []
+    # §2.4: an empty INFORMATIONAL request; the gateway's answer ends it
+    assert pair.gateway.received[before:] == [(ExchangeType.INFORMATIONAL, [])]
+    assert pair.session.outstanding_request is None
+    assert pair.session.state is State.ESTABLISHED
