@@ -16,6 +16,8 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+MIN_AUTH_LIFETIME = 2  # seconds: a smaller AUTH_LIFETIME (RFC 4478) is raised to this
+
 
 class Lifetimes:
     """The IKE_SA's rekey and reauthentication deadlines and the gateway's last sign of life."""
@@ -85,6 +87,12 @@ class Lifetimes:
             log.info("ignored an AUTH_LIFETIME notify of %d octets (4 expected)", len(notify.data))
             return
         lifetime = int.from_bytes(notify.data, "big")
+        if lifetime < MIN_AUTH_LIFETIME:
+            # 0 would have us reauthenticate back to back, as fast as the handshakes go: RFC
+            # 4478 §3 leaves the value to the gateway, we take no less than MIN_AUTH_LIFETIME
+            # (small: strongSwan's reauth_time=2s, which a test uses, sends 2).
+            log.info("AUTH_LIFETIME of %d s raised to %d s", lifetime, MIN_AUTH_LIFETIME)
+            lifetime = MIN_AUTH_LIFETIME
         margin = lifetime / 10
         self._plan_reauth(now + lifetime - margin - self.jitter(margin), now + lifetime, now,
                           by_gateway=True)

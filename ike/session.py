@@ -46,12 +46,14 @@ from .events import DeadPeerDetected, Event, IkeSaDeleted
 from .ike_sa import (TRANSITIONS, IkeSaContext, IkeSaView, Input, ProtocolViolation, Reply,
                      RequestInfo, State, describe_payloads, new_ike_spi, next_state)
 from .informational import Informational
-from .lifetimes import Lifetimes
+from .lifetimes import MIN_AUTH_LIFETIME, Lifetimes  # noqa: F401 (the stated floor)
 from .payloads import (Encrypted, EncryptedFragment, Header, Message, Notify, ParseError,
                        decode_payloads)
 from .rekeying import Rekeying
 from .requests import RequestChannel
 from .settings import Settings
+from .unauthenticated import DropLog, InitRefusal
+from .header_check import check_header
 from . import session_crypto as crypto
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ class IkeSession:
         self._establishment = Establishment(self)
         self._rekeying = Rekeying(self)
         self._informational = Informational(self)
+        self._drop_log = DropLog(log)  # bounded: dropped datagrams may be a spoofed flood
 
     # ------------------------------------------------------------------ inspection (read-only)
 
@@ -131,6 +134,11 @@ class IkeSession:
                            IkeSaView(out.ike))
 
     @property
+    def init_refusal(self) -> Optional[InitRefusal]:
+        """An unauthenticated IKE_SA_INIT refusal we hold as a hint (§2.21.1), or None."""
+        return self._establishment.init_refusal
+
+    @property
     def remote_address(self) -> tuple:
         """Where IKE goes: the gateway's address and port (4500 after NAT-T, §2.23)."""
         return self._requests.remote
@@ -156,11 +164,12 @@ class IkeSession:
         try:
             self._receive(bytes(data), tuple(addr[:2]), now)
         except (ParseError, ProtocolViolation, *crypto.CRYPTO_ERRORS) as exc:
-            log.info("dropped a datagram from %s: %s", addr, exc)
+            self._drop_log.log(now, logging.INFO, "dropped a datagram from %s: %s", addr, exc)
         except Exception:
             if self.raise_internal_errors:
                 raise
-            log.exception("dropped a datagram from %s after an internal error", addr)
+            self._drop_log.log(now, logging.ERROR, "dropped a datagram from %s after an "
+                               "internal error", addr, exc_info=True)
         self._requests.pump(now)
 
     def owns(self, data: bytes) -> bool:
@@ -205,9 +214,16 @@ class IkeSession:
     def handle_timer(self, now: float) -> None:
         if self._state in (State.INITIAL, State.CLOSED):
             return
-        exhausted = self._requests.retransmit_due(now)
-        if exhausted is not None:
-            self._give_up(exhausted, now)
+        refusal = self._establishment.init_refusal
+        outstanding = self._requests.outstanding
+        if (refusal is not None and outstanding and self._state is State.INIT_SENT
+                and now >= max(outstanding.request.deadline, refusal.not_before)):
+            # no valid answer came while we waited: act on the unauthenticated hint (§2.21.1)
+            self._finish(refusal.reason, *refusal.events)
+        else:
+            exhausted = self._requests.retransmit_due(now)
+            if exhausted is not None:
+                self._give_up(exhausted, now)
         if self._state is State.ESTABLISHED:
             self._run_lifetime_timers(now)
         self._requests.pump(now)
@@ -259,6 +275,9 @@ class IkeSession:
         self._transition(Input.FINISHED)
 
     def _give_up(self, outstanding, now: float) -> None:
+        refusal = self._establishment.init_refusal
+        if refusal is not None and self._state is State.INIT_SENT:
+            return self._finish(refusal.reason, *refusal.events)
         if outstanding.on_give_up is not None:
             outstanding.on_give_up(now)
             return
@@ -275,13 +294,16 @@ class IkeSession:
     def _receive(self, data: bytes, addr: tuple, now: float) -> None:
         if data[:4] == NON_ESP_MARKER:
             data = data[4:]  # the engine may hand us the marker; a real SPIi is never zero
-        message = Message.decode(data)
-        header = message.header
+        # The header first (SPIs, role, length, message ID): decode the payload chain only of
+        # a datagram that can belong to us (spoofed floods cost a header each, issue 13 §2).
+        header = Header.decode(data[:28])
         ike = self._context_for(header)
         if ike is None:
             raise ProtocolViolation(f"unknown IKE SPIs {header.spi_i.hex()}/{header.spi_r.hex()}")
         if header.from_initiator == ike.we_are_initiator:
             raise ProtocolViolation("message claims to come from our own role")
+        check_header(header, len(data), ike, self._requests.outstanding)
+        message = Message.decode(data)
         if header.is_response:
             self._receive_response(ike, message, data, addr, now)
         else:
@@ -348,6 +370,8 @@ class IkeSession:
                     ike.protector.open_fragment(data, fragment)
                     self._requests.resend_cached(ike)
                 return
+            if message.get(Encrypted) is None:  # plaintext cannot be ours: drop it quietly
+                raise ProtocolViolation(f"unprotected request with message ID {header.message_id}")
             ike.protector.open_chain(data, message)
             self._requests.resend_cached(ike)
             return
