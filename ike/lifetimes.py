@@ -16,7 +16,7 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-MIN_AUTH_LIFETIME = 2  # seconds: a smaller AUTH_LIFETIME (RFC 4478) is raised to this
+MIN_AUTH_LIFETIME = 10  # seconds: a smaller AUTH_LIFETIME (RFC 4478) is raised to this
 
 
 class Lifetimes:
@@ -89,8 +89,8 @@ class Lifetimes:
         lifetime = int.from_bytes(notify.data, "big")
         if lifetime < MIN_AUTH_LIFETIME:
             # 0 would have us reauthenticate back to back, as fast as the handshakes go: RFC
-            # 4478 §3 leaves the value to the gateway, we take no less than MIN_AUTH_LIFETIME
-            # (small: strongSwan's reauth_time=2s, which a test uses, sends 2).
+            # 4478 §3 leaves the value to the gateway, we take no less than MIN_AUTH_LIFETIME:
+            # a hostile or broken gateway gets at most one handshake every ~9 s out of us.
             log.info("AUTH_LIFETIME of %d s raised to %d s", lifetime, MIN_AUTH_LIFETIME)
             lifetime = MIN_AUTH_LIFETIME
         margin = lifetime / 10
