@@ -21,8 +21,9 @@ first IKE_AUTH request, and process a sync only from a gateway that announced su
 and its ha plugin never sends one: against a strongSwan cluster nothing here is used, and
 the in-memory responder (tests/ike) is what tests it.
 
-A collaborator of IkeSession: `handle(session, ...)` reads and sets the IKE_SA's message IDs
-and re-sends the outstanding request through the session's own helpers.
+A collaborator of IkeSession (like informational.py): of the session it uses the request
+channel (seal, send, the outstanding request), the lifetimes (a sync is word from the
+gateway) and the event queue; it reads and sets the IKE_SA's message IDs.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ def announcements() -> list[Notify]:
 
 
 class MessageIdSync:
-    """Per IkeSession: did the gateway announce RFC 6311, and the last sync we answered."""
+    """Per IkeSession: did the gateway announce RFC 6311; answering its syncs."""
 
-    def __init__(self) -> None:
+    def __init__(self, session) -> None:
+        self._s = session
         self.gateway_supports = False
         self.replay_sync_supported = False
 
@@ -65,7 +67,7 @@ class MessageIdSync:
         return (self.gateway_supports and header.message_id == 0 and not header.is_response
                 and header.exchange == ExchangeType.INFORMATIONAL)
 
-    def handle(self, session, ike, message, data: bytes, now: float) -> bool:
+    def handle(self, ike, message, data: bytes, now: float) -> bool:
         """Answer a sync request. True if it was one (answered or dropped), False if the
         message ID 0 request is an ordinary one (the gateway's first request)."""
         if message.get(Encrypted) is None:
@@ -95,13 +97,13 @@ class MessageIdSync:
         header = Header(ike.spi_i, ike.spi_r, 0, ExchangeType.INFORMATIONAL,
                         ike.flags(response=True), 0)
         answer = Notify(NotifyType.IKEV2_MESSAGE_ID_SYNC, data=_SYNC_DATA.pack(nonce, p2, m2))
-        for datagram in session._seal(ike, header, [answer]):
-            session._outbox.append((datagram, session._remote))
+        requests = self._s._requests
+        requests.send_datagrams(requests.seal(ike, header, [answer]))
         delta = self._replay_delta(payloads)
         if delta:
-            session._events.append(OutboundCountersAdvanced(delta))
-        session._last_received = now
-        self._resend_outstanding(session, ike, now)
+            self._s._events.append(OutboundCountersAdvanced(delta))
+        self._s._lifetimes.heard_from_peer(now)
+        self._resend_outstanding(ike, now)
         return True
 
     def _replay_delta(self, payloads) -> Optional[int]:
@@ -114,13 +116,13 @@ class MessageIdSync:
             return None
         return int.from_bytes(sync.data, "big")
 
-    @staticmethod
-    def _resend_outstanding(session, ike, now: float) -> None:
+    def _resend_outstanding(self, ike, now: float) -> None:
         """Our request in flight went to a node that may be gone: send it again under the
         message ID the cluster now expects."""
-        out = session._outstanding
+        requests = self._s._requests
+        out = requests.outstanding
         if out is None or out.ike is not ike or out.request.message_id >= ike.next_request_id:
             return
-        session._outstanding = None
-        session._send_request(ike, out.request.exchange, out.payloads, out.on_response, now,
+        requests.outstanding = None
+        requests.send_request(ike, out.request.exchange, out.payloads, out.on_response, now,
                               on_give_up=out.on_give_up)
