@@ -1,0 +1,86 @@
+"""The checked connection profile every form maps to, and the authentication methods."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+AUTH_METHODS = (
+    "psk",
+    "pubkey",
+    "eap-mschapv2",
+    "eap-md5",
+    "eap-tls",
+    "pubkey+eap-mschapv2",
+    "pubkey+eap-md5",
+)
+# The one password-method set: profile auths whose secret is a typed EAP password...
+PASSWORD_METHODS = ("eap-mschapv2", "eap-md5", "pubkey+eap-mschapv2", "pubkey+eap-md5")
+# ... and those that need any typed secret (a PSK or that password). vpn.data's and the
+# editor's "methods with a password" are derived from this (vpn_data.SECRET_METHODS).
+SECRET_METHODS = ("psk",) + PASSWORD_METHODS
+CERTIFICATE_METHODS = ("pubkey", "eap-tls", "pubkey+eap-mschapv2", "pubkey+eap-md5")
+EAP_METHODS = ("eap-mschapv2", "eap-md5", "eap-tls", "pubkey+eap-mschapv2", "pubkey+eap-md5")
+VIRTUAL_IP_FAMILIES = ("ipv4", "ipv6")
+DATAPLANES = ("userspace", "kernel", "auto")
+
+DEFAULT_REMOTE_TS = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A checked connection profile. Holds no secrets, only where to find them."""
+
+    name: str
+    gateways: tuple[str, ...]
+    auth: str
+    port: int = 500
+    remote_id: Optional[str] = None
+    local_id: Optional[str] = None
+    psk_file: Optional[Path] = None
+    password_file: Optional[Path] = None
+    eap_identity: Optional[str] = None
+    ca: Optional[Path] = None
+    cert: Optional[Path] = None
+    key: Optional[Path] = None
+    ike: Optional[str] = None
+    esp: Optional[str] = None
+    virtual_ip: tuple[str, ...] = VIRTUAL_IP_FAMILIES
+    remote_ts: tuple = DEFAULT_REMOTE_TS
+    dataplane: str = "auto"
+    encap: bool = False
+    dpd: int = 30
+    reauth: int = 0
+    mtu: Optional[int] = None
+    dns: bool = True
+    keyring: bool = False
+    # Where the profile was read from; not part of what the profile means.
+    path: Optional[Path] = field(default=None, compare=False)
+
+    @property
+    def gateway(self) -> str:
+        """The first gateway to try."""
+        return self.gateways[0]
+
+    @property
+    def auth_rounds(self) -> tuple[str, ...]:
+        """Our authentication rounds in order (RFC 4739): ("pubkey", "eap-mschapv2") for
+        "pubkey+eap-mschapv2", else the one method."""
+        return tuple(self.auth.split("+"))
+
+    @property
+    def eap_method(self) -> Optional[str]:
+        """The EAP method ("mschapv2", "md5" or "tls") for EAP profiles, else None."""
+        if "eap-" not in self.auth:
+            return None
+        return self.auth.split("eap-", 1)[1]
+
+    @property
+    def needs_password(self) -> bool:
+        return self.auth in PASSWORD_METHODS
+
+    @property
+    def needs_certificate(self) -> bool:
+        return self.auth in CERTIFICATE_METHODS
