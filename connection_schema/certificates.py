@@ -1,0 +1,70 @@
+"""Certificates and keys as the connection forms refer to them (files, DER, PKCS#12).
+
+Every error is a `ValueError` whose text is the problem alone; the caller names its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def subject_identity(certificate) -> str:
+    """A certificate's subject in strongSwan's notation and encoding order ("C=CH, O=…, CN=…"),
+    the IKE identity charon-nm and the Android app derive from a certificate."""
+    from ike.certificates import format_dn
+
+    return format_dn(certificate.subject.public_bytes())
+
+
+def load_certificate_file(path: str):
+    """The first certificate in a PEM/DER file."""
+    from ike.certificates import CertificateError, load_certificates
+
+    try:
+        return load_certificates(path)[0]
+    except (CertificateError, OSError, IndexError) as error:
+        raise ValueError(f"cannot read a certificate from {path}: {error}") from None
+
+
+def is_ca(path: str) -> bool:
+    """True for a folder (of CAs) or a certificate with basicConstraints CA=true."""
+    from cryptography import x509
+
+    if Path(path).is_dir():
+        return True
+    cert = load_certificate_file(path)
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def check_unencrypted_key(path: str) -> None:
+    from ike.certificates import CertificateError, load_private_key
+
+    try:
+        load_private_key(path)
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from None
+    except CertificateError as error:
+        if "password" in str(error).lower() or "encrypted" in str(error).lower():
+            raise ValueError(f"{path} is encrypted; Cygnet needs an unencrypted key (mode 0600)") from None
+        raise ValueError(str(error)) from None
+
+
+def der_certificate(data: bytes):
+    """A certificate from DER or PEM bytes (ValueError if neither)."""
+    from cryptography import x509
+
+    try:
+        return x509.load_der_x509_certificate(data)
+    except ValueError:
+        return x509.load_pem_x509_certificate(data)
+
+
+def certificate_der_from_file(path: Path) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    raw = Path(path).read_bytes()
+    cert = x509.load_pem_x509_certificate(raw) if b"-----BEGIN" in raw else x509.load_der_x509_certificate(raw)
+    return cert.public_bytes(Encoding.DER)
