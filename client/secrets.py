@@ -26,9 +26,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
+from connection_schema.naming import KEYRING_SERVICE  # noqa: F401  (the one definition)
 from ike.constant_time import bytes_equal
-
-KEYRING_SERVICE = "cygnet"
 
 
 class SecretError(Exception):

@@ -109,8 +109,13 @@ def number(data: dict, key: str) -> Optional[int]:
 
 
 def limited_number(data: dict, key: str) -> Optional[int]:
-    value = number(data, key)
+    """A number of NUMBER_LIMITS in its range; errors carry the Limit (for the editor)."""
     limit = NUMBER_LIMITS[key]
+    try:
+        value = number(data, key)
+    except VpnDataError as e:
+        e.limit = limit
+        raise
     if value is not None and not limit.allows(value):
         raise _error(key, limit.problem(value), "range", limit)
     return value

@@ -37,9 +37,8 @@ import argparse
 import sys
 from typing import Optional, TextIO
 
-SECRET_FLAG_NOT_SAVED = 0x2
-SECRET_FLAG_NOT_REQUIRED = 0x4
-KEYRING_SERVICE = "cygnet"
+from connection_schema.naming import KEYRING_SERVICE, keyring_user
+from connection_schema.vpn_data import SECRET_FLAG_NOT_REQUIRED, SECRET_FLAG_NOT_SAVED, needs_password  # noqa: F401
 
 
 def read_details(stream: TextIO) -> tuple[dict, dict]:
@@ -69,7 +68,7 @@ def read_details(stream: TextIO) -> tuple[dict, dict]:
 
 
 def password_needed(data: dict) -> bool:
-    if data.get("method") not in ("psk", "eap"):
+    if not needs_password(data.get("method", "")):
         return False  # Cygnet's certificate methods have no passphrase to ask for
     try:
         flags = int(data.get("password-flags", "0"))
@@ -85,7 +84,7 @@ def keyring_password(uuid: str) -> Optional[str]:
     try:
         import keyring
 
-        return keyring.get_password(KEYRING_SERVICE, f"nm-{uuid}")
+        return keyring.get_password(KEYRING_SERVICE, keyring_user(uuid))
     except Exception:  # no keyring backend, locked, no session bus: just ask
         return None
 
