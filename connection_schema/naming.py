@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-# The keyring (Secret Service) collection entry: service "cygnet", user = profile name.
+# The keyring (Secret Service) entry: service "cygnet", user = the profile name.
 KEYRING_SERVICE = "cygnet"
 
 
-def nm_profile_name(uuid: str) -> str:
-    """The profile name the plugin gives a NetworkManager connection; also the keyring user
-    under which the tray, the auth dialog and `keyring set cygnet nm-UUID` keep its password."""
-    return f"nm-{uuid}" if uuid else "nm-connection"
-
-
 def keyring_user(uuid: str) -> str:
-    """The keyring user name of a NetworkManager connection's password."""
+    """The keyring user of a NetworkManager connection's password, nm-UUID (as in
+    `keyring set cygnet nm-UUID`); also the name of the profile the plugin builds from it."""
     return f"nm-{uuid}"
+
+
+def nm_profile_name(uuid: str) -> str:
+    """The profile name the plugin gives a NetworkManager connection."""
+    return keyring_user(uuid) if uuid else "nm-connection"

@@ -131,7 +131,8 @@ def field_message(error: FieldError, data: dict) -> str:
     if kind == "file":
         return f"{data[key]}: no such file."
     if kind in ("range", "type") and error.limit is not None:
-        return f"'{data[key]}' is not a number {error.limit.allowed}."
+        allowed = error.limit.allowed if error.limit.high is not None else f"of {error.limit.allowed}"
+        return f"'{data[key]}' is not a number {allowed}."
     return f"{error.problem[:1].upper()}{error.problem[1:]}." if kind != "proposal" else error.problem
 
 

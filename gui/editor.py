@@ -1,8 +1,8 @@
 """The connection editor: one dialog for every vpn.data key the plugin understands.
 
 Each field edits one key of `vpn.data` (nm_plugin/vpn_data.py lists them). Problems found by
-gui.connection.validate (connection_schema's checks and limits) — e.g. a proposal the IKE parser refuses, naming the token —
-appear in red under the field, and Save stays closed until they are fixed. Every field has a
+gui.connection.validate — connection_schema's checks and limits, e.g. a proposal the IKE
+parser refuses, naming the token — appear in red under the field, and Save stays closed until they are fixed. Every field has a
 mnemonic on its label, file fields have a keyboard-reachable "Browse…" button.
 """
 
