@@ -37,8 +37,11 @@ Cygnet's own keys (prefixed, so they never clash with a later NetworkManager-str
 | cygnet-dataplane           | userspace, kernel or auto (default auto)                        |
 | cygnet-dpd                 | dead peer detection interval in seconds (0: off; default 30)    |
 | cygnet-mtu                 | MTU of the tunnel interface                                     |
-| cygnet-retransmit-timeout  | seconds before the first IKE retransmission (default 4)         |
-| cygnet-retransmit-tries    | IKE retransmissions before giving up (default 5)                |
+| cygnet-retransmit-timeout  | seconds before the first IKE retransmission (default 4; 1-600)  |
+| cygnet-retransmit-tries    | IKE retransmissions before giving up (default 5; 0-20)          |
+
+The mapping, its checks and limits live in connection_schema/vpn_data.py (shared with the
+editor and the .sswan import/export); this module adds the secret and the session settings.
 
 Secrets: `password` in `vpn.secrets` is the PSK (method psk) or the EAP password (method eap).
 It is wrapped in a `client.secrets.Secret` at once and never logged or written anywhere.
