@@ -149,9 +149,7 @@ def validate(connection: VpnConnection) -> dict[str, str]:
 # ------------------------------------------------------------------------------ profiles, .sswan
 
 
-def data_from_profile(profile) -> dict[str, str]:
-    """vpn.data for a Profile (e.g. from an imported .sswan file)."""
-    return vpn_data_from_profile(profile)
+data_from_profile = vpn_data_from_profile      # vpn.data for a Profile (the old name)
 
 
 def import_sswan(path: Path, material_dir: Path, ask_password) -> tuple[VpnConnection, list[str]]:
