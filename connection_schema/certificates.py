@@ -8,11 +8,12 @@ from pathlib import Path
 
 
 def subject_identity(certificate) -> str:
-    """A certificate's subject in strongSwan's notation and encoding order ("C=CH, O=…, CN=…"),
-    the IKE identity charon-nm and the Android app derive from a certificate."""
-    from ike.certificates import format_dn
-
-    return format_dn(certificate.subject.public_bytes())
+    """A certificate's subject as an IKE identity, in encoding order as strongSwan writes it
+    ("C=CH, O=strongSwan, CN=carol"): rfc4514_string() of the whole Name reverses the RDNs,
+    and that DN is not the certificate's. Values keep RFC 4514 escapes, which
+    ike.certificates.dn_from_string reads back. charon-nm and the Android app derive the
+    identity of a certificate so."""
+    return ", ".join(rdn.rfc4514_string() for rdn in certificate.subject.rdns)
 
 
 def load_certificate_file(path: str):

@@ -129,7 +129,7 @@ def profile_table(data: dict, uuid: str = "") -> dict:
     """The TOML-style table for vpn.data, after the checks only vpn.data has (unsupported
     methods and options, cygnet-* key names). Certificates are read where charon-nm would."""
     _check_supported(data)
-    table: dict = {"name": nm_profile_name(uuid),
+    table: dict = {"name": nm_profile_name(uuid) if uuid else "nm-connection",
                    "gateway": [data["address"].strip(), *split_list(data.get("cygnet-gateways"))]}
     port = number(data, "server-port")
     if port is not None:
