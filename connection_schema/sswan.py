@@ -61,6 +61,7 @@ _KIND_NAMES = {str: "a string", int: "a whole number", bool: "true or false", li
 class SswanImport:
     profile: Profile
     warnings: list[str] = field(default_factory=list)
+    display_name: str = ""              # the file's "name", as the app shows it
 
 
 class Reader:
@@ -157,7 +158,7 @@ def read_sswan(path: Path, material_dir: Path, *, name: Optional[str] = None,
         if e.key is None:
             raise SswanError(str(e)) from None
         raise r.fail(FIELD_OF_KEY.get(e.key, e.key), e.problem, e.kind, e.limit) from None
-    return SswanImport(profile, r.warnings)
+    return SswanImport(profile, r.warnings, r.get("name", str))
 
 
 def _load_json(path: Path) -> dict:

@@ -167,18 +167,7 @@ def import_sswan(path: Path, material_dir: Path, ask_password) -> tuple[VpnConne
         data = vpn_data_from_profile(result.profile)
     except SswanError as error:
         raise ConversionError(str(error)) from None
-    name = _display_name(Path(path)) or result.profile.name
-    return VpnConnection(id=name, data=data), list(result.warnings)
-
-
-def _display_name(path: Path) -> Optional[str]:
-    import json
-
-    try:
-        name = json.loads(path.read_text(encoding="utf-8")).get("name")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return str(name) if name else None
+    return VpnConnection(id=result.display_name or result.profile.name, data=data), list(result.warnings)
 
 
 def export_sswan(connection: VpnConnection) -> dict:
