@@ -13,6 +13,7 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QF
                              QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QTabWidget,
                              QVBoxLayout, QWidget)
 
+from connection_schema import limits
 from gui import icons
 from gui.connection import METHODS, PASSWORD_METHODS, VpnConnection, validate
 
@@ -174,7 +175,7 @@ class ConnectionEditor(QDialog):
                   "empty: all traffic")
         self._row(form, "cygnet-domains", "Extra DNS do&mains:", QLineEdit(),
                   "Search domains added to the gateway's; separate with ;")
-        self._row(form, "cygnet-mtu", "M&TU:", QLineEdit(), "1280–9000; empty: automatic")
+        self._row(form, "cygnet-mtu", "M&TU:", QLineEdit(), f"{limits.MTU.low}–{limits.MTU.high}; empty: automatic")
         self._row(form, "cygnet-dpd", "Dead p&eer detection (s):", QLineEdit(), "0: off; default 30")
         self._row(form, "cygnet-retransmit-timeout", "Retransmit &after (s):", QLineEdit(),
                   "Seconds before the first IKE retransmission (default 4)")
