@@ -146,6 +146,10 @@ def cmd_up(args) -> int:
         profile = load_profile(args.profile)
     except ProfileError as e:
         return _error(str(e))
+    from ike.proposals import proposal_warnings
+
+    for warning in proposal_warnings(profile.ike, profile.esp):  # legacy algorithms named
+        print(f"cygnet: warning: {warning}", file=sys.stderr)
     from client import netlink_agent
 
     netlink_agent.import_pyroute2_lazily()
