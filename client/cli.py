@@ -140,7 +140,7 @@ def _load_engine():
 
 
 def cmd_up(args) -> int:
-    from client.profile import ProfileError, load_profile
+    from client.profile import ProfileError, identity_warning, load_profile
 
     try:
         profile = load_profile(args.profile)
@@ -148,7 +148,10 @@ def cmd_up(args) -> int:
         return _error(str(e))
     from ike.proposals import proposal_warnings
 
-    for warning in proposal_warnings(profile.ike, profile.esp):  # legacy algorithms named
+    warnings = list(proposal_warnings(profile.ike, profile.esp))  # legacy algorithms named
+    if (warning := identity_warning(profile)) is not None:        # remote_id = "%any"
+        warnings.append(warning)
+    for warning in warnings:
         print(f"cygnet: warning: {warning}", file=sys.stderr)
     from client import netlink_agent
 

@@ -453,6 +453,7 @@ class Tunnel:
         self.status.gateway = host if host == remote else f"{host} ({remote})"
         self.progress.say(f"contacting {self.status.gateway}…")
         settings = session_settings(self.profile, self.secret, remote, local, self._sock500.getsockname()[1])
+        settings.gateway_name = host  # with no remote_id, the gateway must prove this name
         for name, value in self.session_overrides.items():
             setattr(settings, name, value)
         who = settings.auth.eap_identity if settings.auth.method == "eap" else settings.local_id
@@ -618,8 +619,11 @@ class Tunnel:
                 sent += f", asking for the gateway {self.profile.remote_id}"
             raise FatalError(f"authentication failed: {event.reason} ({sent})")
         elif isinstance(event, ev.ProposalMismatch):
-            raise FatalError(f"no proposal chosen: the gateway accepted none of {', '.join(event.offered)} "
-                             f"({event.reason})")
+            message = (f"no proposal chosen: the gateway accepted none of {', '.join(event.offered)} "
+                       f"({event.reason})")
+            if not event.authenticated:  # may be spoofed (RFC 7296 §2.21.1): retried, not fatal
+                return self._tunnel_lost(message)
+            raise FatalError(message)
         elif isinstance(event, ev.Redirected):
             self.progress.say(f"redirected to {event.gateway}")
             self._end_attempt(Redirect(event.gateway))

@@ -22,7 +22,7 @@ Keys (anything else is an error):
 | name          | string            | the file name, no .toml | Profile name (letters, digits, ``.``, ``_``, ``-``); also the keyring user name |
 | gateway       | string or list    | required               | Gateway host name or address; a list is tried in order |
 | port          | integer 1-65535   | 500                    | Gateway IKE port |
-| remote_id     | string            | the gateway            | Identity the gateway must prove (e.g. ``vpn.example.org``) |
+| remote_id     | string            | the dialled name       | Identity the gateway must prove (e.g. ``vpn.example.org``); unset: its certificate must carry the gateway name or address we dialled as a subjectAltName (with a PSK: its IDr must be it); ``%any`` accepts any identity |
 | local_id      | string            | our address / cert subject | Our IKE identity (IDi) |
 | auth          | string            | required               | How we authenticate: ``psk``, ``pubkey``, ``eap-mschapv2``, ``eap-md5``, ``eap-tls``, ``pubkey+eap-mschapv2``, ``pubkey+eap-md5`` (certificate, then EAP: RFC 4739) |
 | psk_file      | path              | none                   | File holding the pre-shared key: text, or ``0x`` hex, or ``0s`` base64 (mode 0600) |
@@ -62,7 +62,7 @@ from connection_schema.fields import NAME_RE as _NAME_RE
 from connection_schema.limits import MTU
 from connection_schema.profile import (AUTH_METHODS, CERTIFICATE_METHODS, DATAPLANES,  # noqa: F401
                                        DEFAULT_REMOTE_TS, EAP_METHODS, PASSWORD_METHODS,
-                                       VIRTUAL_IP_FAMILIES, Profile)
+                                       VIRTUAL_IP_FAMILIES, Profile, identity_warning)
 from connection_schema.toml_profile import (KNOWN_KEYS, format_toml, profile_from_dict,  # noqa: F401
                                             profile_to_dict)
 

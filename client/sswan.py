@@ -11,7 +11,7 @@ each field is used here:
 | type ``ikev2-cert-eap``         | auth = "pubkey+eap-mschapv2" |
 | type ``ikev2-eap-tls``          | auth = "eap-tls" |
 | type ``ikev2-byod-eap``         | auth = "eap-mschapv2" (BYOD/TNC assessment is not supported: warning) |
-| remote.addr / port / id         | gateway / port / remote_id |
+| remote.addr / port / id         | gateway / port / remote_id (none, or %any: the gateway must prove remote.addr) |
 | remote.cert (base64)            | written to MATERIAL/ca.pem, ca |
 | local.eap_id                    | eap_identity |
 | local.id                        | local_id (for eap-tls without it: the certificate's subject) |

@@ -28,6 +28,14 @@ DATAPLANES = ("userspace", "kernel", "auto")
 
 DEFAULT_REMOTE_TS = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
+# remote_id = "%any" accepts any gateway identity (strongSwan's ID_ANY). In vpn.data and .sswan
+# it means what an empty identity means there: the gateway must prove the dialled name.
+ANY_IDENTITY = "%any"
+
+
+def is_any_identity(text: Optional[str]) -> bool:
+    return (text or "").strip().lower() == ANY_IDENTITY
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -84,3 +92,11 @@ class Profile:
     @property
     def needs_certificate(self) -> bool:
         return self.auth in CERTIFICATE_METHODS
+
+
+def identity_warning(profile: Profile) -> Optional[str]:
+    """One line for `cygnet up` when the profile accepts any gateway identity (issue 13 §1)."""
+    if is_any_identity(profile.remote_id):
+        return ("remote_id = \"%any\": any gateway with a certificate from a trusted CA "
+                "(or the PSK) is accepted, not only the one you dialled")
+    return None

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 
 from . import sswan_material
 from .errors import ConversionError, ProfileError, SswanError
-from .profile import DEFAULT_REMOTE_TS, Profile
+from .profile import DEFAULT_REMOTE_TS, Profile, is_any_identity
 from .toml_profile import profile_from_dict
 
 SSWAN_TYPES = {
@@ -141,6 +141,10 @@ def read_sswan(path: Path, material_dir: Path, *, name: Optional[str] = None,
                               ("local_id", "local.id", str), ("ike", "ike-proposal", str),
                               ("esp", "esp-proposal", str), ("mtu", "mtu", int)):
         _put(table, key, r.get(dotted, kind))
+    if is_any_identity(table.get("remote_id")):
+        # The Android app: no remote.id, or %any, means the gateway must prove the address we
+        # dial (a subjectAltName of its certificate): our default when remote_id is not set.
+        del table["remote_id"]
     if sswan_type == "ikev2-byod-eap":
         r.warn("type", "'ikev2-byod-eap': BYOD (TNC) assessment is not supported; "
                        "imported as plain EAP authentication")

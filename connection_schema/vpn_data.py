@@ -16,7 +16,7 @@ from typing import Optional
 from . import certificates, fields, limits
 from .errors import FieldError, ProfileError, VpnDataError
 from .naming import nm_profile_name
-from .profile import DEFAULT_REMOTE_TS, SECRET_METHODS, Profile
+from .profile import DEFAULT_REMOTE_TS, SECRET_METHODS, Profile, is_any_identity
 from .toml_profile import profile_from_dict
 
 SERVICE_TYPE = "org.freedesktop.NetworkManager.cygnet"
@@ -217,13 +217,18 @@ def _gateway_identity(data: dict) -> dict:
     table: dict = {}
     certificate = data.get("certificate") or None
     remote_identity = data.get("remote-identity") or None
+    # charon-nm: "%any" (ID_ANY) falls back to the address, as an empty identity does; the
+    # engine then makes the gateway prove the address as a subjectAltName (issue 13 §1).
+    any_identity = is_any_identity(remote_identity)
+    if any_identity:
+        remote_identity = None
     if certificate:
         table["ca"] = certificate
         try:
             ca = certificates.is_ca(certificate)
         except ValueError as e:
             raise _error("certificate", str(e), "file") from None
-        if not remote_identity and not ca:
+        if not remote_identity and not any_identity and not ca:
             # charon-nm: a gateway certificate (not a CA) names the gateway by its subject.
             remote_identity = _identity_of(certificate, "certificate")
     if remote_identity:

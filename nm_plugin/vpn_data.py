@@ -12,7 +12,8 @@ connection made for strongSwan's plugin works with `vpn-type cygnet` unchanged:
 | user            | EAP identity; also our IKE identity when local-identity is not set        |
 | local-identity  | our IKE identity (IDi)                                                    |
 | remote-identity | the gateway's identity; default: subject of `certificate` if that is the  |
-|                 | gateway's own certificate, else the gateway address                       |
+|                 | gateway's own certificate, else the gateway address, which the gateway    |
+|                 | must then carry as a subjectAltName (as charon-nm; %any means the same)   |
 | certificate     | the gateway's certificate or its CA (default: the system's CA bundle)     |
 | usercert        | our certificate (cert, key, eap-tls)                                      |
 | userkey         | our private key (unencrypted PEM; an encrypted one is refused)            |

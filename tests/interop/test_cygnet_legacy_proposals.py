@@ -26,7 +26,7 @@ LEGACY_ESP_PFS = f"{LEGACY_ESP}-modp2048-x25519"   # a configured group insists 
 
 @pytest.fixture(scope="module")
 def tb(pki):
-    from tests.testbed import DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, CharonSettings, GatewayOptions
+    from testbed import DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, CharonSettings, GatewayOptions
 
     options = GatewayOptions(ike_proposals=(LEGACY_IKE, *DEFAULT_IKE_PROPOSALS),
                              esp_proposals=(LEGACY_ESP, LEGACY_ESP_PFS, *DEFAULT_ESP_PROPOSALS),

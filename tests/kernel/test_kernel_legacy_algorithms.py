@@ -19,7 +19,7 @@ LEGACY_ESP = "aes128ctr-aes256ctr-3des-aes128-aesxcbc-sha1-md5-sha256"
 
 @pytest.fixture(scope="module")
 def tb(pki):
-    from tests.testbed import DEFAULT_ESP_PROPOSALS, CharonSettings, GatewayOptions
+    from testbed import DEFAULT_ESP_PROPOSALS, CharonSettings, GatewayOptions
 
     # The guest loads only the common crypto modules itself; the kernel would ask modprobe
     # for these on first use anyway.
