@@ -30,7 +30,7 @@ Keys (anything else is an error):
 | eap_identity  | string            | ``local_id``           | EAP identity (user name) |
 | ca            | path              | system trust store     | CA certificate (PEM/DER file) or a folder of them, to check the gateway |
 | cert          | path              | none                   | Our certificate (PEM; may be followed by intermediates) |
-| key           | path              | none                   | Our private key (PEM, unencrypted; mode 0600) |
+| key           | path              | none                   | Our private key (PEM, encrypted or not, or a PKCS#12 ``.p12``/``.pfx`` bundle, which also holds ``cert``; mode 0600). An encrypted key's passphrase: ``key_passphrase_file`` or the keyring (client/credentials.py) |
 | ike           | string            | strongSwan's defaults  | IKE proposals, strongSwan syntax, comma-separated (``aes256gcm16-prfsha384-x25519``) |
 | esp           | string            | strongSwan's defaults  | ESP proposals, strongSwan syntax (``aes256gcm16``, ``aes256-sha384-ecp256`` for PFS) |
 | virtual_ip    | list              | ``["ipv4", "ipv6"]``   | Which inner addresses to ask the gateway for (``[]``: none) |
@@ -42,6 +42,22 @@ Keys (anything else is an error):
 | mtu           | integer 1280-9000 | automatic              | MTU of the tunnel interface |
 | dns           | boolean           | true                   | Use the DNS servers and domains the gateway sends |
 | keyring       | boolean           | false                  | Look the PSK / EAP password up in the user's keyring (service ``cygnet``, user = profile name) |
+
+Enterprise EAP (usually relayed by the gateway to a RADIUS server): ``auth`` may also be
+``eap`` (the server picks among ``eap_methods``), ``eap-peap``, ``eap-ttls`` or ``eap-gtc``;
+all take the password like ``eap-mschapv2``. Their keys:
+
+- ``eap_methods`` (list, default ``["peap", "ttls", "mschapv2", "gtc", "md5"]``, i.e. any
+  password method): with ``auth = "eap"``, the EAP methods we accept, preferred first
+  (``tls`` too, with ``cert`` and ``key``); its password methods are also those allowed
+  inside PEAP and TTLS
+- ``eap_server_id`` (string, default ``remote_id``): the name the PEAP/TTLS server's
+  certificate must carry (it must chain to ``ca``)
+- ``ttls_inner`` (``eap``, ``pap`` or ``mschapv2``; default ``eap``): what runs inside
+  EAP-TTLS (``eap``: one of the password methods of ``eap_methods``, as the server asks)
+
+Encrypted keys: ``key_passphrase_file`` (path, mode 600) holds the passphrase of an encrypted
+``key``; without it, ``keyring = true`` looks it up as ``cygnet`` / ``PROFILE:key``.
 
 Required combinations: ``psk`` needs ``psk_file`` or ``keyring = true``; ``pubkey``,
 ``eap-tls`` and ``pubkey+eap-*`` need ``cert`` and ``key``; every EAP method needs

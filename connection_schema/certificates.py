@@ -5,6 +5,29 @@ Every error is a `ValueError` whose text is the problem alone; the caller names 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
+
+PKCS12_SUFFIXES = (".p12", ".pfx")
+
+
+def is_pkcs12(path: Optional[Path]) -> bool:
+    return path is not None and Path(path).suffix.lower() in PKCS12_SUFFIXES
+
+
+def key_is_encrypted(path) -> bool:
+    """Whether a key file needs a passphrase (encrypted PEM; PKCS#12 bundles always ask)."""
+    if is_pkcs12(Path(path)):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return is_encrypted_pem(f.read(400))
+    except OSError:
+        return False
+
+
+def is_encrypted_pem(data: bytes) -> bool:
+    head = data[:400]
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in head or b"Proc-Type: 4,ENCRYPTED" in head
 
 
 def subject_identity(certificate) -> str:

@@ -16,13 +16,18 @@ AUTH_METHODS = (
     "pubkey+eap-mschapv2",
     "pubkey+eap-md5",
 )
-# The one password-method set: profile auths whose secret is a typed EAP password...
 PASSWORD_METHODS = ("eap-mschapv2", "eap-md5", "pubkey+eap-mschapv2", "pubkey+eap-md5")
-# ... and those that need any typed secret (a PSK or that password). vpn.data's and the
-# editor's "methods with a password" are derived from this (vpn_data.SECRET_METHODS).
-SECRET_METHODS = ("psk",) + PASSWORD_METHODS
 CERTIFICATE_METHODS = ("pubkey", "eap-tls", "pubkey+eap-mschapv2", "pubkey+eap-md5")
 EAP_METHODS = ("eap-mschapv2", "eap-md5", "eap-tls", "pubkey+eap-mschapv2", "pubkey+eap-md5")
+# Enterprise EAP (issue 19): kept apart so the messages listing AUTH_METHODS stay as they were
+ENTERPRISE_EAP_AUTH = ("eap", "eap-peap", "eap-ttls", "eap-gtc")
+EAP_METHOD_NAMES = ("peap", "ttls", "mschapv2", "gtc", "md5", "tls")
+TTLS_INNER = ("eap", "pap", "mschapv2")
+DEFAULT_EAP_METHODS = ("peap", "ttls", "mschapv2", "gtc", "md5")  # any password method
+# The one password-method set: every auth whose secret is typed (a PSK or an EAP password).
+# vpn.data's and the editor's "methods with a password" are derived from it
+# (vpn_data.SECRET_METHODS_NM); Profile.needs_password refines it for auth = "eap".
+SECRET_METHODS = ("psk",) + PASSWORD_METHODS + ENTERPRISE_EAP_AUTH
 VIRTUAL_IP_FAMILIES = ("ipv4", "ipv6")
 DATAPLANES = ("userspace", "kernel", "auto")
 
@@ -64,6 +69,10 @@ class Profile:
     mtu: Optional[int] = None
     dns: bool = True
     keyring: bool = False
+    eap_methods: tuple[str, ...] = DEFAULT_EAP_METHODS
+    eap_server_id: Optional[str] = None
+    ttls_inner: str = "eap"
+    key_passphrase_file: Optional[Path] = None
     # Where the profile was read from; not part of what the profile means.
     path: Optional[Path] = field(default=None, compare=False)
 
@@ -80,14 +89,25 @@ class Profile:
 
     @property
     def eap_method(self) -> Optional[str]:
-        """The EAP method ("mschapv2", "md5" or "tls") for EAP profiles, else None."""
+        """The EAP method ("mschapv2", "md5", "tls", "peap", "ttls", "gtc") for EAP profiles,
+        "any" when the server chooses (auth = "eap"), else None."""
+        if self.auth == "eap":
+            return "any"
         if "eap-" not in self.auth:
             return None
         return self.auth.split("eap-", 1)[1]
 
     @property
+    def eap_allowed(self) -> tuple[str, ...]:
+        """The EAP methods we accept from the server, preferred first."""
+        method = self.eap_method
+        return self.eap_methods if method == "any" else ((method,) if method else ())
+
+    @property
     def needs_password(self) -> bool:
-        return self.auth in PASSWORD_METHODS
+        if self.auth == "eap":  # EAP-TLS alone needs no password
+            return any(m != "tls" for m in self.eap_methods)
+        return self.auth in PASSWORD_METHODS + ENTERPRISE_EAP_AUTH
 
     @property
     def needs_certificate(self) -> bool:

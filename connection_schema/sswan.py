@@ -32,7 +32,8 @@ SSWAN_TYPES = {
     "ikev2-byod-eap": "eap-mschapv2",
 }
 # Profile.auth -> .sswan type when writing (the first of SSWAN_TYPES for each auth).
-TYPE_OF_AUTH = {"eap-mschapv2": "ikev2-eap", "pubkey": "ikev2-cert",
+# auth "eap" (the server chooses) becomes the app's EAP-MSCHAPv2, which such servers offer.
+TYPE_OF_AUTH = {"eap-mschapv2": "ikev2-eap", "eap": "ikev2-eap", "pubkey": "ikev2-cert",
                 "pubkey+eap-mschapv2": "ikev2-cert-eap", "eap-tls": "ikev2-eap-tls"}
 USES_CERTIFICATE = ("ikev2-cert", "ikev2-cert-eap", "ikev2-eap-tls")
 USES_PASSWORD = ("ikev2-eap", "ikev2-cert-eap", "ikev2-byod-eap")
@@ -367,8 +368,9 @@ def _type_for_export(profile: Profile) -> str:
     if profile.auth == "psk":
         raise ConversionError("pre-shared-key connections cannot be exported: strongSwan's "
                               "Android app has no PSK profiles", key="auth", kind="unsupported")
-    if profile.auth.endswith("eap-md5"):
-        raise ConversionError("EAP-MD5 connections cannot be exported: the Android app uses "
+    if profile.auth not in TYPE_OF_AUTH:
+        method = profile.auth.rsplit("eap-", 1)[-1].upper()
+        raise ConversionError(f"EAP-{method} connections cannot be exported: the Android app uses "
                               "EAP-MSCHAPv2", key="auth", kind="unsupported")
     return TYPE_OF_AUTH[profile.auth]
 

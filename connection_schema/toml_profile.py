@@ -11,15 +11,18 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import fields, limits
+from .certificates import is_pkcs12
 from .errors import ProfileError
-from .profile import (AUTH_METHODS, CERTIFICATE_METHODS, DATAPLANES, DEFAULT_REMOTE_TS, EAP_METHODS,
-                      PASSWORD_METHODS, VIRTUAL_IP_FAMILIES, Profile)
+from .profile import (AUTH_METHODS, CERTIFICATE_METHODS, DATAPLANES, DEFAULT_EAP_METHODS,
+                      DEFAULT_REMOTE_TS, EAP_METHOD_NAMES, EAP_METHODS, ENTERPRISE_EAP_AUTH,
+                      PASSWORD_METHODS, TTLS_INNER, VIRTUAL_IP_FAMILIES, Profile)
 
 KNOWN_KEYS = (
     "name", "gateway", "port", "remote_id", "local_id", "auth", "psk_file", "password_file",
     "eap_identity", "ca", "cert", "key", "ike", "esp", "virtual_ip", "remote_ts", "dataplane",
     "encap", "dpd", "reauth", "mtu", "dns", "keyring",
 )
+ENTERPRISE_EAP_KEYS = ("eap_methods", "eap_server_id", "ttls_inner", "key_passphrase_file")
 
 
 class _Checker:
@@ -118,14 +121,15 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
     base = Path(os.path.abspath(base_dir if base_dir is not None else path.parent))
     check = _Checker(data, path, base)
 
-    unknown = [k for k in data if k not in KNOWN_KEYS]
+    unknown = [k for k in data if k not in KNOWN_KEYS + ENTERPRISE_EAP_KEYS]
     if unknown:
         raise check.fail(unknown[0], f"unknown key (known keys: {', '.join(KNOWN_KEYS)})", "unknown")
     name = _name(check, path)
     gateways = _gateways(check)
     if not check.has("auth"):
         raise check.fail("auth", f"is required (one of {', '.join(AUTH_METHODS)})", "missing")
-    auth = check.choice("auth", AUTH_METHODS)
+    auth = data["auth"] if data.get("auth") in ENTERPRISE_EAP_AUTH else check.choice("auth", AUTH_METHODS)
+    eap_methods = _eap_methods(check)
     virtual_ip = _virtual_ip(check)
     remote_ts = _check_networks(check, "remote_ts")
 
@@ -153,6 +157,10 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
         mtu=check.integer("mtu", None, limits.MTU),
         dns=check.boolean("dns", True),
         keyring=check.boolean("keyring", False),
+        eap_methods=eap_methods,
+        eap_server_id=check.string("eap_server_id"),
+        ttls_inner=check.choice("ttls_inner", TTLS_INNER, default="eap"),
+        key_passphrase_file=check.path("key_passphrase_file"),
         path=path,
     )
     _check_combinations(check, profile)
@@ -181,6 +189,17 @@ def _gateways(check: _Checker) -> tuple:
         if not fields.is_host(gw):
             raise check.fail("gateway", f"'{gw}' is not a host name or IP address", "host")
     return gateways
+
+
+def _eap_methods(check: _Checker) -> tuple:
+    eap_methods = check.string_list("eap_methods", DEFAULT_EAP_METHODS)
+    for method in eap_methods:
+        if method not in EAP_METHOD_NAMES:
+            raise check.fail("eap_methods", f"'{method}' is not one of {', '.join(EAP_METHOD_NAMES)}",
+                             "choice")
+    if not eap_methods:
+        raise check.fail("eap_methods", "must list at least one method", "missing")
+    return eap_methods
 
 
 def _virtual_ip(check: _Checker) -> tuple:
@@ -217,14 +236,18 @@ def _check_combinations(check: _Checker, p: Profile) -> None:
         raise fail("auth", "psk needs a secret source: set 'psk_file' or 'keyring = true'")
     if p.psk_file is not None and p.auth != "psk":
         raise fail("psk_file", f"is only used with auth = \"psk\", not \"{p.auth}\"")
-    if p.password_file is not None and p.auth not in PASSWORD_METHODS:
+    if p.password_file is not None and p.auth not in PASSWORD_METHODS + ENTERPRISE_EAP_AUTH:
         raise fail("password_file", f"is only used with auth {', '.join(PASSWORD_METHODS)}, "
                                     f"not \"{p.auth}\"")
+    if p.auth == "eap" and "tls" in p.eap_methods and (p.cert is None or p.key is None):
+        raise fail("eap_methods", "lists tls: set 'cert' and 'key' too")
     if p.auth in CERTIFICATE_METHODS:
         for key in ("cert", "key"):
+            if key == "cert" and is_pkcs12(p.key):
+                continue  # a PKCS#12 bundle holds the certificate
             if getattr(p, key) is None:
                 raise fail(key, f"is required with auth = \"{p.auth}\"")
-    if p.auth in EAP_METHODS and p.eap_identity is None and p.local_id is None:
+    if p.auth in EAP_METHODS + ENTERPRISE_EAP_AUTH and p.eap_identity is None and p.local_id is None:
         raise fail("eap_identity", f"is required with auth = \"{p.auth}\" (or set 'local_id')")
 
 
@@ -239,7 +262,7 @@ def profile_to_dict(profile: Profile, relative_to: Optional[Path] = None) -> dic
     table: dict[str, Any] = {"name": profile.name}
     table["gateway"] = profile.gateways[0] if len(profile.gateways) == 1 else list(profile.gateways)
     table["auth"] = profile.auth
-    for key in KNOWN_KEYS:
+    for key in KNOWN_KEYS + ENTERPRISE_EAP_KEYS:
         if key in table:
             continue
         value = getattr(profile, key)

@@ -26,13 +26,16 @@ SECRET_FLAG_AGENT_OWNED = 0x1
 SECRET_FLAG_NOT_SAVED = 0x2
 SECRET_FLAG_NOT_REQUIRED = 0x4
 
-# vpn.data method (+ cygnet-eap-method) -> Profile.auth
-EAP_METHODS = ("mschapv2", "md5")
-_AUTH_OF_METHOD = {"psk": "psk", "eap": "eap-mschapv2", "cert": "pubkey", "key": "pubkey",
+# vpn.data method -> Profile.auth; method=eap: cygnet-eap-method names one of NM_EAP_METHODS,
+# unset lets the server choose (auth "eap"), as with charon-nm.
+NM_EAP_METHODS = ("mschapv2", "md5", "peap", "ttls", "gtc")
+_AUTH_OF_METHOD = {"psk": "psk", "eap": "eap", "cert": "pubkey", "key": "pubkey",
                    "eap-tls": "eap-tls"}
 # Profile.auth -> (vpn.data method, cygnet-eap-method); RFC 4739's two rounds have no vpn.data form.
 METHOD_OF_AUTH = {"psk": ("psk", None), "eap-mschapv2": ("eap", None), "eap-md5": ("eap", "md5"),
-                  "pubkey": ("cert", None), "eap-tls": ("eap-tls", None)}
+                  "pubkey": ("cert", None), "eap-tls": ("eap-tls", None),
+                  "eap": ("eap", None), "eap-peap": ("eap", "peap"), "eap-ttls": ("eap", "ttls"),
+                  "eap-gtc": ("eap", "gtc")}
 # Methods whose `password` secret is needed: derived from the one set in profile.py.
 SECRET_METHODS_NM = tuple(m for m, auth in _AUTH_OF_METHOD.items() if auth in SECRET_METHODS)
 CERTIFICATE_METHODS = ("cert", "key", "eap-tls")
@@ -81,7 +84,16 @@ def secret_flags(data: dict, name: str = "password") -> int:
 
 
 def needs_password(method: str) -> bool:
+    """Whether the method's own secret is the `password` (PSK or EAP password)."""
     return method in SECRET_METHODS_NM
+
+
+def password_needed(data: dict) -> bool:
+    """Whether the connection needs the `password` secret: for a PSK or EAP password, or as
+    the passphrase of an encrypted userkey."""
+    if needs_password(data.get("method", "")):
+        return True
+    return bool(data.get("userkey")) and certificates.key_is_encrypted(data["userkey"])
 
 
 def _error(key: str, problem: str, kind: str = "", limit=None) -> VpnDataError:
@@ -125,16 +137,17 @@ def limited_number(data: dict, key: str) -> Optional[int]:
 # vpn.data -> Profile
 
 
-def profile_table(data: dict, uuid: str = "") -> dict:
+def profile_table(data: dict, uuid: str = "", password: Optional[bool] = None) -> dict:
     """The TOML-style table for vpn.data, after the checks only vpn.data has (unsupported
-    methods and options, cygnet-* key names). Certificates are read where charon-nm would."""
+    methods and options, cygnet-* key names). Certificates are read where charon-nm would.
+    `password`: whether vpn.secrets holds one (None: not known, e.g. in the editor)."""
     _check_supported(data)
     table: dict = {"name": nm_profile_name(uuid) if uuid else "nm-connection",
                    "gateway": [data["address"].strip(), *split_list(data.get("cygnet-gateways"))]}
     port = number(data, "server-port")
     if port is not None:
         table["port"] = port
-    table.update(_authentication(data))
+    table.update(_authentication(data, password))
     table.update(_gateway_identity(data))
     table.update(_network(data))
     return table
@@ -165,7 +178,7 @@ def _check_supported(data: dict) -> None:
                                  "the virtual IP the gateway assigns); remove local-ts", "unsupported")
 
 
-def _authentication(data: dict) -> dict:
+def _authentication(data: dict, password: Optional[bool]) -> dict:
     method = data["method"]
     user = data.get("user") or None
     local_identity = data.get("local-identity") or None
@@ -175,30 +188,45 @@ def _authentication(data: dict) -> dict:
         if local_identity or user:
             table["local_id"] = local_identity or user
     elif method == "eap":
-        eap_method = data.get("cygnet-eap-method") or "mschapv2"
-        if eap_method not in EAP_METHODS:
-            raise _error("cygnet-eap-method", f"'{eap_method}' is not mschapv2 or md5", "choice")
-        table["auth"] = f"eap-{eap_method}"
+        # As with charon-nm, method=eap lets the server choose among the password methods
+        # unless cygnet-eap-method names one.
+        eap_method = data.get("cygnet-eap-method") or None
+        if eap_method not in (None, *NM_EAP_METHODS):
+            raise _error("cygnet-eap-method", f"'{eap_method}' is not one of {', '.join(NM_EAP_METHODS)}",
+                         "choice")
+        table["auth"] = f"eap-{eap_method}" if eap_method else "eap"
         if not (user or local_identity):
             raise _error("user", "the EAP user name is missing", "missing")
         table["eap_identity"] = user or local_identity
         if local_identity:
             table["local_id"] = local_identity
     else:
-        table.update(_certificate_authentication(data, method, local_identity))
+        table.update(_certificate_authentication(data, method, local_identity, password))
     return table
 
 
-def _certificate_authentication(data: dict, method: str, local_identity: Optional[str]) -> dict:
+def _check_key(path: str, password: Optional[bool]) -> None:
+    """An encrypted key's passphrase is the `password` secret; `password` says whether it was
+    given (None: secrets are not known here, as in the editor)."""
+    if certificates.key_is_encrypted(path):
+        if password is False:
+            raise _error("userkey", f"{path} is encrypted; its passphrase (the 'password' secret) "
+                                    "is missing", "missing")
+        return
+    try:
+        certificates.check_unencrypted_key(path)
+    except ValueError as e:
+        raise _error("userkey", str(e), "file") from None
+
+
+def _certificate_authentication(data: dict, method: str, local_identity: Optional[str],
+                                password: Optional[bool]) -> dict:
     table: dict = {"auth": _AUTH_OF_METHOD[method]}
     for key, target in (("usercert", "cert"), ("userkey", "key")):
         if not data.get(key):
             raise _error(key, f"needed with method={method}", "missing")
         table[target] = data[key]
-    try:
-        certificates.check_unencrypted_key(data["userkey"])
-    except ValueError as e:
-        raise _error("userkey", str(e), "file") from None
+    _check_key(data["userkey"], password)
     if local_identity:
         table["local_id"] = local_identity
     elif method == "eap-tls":

@@ -38,7 +38,9 @@ import sys
 from typing import Optional, TextIO
 
 from connection_schema.naming import KEYRING_SERVICE, keyring_user
-from connection_schema.vpn_data import SECRET_FLAG_NOT_REQUIRED, SECRET_FLAG_NOT_SAVED, needs_password  # noqa: F401
+from connection_schema.vpn_data import SECRET_FLAG_NOT_REQUIRED, SECRET_FLAG_NOT_SAVED  # noqa: F401
+from connection_schema.vpn_data import CERTIFICATE_METHODS
+from connection_schema.vpn_data import password_needed as vpn_password_needed
 
 
 def read_details(stream: TextIO) -> tuple[dict, dict]:
@@ -68,8 +70,8 @@ def read_details(stream: TextIO) -> tuple[dict, dict]:
 
 
 def password_needed(data: dict) -> bool:
-    if not needs_password(data.get("method", "")):
-        return False  # Cygnet's certificate methods have no passphrase to ask for
+    if not vpn_password_needed(data):
+        return False  # certificate methods: only an encrypted key has a passphrase to ask for
     try:
         flags = int(data.get("password-flags", "0"))
     except ValueError:
@@ -90,6 +92,8 @@ def keyring_password(uuid: str) -> Optional[str]:
 
 
 def label_for(data: dict) -> str:
+    if data.get("method") in CERTIFICATE_METHODS:
+        return "Private key password:"
     return "Pre-shared key:" if data.get("method") == "psk" else "Password:"
 
 

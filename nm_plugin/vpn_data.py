@@ -16,7 +16,8 @@ connection made for strongSwan's plugin works with `vpn-type cygnet` unchanged:
 |                 | must then carry as a subjectAltName (as charon-nm; %any means the same)   |
 | certificate     | the gateway's certificate or its CA (default: the system's CA bundle)     |
 | usercert        | our certificate (cert, key, eap-tls)                                      |
-| userkey         | our private key (unencrypted PEM; an encrypted one is refused)            |
+| userkey         | our private key (PEM or PKCS#12; if encrypted, its passphrase is the      |
+|                 | `password` secret, asked like the EAP password)                           |
 | virtual         | yes: ask for virtual IPs (IPv4 and IPv6); anything else: none             |
 | encap           | yes: force UDP encapsulation of ESP                                       |
 | ipcomp          | yes: refused (Cygnet has no IPComp)                                       |
@@ -34,7 +35,8 @@ Cygnet's own keys (prefixed, so they never clash with a later NetworkManager-str
 | cygnet-ipv6                | no: with virtual=yes ask for an IPv4 address only (default yes) |
 | cygnet-dns                 | no: ignore the gateway's DNS servers and domains (default yes)  |
 | cygnet-domains             | extra DNS search domains, ';'-separated                         |
-| cygnet-eap-method          | mschapv2 (default) or md5, for method=eap                       |
+| cygnet-eap-method          | mschapv2, md5, peap, ttls or gtc for method=eap; unset: the     |
+|                            | server chooses among them (as charon-nm)                        |
 | cygnet-dataplane           | userspace, kernel or auto (default auto)                        |
 | cygnet-dpd                 | dead peer detection interval in seconds (0: off; default 30)    |
 | cygnet-mtu                 | MTU of the tunnel interface                                     |
@@ -61,8 +63,9 @@ from connection_schema.errors import VpnDataError
 from connection_schema.vpn_data import (CERTIFICATE_METHODS, CYGNET_KEYS,  # noqa: F401
                                         SECRET_FLAG_AGENT_OWNED, SECRET_FLAG_NOT_REQUIRED,
                                         SECRET_FLAG_NOT_SAVED, UNSUPPORTED_METHODS, checked_profile,
-                                        extra_domains, needs_password, profile_table, retransmission,
-                                        secret_flags)
+                                        extra_domains, needs_password, password_needed, profile_table,
+                                        retransmission, secret_flags)
+from connection_schema.vpn_data import NM_EAP_METHODS  # noqa: F401
 from connection_schema.vpn_data import SECRET_METHODS_NM as PASSWORD_METHODS  # noqa: F401
 
 
@@ -98,8 +101,8 @@ def is_persistent(connection: dict) -> bool:
 def needed_secret(connection: dict) -> str:
     """NeedSecrets' answer: "vpn" when the password is missing and required, else ""."""
     _, data, secrets = unpack(connection)
-    if not needs_password(data.get("method", "")):
-        return ""  # certificates: Cygnet takes unencrypted keys only, no passphrase to ask for
+    if not password_needed(data):
+        return ""  # certificates: only an encrypted key needs its passphrase (the `password`)
     if secret_flags(data) & SECRET_FLAG_NOT_REQUIRED:
         return ""
     return "" if secrets.get("password") else "vpn"
@@ -110,7 +113,7 @@ def activation_from_connection(connection: dict) -> Activation:
     conn, data, secrets = unpack(connection)
     uuid = str(conn.get("uuid") or "")
     connection_id = str(conn.get("id") or uuid or "vpn")
-    table = profile_table(data, uuid)
+    table = profile_table(data, uuid, password=bool(secrets.get("password")))
     secret = _secret(data.get("method", ""), secrets)
     profile = checked_profile(table, connection_id)
     return Activation(profile=profile, secret=secret, connection_id=connection_id,
@@ -118,10 +121,11 @@ def activation_from_connection(connection: dict) -> Activation:
 
 
 def _secret(method: str, secrets: dict) -> Optional[Secret]:
-    """The PSK or EAP password from vpn.secrets, wrapped at once; never logged."""
-    if not needs_password(method):
-        return None
+    """The PSK, EAP password or key passphrase from vpn.secrets, wrapped at once; never logged."""
     password = secrets.get("password") or ""
+    if not needs_password(method):
+        # the passphrase of an encrypted userkey (checked present by profile_table)
+        return Secret(password) if password and method in CERTIFICATE_METHODS else None
     if not password:
         what = "pre-shared key" if method == "psk" else "EAP password"
         raise VpnDataError(f"vpn.secrets 'password': the {what} is missing", key="password",
