@@ -146,3 +146,17 @@ def test_rfc4739_profiles_have_no_vpn_data_form():
     profile = Profile(name="p", gateways=("gw",), auth="pubkey+eap-mschapv2")
     with pytest.raises(ConversionError, match="not available in NetworkManager connections"):
         vpn_data_from_profile(profile)
+
+
+@pytest.mark.parametrize("auth", ["eap", "eap-peap", "eap-ttls", "eap-gtc"])
+def test_enterprise_eap_profiles_round_trip_through_vpn_data(tmp_path, auth):
+    profile = toml_profile(tmp_path, f'gateway = "gw.example.org"\nauth = "{auth}"\neap_identity = "carol"\n')
+    data = vpn_data_from_profile(profile)
+    assert data["method"] == "eap" and data.get("cygnet-eap-method") == (auth[4:] or None)
+    assert same_meaning(profile_from_vpn_data(data, UUID), profile)
+
+
+@pytest.mark.parametrize("auth,words", [("eap-peap", "EAP-PEAP"), ("eap-ttls", "EAP-TTLS"), ("eap-gtc", "EAP-GTC")])
+def test_tunnelled_eap_is_refused_for_sswan_naming_the_method(auth, words):
+    with pytest.raises(ConversionError, match=words):
+        sswan_from_profile(Profile(name="p", gateways=("gw",), auth=auth, eap_identity="u"), UUID, "p")
