@@ -22,6 +22,7 @@ from client.secrets import Secret, SecretError, read_keyring, read_secret_file
 from connection_schema.certificates import (PKCS12_SUFFIXES, is_encrypted_pem as _is_encrypted_pem,  # noqa: F401
                                             is_pkcs12, key_is_encrypted)
 from ike import certificates
+from ike.files import FileRefused, read_bounded
 
 
 class CredentialError(ValueError):
@@ -55,9 +56,9 @@ def load_credential(profile, passphrase: Optional[Secret] = None) -> tuple:
     how = (f"set 'key_passphrase_file' (a file with mode 600) or 'keyring = true' with "
            f"`keyring set cygnet {keyring_user(profile)}`")
     try:
-        data = key_path.read_bytes()
-    except OSError as error:
-        raise CredentialError(f"cannot read our private key {key_path}: {error.strerror}") from None
+        data = read_bounded(key_path, "private key")
+    except FileRefused as error:
+        raise CredentialError(f"cannot read our private key {key_path}: {error.problem}") from None
 
     if is_pkcs12(key_path):
         from cryptography.hazmat.primitives.serialization import pkcs12

@@ -67,23 +67,27 @@ Required combinations: ``psk`` needs ``psk_file`` or ``keyring = true``; ``pubke
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Optional
 
 # The schema itself (keys, checks, limits, the Profile) lives in connection_schema; these
-# names stay importable from here for the CLI and the engine.
+# names stay importable from here for the CLI, the engine and the tests.
 from connection_schema.errors import ProfileError
 from connection_schema.fields import NAME_RE as _NAME_RE
-from connection_schema.limits import MTU
+from connection_schema.fields import NAME_RULE, is_profile_name, path_problem  # noqa: F401
+from connection_schema.limits import MAX_INTERVAL, MAX_TRAFFIC_SELECTORS, MTU  # noqa: F401
 from connection_schema.profile import (AUTH_METHODS, CERTIFICATE_METHODS, DATAPLANES,  # noqa: F401
-                                       DEFAULT_REMOTE_TS, EAP_METHODS, PASSWORD_METHODS,
-                                       VIRTUAL_IP_FAMILIES, Profile, identity_warning)
-from connection_schema.toml_profile import (KNOWN_KEYS, format_toml, profile_from_dict,  # noqa: F401
+                                       DEFAULT_EAP_METHODS, DEFAULT_REMOTE_TS, EAP_METHOD_NAMES,
+                                       EAP_METHODS, ENTERPRISE_EAP_AUTH, PASSWORD_METHODS,
+                                       TTLS_INNER, VIRTUAL_IP_FAMILIES, Profile, identity_warning)
+from connection_schema.toml_profile import (ENTERPRISE_EAP_KEYS, KNOWN_KEYS,  # noqa: F401
+                                            format_toml, profile_from_bytes, profile_from_dict,
                                             profile_to_dict)
+from ike.files import FileRefused, read_bounded
 
 SYSTEM_PROFILE_DIR = Path("/etc/cygnet/profiles")
 MTU_RANGE = (MTU.low, MTU.high)
+MAX_PROFILE_SIZE = 1024 * 1024
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,8 +109,12 @@ def find_profile(name_or_path: str, search_dirs: Optional[list[Path]] = None) ->
     text = str(name_or_path)
     looks_like_path = os.sep in text or text.endswith(".toml")
     if looks_like_path:
-        path = Path(text).expanduser()
-        if not path.is_file():
+        try:
+            path = Path(text).expanduser()
+            found = path.is_file()
+        except (RuntimeError, OSError, ValueError) as e:  # ~nosuchuser, name too long, NUL
+            raise ProfileError(f"{text}: not a usable path: {path_problem(e)}") from None
+        if not found:
             raise ProfileError(f"{text}: no such profile file")
         return path
     if not _NAME_RE.match(text):
@@ -124,10 +132,7 @@ def load_profile(name_or_path: str, search_dirs: Optional[list[Path]] = None) ->
     """Find, read and check a profile. Raises ProfileError naming the file and the key."""
     path = find_profile(name_or_path, search_dirs)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise ProfileError(f"{path}: not valid TOML: {e}") from None
-    except OSError as e:
-        raise ProfileError(f"{path}: cannot be read: {e.strerror}") from None
-    return profile_from_dict(data, path)
+        raw = read_bounded(path, "profile", limit=MAX_PROFILE_SIZE)
+    except FileRefused as e:
+        raise ProfileError(str(e)) from None
+    return profile_from_bytes(raw, path)

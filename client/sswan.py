@@ -41,7 +41,11 @@ from typing import Callable, Optional
 from connection_schema import sswan as _schema
 from connection_schema.certificates import subject_identity  # noqa: F401
 from connection_schema.errors import SswanError
-from connection_schema.sswan import SSWAN_TYPES, SswanImport, profile_name_from  # noqa: F401
+from connection_schema.fields import NAME_RULE, is_profile_name
+from connection_schema.sswan import (MAX_SSWAN_SIZE, SSWAN_TYPES, SswanImport,  # noqa: F401
+                                     TooManyNetworks, load_json, profile_name_from)
+from connection_schema.sswan import printable as _printable
+from connection_schema.sswan import subtract as _subtract  # noqa: F401
 
 from .profile import Profile, format_toml, load_profile, profile_to_dict, user_profile_dir
 from .secrets import SecretError, get_file_password
@@ -73,6 +77,33 @@ def read_sswan(path: Path, material_dir: Path, *, name: Optional[str] = None,
     return _schema.read_sswan(Path(path), material_dir, name=name, p12_password=p12_password)
 
 
+def _load_json(path: Path) -> Any:
+    """The JSON value of a .sswan file, read through the one bounded reader."""
+    try:
+        raw = read_bounded(path, "", limit=MAX_SSWAN_SIZE)
+    except FileRefused as e:
+        problem = e.problem
+        if problem == "does not exist":  # as `cygnet import` has always said it
+            problem = f"cannot be read: {os.strerror(2)}"
+        raise SswanError(f"{path}: {problem}") from None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SswanError(f"{path}: is not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise SswanError(f"{path}: not valid JSON: {e}") from None
+    except RecursionError:
+        raise SswanError(f"{path}: not valid JSON: nested too deeply") from None
+    except ValueError as e:  # an integer of more than 4300 digits (sys.get_int_max_str_digits)
+        raise SswanError(f"{path}: not valid JSON: {e}") from None
+
+
+def _printable(text: str) -> str:
+    """Text from the file as it can be printed: a lone surrogate ("\\ud800" in JSON) shown
+    escaped instead of failing the print."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def load_sswan(path: Path, material_dir: Path, **options) -> Profile:
     """read_sswan(), with each unhonoured field reported as an UnsupportedFieldWarning."""
     result = read_sswan(path, material_dir, **options)
@@ -92,6 +123,9 @@ def import_sswan(path: Path, profile_dir: Optional[Path] = None, name: Optional[
     profile_dir = Path(os.path.abspath(profile_dir or user_profile_dir()))
     if name is None:
         name = _peek_name(Path(path))
+    if not is_profile_name(name):
+        # Before anything is written: the name becomes a folder and a file name.
+        raise SswanError(f"'{_printable(name)}' is not a profile name: {NAME_RULE}")
     toml_path = profile_dir / f"{name}.toml"
     if toml_path.exists() and not force:
         raise SswanError(f"{toml_path} already exists (use --force to replace it)")
@@ -102,9 +136,12 @@ def import_sswan(path: Path, profile_dir: Optional[Path] = None, name: Optional[
     text = format_toml(profile_to_dict(result.profile, relative_to=profile_dir),
                        comment=f"Imported by `cygnet import` from {Path(path).name}")
     tmp_path = toml_path.with_name(f".{toml_path.name}.tmp")
-    tmp_path.write_text(text, encoding="utf-8")
-    os.chmod(tmp_path, 0o644)
-    os.replace(tmp_path, toml_path)
+    try:
+        tmp_path.write_text(text, encoding="utf-8")
+        os.chmod(tmp_path, 0o644)
+        os.replace(tmp_path, toml_path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
 
     # The written file must mean exactly what was imported.
     written = load_profile(str(toml_path))
@@ -115,9 +152,9 @@ def import_sswan(path: Path, profile_dir: Optional[Path] = None, name: Optional[
 
 def _peek_name(path: Path) -> str:
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = load_json(path)
         display_name = obj.get("name") if isinstance(obj, dict) else None
-    except (OSError, ValueError):
+    except SswanError:
         display_name = None  # read_sswan reports the real problem
     if isinstance(display_name, str) and display_name.strip():
         return profile_name_from(display_name)

@@ -18,10 +18,11 @@ def key_is_encrypted(path) -> bool:
     """Whether a key file needs a passphrase (encrypted PEM; PKCS#12 bundles always ask)."""
     if is_pkcs12(Path(path)):
         return True
-    try:
-        with open(path, "rb") as f:
-            return is_encrypted_pem(f.read(400))
-    except OSError:
+    from ike.files import FileRefused, read_bounded
+
+    try:  # bounded and regular files only: the NM service asks this as root
+        return is_encrypted_pem(read_bounded(path, "private key"))
+    except FileRefused:
         return False
 
 
@@ -53,8 +54,12 @@ def is_ca(path: str) -> bool:
     """True for a folder (of CAs) or a certificate with basicConstraints CA=true."""
     from cryptography import x509
 
-    if Path(path).is_dir():
-        return True
+    try:
+        if Path(path).is_dir():
+            return True
+    except (OSError, ValueError) as error:  # a name too long, a NUL: one line, not a traceback
+        raise ValueError(f"{path!r} is not a usable path: "
+                         f"{getattr(error, 'strerror', None) or error}") from None
     cert = load_certificate_file(path)
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
@@ -80,9 +85,12 @@ def der_certificate(data: bytes):
     from cryptography import x509
 
     try:
-        return x509.load_der_x509_certificate(data)
-    except ValueError:
-        return x509.load_pem_x509_certificate(data)
+        try:
+            return x509.load_der_x509_certificate(data)
+        except (ValueError, x509.InvalidVersion):
+            return x509.load_pem_x509_certificate(data)
+    except x509.InvalidVersion as e:  # no ValueError: callers expect one for "not a certificate"
+        raise ValueError(str(e)) from None
 
 
 def certificate_der_from_file(path: Path) -> bytes:

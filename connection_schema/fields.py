@@ -9,6 +9,21 @@ import re
 from .limits import Limit
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RULE = ("letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)")
+
+
+def is_profile_name(text: str) -> bool:
+    """Whether `text` can name a profile (and so its file and key-material folder)."""
+    return isinstance(text, str) and bool(NAME_RE.match(text)) and "\n" not in text
+
+
+def path_problem(error: Exception) -> str:
+    """Why a path cannot even be looked at (~nosuchuser, a name too long, a NUL)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    if isinstance(error, ValueError):
+        return "it holds a NUL character"
+    return str(error)  # RuntimeError: "Could not determine home directory."
 # A host name (RFC 1123 labels) or an address; checked loosely, the resolver has the last word.
 _HOST_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?$")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from . import sswan_material
+from . import limits, sswan_material
 from .errors import ConversionError, ProfileError, SswanError
 from .profile import DEFAULT_REMOTE_TS, Profile, is_any_identity
 from .toml_profile import profile_from_dict
@@ -54,6 +54,9 @@ KNOWN_FIELDS = {
     "split-tunneling": {"subnets", "excluded", "block-ipv4", "block-ipv6"},
 }
 
+# A .sswan holds a profile, a CA certificate and a PKCS#12 bundle: a few KB.
+MAX_SSWAN_SIZE = 1024 * 1024
+
 _KIND_NAMES = {str: "a string", int: "a whole number", bool: "true or false", list: "a list",
                dict: "a JSON object"}
 
@@ -74,11 +77,11 @@ class Reader:
         self.warnings: list[str] = []
 
     def fail(self, dotted: str, problem: str, kind: str = "", limit=None) -> SswanError:
-        return SswanError(f"{self.source}: field '{dotted}': {problem}", key=dotted, problem=problem,
-                          kind=kind, limit=limit)
+        return SswanError(printable(f"{self.source}: field '{dotted}': {problem}"), key=dotted,
+                          problem=problem, kind=kind, limit=limit)
 
     def warn(self, dotted: str, why: str) -> None:
-        self.warnings.append(f"{self.source}: field '{dotted}' {why}")
+        self.warnings.append(printable(f"{self.source}: field '{dotted}' {why}"))
 
     def section(self, name: str, required: bool = False) -> dict:
         value = self.obj.get(name)
@@ -106,6 +109,9 @@ class Reader:
             value = value.lower() == "true"  # likewise optBoolean()
         if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
             raise self.fail(dotted, f"must be {_KIND_NAMES[kind]}", "type")
+        if isinstance(value, str) and printable(value) != value:
+            raise self.fail(dotted, "holds a lone surrogate (\\ud800-\\udfff): not valid Unicode text",
+                            "format")
         return value
 
     def warn_unknown_fields(self) -> None:
@@ -129,7 +135,10 @@ def read_sswan(path: Path, material_dir: Path, *, name: Optional[str] = None,
     equivalent Profile with the warnings for every field that was not honoured.
     `p12_password(what)` gives the PKCS#12 password when the bundle is encrypted."""
     path = Path(path)
-    r = Reader(_load_json(path), str(path))
+    obj = load_json(path)
+    if not isinstance(obj, dict):
+        raise SswanError(f"{path}: the top level must be a JSON object")
+    r = Reader(obj, str(path))
     for section in ("remote", "local", "split-tunneling"):
         r.section(section, required=(section == "remote"))
     sswan_type = _check_header(r)
@@ -151,34 +160,51 @@ def read_sswan(path: Path, material_dir: Path, *, name: Optional[str] = None,
                        "imported as plain EAP authentication")
     _eap_identity(r, sswan_type, table)
     material_dir = Path(os.path.abspath(material_dir))
-    _key_material(r, sswan_type, table, material_dir, p12_password)
+    # Key material is checked here and written only once the whole file has been checked.
+    to_write = _key_material(r, sswan_type, table, material_dir, p12_password)
     ts = _remote_ts(r)
     if ts is not None:
         table["remote_ts"] = ts
     _warn_unsupported(r)
     r.warn_unknown_fields()
+    written = sswan_material.write_material(material_dir, to_write)
     try:
         profile = profile_from_dict(table, path, base_dir=material_dir)
     except ProfileError as e:
+        sswan_material.remove_material(material_dir, written)
         if e.key is None:
             raise SswanError(str(e)) from None
         raise r.fail(FIELD_OF_KEY.get(e.key, e.key), e.problem, e.kind, e.limit) from None
     return SswanImport(profile, r.warnings, r.get("name", str))
 
 
-def _load_json(path: Path) -> dict:
-    source = str(path)
+def load_json(path: Path) -> Any:
+    """The JSON value of a .sswan file, read through the one bounded reader."""
+    from ike.files import FileRefused, read_bounded
+
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise SswanError(f"{source}: cannot be read: {e.strerror}") from None
+        raw = read_bounded(path, "", limit=MAX_SSWAN_SIZE)
+    except FileRefused as e:
+        problem = e.problem
+        if problem == "does not exist":  # as `cygnet import` has always said it
+            problem = f"cannot be read: {os.strerror(2)}"
+        raise SswanError(f"{path}: {problem}") from None
+    try:
+        return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise SswanError(f"{source}: is not UTF-8 text") from None
+        raise SswanError(f"{path}: is not UTF-8 text") from None
     except json.JSONDecodeError as e:
-        raise SswanError(f"{source}: not valid JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise SswanError(f"{source}: the top level must be a JSON object")
-    return obj
+        raise SswanError(f"{path}: not valid JSON: {e}") from None
+    except RecursionError:
+        raise SswanError(f"{path}: not valid JSON: nested too deeply") from None
+    except ValueError as e:  # an integer of more than 4300 digits (sys.get_int_max_str_digits)
+        raise SswanError(f"{path}: not valid JSON: {e}") from None
+
+
+def printable(text: str) -> str:
+    """Text from the file as it can be printed: a lone surrogate ("\\ud800" in JSON) shown
+    escaped instead of failing the print."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _check_header(r: Reader) -> str:
@@ -206,33 +232,38 @@ def _eap_identity(r: Reader, sswan_type: str, table: dict) -> None:
 
 
 def _key_material(r: Reader, sswan_type: str, table: dict, material_dir: Path,
-                  p12_password: Callable[[str], bytes]) -> None:
+                  p12_password: Callable[[str], bytes]) -> dict[Path, bytes]:
+    """Check remote.cert and local.p12, name their files in `table`; the files to write."""
+    to_write: dict[Path, bytes] = {}
     ca_data = _base64(r, "remote.cert")
     if ca_data is not None:
         try:
-            table["ca"] = str(sswan_material.write_ca(ca_data, material_dir))
+            to_write[material_dir / "ca.pem"] = sswan_material.ca_pem(ca_data)
         except ValueError:
             raise r.fail("remote.cert", "is not an X.509 certificate (DER or PEM)", "format") from None
+        table["ca"] = str(material_dir / "ca.pem")
     p12_data = _base64(r, "local.p12")
     if sswan_type not in USES_CERTIFICATE:
         if p12_data is not None:
             r.warn("local.p12", f"is not used by type '{sswan_type}' and was ignored")
-        return
+        return to_write
     if p12_data is None:
         raise r.fail("local.p12", f"is required for type '{sswan_type}' (the client "
                                   "certificate and key as base64 PKCS#12)", "missing")
     # Encrypted (the usual case): ask for the password the app would have asked for.
     what = f"the PKCS#12 in {r.source} (local.p12)"
     try:
-        cert_path, key_path, subject = sswan_material.write_pkcs12(
-            p12_data, material_dir, lambda: p12_password(what))
+        cert_pem, key_pem, subject = sswan_material.split_pkcs12(p12_data, lambda: p12_password(what))
     except SswanError:
         raise                           # from p12_password: already names what went wrong
     except ValueError as e:
         raise r.fail("local.p12", str(e), "format") from None
+    cert_path, key_path = material_dir / "cert.pem", material_dir / "key.pem"
+    to_write[cert_path], to_write[key_path] = cert_pem, key_pem
     table["cert"], table["key"] = str(cert_path), str(key_path)
     if sswan_type == "ikev2-eap-tls" and "local_id" not in table:
         table["local_id"] = subject
+    return to_write
 
 
 def profile_name_from(display_name: str) -> str:
@@ -263,7 +294,13 @@ def _remote_ts(r: Reader) -> Optional[list[str]]:
         return None
     if included is None:
         included = list(DEFAULT_REMOTE_TS)
-    remaining = _subtract(included, excluded or [])
+    most = limits.MAX_TRAFFIC_SELECTORS
+    try:
+        remaining = subtract(included, excluded or [], limit=most)
+    except TooManyNetworks:
+        raise r.fail("split-tunneling.excluded", f"leaves more than {most} networks to send through "
+                     f"the tunnel (an IKE traffic selector payload holds at most {most}: RFC 7296 "
+                     "§3.13)", "range") from None
     if not remaining:
         raise r.fail("split-tunneling.excluded", "excludes every included network", "network")
     return [str(n) for n in remaining]
@@ -295,21 +332,54 @@ def _networks(r: Reader, dotted: str) -> Optional[list]:
     return networks
 
 
-def _subtract(networks: list, excluded: list) -> list:
-    """CIDRs covering `networks` minus `excluded`, sorted."""
-    result = list(ipaddress.collapse_addresses([n for n in networks if n.version == 4])) + \
-        list(ipaddress.collapse_addresses([n for n in networks if n.version == 6]))
-    for ex in excluded:
-        remaining = []
-        for net in result:
-            if net.version != ex.version or not net.overlaps(ex):
-                remaining.append(net)
-            elif net.subnet_of(ex):
-                continue
-            else:
-                remaining.extend(net.address_exclude(ex))
-        result = remaining
-    return sorted(result, key=lambda n: (n.version, n.network_address, n.prefixlen))
+def subtract(networks: list, excluded: list, limit: Optional[int] = None) -> list:
+    """CIDRs covering `networks` minus `excluded`, sorted.
+
+    A sweep over address intervals sorted by start, per family: O((n + m) log(n + m)) plus
+    the size of the answer (subtracting each excluded network from every remaining CIDR was
+    quadratic: 1,500 IPv6 addresses over many /16s took minutes). With `limit`, stops with
+    TooManyNetworks once the answer would be longer."""
+    result: list = []
+    for version in (4, 6):
+        keep = _merged([n for n in networks if n.version == version])
+        drop = _merged([n for n in excluded if n.version == version])
+        address = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+        j = 0
+        for start, end in keep:
+            while j < len(drop) and drop[j][1] < start:
+                j += 1
+            k, cursor = j, start
+            while k < len(drop) and drop[k][0] <= end:  # the excluded intervals inside this one
+                if drop[k][0] > cursor:
+                    _add_range(result, address(cursor), address(drop[k][0] - 1), limit)
+                cursor = max(cursor, drop[k][1] + 1)
+                k += 1
+            if cursor <= end:
+                _add_range(result, address(cursor), address(end), limit)
+    return result
+
+
+class TooManyNetworks(ValueError):
+    pass
+
+
+def _merged(networks: list) -> list[tuple[int, int]]:
+    """Sorted, disjoint, non-adjacent [first, last] integer intervals covering `networks`."""
+    spans = sorted((int(n.network_address), int(n.broadcast_address)) for n in networks)
+    merged: list[list[int]] = []
+    for first, last in spans:
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return [(first, last) for first, last in merged]
+
+
+def _add_range(result: list, first, last, limit: Optional[int]) -> None:
+    for network in ipaddress.summarize_address_range(first, last):
+        result.append(network)
+        if limit is not None and len(result) > limit:
+            raise TooManyNetworks(limit)
 
 
 def _warn_unsupported(r: Reader) -> None:

@@ -1,5 +1,5 @@
 """Key material of .sswan files: the CA and the PKCS#12 bundle, written private (0600 files
-in a 0700 folder) on import and built on export."""
+in a 0700 folder) on import, only once the whole file has been checked, and built on export."""
 
 from __future__ import annotations
 
@@ -24,15 +24,33 @@ def write_private(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def write_ca(data: bytes, material_dir: Path) -> Path:
-    """MATERIAL/ca.pem from DER or PEM bytes; ValueError if they are no certificate."""
+def write_material(folder: Path, files: dict[Path, bytes]) -> tuple[bool, list[Path]]:
+    """Write checked key material; (whether the folder was created, the files written)."""
+    if not files:
+        return False, []
+    created = not folder.exists()
+    private_dir(folder)
+    for path, data in files.items():
+        write_private(path, data)
+    return created, list(files)
+
+
+def remove_material(folder: Path, written: tuple[bool, list[Path]]) -> None:
+    created, paths = written
+    for path in paths:
+        path.unlink(missing_ok=True)
+    if created:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
+def ca_pem(data: bytes) -> bytes:
+    """The CA certificate (DER or PEM bytes) as PEM; ValueError if it is no certificate."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    cert = certificates.der_certificate(data)
-    private_dir(material_dir)
-    path = material_dir / "ca.pem"
-    write_private(path, cert.public_bytes(Encoding.PEM))
-    return path
+    return certificates.der_certificate(data).public_bytes(Encoding.PEM)
 
 
 def open_pkcs12_without_password(data: bytes):
@@ -54,11 +72,10 @@ class WrongPassword(ValueError):
     """The PKCS#12 password is wrong, or the data is no PKCS#12 bundle."""
 
 
-def write_pkcs12(data: bytes, material_dir: Path,
-                 password: Callable[[], bytes]) -> tuple[Path, Path, str]:
-    """Split a PKCS#12 bundle into MATERIAL/cert.pem (+ chain) and MATERIAL/key.pem; returns
-    their paths and the certificate's subject as an identity. `password()` is called only
-    when the bundle is encrypted. Raises WrongPassword, or ValueError if key or cert is missing."""
+def split_pkcs12(data: bytes, password: Callable[[], bytes]) -> tuple[bytes, bytes, str]:
+    """A PKCS#12 bundle as (our certificate + chain as PEM, the key as PKCS#8 PEM, the
+    certificate's subject as an identity). `password()` is called only when the bundle is
+    encrypted. Raises WrongPassword, or ValueError if key or certificate is missing."""
     from cryptography.hazmat.primitives.serialization import (
         Encoding, NoEncryption, PrivateFormat, pkcs12)
 
@@ -73,12 +90,10 @@ def write_pkcs12(data: bytes, material_dir: Path,
         raise ValueError("must hold a private key and its certificate")
     certificate = bundle.cert.certificate
     chain = [c.certificate for c in bundle.additional_certs]
-    private_dir(material_dir)
-    cert_path, key_path = material_dir / "cert.pem", material_dir / "key.pem"
     # Our certificate first, then the intermediates the gateway may need.
-    write_private(cert_path, b"".join(c.public_bytes(Encoding.PEM) for c in [certificate, *chain]))
-    write_private(key_path, bundle.key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-    return cert_path, key_path, certificates.subject_identity(certificate)
+    cert_pem = b"".join(c.public_bytes(Encoding.PEM) for c in [certificate, *chain])
+    key_pem = bundle.key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    return cert_pem, key_pem, certificates.subject_identity(certificate)
 
 
 def pkcs12_from_files(cert_path: Path, key_path: Path, name: str,

@@ -92,8 +92,11 @@ class _Checker:
         text = self.string(key)
         if text is None:
             return None
-        path = Path(os.path.normpath(self.base_dir / Path(text).expanduser()))
-        ok = path.exists() if kind == "file or folder" else path.is_file()
+        try:
+            path = Path(os.path.normpath(self.base_dir / Path(text).expanduser()))
+            ok = path.exists() if kind == "file or folder" else path.is_file()
+        except (RuntimeError, OSError, ValueError) as e:  # ~nosuchuser, name too long, NUL
+            raise self.fail(key, f"'{text}' is not a usable path: {fields.path_problem(e)}", "file") from None
         if not ok:
             raise self.fail(key, f"{path} does not exist or is not a {kind}", "file")
         return path
@@ -219,6 +222,9 @@ def _check_networks(check: _Checker, key: str) -> tuple:
         return DEFAULT_REMOTE_TS
     if not texts:
         raise check.fail(key, "must list at least one network (leave it out to send everything)", "missing")
+    if len(texts) > limits.MAX_TRAFFIC_SELECTORS:
+        raise check.fail(key, f"lists {len(texts)} networks; at most {limits.MAX_TRAFFIC_SELECTORS} "
+                              "fit the traffic selector payload (RFC 7296 §3.13)", "range")
     networks = []
     for text in texts:
         try:
@@ -323,12 +329,19 @@ def _toml_string(text: str) -> str:
     return "".join(out)
 
 
-def profile_from_toml(text: str, path: Path, base_dir: Optional[Path] = None) -> Profile:
-    """Parse and check a TOML document (the round-trip partner of format_toml)."""
+def profile_from_bytes(raw: bytes, path: Path, base_dir: Optional[Path] = None) -> Profile:
+    """Parse and check the bytes of a profile file (`path` names it in messages); the
+    round-trip partner of format_toml."""
     import tomllib
 
     try:
-        data = tomllib.loads(text)
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {e.start})", kind="format") from None
     except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"{path}: not valid TOML: {e}", kind="format") from None
+    except RecursionError:
+        raise ProfileError(f"{path}: not valid TOML: nested too deeply", kind="format") from None
+    except ValueError as e:  # an integer of more than 4300 digits (sys.get_int_max_str_digits)
         raise ProfileError(f"{path}: not valid TOML: {e}", kind="format") from None
     return profile_from_dict(data, path, base_dir)

@@ -131,7 +131,9 @@ def field_message(error: FieldError, data: dict) -> str:
     if kind == "file":
         return f"{data[key]}: no such file."
     if kind in ("range", "type") and error.limit is not None:
-        allowed = error.limit.allowed if error.limit.high is not None else f"of {error.limit.allowed}"
+        limit = error.limit
+        allowed = (f"from {limit.low} to {limit.upper}" if limit.upper is not None
+                   else f"of {limit.allowed}")
         return f"'{data[key]}' is not a number {allowed}."
     return f"{error.problem[:1].upper()}{error.problem[1:]}." if kind != "proposal" else error.problem
 

@@ -65,7 +65,7 @@ def test_the_same_value_is_refused_with_the_same_limit_everywhere(qtbot, tmp_pat
     assert from_toml.limit is from_plugin.limit is limit
     assert from_toml.kind == from_plugin.kind == "range"
     message = editor_message(qtbot, nm_key, str(value))
-    assert message.startswith(f"'{value}' is not a number ") and limit.allowed in message
+    assert message.startswith(f"'{value}' is not a number from {limit.low} to {limit.upper}.")
 
 
 def test_a_sswan_file_obeys_the_same_limits(tmp_path):

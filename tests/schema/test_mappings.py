@@ -15,7 +15,7 @@ import pytest
 from connection_schema.errors import ConversionError
 from connection_schema.profile import Profile
 from connection_schema.sswan import read_sswan, sswan_from_profile
-from connection_schema.toml_profile import format_toml, profile_from_toml, profile_to_dict
+from connection_schema.toml_profile import format_toml, profile_from_bytes, profile_to_dict
 from connection_schema.vpn_data import profile_from_vpn_data, vpn_data_from_profile
 from tests.gui.certs import make_pki
 
@@ -29,7 +29,7 @@ def no_password(what: str) -> bytes:
 def toml_profile(folder: Path, text: str) -> Profile:
     path = folder / "office.toml"
     path.write_text(text)
-    return profile_from_toml(text, path)
+    return profile_from_bytes(text.encode(), path)
 
 
 def same_meaning(a: Profile, b: Profile) -> bool:
@@ -69,7 +69,7 @@ def test_certificate_profile_round_trips_through_vpn_data(tmp_path, pki):
 def test_profile_toml_profile_round_trip(tmp_path, pki):
     profile = toml_profile(tmp_path, eap_toml(pki))
     text = format_toml(profile_to_dict(profile, relative_to=tmp_path))
-    again = profile_from_toml(text, tmp_path / "again.toml")
+    again = profile_from_bytes(text.encode(), tmp_path / "again.toml")
     assert again == dataclasses.replace(profile, name=profile.name) and again.ca == pki["ca"]
 
 
