@@ -28,7 +28,7 @@ from typing import Callable, Optional
 
 from ike.constant_time import bytes_equal
 
-KEYRING_SERVICE = "cygnet"
+from client.naming import KEYRING_SERVICE  # noqa: E402 (one definition, shared)
 
 
 class SecretError(Exception):

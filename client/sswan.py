@@ -51,6 +51,7 @@ from .profile import (
     profile_to_dict,
     user_profile_dir,
 )
+from .naming import subject_identity
 from .secrets import SecretError, get_file_password
 
 SSWAN_TYPES = {
@@ -438,11 +439,6 @@ def _open_pkcs12_without_password(data: bytes):
         except ValueError:
             continue
     return None
-
-
-def subject_identity(certificate) -> str:
-    """The subject DN in strongSwan's order and style: 'C=CH, O=strongSwan, CN=carol'."""
-    return ", ".join(rdn.rfc4514_string() for rdn in certificate.subject.rdns)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -91,7 +91,9 @@ class VpnConnection:
     def keyring_user(self) -> str:
         """The keyring user name for this connection's password (service "cygnet"): the same
         name the plugin gives the profile it builds, nm-<uuid>."""
-        return f"nm-{self.uuid}"
+        from client.naming import nm_profile_name
+
+        return nm_profile_name(self.uuid)
 
     def duplicate(self, new_id: str) -> "VpnConnection":
         return VpnConnection(id=new_id, data=dict(self.data))

@@ -33,7 +33,7 @@ AGENT_IFACE = "org.freedesktop.NetworkManager.SecretAgent"
 AGENT_MANAGER_PATH = "/org/freedesktop/NetworkManager/AgentManager"
 AGENT_MANAGER_IFACE = "org.freedesktop.NetworkManager.AgentManager"
 AGENT_ID = "org.cygnet.tray"
-KEYRING_SERVICE = "cygnet"
+from client.naming import KEYRING_SERVICE  # noqa: E402 (one definition, shared)
 
 # NMSecretAgentGetSecretsFlags
 ALLOW_INTERACTION, REQUEST_NEW, USER_REQUESTED = 0x1, 0x2, 0x4

@@ -39,7 +39,7 @@ from typing import Optional, TextIO
 
 SECRET_FLAG_NOT_SAVED = 0x2
 SECRET_FLAG_NOT_REQUIRED = 0x4
-KEYRING_SERVICE = "cygnet"
+from client.naming import KEYRING_SERVICE, nm_profile_name  # noqa: E402
 
 
 def read_details(stream: TextIO) -> tuple[dict, dict]:
@@ -85,7 +85,7 @@ def keyring_password(uuid: str) -> Optional[str]:
     try:
         import keyring
 
-        return keyring.get_password(KEYRING_SERVICE, f"nm-{uuid}")
+        return keyring.get_password(KEYRING_SERVICE, nm_profile_name(uuid))
     except Exception:  # no keyring backend, locked, no session bus: just ask
         return None
 

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Optional
 
 from client.profile import Profile, ProfileError, profile_from_dict
+from client.naming import nm_profile_name, subject_identity
 from client.secrets import Secret
 
 # NMSettingSecretFlags
@@ -186,7 +187,7 @@ def activation_from_connection(connection: dict) -> Activation:
         raise VpnDataError("vpn.data 'local-ts': local traffic selectors are not supported by Cygnet "
                            "(it proposes the virtual IP the gateway assigns); remove local-ts")
 
-    profile: dict = {"name": f"nm-{uuid}" if uuid else "nm-connection",
+    profile: dict = {"name": nm_profile_name(uuid) if uuid else "nm-connection",
                      "gateway": [address, *listed("cygnet-gateways")]}
     port = number("server-port")
     if port is not None:
@@ -309,10 +310,7 @@ def _is_ca_certificate(path: str) -> bool:
 
 def _certificate_identity(path: str, key: str) -> str:
     """A certificate's subject DN in strongSwan's notation ("C=CH, O=…, CN=…")."""
-    from ike.certificates import format_dn
-
-    cert = _load_certificate(path, key)
-    return format_dn(cert.subject.public_bytes())
+    return subject_identity(_load_certificate(path, key))
 
 
 def _check_unencrypted_key(path: str) -> None:

@@ -147,14 +147,15 @@ def test_up_with_a_bad_profile_names_file_and_key(capsys, profile_dir):
 
 
 def test_engine_commands_call_the_engine_entry_points(capsys, profile_dir, monkeypatch):
-    """The CLI side of the contract with client.engine: what each command passes and returns.
-    A stand-in module records the calls (the real engine would open sockets)."""
+    """The CLI side of the contract with client.commands (up/down/status over the engine):
+    what each command passes and returns. A stand-in module records the calls (the real
+    engine would open sockets)."""
     calls = []
-    engine = types.ModuleType("client.engine")
+    engine = types.ModuleType("client.commands")
     engine.up = lambda profile, daemon: calls.append(("up", profile.name, profile.gateway, daemon)) or 0
     engine.down = lambda name: calls.append(("down", name)) or 3
     engine.status = lambda as_json: calls.append(("status", as_json)) or 0
-    monkeypatch.setitem(sys.modules, "client.engine", engine)
+    monkeypatch.setitem(sys.modules, "client.commands", engine)
     assert main(["up", "office", "--daemon"]) == 0
     assert main(["up", str(profile_dir / "office.toml")]) == 0
     assert main(["down"]) == 3
@@ -257,7 +258,7 @@ def test_start_up_imports_stay_light():
 
 UP_IMPORTS = (
     "from client.cli import build_parser; build_parser().parse_args(['up', 'x']);"
-    "import client.profile, client.engine, ike.session, client.dataplane, client.tun,"
+    "import client.profile, client.commands, ike.session, client.dataplane, client.tun,"
     " client.netconfig, client.dns, client.secrets, client.control;")
 NM_SERVICE_IMPORTS = "import nm_plugin.service, ike.session, client.dataplane;"
 
