@@ -1,4 +1,4 @@
-"""The connection engine: the asyncio adapter that drives sans-I/O IkeSessions over real
+"""The connection engine: the thin asyncio adapter that drives sans-I/O IkeSessions over real
 sockets and timers, and hands what they report to the rooms that act on it.
 
     UDP 500  ─┐                           ┌─ ConfigReceived    → HostConfig (addresses, DNS)
@@ -7,11 +7,12 @@ sockets and timers, and hands what they report to the rooms that act on it.
                   per attempt, + reauth   └─ failures           → client.failure.Failure
                                                                   (observer, status, exit)
 
-Rooms it uses: client.sessions (current / reauthenticating / retiring IKE_SA),
-client.children (the CHILD_SA registry: rekeys, grace removal), client.host_config (what the
-tunnel puts on this machine), client.session_settings (profile -> ike.settings),
-client.status (the status model), client.failure (failures as data). It knows no command
-line: `cygnet up/down/status` live in client/commands.py, which imports this, never back.
+Here: opening and closing the sockets, TUN and data plane; the attempt loop (gateways,
+back-off, redirects); receiving, sending (IKE routed by its session's socket), the pump and
+the timer; the control socket's status. What each event does is client/tunnel_events.py.
+Rooms it uses: client.sessions, client.children (the CHILD_SA registry), client.host_config,
+client.session_settings, client.status (the status model), client.failure. It knows no
+command line: `cygnet up/down/status` live in client/commands.py, which imports this, never back.
 """
 from __future__ import annotations
 
@@ -23,26 +24,24 @@ import ipaddress
 import logging
 import socket
 import time
-from dataclasses import dataclass
 from typing import Optional, Union
 
 from client import control
 from client.children import REKEYED_SA_GRACE, ChildEntry, ChildRegistry  # noqa: F401 (re-export)
-from client.failure import Failure, FailureKind, FatalError, from_event
+from client.failure import Failure, FailureKind, FatalError
 from client.host_config import DEFAULT_MTU, HostConfig  # noqa: F401 (re-export)
 from client.profile import Profile
 from client.session_settings import session_settings
-from client.sessions import CURRENT, REAUTHENTICATING, RETIRING, SessionSet
+from client.sessions import SessionSet
 from client.sockets import (NAT_T_PORT, LookupFailed, gateway_family, local_address_towards,
                             resolve_gateway, udp_socket)
 from client.status import Progress, TunnelStatus, snapshot
+from client.tunnel_events import CLOSED, NAT_KEEPALIVE_INTERVAL, Redirect, SessionEvents  # noqa: F401
 
 log = logging.getLogger("cygnet")
 
 BACKOFF_FIRST = 1.0  # seconds; doubled per failed attempt up to BACKOFF_MAX (as strongSwan's
 BACKOFF_MAX = 120.0  # Android app does)
-NAT_KEEPALIVE_INTERVAL = 20.0  # strongSwan's charon.keep_alive default
-CLOSED = Failure(FailureKind.STOPPED, "closed")
 
 
 class TunnelObserver:
@@ -62,11 +61,6 @@ class TunnelObserver:
         """A fatal error: the tunnel stops."""
 
 
-@dataclass(frozen=True)
-class Redirect:
-    gateway: str
-
-
 class Tunnel:
     """One profile's tunnel: sockets, TUN, data plane, and a fresh IkeSession per attempt."""
 
@@ -84,7 +78,6 @@ class Tunnel:
         # The session's clock: monotonic (the loop's) shifted to wall-clock seconds, because
         # the same `now` checks certificate validity. Re-sampled per attempt.
         self._clock_offset = time.time() - self.loop.time()
-        self._keepalive: Optional[asyncio.TimerHandle] = None
         self._attempt_done: Optional[asyncio.Future] = None
         self._stopping = False
         self.first_up: asyncio.Future = self.loop.create_future()
@@ -99,12 +92,11 @@ class Tunnel:
         self.session_overrides: dict = {}
         self.esp_limits = None  # client.esp.SaLimits for the data plane (test hooks)
         self.failure: Optional[Failure] = None  # why the tunnel stopped for good, if not on request
-        self._came_up = False  # during the current attempt
-        self._heard_from_gateway = False  # during the current attempt
+        self.came_up = False  # during the current attempt
+        self.heard_from_gateway = False  # during the current attempt
         self._nat_t_sessions: set = set()  # sessions whose IKE uses the NAT-T socket
-        self._settings = None  # ike.settings.Settings of the current attempt
-        self._reauth_events: dict = {}  # the new IKE_SA's IkeSaEstablished / ConfigReceived
-        self._config = None  # the ConfigReceived applied last
+        self.settings = None  # ike.settings.Settings of the current attempt
+        self.events = SessionEvents(self)
 
     @property
     def session(self):
@@ -114,6 +106,13 @@ class Tunnel:
     @property
     def fatal_error(self) -> str:
         return self.failure.message if self.failure else ""
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def attempt_running(self) -> bool:
+        return self._attempt_done is not None and not self._attempt_done.done()
 
     # --- set-up and tear-down ---
 
@@ -187,8 +186,7 @@ class Tunnel:
             self.children.close()
         if self._timer:
             self._timer.cancel()
-        if self._keepalive:
-            self._keepalive.cancel()
+        self.events.close()
         if self.host is not None:
             self.host.restore_dns()
         if self.dataplane is not None:
@@ -221,7 +219,7 @@ class Tunnel:
         failures_before_up = 0
         ever_up = False
         while not self._stopping:
-            self._came_up = False
+            self.came_up = False
             result = await self._attempt_at(gateways[index % len(gateways)])
             if self._stopping:
                 break
@@ -229,16 +227,16 @@ class Tunnel:
                 gateways.insert(index + 1, result.gateway)
                 index += 1
                 continue
-            if not self._came_up:
+            if not self.came_up:
                 index += 1  # a lost tunnel is retried at the same gateway first
             self.status.last_error, self.status.last_error_kind = result.message, result.kind.value
-            if self._came_up:
+            if self.came_up:
                 ever_up = True
                 backoff = BACKOFF_FIRST
             elif not ever_up:
                 failures_before_up += 1
                 if failures_before_up >= len(gateways):
-                    self._fail(Failure(result.kind, f"could not connect to {self.status.gateway}: {result}"))
+                    self.fail(Failure(result.kind, f"could not connect to {self.status.gateway}: {result}"))
                     break
             self.status.state = "reconnecting"
             self.progress.say(f"{result}; reconnecting in {backoff:.0f} s")
@@ -279,16 +277,17 @@ class Tunnel:
         self.progress.say(f"authenticating as {who}")
         self.status.local_id = who
         self._clock_offset = time.time() - self.loop.time()
-        self._settings = settings
-        self._heard_from_gateway = False
+        self.settings = settings
+        self.heard_from_gateway = False
         self._nat_t_sessions.clear()
-        self.sessions.start(IkeSession(settings, self._now()))
+        self.sessions.start(IkeSession(settings, self.now()))
         self._attempt_done = self.loop.create_future()
-        self.session.connect(self._now())
+        self.session.connect(self.now())
         self._pump()
         return await self._attempt_done
 
-    def _now(self) -> float:
+    def now(self) -> float:
+        """The sessions' clock."""
         return self.loop.time() + self._clock_offset
 
     def stop(self) -> None:
@@ -305,11 +304,11 @@ class Tunnel:
                 self.sessions.reauthenticating.close()
             self._pump()
             # Give the DELETE a moment to be answered; the session ends the attempt itself.
-            self.loop.call_later(3.0, self._end_attempt, CLOSED)
+            self.loop.call_later(3.0, self.end_attempt, CLOSED)
         elif self._attempt_done is not None and not self._attempt_done.done():
-            self._end_attempt(CLOSED)
+            self.end_attempt(CLOSED)
 
-    def _end_attempt(self, result: Union[Failure, Redirect]) -> None:
+    def end_attempt(self, result: Union[Failure, Redirect]) -> None:
         if self._attempt_done is not None and not self._attempt_done.done():
             self._attempt_done.set_result(result)
 
@@ -338,8 +337,8 @@ class Tunnel:
         if nat_t:
             self._nat_t_sessions.add(session)
         if session is self.session:
-            self._heard_from_gateway = True
-        session.receive_datagram(data, addr, self._now())
+            self.heard_from_gateway = True
+        session.receive_datagram(data, addr, self.now())
 
     def _send(self, session, data: bytes, addr) -> None:
         """IKE leaves by its session's socket: the IKE socket while the session talks to the
@@ -368,14 +367,14 @@ class Tunnel:
     def _on_timer(self) -> None:
         self._timer = None
         for session in self.sessions.all():
-            session.handle_timer(self._now())  # early is harmless: each checks its deadlines
+            session.handle_timer(self.now())  # early is harmless: each checks its deadlines
         self._pump()
 
     def _pump(self) -> None:
         """Send what the sessions want sent, handle their events, re-arm the timer."""
         if self.session is None:
             return
-        now = self._now()
+        now = self.now()
         pumped: list = []
         # a session started while handling events (a reauthentication) is pumped too
         while (session := next((s for s in self.sessions.all() if s not in pumped), None)) is not None:
@@ -387,11 +386,11 @@ class Tunnel:
                     log.info("sending to %s failed: %s", addr, error)
             while (event := session.next_event()) is not None:
                 try:
-                    self._dispatch(event, session)
+                    self.events.dispatch(event, session)
                 except FatalError as error:
-                    self._fail(error.failure)
+                    self.fail(error.failure)
                 except OSError as error:
-                    self._fail(Failure(FailureKind.LOCAL_CONFIGURATION,
+                    self.fail(Failure(FailureKind.LOCAL_CONFIGURATION,
                                        f"applying {type(event).__name__} failed: {error}"))
         if self._timer:
             self._timer.cancel()
@@ -401,7 +400,7 @@ class Tunnel:
             self._timer = self.loop.call_at(max(min(deadlines), now) - self._clock_offset,
                                             self._on_timer)
 
-    def _fail(self, failure: Failure) -> None:
+    def fail(self, failure: Failure) -> None:
         self.observer.failed(self, failure)
         self.failure = failure
         self.status.last_error_kind = failure.kind.value
@@ -409,197 +408,7 @@ class Tunnel:
             self.first_up.set_result(False)
         self._stopping = True
         self._stopped.set()
-        self._end_attempt(failure)
-
-    # --- events ---
-
-    def _dispatch(self, event, session) -> None:
-        role = self.sessions.role(session)
-        if role == CURRENT:
-            self._handle(event)
-        elif role == REAUTHENTICATING:
-            self._handle_reauth(event)
-        elif role == RETIRING:
-            self._handle_retiring(event)
-
-    def _handle(self, event) -> None:
-        from ike import events as ev
-
-        log.debug("event %s", event)
-        if isinstance(event, ev.ReauthenticationRequested):
-            self._start_reauthentication(event)
-        elif isinstance(event, ev.IkeSaEstablished):
-            self.status.remote_id = event.peer_identity
-            self.status.ike_spi_i, self.status.ike_spi_r = event.spi_i.hex(), event.spi_r.hex()
-            self.status.ike_proposal = event.proposal
-            self.status.nat = event.nat_detected
-            if event.nat_detected:
-                self._schedule_keepalive()
-        elif isinstance(event, ev.ConfigReceived):
-            self._config = event
-            self.host.apply(event, self.status)
-            self.observer.config_received(self, event)
-        elif isinstance(event, ev.ChildSaEstablished):
-            self._install_child(event)
-        elif isinstance(event, ev.ChildSaDeleted):
-            successor = self.children.deleted(event.child_id, event.spi_in)
-            if successor is not None:  # rekeyed: send on the new SA from now on
-                self.dataplane.activate_outbound(successor)
-        elif isinstance(event, ev.IkeSaRekeyed):
-            self.status.ike_spi_i, self.status.ike_spi_r = event.new_spi_i.hex(), event.new_spi_r.hex()
-            self.status.ike_rekeys += 1
-        elif isinstance(event, ev.ChildSaRekeyed):
-            self.status.child_rekeys += 1
-        elif isinstance(event, (ev.AuthenticationFailed, ev.ProposalMismatch)):
-            self._fail(from_event(event, self._identities_used()))
-        elif isinstance(event, ev.Redirected):
-            self.progress.say(f"redirected to {event.gateway}")
-            self._end_attempt(Redirect(event.gateway))
-        elif isinstance(event, ev.DeadPeerDetected):
-            self._tunnel_lost(Failure(FailureKind.GATEWAY_UNREACHABLE, event.reason))
-        elif isinstance(event, ev.IkeSaDeleted):
-            self._tunnel_lost(Failure(self._kind_of_end(), event.reason))
-
-    def _identities_used(self) -> str:
-        """The gateway only says "AUTHENTICATION_FAILED": name the identities we used, the
-        usual culprits besides the credentials."""
-        sent = f"we are {self.status.local_id or '?'}"
-        if self.profile.remote_id:
-            sent += f", asking for the gateway {self.profile.remote_id}"
-        return sent
-
-    def _kind_of_end(self) -> FailureKind:
-        """An IKE_SA that ended without a more specific event: lost if it was up, unreachable
-        if the gateway never answered this attempt, else a failed exchange."""
-        if self._came_up:
-            return FailureKind.TUNNEL_LOST
-        return FailureKind.PROTOCOL_ERROR if self._heard_from_gateway else FailureKind.GATEWAY_UNREACHABLE
-
-    # --- make-before-break reauthentication (RFC 4478, RFC 7296 §2.8.3) ---
-
-    def _start_reauthentication(self, event) -> None:
-        """A new IKE_SA and CHILD_SA from scratch next to the current ones, on the same
-        sockets. Without INITIAL_CONTACT: it would make the gateway delete the current IKE_SA
-        at once (RFC 7296 §2.4), which is the outage make-before-break avoids."""
-        from dataclasses import replace
-
-        from ike.session import IkeSession
-
-        if self.sessions.reauthenticating is not None or self._stopping:
-            return  # one at a time
-        why = "the gateway asks for it (AUTH_LIFETIME)" if event.requested_by_gateway \
-            else "reauth_time"
-        self.progress.say(f"reauthenticating: {why}")
-        self._reauth_events = {}
-        session = IkeSession(replace(self._settings, initial_contact=False), self._now())
-        self.sessions.begin_reauthentication(session)
-        session.connect(self._now())
-
-    def _handle_reauth(self, event) -> None:
-        from ike import events as ev
-
-        log.debug("event (reauthentication) %s", event)
-        if isinstance(event, (ev.IkeSaEstablished, ev.ConfigReceived)):
-            self._reauth_events[type(event)] = event
-        elif isinstance(event, ev.ChildSaEstablished):
-            self._switch_to_reauthenticated(event)
-        elif isinstance(event, (ev.IkeSaDeleted, ev.AuthenticationFailed, ev.ProposalMismatch,
-                                ev.Redirected, ev.DeadPeerDetected)):
-            # The current IKE_SA goes on until the gateway deletes it; then we reconnect.
-            self.progress.say(f"reauthentication failed: {getattr(event, 'reason', event)}")
-            self.sessions.reauthentication_failed()
-
-    def _switch_to_reauthenticated(self, child) -> None:
-        """The new CHILD_SA is up on the gateway (it installs it before answering IKE_AUTH):
-        install it, send on it from now on, then delete the old IKE_SA. The old CHILD_SAs keep
-        decrypting for REKEYED_SA_GRACE, for what the gateway sent on them meanwhile."""
-        from ike import events as ev
-
-        old = self.sessions.switch()
-        established = self._reauth_events.get(ev.IkeSaEstablished)
-        config = self._reauth_events.get(ev.ConfigReceived)
-        self.children.retire_all()  # the old CHILD_SAs are no longer the tunnel's
-        if established is not None:
-            self._handle(established)
-        if config is not None and config != self._config:
-            # A different lease or DNS: switch to it.
-            self.host.lease_changes(config)
-            self._handle(config)
-        # Not a rekey (the registry is empty now): outbound switches at once. Both sessions
-        # number their CHILD_SAs from 1, so the new one takes over the old one's child_id
-        # (strongSwan keeps the reqid across a reauthentication too).
-        self._install_child(child)
-        self.status.reauths += 1
-        self.progress.say(f"reauthenticated (IKE_SA {self.status.ike_spi_i}_i)")
-        old.close()
-
-    def _handle_retiring(self, event) -> None:
-        """The old IKE_SA after a reauthentication: its CHILD_SAs are already on their way
-        out of the data plane (ChildRegistry.retire_all); wait for the end of its DELETE."""
-        from ike import events as ev
-
-        log.debug("event (retiring IKE_SA) %s", event)
-        if isinstance(event, ev.IkeSaDeleted):
-            self.sessions.retired()
-
-    # --- CHILD_SAs and the tunnel's state ---
-
-    def _install_child(self, child) -> None:
-        self.dataplane.set_peer((self.gateway_address, NAT_T_PORT))
-        # A rekey: the new SA decrypts at once, but we go on sending on the old one until it
-        # is deleted. When the gateway rekeys, it installs the new SAs only once our response
-        # arrives: packets we sent on the new SA before that were lost. The DELETE of the old
-        # SA comes after that in both directions of a rekey.
-        rekey = self.children.is_rekey(child.child_id)
-        self.dataplane.install_child_sa(child, activate_outbound=not rekey)
-        self.host.child_installed(child, self.gateway_address)
-        entry = ChildEntry.from_event(child)
-        self.children.add(entry)
-        self.netconfig.release()  # set up: the netlink agent may go (a later change forks anew)
-        if self.status.state != "up":
-            self._now_up(entry)
-
-    def _now_up(self, entry: ChildEntry) -> None:
-        if self.first_up.done():
-            self.status.reconnects += 1
-        self._came_up = True
-        self.status.state = "up"
-        self.status.up_since = time.time()
-        algorithms = entry.encryption + ("/" + entry.integrity if entry.integrity else "")
-        self.progress.say(f"tunnel up ({self.tun.name}, ESP {algorithms})")
-        self.observer.tunnel_up(self)
-        if not self.first_up.done():
-            self.first_up.set_result(True)
-
-    def _tunnel_lost(self, failure: Failure) -> None:
-        if self._attempt_done is None or self._attempt_done.done():
-            return  # already reported (DeadPeerDetected comes before IkeSaDeleted)
-        self.children.remove_all()
-        pending = self.sessions.lost()
-        if pending is not None:  # too late for make-before-break
-            pending.close()
-        self.status.state = "down"
-        self.status.up_since = None
-        if self._keepalive:
-            self._keepalive.cancel()
-            self._keepalive = None
-        self.observer.tunnel_lost(self, failure)
-        if self._stopping:
-            failure = CLOSED
-        elif self._came_up:
-            failure = Failure(failure.kind, f"tunnel lost: {failure.message}")
-        self._end_attempt(failure)
-
-    def _schedule_keepalive(self) -> None:
-        def send() -> None:
-            try:
-                self.dataplane.send_keepalive((self.gateway_address, NAT_T_PORT))
-            except OSError:
-                pass
-            self._keepalive = self.loop.call_later(NAT_KEEPALIVE_INTERVAL, send)
-
-        if self._keepalive is None:
-            self._keepalive = self.loop.call_later(NAT_KEEPALIVE_INTERVAL, send)
+        self.end_attempt(failure)
 
     # --- the status model and the control socket ---
 
@@ -610,7 +419,7 @@ class Tunnel:
         deadlines = (None, None)
         if self.session is not None and self.status.state == "up":
             deadlines = self.session.ike_sa_deadlines()
-        return snapshot(self.status, children, counters, deadlines, self._now())
+        return snapshot(self.status, children, counters, deadlines, self.now())
 
     async def handle_control(self, request: dict) -> dict:
         command = request.get("command")
