@@ -201,25 +201,10 @@ def cmd_import(args) -> int:
 
 
 def cmd_nm(args) -> int:
-    from nm_plugin.install import InstallError, install, uninstall
+    """The front door to nm_plugin/install.py (`cygnet-nm-install`), which does the work."""
+    from nm_plugin.install import run
 
-    try:
-        if args.action == "install":
-            for path in install(args.prefix):
-                print(f"wrote {path}")
-            print("NetworkManager now knows vpn-type cygnet "
-                  "(nmcli connection add type vpn vpn-type cygnet ...)")
-        else:
-            removed = uninstall(args.prefix)
-            for path in removed:
-                print(f"removed {path}")
-            if not removed:
-                print(f"nothing to remove under {args.prefix}")
-    except InstallError as e:
-        return _error(f"nm {args.action}: {e}")
-    except OSError as e:
-        return _error(f"nm {args.action}: {e.filename}: {e.strerror}")
-    return EXIT_OK
+    return run(args.action, args.prefix, prog="cygnet: nm")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -281,3 +281,18 @@ def test_a_tunnel_process_leaves_out_a_second_openssl_and_the_archive_codecs(imp
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_nm_install_has_its_own_entry_point(capsys, tmp_path):
+    """nm_plugin/install.py is the program (`cygnet-nm-install`); `cygnet nm` calls it."""
+    from nm_plugin.install import NAME_FILE, main as nm_install
+
+    assert nm_install(["install", "--prefix", str(tmp_path / "a")]) == 0
+    own = capsys.readouterr()
+    assert run(capsys, "nm", "install", "--prefix", str(tmp_path / "b"))[:2] == (
+        0, own.out.replace(str(tmp_path / "a"), str(tmp_path / "b")))
+    assert (tmp_path / "a" / NAME_FILE).read_text() == (tmp_path / "b" / NAME_FILE).read_text()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert nm_install(["install", "--prefix", str(blocker)]) == 1
+    assert capsys.readouterr().err.startswith("cygnet-nm-install: install: ")
