@@ -1,5 +1,8 @@
 """The data plane: where CHILD_SAs carry packets between the virtual interface and the peer.
 
+(Over 500 lines for a reason: the userspace ESP loop is a hot path whose batching, GSO/GRO and
+buffer reuse read best in one place; the interface, selectors and counters are its vocabulary.)
+
 ``DataPlane`` is the interface the engine codes against; implementations are the userspace one
 here (a TUN device and the UDP 4500 socket, like strongSwan's libipsec and its Android app), and
 later a kernel-XFRM backend or a mobile port.

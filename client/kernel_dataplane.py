@@ -1,5 +1,8 @@
 """The kernel data plane: CHILD_SAs handed to the kernel's XFRM (as charon and charon-nm do).
 
+(About 600 lines for a reason: one DataPlane implementation with its XFRM interface, SA and
+policy requests and kernel events; they share the tunnel's reqid/if_id bookkeeping.)
+
 Packets never pass through Python: the kernel encrypts and decrypts (esp4/esp6), Cygnet only
 installs and removes SAs and policies over XFRM netlink (client/xfrm.py) and listens for the
 kernel's EXPIRE and ACQUIRE notices.

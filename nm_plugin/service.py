@@ -448,30 +448,35 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
         if banner:
             result["banner"] = Variant("s", banner)
 
-        ip4 = ip6 = None
-        if v4 is not None:
-            nets = sorted((n for n in remote if n.version == 4), key=str)
-            ip4 = {
-                "address": Variant("u", ipv4_u32(v4.ip)),
-                "prefix": Variant("u", v4.network.prefixlen),
-                "dns": Variant("au", [ipv4_u32(s) for s in servers if s.version == 4]),
-                "domains": Variant("as", domains),
-                "routes": Variant("aau", [[ipv4_u32(n.network_address), n.prefixlen, 0, 0]
-                                          for n in nets if n.prefixlen]),
-                "never-default": Variant("b", not any(n.prefixlen == 0 for n in nets)),
-            }
-        if v6 is not None:
-            nets = sorted((n for n in remote if n.version == 6), key=str)
-            ip6 = {
-                "address": Variant("ay", v6.ip.packed),
-                "prefix": Variant("u", v6.network.prefixlen),
-                "dns": Variant("aay", [s.packed for s in servers if s.version == 6]),
-                "domains": Variant("as", domains),
-                "routes": Variant("a(ayuayu)", [[n.network_address.packed, n.prefixlen, bytes(16), 0]
-                                                for n in nets if n.prefixlen]),
-                "never-default": Variant("b", not any(n.prefixlen == 0 for n in nets)),
-            }
+        ip4 = _ip4_config(v4, servers, domains, remote) if v4 is not None else None
+        ip6 = _ip6_config(v6, servers, domains, remote) if v6 is not None else None
         return result, ip4, ip6
+
+
+def _ip4_config(v4, servers, domains, remote) -> dict:
+    nets = sorted((n for n in remote if n.version == 4), key=str)
+    return {
+        "address": Variant("u", ipv4_u32(v4.ip)),
+        "prefix": Variant("u", v4.network.prefixlen),
+        "dns": Variant("au", [ipv4_u32(s) for s in servers if s.version == 4]),
+        "domains": Variant("as", domains),
+        "routes": Variant("aau", [[ipv4_u32(n.network_address), n.prefixlen, 0, 0]
+                                  for n in nets if n.prefixlen]),
+        "never-default": Variant("b", not any(n.prefixlen == 0 for n in nets)),
+    }
+
+
+def _ip6_config(v6, servers, domains, remote) -> dict:
+    nets = sorted((n for n in remote if n.version == 6), key=str)
+    return {
+        "address": Variant("ay", v6.ip.packed),
+        "prefix": Variant("u", v6.network.prefixlen),
+        "dns": Variant("aay", [s.packed for s in servers if s.version == 6]),
+        "domains": Variant("as", domains),
+        "routes": Variant("a(ayuayu)", [[n.network_address.packed, n.prefixlen, bytes(16), 0]
+                                        for n in nets if n.prefixlen]),
+        "never-default": Variant("b", not any(n.prefixlen == 0 for n in nets)),
+    }
 
 
 def _banner(config) -> str:
