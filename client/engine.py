@@ -322,20 +322,18 @@ class Tunnel:
                 break
             except OSError:
                 continue  # ICMP errors reported on the socket
-            self._deliver(data, addr, nat_t=False)
+            self._deliver(data, addr)
         self._pump()
 
     def _on_ike_4500(self, message: bytes, addr) -> None:
         if self.session is not None:
-            self._deliver(message, addr, nat_t=True)
+            self._deliver(message, addr)
             self._pump()
 
-    def _deliver(self, data: bytes, addr, nat_t: bool) -> None:
+    def _deliver(self, data: bytes, addr) -> None:
         session = self.sessions.for_datagram(data)
         if session is None:
             return
-        if nat_t:
-            self._nat_t_sessions.add(session)
         if session is self.session:
             self.heard_from_gateway = True
         session.receive_datagram(data, addr, self.now())
@@ -343,9 +341,9 @@ class Tunnel:
     def _send(self, session, data: bytes, addr) -> None:
         """IKE leaves by its session's socket: the IKE socket while the session talks to the
         gateway's configured endpoint; the NAT-T socket, shared with the data plane (non-ESP
-        marker, RFC 3948 §2.2), once the session floated there (RFC 7296 §2.23: it sends to
-        another port of the gateway, or the gateway answered on the NAT-T socket), or when the
-        configured port is the NAT-T port itself."""
+        marker, RFC 3948 §2.2), from when the session floated there (RFC 7296 §2.23: it sends
+        to another endpoint than the configured one: port 4500, a NAT's port, a MOBIKE
+        address) on, or from the start when the configured port is the NAT-T port itself."""
         configured = (session.settings.remote_address, session.settings.remote_port)
         if session not in self._nat_t_sessions and (
                 tuple(addr[:2]) != configured or session.settings.remote_port == NAT_T_PORT):
@@ -392,6 +390,7 @@ class Tunnel:
                 except OSError as error:
                     self.fail(Failure(FailureKind.LOCAL_CONFIGURATION,
                                        f"applying {type(event).__name__} failed: {error}"))
+        self._nat_t_sessions.intersection_update(self.sessions.all())  # forget ended ones
         if self._timer:
             self._timer.cancel()
             self._timer = None
