@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_APT := .setup-apt.stamp
 STAMP_VENV := $(VENV)/.installed.stamp
 
-.PHONY: demo test test-fast bench setup clean
+.PHONY: demo test test-fast bench setup clean check-fresh check-floors
 
 setup: $(STAMP_APT) $(STAMP_VENV)
 
@@ -19,8 +19,8 @@ $(STAMP_VENV): pyproject.toml
 	# editable_mode=compat: the checkout's path in a .pth, as a normal install's site-packages
 	# is, with no import hook; setuptools' default editable hook slows each import and makes
 	# `cygnet up` start ~50 ms later than installed. Plain -e if setuptools drops compat.
-	$(VENV)/bin/pip install -q -e '.[test,gui]' --config-settings editable_mode=compat \
-		|| $(VENV)/bin/pip install -q -e '.[test,gui]'
+	$(VENV)/bin/pip install -q -e '.[test,test-gui]' --config-settings editable_mode=compat \
+		|| $(VENV)/bin/pip install -q -e '.[test,test-gui]'
 	touch $@
 
 demo: setup
@@ -33,9 +33,19 @@ test: setup
 bench: setup
 	$(PY) -m bench.run
 
-# Unit tests only: no namespaces, no strongSwan.
+# Pure unit tests: no root, no namespaces, no strongSwan, NetworkManager or VM (markers: pyproject).
+FAST_MARKERS := not interop and not netns and not vm and not nm
 test-fast: $(STAMP_VENV)
-	$(PY) -m pytest -q -m 'not interop'
+	$(PY) -m pytest -q -m '$(FAST_MARKERS)'
+
+# The fresh-root lane (README: "A fresh machine"): `make demo` on a minimal Debian 12 root with
+# nothing installed by hand; needs root and mmdebstrap (scripts/setup-debian.sh installs it).
+check-fresh:
+	bash scripts/check-fresh-machine.sh
+
+# pyproject's dependency floors: the lowest allowed versions pass the unit tests (uv, throw-away venv).
+check-floors:
+	bash scripts/check-floors.sh
 
 clean:
 	rm -rf $(VENV) $(STAMP_APT) .pytest_cache .coverage

@@ -1,2 +1,2 @@
 """Cygnet benchmarks: every figure is a ratio against strongSwan 5.9 measured in the same run,
-on the same testbed (tests/testbed). Run them with `python -m bench.run` (see bench/run.py)."""
+on the same testbed (testbed). Run them with `python -m bench.run` (see bench/run.py)."""

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from ike.constants import EncrId, IntegId
-from tests.testbed import Namespace
-from tests.testbed.netns import unique_prefix
-from tests.testbed.process import Process
+from testbed import Namespace
+from testbed.netns import unique_prefix
+from testbed.process import Process
 
 from .probe import CpuMeter
 from .stats import summary

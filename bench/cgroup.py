@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from tests.testbed import Namespace
+from testbed import Namespace
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 

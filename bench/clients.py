@@ -1,7 +1,7 @@
 """The two clients under comparison, started the way a user starts them.
 
 Cygnet: `cygnet up PROFILE.toml` (a fresh process each time) in the testbed's client namespace.
-strongSwan: a fresh charon in the same namespace (tests/testbed StrongswanClient: kernel-libipsec,
+strongSwan: a fresh charon in the same namespace (testbed StrongswanClient: kernel-libipsec,
 its own mount namespace), configured with swanctl, brought up with `swanctl --initiate`.
 
 Both authenticate with the same credentials against the same gateway; METHODS maps the
@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tests.testbed import GATEWAY_NAME, PSK_IDENTITY, ClientOptions, Testbed, topology
+from testbed import GATEWAY_NAME, PSK_IDENTITY, CharonSettings, ClientOptions, Testbed, topology
+from testbed.charon import CHARON_PLUGINS
 
 from .cgroup import CpuGroup, GroupedNamespace
 from .probe import FirstPingReply
@@ -164,9 +165,23 @@ class CygnetClient:
             return ""
 
 
-def start_strongswan(tb: Testbed, esp: str | None = None):
-    """A fresh charon initiator in the client namespace, its connections loaded."""
-    options = ClientOptions(esp_proposals=(esp,) if esp else ("default",))
+# How often the baseline polls charon's vici socket while it starts: as a user's tooling would
+# (an independent harness polled every 2 ms), not the testbed's relaxed 20 ms.
+VICI_POLL_INTERVAL = 0.002
+# Debian's default charon (strongswan.d, modular loading) registers aesni before openssl, so its
+# AES-CBC and AES-GCM come from aesni, HMAC-SHA-256 from openssl (`swanctl --list-algs`). The
+# testbed's load list has no aesni: openssl does all three. The baseline uses the user's choice.
+USER_CHARON_PLUGINS = "aesni " + CHARON_PLUGINS
+
+
+def start_strongswan(tb: Testbed, esp: str | None = None, connection: str | None = None):
+    """A fresh charon initiator in the client namespace with only `connection` (a METHODS
+    strongswan_conn) and its credentials loaded, as a user's charon for that one measurement;
+    every method's connection if None."""
+    options = ClientOptions(esp_proposals=(esp,) if esp else ("default",),
+                            methods=(connection,) if connection else None,
+                            charon=CharonSettings(plugins=USER_CHARON_PLUGINS),
+                            vici_poll_interval=VICI_POLL_INTERVAL)
     return tb.strongswan_client(options, role=client_namespace(tb))
 
 
@@ -215,7 +230,7 @@ def cold_start_strongswan(tb: Testbed, method: Method, timeout: float = 20.0,
     """
     pinger = FirstPingReply(tb.client_ns.name, LAN_HOST).start()
     start = time.time()
-    client = start_strongswan(tb, esp)
+    client = start_strongswan(tb, esp, method.strongswan_conn)
     client.charon.initiate("tunnel", ike=method.strongswan_conn, timeout=timeout)
     reply = pinger.wait(timeout)
     result = ColdStart(start, reply)

@@ -20,9 +20,10 @@ import os
 import time
 from pathlib import Path
 
-from tests.testbed import (GATEWAY_NAME, Charon, CharonSettings, GatewayOptions, Testbed,
-                           topology)
-from tests.testbed.gateway import DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, _quoted
+from testbed import (GATEWAY_NAME, Charon, CharonSettings, GatewayOptions, Testbed,
+                     topology)
+from testbed.conffile import swanctl_secret
+from testbed.gateway import DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS
 
 from .clients import client_namespace
 from .probe import cpu_seconds_precise as cpu_seconds
@@ -53,7 +54,7 @@ def gateway_options() -> GatewayOptions:
                               block_threshold=100000, init_limit_half_open=100000),
         extra_config={"connections": {"load": load},
                       "pools": {"load": {"addrs": LOAD_POOL}},
-                      "secrets": {"ike-load": {"secret": _quoted(PSK)}}})
+                      "secrets": {"ike-load": {"secret": swanctl_secret(PSK)}}})
 
 
 def _cygnet(tb: Testbed, workdir: Path, count: int, profile: Path | None = None) -> dict:
@@ -84,7 +85,7 @@ def _strongswan(tb: Testbed, workdir: Path, count: int, run_index: int) -> dict:
             "children": {"c": {"remote_ts": ["0.0.0.0/0"], "esp_proposals": ["default"],
                                "start_action": "start"}},
         }
-    config = {"connections": connections, "secrets": {"ike-load": {"secret": _quoted(PSK)}}}
+    config = {"connections": connections, "secrets": {"ike-load": {"secret": swanctl_secret(PSK)}}}
     charon.start()
     try:
         time.sleep(0.2)   # let start-up work settle before the CPU baseline

@@ -33,7 +33,7 @@ def measure(seconds: float) -> dict:
     sys.path.insert(0, str(ROOT))
     from client.xfrm import probe_esp
     from tests.interop.cygnet_helpers import CygnetClient, LAN_HOST
-    from tests.testbed import ClientOptions, Pki, Testbed, charon
+    from testbed import ClientOptions, Pki, Testbed, charon
 
     reason = probe_esp()
     if reason:
@@ -82,7 +82,7 @@ def main() -> int:
         return 2
     pki_dir = vm.CACHE / "pki"
     sys.path.insert(0, str(ROOT))
-    from tests.testbed import Pki
+    from testbed import Pki
 
     Pki.load_or_create(pki_dir)  # made on the host: the guest sees it read-only
     started = time.monotonic()

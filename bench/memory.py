@@ -13,7 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
-from tests.testbed import Testbed
+from testbed import Testbed
 
 from . import nm_memory
 from .clients import LAN_HOST, METHODS, cold_start_cygnet, cold_start_strongswan, use_gateway_certificate, write_profile

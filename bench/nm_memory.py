@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.testbed import GATEWAY_NAME, PSK_IDENTITY, Testbed
-from tests.testbed.wait import wait_for
+from testbed import GATEWAY_NAME, PSK_IDENTITY, Testbed
+from testbed.wait import wait_for
 
 from .clients import LAN_HOST
 from .probe import tree_rss_mb

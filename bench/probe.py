@@ -9,7 +9,7 @@ import struct
 import threading
 import time
 
-from tests.testbed import netsock
+from testbed import netsock
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -23,7 +23,7 @@ import time
 import traceback
 from pathlib import Path
 
-from tests.testbed import Pki, Testbed, missing_requirements, reaper
+from testbed import Pki, Testbed, missing_requirements, reaper
 
 from . import backtoback, handshake, machine, memory, profiling, report, throughput, tunnel_up
 from .cgroup import CpuGroup

@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from tests.testbed import Testbed
+from testbed import Testbed
 
 from .clients import LAN_HOST, METHODS, cold_start_cygnet, cold_start_strongswan, use_gateway_certificate, write_profile
 from .probe import CpuMeter

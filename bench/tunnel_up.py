@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.testbed import Testbed
+from testbed import Testbed
 
 from . import pcap
 from .clients import (METHODS, cold_start_cygnet, cold_start_strongswan, python_floor,

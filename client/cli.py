@@ -152,12 +152,19 @@ def _load_commands():
 
 
 def cmd_up(args) -> int:
-    from client.profile import ProfileError, load_profile
+    from client.profile import ProfileError, identity_warning, load_profile
 
     try:
         profile = load_profile(args.profile)
     except ProfileError as e:
         return _error(str(e))
+    from ike.proposals import proposal_warnings
+
+    warnings = list(proposal_warnings(profile.ike, profile.esp))  # legacy algorithms named
+    if (warning := identity_warning(profile)) is not None:        # remote_id = "%any"
+        warnings.append(warning)
+    for warning in warnings:
+        print(f"cygnet: warning: {warning}", file=sys.stderr)
     from client import netlink_agent
 
     netlink_agent.import_pyroute2_lazily()

@@ -271,6 +271,7 @@ class Tunnel:
         self.status.gateway = host if host == remote else f"{host} ({remote})"
         self.progress.say(f"contacting {self.status.gateway}…")
         settings = session_settings(self.profile, self.secret, remote, local, self._sock500.getsockname()[1])
+        settings.gateway_name = host  # with no remote_id, the gateway must prove this name
         for name, value in self.session_overrides.items():
             setattr(settings, name, value)
         who = settings.auth.eap_identity if settings.auth.method == "eap" else settings.local_id

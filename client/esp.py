@@ -12,8 +12,10 @@ Packet layout (RFC 4303 §2)::
     SPI (4) | Sequence Number (4) | IV | Payload | Padding | Pad Length (1) | Next Header (1) | ICV
 
 Algorithms come from ``ike.transforms`` (one crypto layer for IKE and ESP): AEAD ciphers
-(AES-GCM RFC 4106, ChaCha20-Poly1305 RFC 7634) authenticate SPI‖Seq as AAD; AES-CBC is paired
-with an HMAC integrity algorithm (RFC 4868 truncations) computed over SPI‖Seq‖IV‖ciphertext.
+(AES-GCM RFC 4106, ChaCha20-Poly1305 RFC 7634) authenticate SPI‖Seq as AAD; AES-CBC (and the
+legacy 3DES-CBC RFC 2451 and AES-CTR RFC 3686) is paired with an integrity algorithm (HMAC-SHA2
+RFC 4868, or legacy HMAC-SHA1-96, HMAC-MD5-96, AES-XCBC-MAC-96) computed over
+SPI‖Seq‖IV‖ciphertext.
 
 With Extended Sequence Numbers (ESN) only the low 32 bits travel in the packet; the high 32 bits
 are added to the AAD (RFC 4106 §5: SPI‖Seq-high‖Seq-low) or appended to the ICV input
@@ -230,6 +232,7 @@ class _EspSa:
             self._integrity = make_integrity(integ_id, integ_key)
             self.icv_size = self._integrity.icv_size
         self._iv_size = self._cipher.iv_size
+        self._unique_iv = self._cipher.unique_iv
         self._alignment = _cipher_alignment(self._cipher)
 
 
@@ -304,7 +307,9 @@ class OutboundSa(_EspSa):
             aad = _pack_esn_aad(self.spi, seq >> 32, seq_low) if self.esn else header[:HEADER_SIZE]
             body = self._cipher.encrypt(header[HEADER_SIZE:], plaintext, aad)
         else:
-            iv = self._next_cbc_iv()
+            # AES-CTR needs a unique IV (RFC 3686 §3.1): the sequence number; CBC an
+            # unpredictable one.
+            iv = seq.to_bytes(8, "big") if self._unique_iv else self._next_cbc_iv()
             header = _pack_header(self.spi, seq_low) + iv
             ciphertext = self._cipher.encrypt(iv, plaintext, b"")
             signed = header + ciphertext

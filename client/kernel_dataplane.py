@@ -81,10 +81,13 @@ AEAD_ALGORITHMS = {
 CIPHER_ALGORITHMS = {
     12: "cbc(aes)",  # RFC 3602
     13: "rfc3686(ctr(aes))",  # RFC 3686 (key includes the nonce)
+    3: "cbc(des3_ede)",  # RFC 2451 (legacy, only when a profile names 3des)
 }
 # INTEG transform id -> (kernel name, ICV truncation in bits)
 INTEG_ALGORITHMS = {
     2: ("hmac(sha1)", 96),  # RFC 2404
+    1: ("hmac(md5)", 96),  # RFC 2403 (legacy)
+    5: ("xcbc(aes)", 96),  # RFC 3566 (legacy)
     12: ("hmac(sha256)", 128),  # RFC 4868 §2.3: truncated to half the output
     13: ("hmac(sha384)", 192),
     14: ("hmac(sha512)", 256),

@@ -25,7 +25,7 @@ Keys (anything else is an error):
 | name          | string            | the file name, no .toml | Profile name (letters, digits, ``.``, ``_``, ``-``); also the keyring user name |
 | gateway       | string or list    | required               | Gateway host name or address; a list is tried in order |
 | port          | integer 1-65535   | 500                    | Gateway IKE port |
-| remote_id     | string            | the gateway            | Identity the gateway must prove (e.g. ``vpn.example.org``) |
+| remote_id     | string            | the dialled name       | Identity the gateway must prove (e.g. ``vpn.example.org``); unset: its certificate must carry the gateway name or address we dialled as a subjectAltName (with a PSK: its IDr must be it); ``%any`` accepts any identity |
 | local_id      | string            | our address / cert subject | Our IKE identity (IDi) |
 | auth          | string            | required               | How we authenticate: ``psk``, ``pubkey``, ``eap-mschapv2``, ``eap-md5``, ``eap-tls``, ``pubkey+eap-mschapv2``, ``pubkey+eap-md5`` (certificate, then EAP: RFC 4739) |
 | psk_file      | path              | none                   | File holding the pre-shared key: text, or ``0x`` hex, or ``0s`` base64 (mode 0600) |
@@ -509,3 +509,11 @@ def _toml_string(text: str) -> str:
             out.append(ch)
     out.append('"')
     return "".join(out)
+
+
+def identity_warning(profile: Profile) -> Optional[str]:
+    """One line for `cygnet up` when the profile accepts any gateway identity (issue 13 §1)."""
+    if (profile.remote_id or "").strip().lower() == "%any":
+        return ("remote_id = \"%any\": any gateway with a certificate from a trusted CA "
+                "(or the PSK) is accepted, not only the one you dialled")
+    return None

@@ -11,7 +11,7 @@ each field is used here:
 | type ``ikev2-cert-eap``         | auth = "pubkey+eap-mschapv2" |
 | type ``ikev2-eap-tls``          | auth = "eap-tls" |
 | type ``ikev2-byod-eap``         | auth = "eap-mschapv2" (BYOD/TNC assessment is not supported: warning) |
-| remote.addr / port / id         | gateway / port / remote_id |
+| remote.addr / port / id         | gateway / port / remote_id (none, or %any: the gateway must prove remote.addr) |
 | remote.cert (base64)            | written to MATERIAL/ca.pem, ca |
 | local.eap_id                    | eap_identity |
 | local.id                        | local_id (for eap-tls without it: the certificate's subject) |
@@ -201,7 +201,10 @@ def read_sswan(path: Path, material_dir: Path, *, name: Optional[str] = None,
         "auth": SSWAN_TYPES[sswan_type],
     }
     _put(table, "port", r.get("remote.port", int))
-    _put(table, "remote_id", r.get("remote.id", str))
+    remote_id = r.get("remote.id", str)
+    # The Android app: no remote.id, or %any, means the gateway must prove the address we
+    # dial (a subjectAltName of its certificate): our default when remote_id is not set.
+    _put(table, "remote_id", None if (remote_id or "").strip().lower() == "%any" else remote_id)
     _put(table, "local_id", r.get("local.id", str))
     _put(table, "ike", r.get("ike-proposal", str))
     _put(table, "esp", r.get("esp-proposal", str))

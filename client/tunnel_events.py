@@ -83,6 +83,9 @@ class SessionEvents:
             t.status.ike_rekeys += 1
         elif isinstance(event, ev.ChildSaRekeyed):
             t.status.child_rekeys += 1
+        elif isinstance(event, ev.ProposalMismatch) and not event.authenticated:
+            # may be spoofed (RFC 7296 §2.21.1): this attempt ends, the next one may work
+            self._tunnel_lost(from_event(event))
         elif isinstance(event, (ev.AuthenticationFailed, ev.ProposalMismatch)):
             t.fail(from_event(event, self._identities_used()))
         elif isinstance(event, ev.Redirected):

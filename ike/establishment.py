@@ -23,8 +23,10 @@ from .nat_detection import nat_detection_hash
 from .payloads import (AUTH, CERT, CERTREQ, CP, EAP, KE, SA, Header, IDi, IDr, Message, Nonce,
                        Notify, encode_payloads)
 from .ike_sa import Input, Outstanding, ProtocolViolation, Reply, first, notify_name
+from .gateway_identity import accepts_any, certificate_mismatch, idr_mismatch
 from .redirect import RedirectError, decode_redirect
 from .retransmission import PendingRequest
+from .unauthenticated import InitRefusal
 from . import session_crypto as crypto
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,12 @@ log = logging.getLogger(__name__)
 NAT_T_PORT = 4500
 MAX_COOKIE_RETRIES = 3  # strongSwan: MAX_COOKIES
 MAX_INVALID_KE_RETRIES = 3
+# Errors in an IKE_AUTH response that concern only the first CHILD_SA (§1.2, §3.10.1)
+CHILD_SA_ERRORS = frozenset(map(int, (
+    NotifyType.NO_PROPOSAL_CHOSEN, NotifyType.TS_UNACCEPTABLE, NotifyType.FAILED_CP_REQUIRED,
+    NotifyType.INTERNAL_ADDRESS_FAILURE, NotifyType.SINGLE_PAIR_REQUIRED)))
+# §2.21.1: how long at least an unauthenticated IKE_SA_INIT refusal waits for a valid answer
+MIN_REFUSAL_WAIT = 2.0
 # strongSwan sends SIGNATURE_HASH_ALGORITHMS 2,3,4,5 (SHA-256/384/512, Identity)
 OUR_HASH_ALGORITHMS = (HashAlgorithm.SHA2_256, HashAlgorithm.SHA2_384,
                        HashAlgorithm.SHA2_512, HashAlgorithm.IDENTITY)
@@ -92,12 +100,12 @@ class Establishment:
         if NotifyType.REDIRECT in by_type:
             return self._redirect_in_init(by_type[NotifyType.REDIRECT])
         if NotifyType.NO_PROPOSAL_CHOSEN in by_type:
-            offered = self._offered_ike_text
             reason = "the gateway accepted none of our IKE proposals"
-            return self._finish(reason, ProposalMismatch(offered, reason))
+            return self._unauthenticated_refusal(reason, now, mismatch=True)
         errors = [n for n in notifies if int(n.type) < 16384]
         if errors:
-            return self._finish(f"the gateway refused IKE_SA_INIT with {notify_name(errors[0])}")
+            return self._unauthenticated_refusal(
+                f"the gateway refused IKE_SA_INIT with {notify_name(errors[0])}", now)
         sa, ke, nonce = (first(payloads, SA), first(payloads, KE), first(payloads, Nonce))
         if sa is None or ke is None or nonce is None:
             raise ProtocolViolation("IKE_SA_INIT response lacks SA, KE or Nonce")
@@ -107,11 +115,11 @@ class Establishment:
         try:
             chosen = crypto.choose_ike(self._offered_ike, sa)
         except crypto.ProposalError as exc:
-            offered = self._offered_ike_text
             reason = f"the gateway chose an IKE proposal we did not offer: {exc}"
-            return self._finish(reason, ProposalMismatch(offered, reason))
+            return self._unauthenticated_refusal(reason, now, mismatch=True)
         if ke.group != self._ke_group or crypto.ike_chosen_group(chosen) != self._ke_group:
-            return self._finish("the gateway answered with a different key exchange group")
+            return self._unauthenticated_refusal(
+                "the gateway answered with a different key exchange group", now)
         shared = self._ke.shared_secret(ke.data)  # KeyExchangeError -> dropped by caller
         ike = self._ike
         ike.spi_r = header.spi_r
@@ -135,6 +143,19 @@ class Establishment:
         else:
             self._send_ike_auth(now)
 
+    def _unauthenticated_refusal(self, reason: str, now: float, mismatch: bool = False) -> None:
+        """RFC 7296 §2.21.1: an IKE_SA_INIT error answer is unauthenticated and may be spoofed.
+        Note it as a hint and keep waiting for a valid answer until the request's next
+        retransmission is due, at least MIN_REFUSAL_WAIT from now; only then fail with it
+        (IkeSession.handle_timer). A valid answer meanwhile wins.
+        Raising drops this datagram and keeps the request outstanding."""
+        if self._init_refusal is None:
+            events = (ProposalMismatch(self._offered_ike_text, reason, authenticated=False),) \
+                if mismatch else ()
+            self._init_refusal = InitRefusal(reason, events, now + MIN_REFUSAL_WAIT)
+        raise ProtocolViolation(f"unauthenticated IKE_SA_INIT refusal ({reason}): "
+                                "still waiting for a valid answer")
+
     def _retry_with_cookie(self, cookie: Notify, now: float) -> None:
         self._cookie_retries += 1
         if self._cookie_retries > MAX_COOKIE_RETRIES or not cookie.data:
@@ -148,11 +169,12 @@ class Establishment:
         group = int.from_bytes(notify.data[:2], "big") if len(notify.data) >= 2 else 0
         self._invalid_ke_retries += 1
         if group not in crypto.ike_ke_groups(self._offered_ike):
+            self._invalid_ke_retries -= 1  # a hint only: it did not make us retry
             reason = f"the gateway wants key exchange group {group}, which we do not offer"
-            return self._finish(reason, ProposalMismatch(self._offered_ike_text, reason))
+            return self._unauthenticated_refusal(reason, now, mismatch=True)
         if group == self._ke_group or self._invalid_ke_retries > MAX_INVALID_KE_RETRIES:
             reason = f"the gateway keeps refusing our key exchange (it asks for group {group})"
-            return self._finish(reason, ProposalMismatch(self._offered_ike_text, reason))
+            return self._unauthenticated_refusal(reason, now, mismatch=True)
         self._ke_group = group
         self._ke = crypto.make_ke(group)
         self._transition(Input.RETRY_INIT)
@@ -247,7 +269,7 @@ class Establishment:
         if auth.method != "psk" and auth.send_certreq and auth.trust_anchors:
             payloads.append(CERTREQ(CertEncoding.X509_SIGNATURE,
                                     crypto.certreq_data(auth.trust_anchors)))
-        if s.remote_id and s.send_remote_id:
+        if s.remote_id and s.send_remote_id and not accepts_any(s.remote_id):
             payloads.append(IDr(*crypto.identity(s.remote_id)))
         if auth.method == "eap":
             self._eap = crypto.make_eap_client(auth, s.local_id, now, self._random)
@@ -322,6 +344,12 @@ class Establishment:
                 failure = self._verify_gateway(idr, gateway_auth, payloads, now)
                 if failure:
                     return self._finish(failure, AuthenticationFailed(failure, AUTH_GATEWAY))
+        # §3.10.1: an error we do not know in a response means the request failed; those
+        # about the first CHILD_SA leave the IKE_SA up (_install_first_child).
+        unknown = [p for p in payloads if isinstance(p, Notify) and int(p.type) < 16384
+                   and int(p.type) not in CHILD_SA_ERRORS]
+        if unknown:
+            return self._finish(f"IKE_AUTH failed: {notify_name(unknown[0])}")
         eap = first(payloads, EAP)
         if eap is not None:
             return self._continue_eap(eap, now)
@@ -352,9 +380,14 @@ class Establishment:
                 if auth.method == "psk":
                     return "the gateway's pre-shared key does not match ours"
                 return "the gateway's EAP authentication data is wrong"
-            if auth.method == "psk" and s.remote_id and not crypto.identity_matches(
-                    s.remote_id, self._peer_idr):
+            if auth.method == "psk" and s.remote_id and not accepts_any(s.remote_id) \
+                    and not crypto.identity_matches(s.remote_id, self._peer_idr):
                 return f"the gateway identified itself as {self._peer_identity}, not {s.remote_id}"
+            if auth.method == "psk" and not s.remote_id and s.gateway_name:
+                failure = idr_mismatch(self._peer_identity, crypto.identity_matches(
+                    s.gateway_name, self._peer_idr), s.gateway_name)
+                if failure:
+                    return failure
             self._gateway_authenticated = True
             return ""
         certs = [p for p in payloads if isinstance(p, CERT)]
@@ -362,11 +395,16 @@ class Establishment:
             return "the gateway sent no certificate"
         # Like strongSwan: the certificate must name the identity the gateway claims (IDr),
         # and that identity must be the one we expect (remote_id; unset accepts any).
-        if s.remote_id and not crypto.identity_matches(s.remote_id, self._peer_idr):
+        if s.remote_id and not accepts_any(s.remote_id) \
+                and not crypto.identity_matches(s.remote_id, self._peer_idr):
             return (f"gateway certificate does not match {s.remote_id} "
                     f"(the gateway says it is {self._peer_identity})")
         try:
             end_entity, intermediates = crypto.load_certificates(certs)
+            if not s.remote_id and s.gateway_name:  # prove the dialled name (issue 13 §1)
+                failure = certificate_mismatch(end_entity, s.gateway_name)
+                if failure:
+                    return failure
             crypto.validate_certificate(end_entity, intermediates, auth.trust_anchors,
                                         (self._peer_idr.id_type, self._peer_idr.data), now)
             crypto.verify_signature(gateway_auth, octets, end_entity)

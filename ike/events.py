@@ -136,6 +136,9 @@ class ProposalMismatch(Event):
 
     offered: tuple[str, ...]  # what we offered, strongSwan syntax
     reason: str
+    # False for an IKE_SA_INIT refusal: unauthenticated, possibly spoofed (RFC 7296 §2.21.1),
+    # so a hint to retry later rather than a verdict
+    authenticated: bool = True
 
 
 @dataclass(frozen=True)

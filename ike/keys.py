@@ -4,9 +4,9 @@ Everything here is a pure function of its inputs. The `proposal` arguments are t
 `ike.proposals.IkeProposal` / `EspProposal`; only these attributes are read:
 `encr_id`, `encr_key_bits`, `integ_id` (None for AEAD) and, for IKE, `prf_id`.
 
-Only HMAC-based PRFs are supported, so SKEYSEED always keys the PRF with the full Ni ‖ Nr.
-(RFC 7296 §2.14 truncates each nonce to 64 bits for the fixed-key-size PRFs AES-XCBC-PRF-128
-and AES-CMAC-PRF-128; `make_prf` refuses those.)
+SKEYSEED keys the PRF with Ni ‖ Nr, except for the fixed-key-size PRF AES-XCBC-PRF-128, which
+takes only the first 64 bits of each nonce (RFC 7296 §2.14). (AES-CMAC-PRF-128 would too;
+`make_prf` refuses it.)
 """
 
 from __future__ import annotations
@@ -123,7 +123,10 @@ def derive_ike_sa_keys(
                 "additional key exchanges of IKE_INTERMEDIATE are applied with "
                 "update_for_additional_ke, not at IKE_SA_INIT"
             )
-        skeyseed = prf(bytes(ni) + bytes(nr), shared_secret)
+        if prf.fixed_key:  # RFC 7296 §2.14: only the first 64 bits of each nonce
+            skeyseed = prf(bytes(ni)[:8] + bytes(nr)[:8], shared_secret)
+        else:
+            skeyseed = prf(bytes(ni) + bytes(nr), shared_secret)
     else:
         seed_prf = make_prf(proposal.prf_id if old_prf is None else old_prf)
         seed = bytes(shared_secret) + bytes(ni) + bytes(nr) + b"".join(map(bytes, additional_secrets))

@@ -7,9 +7,24 @@ by dashes; several algorithms of one kind in a proposal are alternatives, first 
     aes256-sha384-modp3072                                           (IKE; sha384 = INTEG + PRF)
     aes128gcm16, aes256-sha384-ecp256-esn                            (ESP; ecp256 = PFS group)
 
-The keywords are strongSwan's (src/libstrongswan/crypto/proposal/proposal_keywords_static.txt).
-Algorithms considered broken are refused with a `ProposalError` saying so; known algorithms
-that Cygnet does not implement, and unknown words, are refused with their own message.
+The keywords are strongSwan's (src/libstrongswan/crypto/proposal/proposal_keywords_static.txt),
+with strongSwan 5.9.8's meanings:
+
+* `default` on its own between commas stands for the default proposals (`DEFAULT_IKE` /
+  `DEFAULT_ESP`) at that point, as in swanctl.conf (`aes256gcm16-prfsha384-x25519,default`);
+* the normalisations of strongSwan's parser (proposal.c, check_proposal) are applied silently:
+  integrity algorithms beside AEAD ciphers are dropped, a PRF in an ESP proposal is dropped,
+  and in IKE an integrity algorithm without an explicit PRF also names the PRF. ESN keywords
+  in IKE proposals are accepted and dropped too (strongSwan keeps them and then sends an ESN
+  transform in IKE, which RFC 7296 §3.3.2 reserves for AH/ESP and strongSwan's own responder
+  refuses);
+* legacy algorithms (3DES, AES-CTR, HMAC-SHA1, HMAC-MD5, AES-XCBC) are accepted only when
+  named; `legacy_warnings` gives a one-line warning naming the risk for each. They are never
+  part of the defaults.
+
+Algorithms considered broken beyond that (DES, NULL, MODP-1024, ...) are refused with a
+`ProposalError` saying so; known algorithms that Cygnet does not implement, and unknown words,
+are refused with their own message.
 
 Initiator side: `parse_*_proposals`, `*.to_payload(number, spi)`, then `choose_ike` /
 `choose_esp` to validate the responder's single answer. Responder side (used by the
@@ -33,6 +48,8 @@ __all__ = [
     "Selection",
     "choose_esp",
     "choose_ike",
+    "legacy_warnings",
+    "proposal_warnings",
     "parse_esp_proposals",
     "parse_ike_proposals",
     "select_esp",
@@ -48,6 +65,8 @@ DEFAULT_IKE = (
     "-x25519-ecp256-ecp384-ecp521-curve448-modp3072-modp4096-modp2048"
 )
 DEFAULT_ESP = "aes256gcm16-aes128gcm16-chacha20poly1305,aes256-aes128-sha256-sha384-sha512"
+#: swanctl's keyword for "the default proposals here" (vici_config.c, parse_proposal).
+_DEFAULT_KEYWORD = "default"
 
 
 class ProposalError(ValueError):
@@ -65,6 +84,8 @@ class ProposalError(ValueError):
 ENCR, PRF, INTEG, KE, ESN = "encryption", "PRF", "integrity", "key exchange", "ESN"
 
 _AEAD = frozenset({EncrId.AES_GCM_16, EncrId.CHACHA20_POLY1305})
+# Ciphers with one key size, sent without a Key Length attribute (RFC 7296 §3.3.5).
+_FIXED_KEY_ENCR = {EncrId.CHACHA20_POLY1305: 256, EncrId.DES3: 192}
 
 # keyword -> (kind, algorithm id, key bits)
 _KEYWORDS: dict[str, tuple[str, int, int | None]] = {
@@ -101,6 +122,18 @@ _KEYWORDS: dict[str, tuple[str, int, int | None]] = {
     "mlkem1024": (KE, KeId.MLKEM1024, None),
     "esn": (ESN, EsnId.ESN, None),
     "noesn": (ESN, EsnId.NO_ESN, None),
+    # Legacy: accepted only when named, with a warning (see _LEGACY_RISKS).
+    "3des": (ENCR, EncrId.DES3, 192),
+    "aes128ctr": (ENCR, EncrId.AES_CTR, 128),
+    "aes192ctr": (ENCR, EncrId.AES_CTR, 192),
+    "aes256ctr": (ENCR, EncrId.AES_CTR, 256),
+    "sha1": (INTEG, IntegId.HMAC_SHA1_96, None),
+    "sha": (INTEG, IntegId.HMAC_SHA1_96, None),
+    "md5": (INTEG, IntegId.HMAC_MD5_96, None),
+    "aesxcbc": (INTEG, IntegId.AES_XCBC_96, None),
+    "prfsha1": (PRF, PrfId.HMAC_SHA1, None),
+    "prfmd5": (PRF, PrfId.HMAC_MD5, None),
+    "prfaesxcbc": (PRF, PrfId.AES128_XCBC, None),
 }
 # AES-GCM with a 16-byte ICV: strongSwan spells the ICV length in bytes, in bits, or not at all.
 for _bits in (128, 192, 256):
@@ -111,19 +144,13 @@ for _bits in (128, 192, 256):
 _UNSAFE: dict[str, str] = {
     "null": "no encryption",
     "des": "56-bit key",
-    "3des": "64-bit block, RFC 8247 deprecates it",
     "blowfish": "64-bit block",
     "blowfish128": "64-bit block",
     "blowfish192": "64-bit block",
     "blowfish256": "64-bit block",
     "cast128": "64-bit block",
-    "md5": "MD5 is broken",
     "md5_128": "MD5 is broken",
-    "prfmd5": "MD5 is broken",
-    "sha": "HMAC-SHA1-96 is deprecated by RFC 8221/8247",
-    "sha1": "HMAC-SHA1-96 is deprecated by RFC 8221/8247",
     "sha1_160": "SHA-1 is deprecated",
-    "prfsha1": "SHA-1 is deprecated",
     "modpnull": "no key exchange at all",
     "modp768": "768-bit MODP is breakable",
     "modp1024": "1024-bit MODP is too weak (RFC 8247)",
@@ -136,15 +163,14 @@ _UNSAFE: dict[str, str] = {
 
 # Known strongSwan keywords for algorithms Cygnet does not implement.
 _UNSUPPORTED = {
-    "aes128ctr", "aes192ctr", "aes256ctr",
     "aes128gmac", "aes192gmac", "aes256gmac",
     "chacha20poly1305compat",
     "camellia", "camellia128", "camellia192", "camellia256",
     "camellia128ctr", "camellia192ctr", "camellia256ctr",
     "serpent", "serpent128", "serpent192", "serpent256",
     "twofish", "twofish128", "twofish192", "twofish256",
-    "sha256_96", "sha2_256_96", "aesxcbc", "camelliaxcbc", "aescmac",
-    "prfaesxcbc", "prfcamelliaxcbc", "prfaescmac",
+    "sha256_96", "sha2_256_96", "camelliaxcbc", "aescmac",
+    "prfcamelliaxcbc", "prfaescmac",
     "ecp224", "ecp224bp", "ecp256bp", "ecp384bp", "ecp512bp",
     "gost256", "gost512",
     "mlkem512",  # `cryptography` 50 has ML-KEM-768 and -1024 only
@@ -161,13 +187,35 @@ _PRF_FOR_INTEG = {
     IntegId.HMAC_SHA2_256_128: PrfId.HMAC_SHA2_256,
     IntegId.HMAC_SHA2_384_192: PrfId.HMAC_SHA2_384,
     IntegId.HMAC_SHA2_512_256: PrfId.HMAC_SHA2_512,
+    IntegId.HMAC_SHA1_96: PrfId.HMAC_SHA1,
+    IntegId.HMAC_MD5_96: PrfId.HMAC_MD5,
+    IntegId.AES_XCBC_96: PrfId.AES128_XCBC,
+}
+
+# Legacy algorithms: (kind, id) -> family; one warning per family and proposal.
+_LEGACY = {
+    (ENCR, EncrId.DES3): "3DES",
+    (ENCR, EncrId.AES_CTR): "AES-CTR",
+    (INTEG, IntegId.HMAC_SHA1_96): "SHA-1",
+    (PRF, PrfId.HMAC_SHA1): "SHA-1",
+    (INTEG, IntegId.HMAC_MD5_96): "MD5",
+    (PRF, PrfId.HMAC_MD5): "MD5",
+    (INTEG, IntegId.AES_XCBC_96): "AES-XCBC",
+    (PRF, PrfId.AES128_XCBC): "AES-XCBC",
+}
+_LEGACY_RISKS = {
+    "3DES": "its 64-bit block lets collisions leak plaintext after a few GB per key (Sweet32)",
+    "AES-CTR": "unauthenticated counter mode; a repeated counter block reveals plaintext",
+    "SHA-1": "SHA-1 is being retired (RFC 8221, RFC 8247)",
+    "MD5": "MD5 is broken; RFC 8221 and RFC 8247 say MUST NOT",
+    "AES-XCBC": "96-bit ICV, and its PRF caps every derived key at 128 bits",
 }
 
 _ADDKE_TYPES = tuple(TransformType(t) for t in range(TransformType.ADDKE1, TransformType.ADDKE7 + 1))
 
 
 # Aliases not used when printing a proposal back as text.
-_ALIASES = {"aes", "sha2_256", "sha2_384", "sha2_512", "modpnone", "curve25519", "curve448"}
+_ALIASES = {"aes", "sha", "sha2_256", "sha2_384", "sha2_512", "modpnone", "curve25519", "curve448"}
 _CANONICAL = {
     (kind, value, bits if kind == ENCR else None): name
     for name, (kind, value, bits) in _KEYWORDS.items()
@@ -304,8 +352,9 @@ class EspProposal(_PreferredCipher):
 
 
 def _encr_transform(encr_id: int, key_bits: int) -> Transform:
-    # RFC 7634 §4 forbids the Key Length attribute for ChaCha20-Poly1305; AES needs it.
-    key_length = None if encr_id == EncrId.CHACHA20_POLY1305 else key_bits
+    # RFC 7634 §4 forbids the Key Length attribute for ChaCha20-Poly1305, and fixed-length
+    # 3DES has none (RFC 7296 §3.3.5); AES needs it.
+    key_length = None if encr_id in _FIXED_KEY_ENCR else key_bits
     return Transform(TransformType.ENCR, encr_id, key_length)
 
 
@@ -337,6 +386,12 @@ class _Parsed:
 def _lookup(token: str, text: str) -> tuple[str, int, int | None]:
     if token in _KEYWORDS:
         return _KEYWORDS[token]
+    if token == _DEFAULT_KEYWORD:
+        raise ProposalError(
+            f"'default' in proposal '{text}' stands for the default proposals and must stand "
+            "alone between commas (e.g. 'aes256gcm16-prfsha384-x25519,default')",
+            token,
+        )
     if token in _UNSAFE:
         raise ProposalError(
             f"algorithm '{token}' in proposal '{text}' is unsafe ({_UNSAFE[token]}) "
@@ -354,7 +409,7 @@ def _parse_one(text: str, protocol: str) -> _Parsed:
     parsed = _Parsed(text)
     if not text:
         raise ProposalError("empty proposal in the list (two commas in a row, or a comma at an end)")
-    tokens = text.split("-")
+    tokens = [t.strip() for t in text.split("-")]  # strongSwan trims blanks around tokens
     if any(not t for t in tokens):
         raise ProposalError(f"empty algorithm name in proposal '{text}'")
     for token in tokens:
@@ -394,18 +449,12 @@ def _parse_one(text: str, protocol: str) -> _Parsed:
             parsed.add(parsed.integrities, alg_id)
             parsed.integ_tokens.append(token)
         elif kind == PRF:
-            if protocol != "IKE":
-                raise ProposalError(
-                    f"'{token}' in proposal '{text}': a PRF only belongs in IKE proposals", token
-                )
-            parsed.add(parsed.prfs, alg_id)
+            # strongSwan drops PRFs from ESP proposals (proposal.c, check_proposal).
+            if protocol == "IKE":
+                parsed.add(parsed.prfs, alg_id)
         elif kind == KE:
             parsed.add(parsed.ke_groups, alg_id)
-        else:  # ESN
-            if protocol != "ESP":
-                raise ProposalError(
-                    f"'{token}' in proposal '{text}': ESN only applies to ESP proposals", token
-                )
+        elif protocol == "ESP":  # ESN; in IKE proposals accepted and dropped (module doc)
             parsed.add(parsed.esns, alg_id)
     _check_encryption(parsed, protocol)
     return parsed
@@ -419,14 +468,6 @@ def _check_encryption(parsed: _Parsed, protocol: str) -> None:
         raise ProposalError(
             f"{protocol} proposal '{text}' mixes AEAD '{parsed.first_aead}' with non-AEAD "
             f"'{parsed.first_classic}'; put them in separate proposals"
-        )
-    aead_prf_idiom = protocol == "IKE" and not parsed.prfs
-    if parsed.first_aead and parsed.integrities and not aead_prf_idiom:
-        raise ProposalError(
-            f"{protocol} proposal '{text}': '{parsed.integ_tokens[0]}' is an integrity "
-            f"algorithm, but '{parsed.first_aead}' is AEAD and protects integrity itself "
-            "(RFC 5282); remove it",
-            parsed.integ_tokens[0],
         )
     if parsed.first_classic and not parsed.integrities:
         raise ProposalError(
@@ -448,15 +489,20 @@ def parse_ike_proposals(text: str | Iterable[str]) -> list[IkeProposal]:
     """Parse comma-separated IKE proposals (a list of strings is joined with commas)."""
     proposals = []
     for part in _split(text):
+        if part.lower() == _DEFAULT_KEYWORD:
+            proposals += parse_ike_proposals(DEFAULT_IKE)
+            continue
         parsed = _parse_one(part, "IKE")
         prfs = parsed.prfs
         integrities = parsed.integrities
         if not prfs:
             # strongSwan: without an explicit PRF, each integrity keyword also names the PRF
-            # of the same hash. With AEAD that is all it does (e.g. aes256gcm16-sha384).
+            # of the same hash (e.g. aes256gcm16-sha384 means PRF-HMAC-SHA384).
             prfs = [_PRF_FOR_INTEG[i] for i in integrities]
-            if parsed.first_aead:
-                integrities = []
+        if parsed.first_aead:
+            # strongSwan drops integrity algorithms beside AEAD ciphers (RFC 5282 §8: an
+            # AEAD proposal carries none).
+            integrities = []
         if not prfs:
             raise ProposalError(f"IKE proposal '{part}' needs a PRF (e.g. prfsha256)")
         ke_groups = [g for g in parsed.ke_groups if g != KeId.NONE]
@@ -483,16 +529,42 @@ def parse_esp_proposals(text: str | Iterable[str]) -> list[EspProposal]:
     """Parse comma-separated ESP proposals; key exchange methods in them request PFS."""
     proposals = []
     for part in _split(text):
+        if part.lower() == _DEFAULT_KEYWORD:
+            proposals += parse_esp_proposals(DEFAULT_ESP)
+            continue
         parsed = _parse_one(part, "ESP")
         proposals.append(
             EspProposal(
                 encryption=tuple(parsed.encryption),
-                integrities=tuple(parsed.integrities),
+                # As in IKE, integrity beside AEAD is dropped (strongSwan's check_proposal).
+                integrities=() if parsed.first_aead else tuple(parsed.integrities),
                 ke_groups=tuple(parsed.ke_groups),
                 esns=tuple(parsed.esns) or (EsnId.NO_ESN,),
             )
         )
     return proposals
+
+
+def legacy_warnings(proposals: Iterable[IkeProposal | EspProposal]) -> list[str]:
+    """One line per legacy algorithm family in each of `proposals` (as parsed from a profile),
+    naming the proposal, the family and its risk; empty when there is none."""
+    lines = []
+    for proposal in proposals:
+        kind_ids = [(ENCR, e) for e, _ in proposal.encryption]
+        kind_ids += [(INTEG, i) for i in proposal.integrities]
+        kind_ids += [(PRF, p) for p in getattr(proposal, "prfs", ())]
+        families = dict.fromkeys(_LEGACY[k] for k in kind_ids if k in _LEGACY)
+        lines += [f"proposal '{proposal}' uses legacy {family}: {_LEGACY_RISKS[family]}"
+                  for family in families]
+    return lines
+
+
+def proposal_warnings(ike: str | None, esp: str | None) -> list[str]:
+    """`legacy_warnings` of a profile's `ike` and `esp` strings (None: the defaults, which
+    hold no legacy algorithm). Raises ProposalError if a string does not parse."""
+    proposals: list = parse_ike_proposals(ike) if ike else []
+    proposals += parse_esp_proposals(esp) if esp else []
+    return legacy_warnings(proposals)
 
 
 # --------------------------------------------------------------------------------------------
@@ -521,8 +593,9 @@ def _type_name(transform_type: int) -> str:
 
 def _encryption_of(transform: Transform) -> tuple[int, int | None]:
     encr_id, key_length = transform.id, transform.key_length
-    if encr_id == EncrId.CHACHA20_POLY1305 and key_length in (None, 256):
-        return encr_id, 256
+    fixed = _FIXED_KEY_ENCR.get(encr_id)
+    if fixed is not None and key_length in (None, fixed):
+        return encr_id, fixed
     return encr_id, key_length
 
 

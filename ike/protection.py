@@ -135,11 +135,12 @@ class SkProtector:
 
     def _next_iv(self) -> bytes:
         cipher = self._out.cipher
-        if cipher.aead:
-            # Unique per key: a counter (RFC 5282 §3.1, RFC 7634 §2 allow any unique value).
+        if cipher.unique_iv:
+            # Unique per key: a counter (RFC 5282 §3.1, RFC 7634 §2, RFC 5930 §2 allow any
+            # unique value).
             self._out.counter += 1
             if self._out.counter >= 1 << 64:
-                raise OverflowError("AEAD IV counter exhausted: rekey the IKE SA")
+                raise OverflowError("IV counter exhausted: rekey the IKE SA")
             return self._out.counter.to_bytes(cipher.iv_size, "big")
         return self._random_bytes(cipher.iv_size)
 

@@ -383,6 +383,8 @@ class Rekeying:
         except crypto.ProposalError:
             return [Notify(NotifyType.NO_PROPOSAL_CHOSEN)]
         chosen = selection.proposal
+        if len(selection.spi) != 8:  # §3.3.1: a new IKE_SA's SPI has 8 octets (found by fuzzing)
+            return [Notify(NotifyType.INVALID_SYNTAX)]
         group = crypto.ike_chosen_group(chosen)
         if their_ke is None or their_ke.group != group:
             return [Notify(NotifyType.INVALID_KE_PAYLOAD, data=struct.pack("!H", group))]

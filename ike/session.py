@@ -39,10 +39,13 @@ from .payloads import (Encrypted, EncryptedFragment, Header, Message, Notify, Pa
 from .rekeying import Rekeying
 from .retransmission import PendingRequest
 from .settings import Settings
+from .unauthenticated import DropLog, InitRefusal
+from .header_check import check_header
 from . import session_crypto as crypto
 
 log = logging.getLogger(__name__)
 
+MIN_AUTH_LIFETIME = 2  # seconds: a smaller AUTH_LIFETIME (RFC 4478) is raised to this
 NON_ESP_MARKER = b"\x00\x00\x00\x00"  # RFC 3948 §2.2, in front of IKE on port 4500
 
 
@@ -118,6 +121,8 @@ class IkeSession(Establishment, Rekeying, Informational):
         self._deleted_by_gateway = False
         self._close_reason = ""
         self._peer_idr = None
+        self._init_refusal: Optional[InitRefusal] = None  # §2.21.1 hint (unauthenticated.py)
+        self._drop_log = DropLog(log)
 
     # ------------------------------------------------------------------ public API
 
@@ -139,11 +144,12 @@ class IkeSession(Establishment, Rekeying, Informational):
         try:
             self._receive(bytes(data), tuple(addr[:2]), now)
         except (ParseError, ProtocolViolation, *crypto.CRYPTO_ERRORS) as exc:
-            log.info("dropped a datagram from %s: %s", addr, exc)
+            self._drop_log.log(now, logging.INFO, "dropped a datagram from %s: %s", addr, exc)
         except Exception:
             if self.raise_internal_errors:
                 raise
-            log.exception("dropped a datagram from %s after an internal error", addr)
+            self._drop_log.log(now, logging.ERROR, "dropped a datagram from %s after an "
+                               "internal error", addr, exc_info=True)
         self._pump(now)
 
     def owns(self, data: bytes) -> bool:
@@ -187,7 +193,12 @@ class IkeSession(Establishment, Rekeying, Informational):
         if self.state in (State.INITIAL, State.CLOSED):
             return
         outstanding = self._outstanding
-        if outstanding and now >= outstanding.request.deadline:
+        refusal = self._init_refusal
+        if (refusal is not None and outstanding and self.state is State.INIT_SENT
+                and now >= max(outstanding.request.deadline, refusal.not_before)):
+            # no valid answer came while we waited: act on the unauthenticated hint (§2.21.1)
+            self._finish(refusal.reason, *refusal.events)
+        elif outstanding and now >= outstanding.request.deadline:
             if outstanding.request.exhausted:
                 self._give_up(outstanding, now)
             else:
@@ -306,6 +317,8 @@ class IkeSession(Establishment, Rekeying, Informational):
 
     def _give_up(self, outstanding: Outstanding, now: float) -> None:
         self._outstanding = None
+        if self._init_refusal is not None and self.state is State.INIT_SENT:
+            return self._finish(self._init_refusal.reason, *self._init_refusal.events)
         if outstanding.on_give_up is not None:
             outstanding.on_give_up(now)
             return
@@ -322,13 +335,16 @@ class IkeSession(Establishment, Rekeying, Informational):
     def _receive(self, data: bytes, addr: tuple, now: float) -> None:
         if data[:4] == NON_ESP_MARKER:
             data = data[4:]  # the engine may hand us the marker; a real SPIi is never zero
-        message = Message.decode(data)
-        header = message.header
+        # The header first (SPIs, role, length, message ID): decode the payload chain only of
+        # a datagram that can belong to us (spoofed floods cost a header each, issue 13 §2).
+        header = Header.decode(data[:28])
         ike = self._context_for(header)
         if ike is None:
             raise ProtocolViolation(f"unknown IKE SPIs {header.spi_i.hex()}/{header.spi_r.hex()}")
         if header.from_initiator == ike.we_are_initiator:
             raise ProtocolViolation("message claims to come from our own role")
+        check_header(header, len(data), ike, self._outstanding)
+        message = Message.decode(data)
         if header.is_response:
             self._receive_response(ike, message, data, addr, now)
         else:
@@ -407,6 +423,8 @@ class IkeSession(Establishment, Rekeying, Informational):
                     ike.protector.open_fragment(data, fragment)
                     self._resend_cached(ike)
                 return
+            if message.get(Encrypted) is None:  # plaintext cannot be ours: drop it quietly
+                raise ProtocolViolation(f"unprotected request with message ID {header.message_id}")
             ike.protector.open_chain(data, message)
             self._resend_cached(ike)
             return
@@ -490,6 +508,12 @@ class IkeSession(Establishment, Rekeying, Informational):
             log.info("ignored an AUTH_LIFETIME notify of %d octets (4 expected)", len(notify.data))
             return
         lifetime = int.from_bytes(notify.data, "big")
+        if lifetime < MIN_AUTH_LIFETIME:
+            # 0 would have us reauthenticate back to back, as fast as the handshakes go: RFC
+            # 4478 §3 leaves the value to the gateway, we take no less than MIN_AUTH_LIFETIME
+            # (small: strongSwan's reauth_time=2s, which a test uses, sends 2).
+            log.info("AUTH_LIFETIME of %d s raised to %d s", lifetime, MIN_AUTH_LIFETIME)
+            lifetime = MIN_AUTH_LIFETIME
         margin = lifetime / 10
         self._plan_reauth(now + lifetime - margin - self._jitter(margin), now + lifetime, now,
                           by_gateway=True)

@@ -57,6 +57,9 @@ class Settings:
     local_id: str = ""  # IDi, e.g. "carol@example.org"; empty: our address
     remote_id: Optional[str] = None  # expected gateway identity; sent as IDr when set
     send_remote_id: bool = True
+    # The name or address the user dialled. With no remote_id the gateway must prove it (a
+    # subjectAltName of its certificate; its IDr with a PSK); remote_id "%any" accepts anyone.
+    gateway_name: str = ""
     auth: AuthSettings = field(default_factory=AuthSettings)
 
     # strongSwan syntax, proposals separated by commas (ike/proposals.py)

@@ -4,9 +4,16 @@ Used by the IKE SK payload (ike/protection.py) and by the ESP data plane, so the
 paths are kept cheap: every object is built once per key and reused for every message.
 
 * `Cipher` — ENCR transforms. CBC needs the caller to pad to `block_size`; AEAD ciphers
-  (`aead` is True) return ciphertext‖ICV and check it on decrypt.
-* `Integrity` — INTEG transforms, HMAC-SHA2 with truncated ICVs (RFC 4868).
-* `Prf` — PRF transforms, HMAC-SHA2 (RFC 4868 §2.1.2): `prf(key, data)`.
+  (`aead` is True) return ciphertext‖ICV and check it on decrypt. `unique_iv` says the IV
+  is a nonce that must never repeat under one key (AEAD, AES-CTR: callers use a counter)
+  rather than an unpredictable value (CBC: callers use random bytes).
+* `Integrity` — INTEG transforms: HMAC-SHA2 with truncated ICVs (RFC 4868), and the legacy
+  HMAC-SHA1-96 (RFC 2404), HMAC-MD5-96 (RFC 2403) and AES-XCBC-MAC-96 (RFC 3566).
+* `Prf` — PRF transforms: HMAC-SHA2 (RFC 4868 §2.1.2), legacy HMAC-SHA1 / HMAC-MD5 (RFC 2104)
+  and AES-XCBC-PRF-128 (RFC 4434): `prf(key, data)`.
+
+The legacy algorithms (3DES, AES-CTR, SHA-1, MD5, XCBC) exist so that old gateways can be
+reached when a profile names them; ike/proposals.py never offers them by default.
 
 Incoming data that fails authentication (or cannot be ciphertext at all) raises
 `IntegrityError`; programming errors (wrong key or IV length, unsupported id) raise
@@ -22,6 +29,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher as _CryptoCipher
 from cryptography.hazmat.primitives.ciphers import aead, algorithms, modes
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 
 from ike.constant_time import bytes_equal
 from ike.constants import EncrId, IntegId, PrfId
@@ -40,6 +48,7 @@ __all__ = [
     "SUPPORTED_ENCR",
     "SUPPORTED_INTEG",
     "SUPPORTED_PRF",
+    "aes_xcbc_prf_128",
 ]
 
 
@@ -73,6 +82,7 @@ class Cipher:
     """
 
     aead: bool = False
+    unique_iv: bool = False
     block_size: int = 1
     iv_size: int = 0
     icv_size: int = 0
@@ -94,8 +104,9 @@ class Cipher:
             )
 
 
-class _AesCbcCipher(Cipher):
-    """AES-CBC (RFC 3602) with one long-lived encryptor and decryptor context.
+class _CbcCipher(Cipher):
+    """CBC with one long-lived encryptor and decryptor context (AES-CBC, RFC 3602; 3DES-CBC,
+    RFC 2451).
 
     `cryptography` cannot reset the IV of a CBC context, and building a context per packet costs
     ~3 µs (measured here: fresh context 3.5–5.4 µs per 1400-byte packet, this approach ~1.8 µs
@@ -114,44 +125,97 @@ class _AesCbcCipher(Cipher):
 
     block_size = 16
     iv_size = 16
+    _label = "AES-CBC"
 
-    def __init__(self, key: bytes):
+    def __init__(self, key: bytes, algorithm=None):
         self.key_bits = len(key) * 8
-        algorithm = algorithms.AES(key)
-        zero_iv = modes.CBC(bytes(16))
+        algorithm = algorithm or algorithms.AES(key)
+        zero_iv = modes.CBC(bytes(self.block_size))
         self._encryptor = _CryptoCipher(algorithm, zero_iv).encryptor()
         self._decryptor = _CryptoCipher(algorithm, zero_iv).decryptor()
         self._encrypt_chain = 0  # last ciphertext block produced by _encryptor, as an int
         self._decrypt_chain = 0  # last ciphertext block fed to _decryptor, as an int
 
     def encrypt(self, iv: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
-        """CBC-encrypt `plaintext` (already padded to 16 bytes) under `iv`; `aad` is unused."""
+        """CBC-encrypt `plaintext` (already padded to the block size) under `iv`; `aad` is unused."""
         self._check_iv(iv)
-        if not plaintext or len(plaintext) % 16:
+        block = self.block_size
+        if not plaintext or len(plaintext) % block:
             raise TransformError(
-                f"AES-CBC plaintext must be a non-zero multiple of 16 bytes, got {len(plaintext)}"
+                f"{self._label} plaintext must be a non-zero multiple of {block} bytes, "
+                f"got {len(plaintext)}"
             )
         first = (
-            int.from_bytes(plaintext[:16], "big")
+            int.from_bytes(plaintext[:block], "big")
             ^ int.from_bytes(iv, "big")
             ^ self._encrypt_chain
         )
-        out = self._encryptor.update(first.to_bytes(16, "big") + plaintext[16:])
-        self._encrypt_chain = int.from_bytes(out[-16:], "big")
+        out = self._encryptor.update(first.to_bytes(block, "big") + plaintext[block:])
+        self._encrypt_chain = int.from_bytes(out[-block:], "big")
         return out
 
     def decrypt(self, iv: bytes, data: bytes, aad: bytes = b"") -> bytes:
         """CBC-decrypt `data` under `iv`. CBC cannot detect tampering: check the ICV first."""
         self._check_iv(iv)
-        if not data or len(data) % 16:
+        block = self.block_size
+        if not data or len(data) % block:
             raise IntegrityError(
-                f"AES-CBC ciphertext must be a non-zero multiple of 16 bytes, got {len(data)}"
+                f"{self._label} ciphertext must be a non-zero multiple of {block} bytes, "
+                f"got {len(data)}"
             )
         out = self._decryptor.update(data)
         fix = int.from_bytes(iv, "big") ^ self._decrypt_chain
-        self._decrypt_chain = int.from_bytes(data[-16:], "big")
-        first = int.from_bytes(out[:16], "big") ^ fix
-        return first.to_bytes(16, "big") + out[16:]
+        self._decrypt_chain = int.from_bytes(data[-block:], "big")
+        first = int.from_bytes(out[:block], "big") ^ fix
+        return first.to_bytes(block, "big") + out[block:]
+
+
+class _AesCbcCipher(_CbcCipher):
+    """AES-CBC (RFC 3602): 16-byte blocks and IVs, 128/192/256-bit keys."""
+
+
+class _TripleDesCbcCipher(_CbcCipher):
+    """3DES-CBC (RFC 2451, legacy): 8-byte blocks and IVs, a 192-bit key (three DES keys).
+    `TripleDES` lives in cryptography's `decrepit` module, as the algorithm is retired."""
+
+    block_size = 8
+    iv_size = 8
+    _label = "3DES-CBC"
+
+    def __init__(self, key: bytes):
+        super().__init__(key, TripleDES(key))
+
+
+class _AesCtrCipher(Cipher):
+    """AES-CTR (RFC 3686 for ESP, RFC 5930 for IKEv2, legacy): KEYMAT is the AES key followed
+    by a 4-byte nonce; each message carries an 8-byte IV, and the counter block is
+    nonce ‖ IV ‖ 32-bit block counter starting at 1 (RFC 3686 §4). Counter mode needs no
+    padding (block size 1; ESP still aligns to 4 bytes) and gives no integrity: an `Integrity`
+    transform always goes with it. The IV must never repeat under one key (RFC 3686 §2.1,
+    a repeated counter block reveals the XOR of two plaintexts): callers use a counter."""
+
+    unique_iv = True
+    iv_size = 8
+    _NONCE = 4
+
+    def __init__(self, keymat: bytes):
+        key, self._nonce = keymat[: -self._NONCE], bytes(keymat[-self._NONCE :])
+        self.key_bits = len(key) * 8
+        self._algorithm = algorithms.AES(key)
+
+    def _apply(self, iv: bytes, data: bytes) -> bytes:
+        self._check_iv(iv)
+        counter_block = self._nonce + bytes(iv) + b"\x00\x00\x00\x01"
+        context = _CryptoCipher(self._algorithm, modes.CTR(counter_block)).encryptor()
+        return context.update(data) + context.finalize()
+
+    def encrypt(self, iv: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
+        """Encrypt `plaintext` (any length) under `iv`; `aad` is unused."""
+        return self._apply(iv, plaintext)
+
+    def decrypt(self, iv: bytes, data: bytes, aad: bytes = b"") -> bytes:
+        """Decrypt `data` under `iv`. CTR cannot detect tampering: check the ICV first."""
+        return self._apply(iv, data)
 
 
 class _SaltedAeadCipher(Cipher):
@@ -163,6 +227,7 @@ class _SaltedAeadCipher(Cipher):
     """
 
     aead = True
+    unique_iv = True
     iv_size = 8
     icv_size = 16
     _SALT = 4
@@ -205,9 +270,14 @@ class _ChaCha20Poly1305Cipher(_SaltedAeadCipher):
         super().__init__(keymat, aead.ChaCha20Poly1305)
 
 
-# encr id -> (allowed key sizes in bits, cipher class, salt bytes in KEYMAT)
+# encr id -> (allowed key sizes in bits, cipher class, salt/nonce bytes in KEYMAT)
 _ENCR = {
     EncrId.AES_CBC: ((128, 192, 256), _AesCbcCipher, 0),
+    # RFC 3686 §5.1 / RFC 5930 §3: the KEYMAT of AES-CTR ends in a 4-byte nonce.
+    EncrId.AES_CTR: ((128, 192, 256), _AesCtrCipher, 4),
+    # RFC 2451 §2.2: 3DES has a fixed 192-bit key (parity bits included); no Key Length
+    # attribute is sent for it (RFC 7296 §3.3.5 names only variable-length ciphers).
+    EncrId.DES3: ((192,), _TripleDesCbcCipher, 0),
     EncrId.AES_GCM_16: ((128, 192, 256), _AesGcm16Cipher, 4),
     # RFC 7634: fixed 256-bit key; no Key Length attribute is sent (§4).
     EncrId.CHACHA20_POLY1305: ((256,), _ChaCha20Poly1305Cipher, 4),
@@ -234,7 +304,8 @@ def _encr_entry(encr_id: int, key_bits: int | None):
 
 
 def cipher_keymat_size(encr_id: int, key_bits: int | None) -> int:
-    """Bytes of KEYMAT the cipher consumes: the key plus, for GCM/ChaCha20, a 4-byte salt."""
+    """Bytes of KEYMAT the cipher consumes: the key plus, for GCM/ChaCha20, a 4-byte salt
+    (AES-CTR: a 4-byte nonce)."""
     key_bits, _, salt = _encr_entry(encr_id, key_bits)
     return key_bits // 8 + salt
 
@@ -252,29 +323,91 @@ def make_cipher(encr_id: int, key_bits: int | None, keymat: bytes) -> Cipher:
 
 
 # --------------------------------------------------------------------------------------------
+# AES-XCBC-MAC (RFC 3566), the core of AES-XCBC-MAC-96 and AES-XCBC-PRF-128 (RFC 4434).
+# `cryptography` has no XCBC, so it is built here on its AES block encryption.
+
+_XCBC_BLOCK = 16
+
+
+def _xcbc_subkeys(key: bytes) -> tuple[object, int, int]:
+    """RFC 3566 §4: K1 = E(K, 0x01…), K2 = E(K, 0x02…), K3 = E(K, 0x03…). Returns the AES
+    algorithm keyed with K1 and K2, K3 as integers (they are XORed into the last block)."""
+    ecb = _CryptoCipher(algorithms.AES(key), modes.ECB()).encryptor()
+    derived = ecb.update(b"\x01" * 16 + b"\x02" * 16 + b"\x03" * 16) + ecb.finalize()
+    k1, k2, k3 = derived[:16], derived[16:32], derived[32:]
+    return algorithms.AES(k1), int.from_bytes(k2, "big"), int.from_bytes(k3, "big")
+
+
+class _Xcbc:
+    """The full 128-bit AES-XCBC-MAC of RFC 3566 §4 under one 128-bit key."""
+
+    def __init__(self, key: bytes):
+        if len(key) != 16:
+            raise TransformError(f"AES-XCBC-MAC needs a 16-byte key, got {len(key)}")
+        self._k1, self._k2, self._k3 = _xcbc_subkeys(key)
+
+    def mac(self, data: bytes) -> bytes:
+        data = bytes(data)
+        # The last block is whole (XOR K2) or padded with 0x80 00… (XOR K3); an empty message
+        # is one padded block (RFC 3566 §4, steps 3a/3b).
+        if data and len(data) % _XCBC_BLOCK == 0:
+            head, last, mask = data[:-_XCBC_BLOCK], data[-_XCBC_BLOCK:], self._k2
+        else:
+            cut = len(data) - len(data) % _XCBC_BLOCK
+            head, last = data[:cut], data[cut:] + b"\x80"
+            last += bytes(_XCBC_BLOCK - len(last))
+            mask = self._k3
+        last = (int.from_bytes(last, "big") ^ mask).to_bytes(_XCBC_BLOCK, "big")
+        # E[i] = E(K1, M[i] XOR E[i-1]) with E[0] = 0 is CBC encryption under a zero IV: its
+        # last ciphertext block is the MAC.
+        context = _CryptoCipher(self._k1, modes.CBC(bytes(_XCBC_BLOCK))).encryptor()
+        return (context.update(head + last) + context.finalize())[-_XCBC_BLOCK:]
+
+
+def aes_xcbc_prf_128(key: bytes, data: bytes) -> bytes:
+    """AES-XCBC-PRF-128 (RFC 4434 §2): a key shorter than 128 bits is padded with zeros, a
+    longer one is first reduced to AES-XCBC-MAC(0^128, key); the output is the whole MAC."""
+    key = bytes(key)
+    if len(key) < 16:
+        key += bytes(16 - len(key))
+    elif len(key) > 16:
+        key = _Xcbc(bytes(16)).mac(key)
+    return _Xcbc(key).mac(data)
+
+
+# --------------------------------------------------------------------------------------------
 # Integrity
 
 
 class Integrity:
-    """An HMAC-SHA2 INTEG transform bound to one key (RFC 4868 §2.1.1, §2.2).
+    """An INTEG transform bound to one key: HMAC (RFC 4868 §2.1.1, §2.2 for SHA-2; RFC 2404
+    HMAC-SHA1-96 and RFC 2403 HMAC-MD5-96), or AES-XCBC-MAC-96 (RFC 3566).
 
-    The key is as long as the hash output; the ICV is the hash output truncated to half.
+    HMAC keys are as long as the hash output (RFC 4868 §2.1.1, RFC 2404 §3, RFC 2403 §3);
+    the ICV is the output truncated (to half for SHA-2, to 96 bits for the legacy ones).
+    AES-XCBC-MAC-96 has a 128-bit key and the first 96 bits of the MAC as ICV (RFC 3566 §4).
     """
 
     def __init__(self, integ_id: int, key: bytes):
         self.integ_id = integ_id
-        algorithm_cls, self.icv_size = _INTEG[integ_id]
-        self.key_size = algorithm_cls.digest_size
+        algorithm_cls, self.key_size, self.icv_size = _INTEG[integ_id]
         if len(key) != self.key_size:
             raise TransformError(
                 f"{_name(IntegId, integ_id)} needs a {self.key_size}-byte key, got {len(key)}"
             )
-        # Keying HMAC once and copying the keyed state per message halves the cost
-        # (measured 1.6 µs vs 2.9 µs on 1400 bytes).
-        self._keyed = hmac.HMAC(key, algorithm_cls())
+        if algorithm_cls is _Xcbc:
+            self._xcbc = _Xcbc(key)
+            self._keyed = None
+        else:
+            self._xcbc = None
+            # Keying HMAC once and copying the keyed state per message halves the cost
+            # (measured 1.6 µs vs 2.9 µs on 1400 bytes).
+            self._keyed = hmac.HMAC(key, algorithm_cls())
 
     def sign(self, data: bytes) -> bytes:
         """The truncated ICV of `data`."""
+        if self._xcbc is not None:
+            return self._xcbc.mac(data)[: self.icv_size]
         h = self._keyed.copy()
         h.update(data)
         return h.finalize()[: self.icv_size]
@@ -288,11 +421,15 @@ class Integrity:
         return f"<Integrity {_name(IntegId, self.integ_id)}>"
 
 
-# integ id -> (hash, truncated ICV length in bytes)
+# integ id -> (hash or _Xcbc, key bytes, ICV bytes)
 _INTEG = {
-    IntegId.HMAC_SHA2_256_128: (hashes.SHA256, 16),
-    IntegId.HMAC_SHA2_384_192: (hashes.SHA384, 24),
-    IntegId.HMAC_SHA2_512_256: (hashes.SHA512, 32),
+    IntegId.HMAC_SHA2_256_128: (hashes.SHA256, 32, 16),
+    IntegId.HMAC_SHA2_384_192: (hashes.SHA384, 48, 24),
+    IntegId.HMAC_SHA2_512_256: (hashes.SHA512, 64, 32),
+    # Legacy, only when a profile names them:
+    IntegId.HMAC_SHA1_96: (hashes.SHA1, 20, 12),  # RFC 2404
+    IntegId.HMAC_MD5_96: (hashes.MD5, 16, 12),  # RFC 2403
+    IntegId.AES_XCBC_96: (_Xcbc, 16, 12),  # RFC 3566
 }
 SUPPORTED_INTEG = frozenset(_INTEG)
 
@@ -303,9 +440,10 @@ def _check_integ(integ_id: int):
 
 
 def integrity_key_size(integ_id: int) -> int:
-    """Bytes of KEYMAT an INTEG transform consumes (RFC 4868 §2.1.1: the hash output size)."""
+    """Bytes of KEYMAT an INTEG transform consumes (RFC 4868 §2.1.1: the hash output size;
+    RFC 3566 §4: 16 for AES-XCBC-MAC-96)."""
     _check_integ(integ_id)
-    return _INTEG[integ_id][0].digest_size
+    return _INTEG[integ_id][1]
 
 
 def make_integrity(integ_id: int, key: bytes) -> Integrity:
@@ -318,19 +456,25 @@ def make_integrity(integ_id: int, key: bytes) -> Integrity:
 
 
 class Prf:
-    """An HMAC-SHA2 PRF (RFC 4868 §2.1.2). Stateless: the key is an argument of each call,
-    because IKE keys its PRF with different values (Ni‖Nr, SKEYSEED, SK_d, SK_p…).
+    """A PRF (HMAC: RFC 4868 §2.1.2, RFC 2104; AES-XCBC-PRF-128: RFC 4434). Stateless: the key
+    is an argument of each call, because IKE keys its PRF with different values (Ni‖Nr,
+    SKEYSEED, SK_d, SK_p…).
 
-    `key_size` is the preferred key length (the output size); HMAC accepts any length.
+    `key_size` is the preferred key length (the output size); HMAC and RFC 4434 accept any
+    length. `fixed_key` is True for AES-XCBC-PRF-128, whose SKEYSEED is keyed with only the
+    first 64 bits of each nonce (RFC 7296 §2.14).
     """
 
     def __init__(self, prf_id: int):
         self.prf_id = prf_id
         self._hash = _PRF[prf_id]
-        self.output_size = self._hash.digest_size
+        self.fixed_key = self._hash is _Xcbc
+        self.output_size = 16 if self.fixed_key else self._hash.digest_size
         self.key_size = self.output_size
 
     def __call__(self, key: bytes, data: bytes) -> bytes:
+        if self.fixed_key:
+            return aes_xcbc_prf_128(key, data)
         h = hmac.HMAC(key, self._hash())
         h.update(data)
         return h.finalize()
@@ -343,6 +487,10 @@ _PRF = {
     PrfId.HMAC_SHA2_256: hashes.SHA256,
     PrfId.HMAC_SHA2_384: hashes.SHA384,
     PrfId.HMAC_SHA2_512: hashes.SHA512,
+    # Legacy, only when a profile names them:
+    PrfId.HMAC_SHA1: hashes.SHA1,
+    PrfId.HMAC_MD5: hashes.MD5,
+    PrfId.AES128_XCBC: _Xcbc,  # RFC 4434
 }
 SUPPORTED_PRF = frozenset(_PRF)
 

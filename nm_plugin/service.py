@@ -270,6 +270,10 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
             self._stop_soon()
             raise DBusError(f"{ERROR}.BadArguments", str(error)) from None
         profile = self.activation.profile
+        from ike.proposals import proposal_warnings
+
+        for warning in proposal_warnings(profile.ike, profile.esp):  # legacy algorithms named
+            log.warning("%s", warning)
         self._persistent = is_persistent(connection)
         log.info("connecting '%s' to %s (%s)", self.activation.connection_id,
                  ", ".join(profile.gateways), profile.auth)

@@ -12,7 +12,8 @@ connection made for strongSwan's plugin works with `vpn-type cygnet` unchanged:
 | user            | EAP identity; also our IKE identity when local-identity is not set        |
 | local-identity  | our IKE identity (IDi)                                                    |
 | remote-identity | the gateway's identity; default: subject of `certificate` if that is the  |
-|                 | gateway's own certificate, else the gateway address                       |
+|                 | gateway's own certificate, else the gateway address, which the gateway    |
+|                 | must then carry as a subjectAltName (as charon-nm; %any means the same)   |
 | certificate     | the gateway's certificate or its CA (default: the system's CA bundle)     |
 | usercert        | our certificate (cert, key, eap-tls)                                      |
 | userkey         | our private key (unencrypted PEM; an encrypted one is refused)            |
@@ -223,9 +224,14 @@ def activation_from_connection(connection: dict) -> Activation:
 
     certificate = data.get("certificate") or None
     remote_identity = data.get("remote-identity") or None
+    # charon-nm: "%any" (ID_ANY) falls back to the address, as an empty identity does; the
+    # engine then makes the gateway prove the address as a subjectAltName (issue 13 §1).
+    any_identity = (remote_identity or "").strip().lower() == "%any"
+    if any_identity:
+        remote_identity = None
     if certificate:
         profile["ca"] = certificate
-        if not remote_identity and not _is_ca_certificate(certificate):
+        if not remote_identity and not any_identity and not _is_ca_certificate(certificate):
             # charon-nm: a gateway certificate (not a CA) names the gateway by its subject.
             remote_identity = _certificate_identity(certificate, "certificate")
     if remote_identity:

@@ -23,8 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.testbed import GATEWAY_NAME, EAP_IDENTITIES, Pki, Testbed, missing_requirements  # noqa: E402
-from tests.testbed import topology  # noqa: E402
+from testbed import (GATEWAY_NAME, EAP_IDENTITIES, Pki, Testbed, missing_plugins,  # noqa: E402
+                     missing_requirements)
+from testbed import topology  # noqa: E402
 
 CYGNET = str(Path(sys.executable).with_name("cygnet"))
 
@@ -39,7 +40,7 @@ def show(result: subprocess.CompletedProcess) -> None:
 
 
 def main() -> int:
-    problems = missing_requirements()
+    problems = missing_requirements() or missing_plugins()
     if problems:
         print("demo cannot run here: " + "; ".join(problems), file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ packages=(
   libfontconfig1 fonts-dejavu-core gnome-keyring libsecret-tools dbus-x11 dunst
   # NetworkManager plugin tests (tests/nm): a real NetworkManager and its own system bus in
   # namespaces, and strongSwan's plugin (charon-nm) side by side
-  network-manager network-manager-strongswan dbus-daemon
+  network-manager network-manager-strongswan strongswan-nm dbus-daemon
   # kernel data plane VM lane (scripts/vm/run_in_vm.py, tests/test_kernel_lane.py): qemu/TCG
   # booting Debian's kernel (kernel ESP) with a busybox initramfs; openssl + NSS tools and
   # libreswan's libraries for the libreswan gateway (libreswan itself conflicts with strongSwan:
@@ -24,6 +24,8 @@ packages=(
   qemu-system-x86 linux-image-amd64 busybox-static openssl libnss3-tools
   libunbound8 libldns3 libevent-core-2.1-7 libevent-pthreads-2.1-7 libcurl3-nss libcap-ng0
   dns-root-data bind9-host iptables
+  # the fresh-root CI lane (scripts/check-fresh-machine.sh): a minimal Debian 12 root
+  mmdebstrap
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done

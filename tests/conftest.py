@@ -1,6 +1,6 @@
 """Shared pytest fixtures. The strongSwan testbed is imported lazily: unit tests never pay for it.
 
-Fixtures for interop tests (see tests/testbed/README.md):
+Fixtures for interop tests (see testbed/README.md):
   pki              session-scoped throw-away PKI (CAs, gateway and client certificates)
   testbed_factory  make_testbed(**Testbed kwargs) -> started Testbed, closed after the test
   testbed          a started Testbed with the default gateway, no NAT
@@ -17,15 +17,37 @@ from pathlib import Path
 import pytest
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
-INTEROP_DIR = Path(__file__).resolve().parent / "interop"
+TESTS_DIR = Path(__file__).resolve().parent
+INTEROP_DIR = TESTS_DIR / "interop"
+# Markers by what a test needs (registered in pyproject), so `make test-fast`
+# (-m 'not interop and not netns and not vm and not nm') selects pure unit tests even if a
+# module forgets its marker: by directory, and by the fixtures that build namespaces.
+DIRECTORY_MARKERS = {
+    INTEROP_DIR: ("interop", "netns"),
+    TESTS_DIR / "kernel": ("vm", "netns"),
+    TESTS_DIR / "gui": ("gui",),
+}
+FILE_MARKERS = {TESTS_DIR / "test_kernel_lane.py": ("vm", "netns", "interop")}
+FIXTURE_MARKERS = {
+    "testbed": ("interop", "netns"),
+    "testbed_factory": ("interop", "netns"),
+    "nm_testbed": ("nm", "interop", "netns"),
+}
 
 
 def pytest_collection_modifyitems(config, items):
-    # Everything under tests/interop talks to real strongSwan: mark it so `-m 'not interop'`
-    # selects the pure unit tests even if a module forgets its marker.
     for item in items:
-        if INTEROP_DIR in Path(item.path).resolve().parents:
-            item.add_marker(pytest.mark.interop)
+        path = Path(item.path).resolve()
+        names = set(FILE_MARKERS.get(path, ()))
+        for directory, markers in DIRECTORY_MARKERS.items():
+            if directory in path.parents:
+                names.update(markers)
+        for fixture in FIXTURE_MARKERS.keys() & set(getattr(item, "fixturenames", ())):
+            names.update(FIXTURE_MARKERS[fixture])
+        if "interop" in {mark.name for mark in item.iter_markers()}:
+            names.add("netns")      # every interop test runs its peer in namespaces
+        for name in sorted(names):
+            item.add_marker(name)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -42,7 +64,7 @@ def _test_failed(node) -> bool:
 
 
 def _skip_unless_testbed_can_run() -> None:
-    from tests.testbed import missing_requirements
+    from testbed import missing_requirements
 
     reasons = missing_requirements()
     if reasons:
@@ -53,7 +75,7 @@ def _skip_unless_testbed_can_run() -> None:
 def pki(tmp_path_factory):
     """The test PKI, made once per session (or reused from $CYGNET_TESTBED_PKI_DIR)."""
     _skip_unless_testbed_can_run()
-    from tests.testbed import Pki
+    from testbed import Pki
 
     directory = os.environ.get("CYGNET_TESTBED_PKI_DIR") or tmp_path_factory.mktemp("pki")
     return Pki.load_or_create(directory)
@@ -62,7 +84,7 @@ def pki(tmp_path_factory):
 @pytest.fixture
 def testbed_factory(pki, request):
     """make_testbed(nat=..., gateway_options=..., capture=True, ...) -> started Testbed."""
-    from tests.testbed import Testbed
+    from testbed import Testbed
 
     made = []
 

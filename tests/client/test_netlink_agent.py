@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.testbed.netns import Namespace, unique_prefix
+from testbed.netns import Namespace, unique_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+pytestmark = [pytest.mark.netns,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")]
 
 SCRIPT = r"""
 import ipaddress, json, os, sys

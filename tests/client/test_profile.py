@@ -574,3 +574,15 @@ def test_format_toml_round_trips_any_values(text, number, flag, items):
 
     table = {"s": text, "n": number, "b": flag, "l": items}
     assert tomllib.loads(format_toml(table, comment="any\ncomment")) == table
+
+
+def test_remote_id_any_warns_in_one_line(tmp_path):
+    from client.profile import identity_warning
+
+    path = tmp_path / "office.toml"
+    path.write_text('gateway = "vpn.example.org"\nauth = "eap-mschapv2"\n'
+                    'eap_identity = "carol"\nremote_id = "%any"\n')
+    warning = identity_warning(load_profile(path))
+    assert warning and "\n" not in warning and "%any" in warning
+    path.write_text('gateway = "vpn.example.org"\nauth = "eap-mschapv2"\neap_identity = "carol"\n')
+    assert identity_warning(load_profile(path)) is None

@@ -383,3 +383,15 @@ def test_import_refuses_to_overwrite_without_force(tmp_path):
 ])
 def test_profile_names_from_display_names(display, expected):
     assert profile_name_from(display) == expected
+
+
+@pytest.mark.parametrize("remote_id", [None, "%any", "%ANY"])
+def test_no_remote_id_or_any_means_the_dialled_address_as_in_the_android_app(tmp_path, remote_id):
+    """issue 13 §1: the app then requires remote.addr as a subjectAltName (AUTH_RULE_IDENTITY_LOOSE
+    with the server address); our profile leaves remote_id unset, which means the same."""
+    obj = base_profile("ikev2-eap", local={"eap_id": "carol"})
+    if remote_id is None:
+        obj["remote"].pop("id", None)
+    else:
+        obj["remote"]["id"] = remote_id
+    assert read_sswan(write_sswan(tmp_path, obj), tmp_path / "m").profile.remote_id is None

@@ -580,6 +580,7 @@ print(first.name, second.name, adopted.name, first.fd != second.fd, first.vnet_h
 
 
 @pytest.mark.interop
+@pytest.mark.netns
 @needs_root
 @pytest.mark.timeout(30)
 def test_multi_queue_tun_and_adopted_descriptor():
@@ -593,6 +594,7 @@ def test_multi_queue_tun_and_adopted_descriptor():
 
 
 @pytest.mark.interop
+@pytest.mark.netns
 @needs_root
 @pytest.mark.timeout(60)
 def test_plain_esp_without_udp_encapsulation():
@@ -615,6 +617,7 @@ def test_plain_esp_without_udp_encapsulation():
 
 
 @pytest.mark.interop
+@pytest.mark.netns
 @needs_root
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("offload", [{}, {"vnet_hdr": True}, {"tso": True}], ids=["plain", "gso-write", "tso"])

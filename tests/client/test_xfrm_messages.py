@@ -244,6 +244,7 @@ def _policy_lifecycle():
     return seen
 
 
+@pytest.mark.netns
 def test_policies_add_dump_and_clean_in_a_namespace(netns):
     seen = _in_namespace(netns, _policy_lifecycle)
     if_id = tunnel_if_id("policy-test")
@@ -277,6 +278,7 @@ def _bypass_and_interface():
     return results
 
 
+@pytest.mark.netns
 def test_ike_socket_bypass_and_xfrm_interface(netns):
     results = _in_namespace(netns, _bypass_and_interface)
     assert results["bypass"]

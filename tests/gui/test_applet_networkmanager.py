@@ -22,7 +22,7 @@ from tests.gui.certs import make_pki
 from tests.gui.desktop_session import DesktopSession
 from tests.nm.conftest import nm_testbed  # noqa: F401  (the fixture)
 from tests.nm.test_networkmanager_plugin import password_for, store_password, vpn_data
-from tests.testbed import GATEWAY_NAME, topology, wait_for
+from testbed import GATEWAY_NAME, topology, wait_for
 
 pytestmark = [
     pytest.mark.interop, pytest.mark.slow,

@@ -17,7 +17,7 @@ import struct
 import threading
 import time
 
-from tests.testbed import netsock
+from testbed import netsock
 
 _PAYLOAD = struct.Struct(">I")
 

@@ -10,10 +10,10 @@ Active/passive without CLUSTERIP (this kernel has none): `segment_count = 1`, an
 addresses 198.51.100.1 (what clients dial) and 10.1.0.1 (the LAN's router) live on whichever
 node's charon logged "HA segment 1 activated". `take_over()` moves them there and flushes the
 neighbour caches of the client and the LAN host, which then ask ARP again (no arping here).
-IPv4 only; both nodes load the same swanctl configuration (tests/testbed/gateway.py) and sync
+IPv4 only; both nodes load the same swanctl configuration (testbed/gateway.py) and sync
 IKE_SAs, CHILD_SAs and message IDs in plain text over their own link.
 
-This reuses tests/testbed by import and composition: `HaTestbed` is a `Testbed` whose topology
+This reuses testbed by import and composition: `HaTestbed` is a `Testbed` whose topology
 is `HaTopology` and whose `gateway` is the currently active node, so the interop helpers
 (`CygnetClient`, `strongswan_client`, `ping`, `save_artifacts`) work unchanged.
 """
@@ -26,10 +26,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.testbed import CharonSettings, Gateway, GatewayOptions, Namespace, Pki, Testbed, wait_for
-from tests.testbed.netns import unique_prefix
-from tests.testbed.topology import (CLIENT_ADDR, DNS_SERVERS, LAN_HOST_ADDR, LAN_NET, POOL_NET,
-                                    NamespaceGroup, _batch, _enable_forwarding, _veth)
+from testbed import CharonSettings, Gateway, GatewayOptions, Namespace, Pki, Testbed, wait_for
+from testbed.netns import unique_prefix
+from testbed.topology import (CLIENT_ADDR, DNS_SERVERS, LAN_HOST_ADDR, LAN_NET, POOL_NET,
+                              NamespaceGroup, _batch, _enable_forwarding, _veth)
 
 CLUSTER_ADDR = "198.51.100.1"        # what the client dials; moves with the active node
 CLUSTER_LAN_ADDR = "10.1.0.1"        # the LAN host's router; moves too
@@ -41,7 +41,7 @@ ACTIVATED = "HA segment 1 activated"
 
 @dataclass
 class HaTopology(NamespaceGroup):
-    """client, switch (two bridges), node1, node2, lan. Duck-types tests.testbed.Topology."""
+    """client, switch (two bridges), node1, node2, lan. Duck-types testbed.Topology."""
 
     prefix: str = ""
 

@@ -71,6 +71,7 @@ class GatewayConfig:
     own_psk: Optional[bytes] = field(default=None, repr=False)  # sign with another PSK
     auth_lifetime: Optional[int] = None  # RFC 4478 AUTH_LIFETIME (seconds) in IKE_AUTH
     keep_old_sas: bool = False  # a new IKE_SA_INIT leaves the IKE_SAs there are (reauth)
+    extra_auth_notifies: tuple = ()  # (type, data) notifies added to the last IKE_AUTH response
 
 
 @dataclass
@@ -478,6 +479,7 @@ class Responder:
             out.append(Notify(NotifyType.REDIRECT, data=encode_redirect(c.redirect_auth)))
         if c.auth_lifetime is not None:  # as charon does when reauth_time is set
             out.append(Notify(NotifyType.AUTH_LIFETIME, data=c.auth_lifetime.to_bytes(4, "big")))
+        out += [Notify(kind, data=data) for kind, data in c.extra_auth_notifies]
         return out
 
     def _narrowed(self, tsi, tsr, cp):
@@ -743,7 +745,14 @@ class Pair:
 
     def connect(self) -> list:
         self.session.connect(self.now)
-        return self.run()
+        events = self.run()
+        refusal = getattr(self.session, "_init_refusal", None)
+        if refusal is not None and not events:
+            # An IKE_SA_INIT refusal is only a hint (RFC 7296 §2.21.1): let the session's wait
+            # for a valid answer run out, as a real clock would.
+            deadline = max(self.session._outstanding.request.deadline, refusal.not_before)
+            events += self.advance(deadline - self.now)
+        return events
 
     def _client_address(self, port: int) -> tuple:
         if self.client_nat:

@@ -161,7 +161,7 @@ def test_integrity_wrong_key_length_is_named():
 
 
 @pytest.mark.parametrize("integ_id,text", [
-    (IntegId.HMAC_SHA1_96, r"unsupported integrity algorithm HMAC_SHA1_96 \(2\)"),
+    (IntegId.HMAC_SHA1_160, r"unsupported integrity algorithm HMAC_SHA1_160 \(7\)"),
     (999, "unsupported integrity algorithm 999"),
 ])
 def test_unsupported_integrity(integ_id, text):
@@ -172,8 +172,8 @@ def test_unsupported_integrity(integ_id, text):
 
 
 @pytest.mark.parametrize("prf_id,text", [
-    (PrfId.HMAC_SHA1, r"unsupported PRF HMAC_SHA1 \(2\)"),
-    (PrfId.AES128_XCBC, r"unsupported PRF AES128_XCBC \(4\)"),
+    (PrfId.HMAC_TIGER, r"unsupported PRF HMAC_TIGER \(3\)"),
+    (PrfId.AES128_CMAC, r"unsupported PRF AES128_CMAC \(8\)"),
 ])
 def test_unsupported_prf(prf_id, text):
     with pytest.raises(TransformError, match=text):

@@ -134,7 +134,7 @@ def test_gcm_wrong_iv_length():
 
 @pytest.mark.parametrize("encr_id,text", [
     (EncrId.AES_GCM_8, r"unsupported encryption algorithm AES_GCM_8 \(18\)"),
-    (EncrId.DES3, r"unsupported encryption algorithm DES3 \(3\)"),
+    (EncrId.BLOWFISH, r"unsupported encryption algorithm BLOWFISH \(7\)"),
     (250, "unsupported encryption algorithm 250"),
 ])
 def test_unsupported_encryption_ids(encr_id, text):

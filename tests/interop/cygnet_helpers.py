@@ -69,7 +69,7 @@ def module_testbed(pki, **testbed_kwargs):
         def tb(pki):
             yield from module_testbed(pki, capture=False)
     """
-    from tests.testbed import Testbed
+    from testbed import Testbed
 
     testbed_kwargs.setdefault("iperf", False)
     testbed = Testbed(pki, **testbed_kwargs)
@@ -157,9 +157,9 @@ class CygnetClient:
         return path
 
     def profile_keys(self, method: str, **overrides) -> dict:
-        """Profile keys for `method` against the testbed gateway (see tests/testbed/gateway.py:
+        """Profile keys for `method` against the testbed gateway (see testbed/gateway.py:
         the identity picks the gateway's connection)."""
-        from tests.testbed import EAP_IDENTITIES, GATEWAY_NAME, PSK_IDENTITY
+        from testbed import EAP_IDENTITIES, GATEWAY_NAME, PSK_IDENTITY
 
         pki = self.tb.pki
         gateway = self.tb.gateway
@@ -244,7 +244,7 @@ class CygnetClient:
 
     def wait_for_output(self, text: str, timeout: float = 15.0, count: int = 1) -> None:
         """Wait until the current run has printed `text` (`count` times)."""
-        from tests.testbed import wait_for
+        from testbed import wait_for
 
         def seen():
             if self.output().count(text) >= count:
@@ -290,7 +290,7 @@ class CygnetClient:
     def run(self, *args: str, timeout: float = 30.0, check: bool = False, **env):
         """Run a cygnet command (status, down, import, up --daemon…) to completion in the
         client namespace with this client's run dir; returns CompletedProcess."""
-        from tests.testbed import netns
+        from testbed import netns
 
         return netns.run(self.argv(*args), timeout=timeout, check=check, env=self.env(**env))
 
@@ -396,8 +396,8 @@ def tcp_echo_transfer(namespace: str, host: str, size: int = TEN_MB, *,
     order; returns the seconds it took. Sends and receives at once (an echo server blocks
     once our receive buffer is full). rate: bytes per second to pace the sender to, so a
     transfer can span a given time without saturating the tunnel."""
-    from tests.testbed import netsock
-    from tests.testbed.lan_services import ECHO_PORT
+    from testbed import netsock
+    from testbed.lan_services import ECHO_PORT
 
     payload = os.urandom(size)
     started = time.monotonic()

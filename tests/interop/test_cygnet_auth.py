@@ -32,7 +32,7 @@ def tb(pki):
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_each_authentication_method_gives_a_working_dual_stack_tunnel(tb, make_cygnet, method):
-    from tests.testbed import topology
+    from testbed import topology
 
     client = make_cygnet(tb)
     client.up(client.profile(method))

@@ -84,8 +84,8 @@ def test_daemon_status_and_down(tb, make_cygnet):
     down = client.run("down", "office", timeout=15)
     assert down.returncode == 0, down.stderr
     assert "closed" in down.stdout
-    from tests.testbed import wait_for
-    from tests.testbed.netns import _pid_alive   # a zombie counts as gone
+    from testbed import wait_for
+    from testbed.netns import _pid_alive   # a zombie counts as gone
     wait_for(lambda: not _pid_alive(engine), timeout=5,
              message="the daemon is still running after `cygnet down`")
     assert client.run("status", "--json", check=True).stdout.strip() == "[]"
@@ -139,7 +139,7 @@ def test_next_up_cleans_what_a_killed_engine_left(tb, make_cygnet):
     assert "cleaned up what a previous run of this tunnel left behind" in client.output()
     assert tb.ping("client", LAN_HOST) == 1
     # INITIAL_CONTACT made the gateway drop the IKE_SA of the killed run.
-    from tests.testbed import wait_for
+    from testbed import wait_for
     wait_for(lambda: len(tb.gateway.list_sas()) == 1, timeout=5,
              message=lambda: f"gateway SAs: {tb.gateway.list_sas()}")
 

@@ -50,7 +50,7 @@ def test_split_tunnel_routes_only_the_listed_networks(tb, make_cygnet):
 
 
 def test_ipv4_only_and_dns_left_alone(tb, make_cygnet):
-    from tests.testbed import topology
+    from testbed import topology
 
     client = make_cygnet(tb)
     client.up(client.profile("ecdsa", virtual_ip=["ipv4"], dns=False))
@@ -65,7 +65,7 @@ def test_ipv4_only_and_dns_left_alone(tb, make_cygnet):
 
 
 def test_full_tunnel_behind_nat_keeps_the_gateway_reachable(testbed_factory, make_cygnet):
-    from tests.testbed import GatewayOptions, topology
+    from testbed import GatewayOptions, topology
 
     options = GatewayOptions(local_ts=("0.0.0.0/0", "::/0"))
     tb = testbed_factory(nat="masquerade", gateway_options=options, iperf=False)
@@ -85,7 +85,7 @@ def test_full_tunnel_behind_nat_keeps_the_gateway_reachable(testbed_factory, mak
     assert tb.ping("client", LAN_HOST6) == 1
     # IKE still reaches the gateway outside the tunnel: liveness checks keep being answered.
     start = tb.gateway.log_path.stat().st_size
-    from tests.testbed import wait_for
+    from testbed import wait_for
     wait_for(lambda: "parsed INFORMATIONAL request" in tb.gateway.log_path.read_text()[start:],
              timeout=5, message="no liveness check reached the gateway")
     assert client.control_status()["state"] == "up"

@@ -121,7 +121,7 @@ def test_long_certificate_chains_are_fragmented_both_ways(tb, make_cygnet):
 
 
 def test_cookie_challenge(testbed_factory, make_cygnet):
-    from tests.testbed import CharonSettings, GatewayOptions
+    from testbed import CharonSettings, GatewayOptions
 
     tb = testbed_factory(gateway_options=GatewayOptions(charon=CharonSettings(cookie_threshold=1)),
                          iperf=False)
@@ -143,7 +143,7 @@ def test_cookie_challenge(testbed_factory, make_cygnet):
 
 
 def test_nat_with_random_source_ports(testbed_factory, make_cygnet):
-    from tests.testbed import topology
+    from testbed import topology
 
     tb = testbed_factory(nat="random-ports", iperf=False)
     client = make_cygnet(tb)
@@ -160,7 +160,7 @@ def test_nat_with_random_source_ports(testbed_factory, make_cygnet):
 
 
 def test_ike_and_esp_over_ipv6(tb, make_cygnet):
-    from tests.testbed import topology
+    from testbed import topology
 
     client = make_cygnet(tb)
     client.up(client.profile("ed25519", gateway=tb.gateway_address6))

@@ -52,7 +52,7 @@ def child_spis(status: dict) -> set:
 
 
 def test_gateway_rekeys_the_child_sa(testbed_factory, make_cygnet):
-    from tests.testbed import GatewayOptions
+    from testbed import GatewayOptions
 
     options = GatewayOptions(child_rekey_time="1s", child_life_time="20s")
     tb = testbed_factory(gateway_options=options, iperf=False, capture=False)
@@ -72,7 +72,7 @@ def test_gateway_rekeys_the_child_sa(testbed_factory, make_cygnet):
 
 
 def test_gateway_rekeys_the_ike_sa(testbed_factory, make_cygnet):
-    from tests.testbed import GatewayOptions
+    from testbed import GatewayOptions
 
     # A long over_time: with charon's default (10 % of rekey_time, 0.1 s here) the hard-expiry
     # DELETE is queued while the rekey runs, and charon then deletes the *new* IKE_SA.
@@ -143,7 +143,7 @@ def test_we_reauthenticate_when_the_gateway_asks(testbed_factory, make_cygnet):
     N(AUTH_LIFETIME) and deletes the IKE_SA unless the client reauthenticates within
     reauth_time + over_time. We do it make-before-break: a new IKE_SA and CHILD_SA next to
     the old ones, outbound switched, then DELETE of the old IKE_SA: no ping lost, TCP intact."""
-    from tests.testbed import GatewayOptions, wait_for
+    from testbed import GatewayOptions, wait_for
 
     options = GatewayOptions(ike_reauth_time="2s", ike_over_time="2s")
     tb = testbed_factory(gateway_options=options, iperf=False, capture=False)

@@ -21,7 +21,7 @@ def gateway_log_since(tb, offset: int) -> str:
 
 
 def test_we_answer_the_gateways_liveness_checks(testbed_factory, make_cygnet):
-    from tests.testbed import GatewayOptions, wait_for
+    from testbed import GatewayOptions, wait_for
 
     tb = testbed_factory(gateway_options=GatewayOptions(dpd_delay="1s"), iperf=False)
     client = make_cygnet(tb)
@@ -39,7 +39,7 @@ def test_we_answer_the_gateways_liveness_checks(testbed_factory, make_cygnet):
 
 
 def test_we_check_the_gateways_liveness(testbed_factory, make_cygnet):
-    from tests.testbed import wait_for
+    from testbed import wait_for
 
     tb = testbed_factory(iperf=False)
     client = make_cygnet(tb)
@@ -55,7 +55,7 @@ def test_we_check_the_gateways_liveness(testbed_factory, make_cygnet):
 
 
 def test_reconnects_by_itself_after_the_gateway_was_killed(testbed_factory, make_cygnet):
-    from tests.testbed import wait_for
+    from testbed import wait_for
 
     tb = testbed_factory(iperf=False)
     client = make_cygnet(tb)
@@ -89,7 +89,7 @@ def test_reconnects_by_itself_after_the_gateway_was_killed(testbed_factory, make
 
 def test_reconnect_backs_off_while_the_gateway_is_away_and_down_still_works(
         testbed_factory, make_cygnet):
-    from tests.testbed import wait_for
+    from testbed import wait_for
 
     tb = testbed_factory(iperf=False)
     client = make_cygnet(tb)
@@ -123,7 +123,7 @@ def test_reconnect_backs_off_while_the_gateway_is_away_and_down_still_works(
 
 
 def test_reconnects_after_the_gateway_deleted_the_ike_sa(testbed_factory, make_cygnet):
-    from tests.testbed import wait_for
+    from testbed import wait_for
 
     tb = testbed_factory(iperf=False)
     client = make_cygnet(tb)

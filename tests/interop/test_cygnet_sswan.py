@@ -76,7 +76,7 @@ def test_eap_mschapv2_profile_with_the_password_typed_at_the_prompt(tb, make_cyg
 
 
 def test_certificate_profile_from_pkcs12(tb, make_cygnet):
-    from tests.testbed import P12_PASSWORD
+    from testbed import P12_PASSWORD
 
     client = make_cygnet(tb)
     sswan = write_sswan(client, "alice.sswan", {

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.interop
 def test_demo_connects_shows_virtual_ip_and_dns_and_pings_through_the_tunnel():
-    from tests.testbed import missing_requirements
+    from testbed import missing_requirements
 
     if missing_requirements():
         pytest.skip("testbed unavailable: " + "; ".join(missing_requirements()))

@@ -71,7 +71,7 @@ def counted_packets(tb) -> int:
 def blast(tb, destination: str, port: int, count: int) -> None:
     """`count` datagrams from the LAN host to `destination`, as fast as they go (some may be
     dropped: what matters is how far the gateway's outbound sequence counter moves)."""
-    from tests.testbed import netsock
+    from testbed import netsock
 
     with netsock.socket_in(tb.lan_ns.name, socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for i in range(count):
@@ -105,7 +105,7 @@ def fail_over_under_traffic(tb, vip: str, resume_timeout: float,
     sequence counter on, then the active node dies and the other takes over. Waits up to
     `resume_timeout` s for both directions to come back (does not raise if they do not)."""
     from tests.ha.probes import ProbeStream
-    from tests.testbed import wait_for
+    from testbed import wait_for
 
     out = ProbeStream(tb.client_ns.name, tb.lan_ns.name, LAN_HOST, port=9901).start()
     back = ProbeStream(tb.lan_ns.name, tb.client_ns.name, vip, port=9902,
@@ -190,7 +190,7 @@ def test_reference_strongswan_client_through_the_same_failover(ha_testbed):
     window until the new node's counter passes the old one (~BURST / 50 per second).
     Only its survival is asserted; its outage is what it is."""
     from tests.ha.testbed import NODE_ADDRS, NODE_LAN_ADDRS
-    from tests.testbed import ClientOptions
+    from testbed import ClientOptions
 
     tb = ha_testbed
     charon = tb.strongswan_client(ClientOptions(virtual_ips=("0.0.0.0",),

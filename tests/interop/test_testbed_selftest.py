@@ -26,7 +26,7 @@ GATEWAY_CONNECTION = {
 
 
 def assert_tunnel_works(testbed, client_sa):
-    from tests.testbed import topology
+    from testbed import topology
 
     vips = [ipaddress.ip_address(v) for v in client_sa["local-vips"]]
     assert [v for v in vips if v in topology.POOL_NET], client_sa
@@ -59,8 +59,8 @@ def test_dns_attributes_reach_the_client(testbed):
 
 
 def test_tcp_echo_service_through_the_tunnel(testbed):
-    from tests.testbed import netsock
-    from tests.testbed.lan_services import ECHO_PORT
+    from testbed import netsock
+    from testbed.lan_services import ECHO_PORT
 
     testbed.strongswan_client().connect("ecdsa")
     payload = os.urandom(100_000)
@@ -68,7 +68,7 @@ def test_tcp_echo_service_through_the_tunnel(testbed):
 
 
 def test_certificate_from_an_unrelated_ca_is_rejected(testbed):
-    from tests.testbed import CommandError
+    from testbed import CommandError
 
     client = testbed.strongswan_client()
     with pytest.raises(CommandError):
@@ -77,7 +77,7 @@ def test_certificate_from_an_unrelated_ca_is_rejected(testbed):
 
 
 def test_through_nat_with_random_source_ports(testbed_factory):
-    from tests.testbed import topology
+    from testbed import topology
 
     testbed = testbed_factory(nat="random-ports")
     client_sa = testbed.strongswan_client().connect("rsa")
@@ -95,7 +95,7 @@ def fragments_sent(log_text: str) -> list[int]:
 
 
 def test_gateway_chain_makes_its_ike_auth_response_fragment(testbed_factory):
-    from tests.testbed import GatewayOptions
+    from testbed import GatewayOptions
 
     testbed = testbed_factory(gateway_options=GatewayOptions(certificate="chain"))
     client = testbed.strongswan_client()
@@ -118,7 +118,7 @@ def test_client_chain_makes_its_ike_auth_request_fragment(testbed):
 
 
 def test_connects_and_passes_traffic_despite_packet_loss(testbed):
-    from tests.testbed import CharonSettings, ClientOptions
+    from testbed import CharonSettings, ClientOptions
 
     testbed.drop_packets(30, "client")
     fast_retries = CharonSettings(retransmit_timeout=0.5, retransmit_base=1.2,
@@ -142,7 +142,7 @@ def test_drop_packets_is_applied_and_removed(testbed):
 
 
 def test_gateway_options_choose_proposals(testbed_factory):
-    from tests.testbed import ClientOptions, GatewayOptions
+    from testbed import ClientOptions, GatewayOptions
 
     options = GatewayOptions(ike_proposals=("aes256-sha384-ecp384",),
                              esp_proposals=("chacha20poly1305",))
@@ -163,7 +163,7 @@ def test_gateway_options_choose_proposals(testbed_factory):
 
 
 def test_short_child_lifetime_makes_the_gateway_rekey(testbed_factory):
-    from tests.testbed import GatewayOptions
+    from testbed import GatewayOptions
 
     testbed = testbed_factory(gateway_options=GatewayOptions(child_rekey_time="2s"))
     client_sa = testbed.strongswan_client().connect("psk")
@@ -177,13 +177,13 @@ def test_short_child_lifetime_makes_the_gateway_rekey(testbed_factory):
         return any(c["spi-in"] != first_child["spi-out"] and c["state"] == "INSTALLED"
                    for c in children)
 
-    from tests.testbed import wait_for
+    from testbed import wait_for
     wait_for(rekeyed, timeout=10, message="CHILD_SA was not rekeyed")
     assert testbed.ping("client", LAN_HOST, count=2) == 2
 
 
 def test_cookie_threshold_makes_the_gateway_demand_cookies(testbed_factory):
-    from tests.testbed import CharonSettings, GatewayOptions
+    from testbed import CharonSettings, GatewayOptions
 
     options = GatewayOptions(charon=CharonSettings(cookie_threshold=1))
     testbed = testbed_factory(gateway_options=options)
@@ -218,7 +218,7 @@ def test_gateway_stop_kill_restart(testbed):
 
     gateway.stop()                       # SIGTERM: charon deletes the SA, telling the client
     assert not gateway.running
-    from tests.testbed import wait_for
+    from testbed import wait_for
     wait_for(lambda: client.list_sas() == [], timeout=5,
              message="client did not hear the gateway's DELETE")
 
@@ -267,7 +267,7 @@ def test_artifacts_hold_captures_and_logs(testbed, tmp_path):
 
 
 def test_closing_removes_namespaces_and_processes(pki):
-    from tests.testbed import Testbed
+    from testbed import Testbed
 
     with Testbed(pki, nat="masquerade") as testbed:
         client = testbed.strongswan_client()
@@ -284,7 +284,7 @@ def test_closing_removes_namespaces_and_processes(pki):
 
 
 def test_bring_up_is_fast(pki):
-    from tests.testbed import Testbed
+    from testbed import Testbed
 
     started = time.monotonic()
     with Testbed(pki, capture=False):
@@ -293,7 +293,7 @@ def test_bring_up_is_fast(pki):
 
 
 def test_ike_over_ipv6_with_an_ecdsa_gateway_and_iperf3_through_the_tunnel(testbed_factory):
-    from tests.testbed import ClientOptions, GatewayOptions
+    from testbed import ClientOptions, GatewayOptions
 
     testbed = testbed_factory(gateway_options=GatewayOptions(certificate="ecdsa"))
     client = testbed.strongswan_client(ClientOptions(gateway_address=testbed.gateway_address6))
@@ -307,7 +307,7 @@ def test_ike_over_ipv6_with_an_ecdsa_gateway_and_iperf3_through_the_tunnel(testb
 
 
 def test_gateway_dead_peer_detection_clears_a_vanished_client(testbed_factory):
-    from tests.testbed import CharonSettings, GatewayOptions, wait_for
+    from testbed import CharonSettings, GatewayOptions, wait_for
 
     quick_giveup = CharonSettings(retransmit_timeout=0.3, retransmit_base=1.2, retransmit_tries=2)
     testbed = testbed_factory(gateway_options=GatewayOptions(dpd_delay="1s",
@@ -324,7 +324,7 @@ def test_gateway_dead_peer_detection_clears_a_vanished_client(testbed_factory):
 
 @pytest.mark.parametrize("ask_identity", [True, False])
 def test_eap_identity_request_is_optional(testbed_factory, ask_identity):
-    from tests.testbed import GatewayOptions
+    from testbed import GatewayOptions
 
     testbed = testbed_factory(gateway_options=GatewayOptions(eap_identity_request=ask_identity))
     testbed.strongswan_client().connect("eap-mschapv2")

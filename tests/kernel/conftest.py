@@ -36,7 +36,7 @@ def kernel_esp_gateway():
     if reason:
         pytest.skip(f"kernel ESP unavailable ({reason}): these tests run in the VM lane "
                     "(tests/test_kernel_lane.py)")
-    from tests.testbed import charon
+    from testbed import charon
 
     patch = pytest.MonkeyPatch()
     patch.setattr(charon, "CHARON_PLUGINS", charon.CHARON_PLUGINS.replace("kernel-libipsec ", ""))

@@ -5,7 +5,7 @@ tests/test_kernel_lane.py unpacks the .deb into LIBRESWAN_ROOT (dpkg-deb -x), an
 that tree is copied over the guest's (tmpfs overlay) root — the host stays untouched and no
 pluto ever runs in the host's root namespace.
 
-The gateway mirrors the strongSwan one (tests/testbed/gateway.py): identity gw.cygnet.test,
+The gateway mirrors the strongSwan one (testbed/gateway.py): identity gw.cygnet.test,
 LAN 10.1.0.0/24 behind it, an address pool from 10.3.0.0/24 and DNS 10.1.0.53 handed out by
 mode config (RFC 7296 §3.15 CP payload), PSK for psk@cygnet.test and certificates from the
 test root CA for anyone else. pluto runs in its own mount namespace (its /run is private).
@@ -19,8 +19,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.testbed import topology
-from tests.testbed.wait import wait_for
+from testbed import topology
+from testbed.wait import wait_for
 
 LIBRESWAN_ROOT = Path(os.environ.get("CYGNET_LIBRESWAN_ROOT", "/var/cache/cygnet-vm/libreswan-root"))
 PLUTO = "/usr/libexec/ipsec/pluto"

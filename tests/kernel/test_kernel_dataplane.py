@@ -19,7 +19,7 @@ from client.kernel_dataplane import reqid_of
 from tests.interop.cygnet_helpers import (DNS_SERVERS, LAN_HOST, LAN_HOST6, make_cygnet,
                                           module_testbed, ping_flood, tcp_echo_transfer)
 
-from tests.testbed import wait_for
+from testbed import wait_for
 
 pytestmark = pytest.mark.interop
 __all__ = ["make_cygnet"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ARTIFACTS_DIR, _test_failed
-from tests.nm.sandbox import charon_nm_conf
+from tests.nm.sandbox import charon_nm_conf, charon_nm_problems
 
 CYGNET = str(Path(sys.executable).parent / "cygnet")
 
@@ -27,6 +27,9 @@ def nm_testbed(testbed_factory, tmp_path, request):
     reasons = missing_requirements()
     if reasons:
         pytest.skip("NetworkManager sandbox unavailable: " + "; ".join(reasons))
+    problems = charon_nm_problems()      # NM is here, so a missing piece is a broken install
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
     testbed = testbed_factory(iperf=False)
     workdir = tmp_path / "nm"
     workdir.mkdir()

@@ -29,10 +29,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from tests.testbed import reaper
-from tests.testbed.netns import CommandError, Namespace, run
-from tests.testbed.process import Process
-from tests.testbed.wait import wait_for
+from testbed import reaper
+from testbed.netns import CommandError, Namespace, run
+from testbed.process import Process
+from testbed.wait import wait_for
 
 NM_BINARY = "/usr/sbin/NetworkManager"
 DBUS_DAEMON = "/usr/bin/dbus-daemon"
@@ -339,6 +339,16 @@ CHARON_NM_PLUGINS = (
 )
 
 
+def charon_nm_problems() -> list[str]:
+    """What charon-nm and NM's VPN plugin support need that is not installed (one line each,
+    naming the Debian package): charon-nm, like charon, starts without a missing plugin."""
+    from testbed.requirements import NM_VPN_DIR, missing_plugins, missing_programs
+    problems = missing_programs("/usr/lib/ipsec/charon-nm") + missing_plugins(CHARON_NM_PLUGINS)
+    if not NM_VPN_DIR.is_dir():
+        problems.append(f"{NM_VPN_DIR} missing; install Debian package network-manager")
+    return problems
+
+
 def charon_nm_conf(log_path: Path) -> str:
     return (
         "charon-nm {\n"
@@ -355,4 +365,4 @@ def charon_nm_conf(log_path: Path) -> str:
 
 
 __all__ = ["NetworkManagerSandbox", "missing_requirements", "dbus_config", "CommandError",
-           "charon_nm_conf"]
+           "charon_nm_conf", "charon_nm_problems"]

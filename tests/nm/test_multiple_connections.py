@@ -19,7 +19,7 @@ import pytest
 from tests.nm.test_networkmanager_plugin import (add_vpn, cygnet_plugin_pids, interfaces,
                                                  password_for, up, vpn_data,
                                                  wait_gateway_without_sas)
-from tests.testbed import netsock, topology, wait_for
+from testbed import netsock, topology, wait_for
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 

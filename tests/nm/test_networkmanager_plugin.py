@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.testbed import EAP_IDENTITIES, GATEWAY_NAME, PSK_IDENTITY, topology, wait_for
+from testbed import EAP_IDENTITIES, GATEWAY_NAME, PSK_IDENTITY, topology, wait_for
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 

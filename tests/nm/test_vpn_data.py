@@ -197,3 +197,11 @@ def test_dialog_plain_mode_answers_a_known_password_and_waits_for_quit():
         input="DATA_KEY=method\nDATA_VAL=psk\nSECRET_KEY=password\nSECRET_VAL=k3y\nDONE\nQUIT\n",
         capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and result.stdout == "password\nk3y\n\n\n"
+
+
+def test_remote_identity_any_falls_back_to_the_address_as_in_charon_nm():
+    """issue 13 §1: charon-nm turns %any (ID_ANY) into the address, loosely matched; Cygnet's
+    unset remote_id means the same (the gateway must prove the dialled address)."""
+    data = dict(PSK, **{"remote-identity": "%any"})
+    assert activation_from_connection(connection(data, {"password": "a-long-pre-shared-key-123"})
+                                      ).profile.remote_id is None

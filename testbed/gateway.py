@@ -61,7 +61,7 @@ class GatewayOptions:
 
     ike_proposals: tuple[str, ...] = DEFAULT_IKE_PROPOSALS
     esp_proposals: tuple[str, ...] = DEFAULT_ESP_PROPOSALS
-    certificate: str = "rsa"                    # "rsa" | "ecdsa" | "chain"
+    certificate: str = "rsa"                    # "rsa" | "ecdsa" | "chain" | a PKI credential
     gateway_id: str = GATEWAY_NAME
     send_cert: str = "always"                   # swanctl send_cert: always / ifasked / never
     psk: str = field(default_factory=_random_secret, repr=False)
@@ -98,10 +98,16 @@ class GatewayOptions:
                 for method, password in self.eap_passwords.items()}
 
 
+def _gateway_credential(options: GatewayOptions, pki: Pki):
+    """"rsa", "ecdsa", "chain", or any credential of the PKI by name (an impostor gateway
+    may present "gateway-other" or a user certificate such as "alice")."""
+    named = {"rsa": pki.gateway_rsa, "ecdsa": pki.gateway_ecdsa, "chain": pki.gateway_chain}
+    return named.get(options.certificate) or pki.credentials[options.certificate]
+
+
 def gateway_config(options: GatewayOptions, pki: Pki) -> dict:
     """The swanctl.conf tree for `options` (paths relative to the swanctl directory)."""
-    cert = {"rsa": pki.gateway_rsa, "ecdsa": pki.gateway_ecdsa,
-            "chain": pki.gateway_chain}[options.certificate]
+    cert = _gateway_credential(options, pki)
     cert_local = {"auth": "pubkey", "id": options.gateway_id, "certs": cert.cert.name}
 
     def connection(local: dict, remote: dict, child_name: str) -> dict:
@@ -160,9 +166,6 @@ def gateway_config(options: GatewayOptions, pki: Pki) -> dict:
     return config
 
 
-# Older names, still imported by bench/.
-_quoted = swanctl_secret
-_merge = merge_settings
 
 
 class Gateway:
@@ -206,6 +209,8 @@ class Gateway:
     def _install_credentials(self) -> None:
         p = self.pki
         credentials = [p.gateway_rsa, p.gateway_ecdsa, p.gateway_chain]
+        if _gateway_credential(self.options, p) not in credentials:
+            credentials.append(_gateway_credential(self.options, p))
         # charon sends the intermediates of its chain only up to the first CA the peer named
         # in a CERTREQ, and its own CERTREQ (in IKE_SA_INIT, before it knows the client)
         # names every CA it holds. So it holds the intermediates only when it needs them to

@@ -35,6 +35,14 @@ class ClientOptions:
     mobike: bool = True
     charon: CharonSettings = field(default_factory=CharonSettings)
     extra_connection: dict = field(default_factory=dict)
+    # Only these methods' connections, keys and secrets (None: every method). A benchmark
+    # baseline loads what a user's charon would for that one measurement, nothing more.
+    methods: tuple[str, ...] | None = None
+    # How often start() polls charon's vici socket; user tooling polls in ~ms.
+    vici_poll_interval: float = 0.02
+
+    def wanted(self, method: str) -> bool:
+        return self.methods is None or method in self.methods
 
 
 def client_config(gateway_address: str, pki: Pki, gateway: GatewayOptions,
@@ -59,20 +67,25 @@ def client_config(gateway_address: str, pki: Pki, gateway: GatewayOptions,
         merge_settings(conn, copy.deepcopy(options.extra_connection))
         return conn
 
-    connections = {"psk": connection({"auth": "psk", "id": PSK_IDENTITY}, remote_auth="psk")}
+    connections, secrets_ = {}, {}
+    if options.wanted("psk"):
+        connections["psk"] = connection({"auth": "psk", "id": PSK_IDENTITY}, remote_auth="psk")
+        secrets_["ike-psk"] = {"id": PSK_IDENTITY, "secret": swanctl_secret(gateway.psk)}
     for method, name in CERT_METHODS.items():
-        credential = pki.credentials[name]
-        connections[method] = connection({"auth": "pubkey", "id": credential.identity,
-                                          "certs": credential.cert.name})
+        if options.wanted(method):
+            credential = pki.credentials[name]
+            connections[method] = connection({"auth": "pubkey", "id": credential.identity,
+                                              "certs": credential.cert.name})
     for method in ("eap-mschapv2", "eap-md5"):
-        identity = EAP_IDENTITIES[method]
-        connections[method] = connection({"auth": method, "id": identity, "eap_id": identity})
-    connections["eap-tls"] = connection({"auth": "eap-tls", "id": pki.eaptls.identity,
-                                         "certs": pki.eaptls.cert.name})
-
-    secrets_ = {"ike-psk": {"id": PSK_IDENTITY, "secret": swanctl_secret(gateway.psk)}}
+        if options.wanted(method):
+            identity = EAP_IDENTITIES[method]
+            connections[method] = connection({"auth": method, "id": identity, "eap_id": identity})
+    if options.wanted("eap-tls"):
+        connections["eap-tls"] = connection({"auth": "eap-tls", "id": pki.eaptls.identity,
+                                             "certs": pki.eaptls.cert.name})
     for method, (identity, password) in gateway.eap_users.items():
-        secrets_[f"eap-{method}"] = {"id": identity, "secret": swanctl_secret(password)}
+        if options.wanted(method):
+            secrets_[f"eap-{method}"] = {"id": identity, "secret": swanctl_secret(password)}
     return {"connections": connections, "secrets": secrets_}
 
 
@@ -97,12 +110,16 @@ class StrongswanClient:
         return self.charon.resolv_conf_path
 
     def start(self) -> "StrongswanClient":
-        p = self.pki
-        clients = [p.credentials[name] for name in (*CERT_METHODS.values(), "eaptls")]
-        self.charon.install_credentials(certs=[c.cert for c in clients],
-                                        cacerts=[p.root_ca, *p.intermediates],
+        p, wanted = self.pki, self.options.wanted
+        names = [name for method, name in (*CERT_METHODS.items(), ("eap-tls", "eaptls"))
+                 if wanted(method)]
+        clients = [p.credentials[name] for name in names]
+        # the CA only where the gateway authenticates with its certificate (not PSK)
+        gateway_cert = any(wanted(method) for method in METHODS if method != "psk")
+        cacerts = [p.root_ca, *p.intermediates] if gateway_cert else []
+        self.charon.install_credentials(certs=[c.cert for c in clients], cacerts=cacerts,
                                         private_keys=[c.key for c in clients])
-        self.charon.start()
+        self.charon.start(poll_interval=self.options.vici_poll_interval)
         self.charon.load(client_config(self.gateway_address, self.pki, self.gateway_options,
                                        self.options))
         return self

@@ -7,7 +7,6 @@ strongSwan 5.9.8's charon/swanctl/pki; `missing_requirements()` says what is abs
 from __future__ import annotations
 
 import os
-import shutil
 
 from .charon import Charon, CharonSettings
 from .gateway import (DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, EAP_IDENTITIES,
@@ -17,14 +16,15 @@ from .pki import DOMAIN, GATEWAY_NAME, P12_PASSWORD, Credential, Pki
 from .strongswan_client import METHODS, ClientOptions, StrongswanClient
 from .testbed import Testbed
 from .wait import wait_for
-from . import topology
+from . import requirements, topology
 
 __all__ = [
     "Charon", "CharonSettings", "ClientOptions", "CommandError", "Credential",
     "DEFAULT_ESP_PROPOSALS", "DEFAULT_IKE_PROPOSALS", "DOMAIN", "EAP_IDENTITIES",
     "GATEWAY_NAME", "Gateway", "GatewayOptions", "METHODS", "Namespace", "P12_PASSWORD",
     "PSK_IDENTITY", "Pki", "StrongswanClient", "Testbed", "gateway_config",
-    "missing_requirements", "sweep_stale_namespaces", "topology", "wait_for",
+    "missing_plugins", "missing_requirements", "requirements", "sweep_stale_namespaces",
+    "topology", "wait_for",
 ]
 
 _REQUIRED_PROGRAMS = ("ip", "nft", "unshare", "swanctl", "pki")
@@ -36,9 +36,15 @@ def missing_requirements() -> list[str]:
     if os.geteuid() != 0:
         reasons.append("not root (network namespaces need root)")
     from .charon import CHARON
-    if not os.access(CHARON, os.X_OK):
-        reasons.append(f"strongSwan charon missing at {CHARON}")
-    for program in _REQUIRED_PROGRAMS:
-        if shutil.which(program) is None:
-            reasons.append(f"program {program!r} not found")
+    reasons += requirements.missing_programs(CHARON, *_REQUIRED_PROGRAMS)
     return reasons
+
+
+def missing_plugins() -> list[str]:
+    """One line per strongSwan plugin the testbed loads (charon, swanctl, pki) that is not
+    installed, naming its Debian package. Not a reason to skip: a machine with charon but without
+    these plugins is a broken install, and tests fail on it (Charon.start checks too)."""
+    from .charon import CHARON_PLUGINS, SWANCTL_PLUGINS
+    from .pki import PKI_PLUGINS
+    names = dict.fromkeys(f"{CHARON_PLUGINS} {SWANCTL_PLUGINS} {PKI_PLUGINS}".split())
+    return requirements.missing_plugins(list(names))

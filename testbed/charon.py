@@ -20,6 +20,7 @@ from pathlib import Path
 from . import reaper
 from .conffile import merge_settings, render, write_private
 from .netns import CommandError, Namespace, run
+from .requirements import require_plugins
 from .vici_text import parse_pretty
 from .wait import wait_for
 
@@ -49,6 +50,7 @@ class CharonSettings:
     retransmit_base: float | None = None
     fragment_size: int | None = None
     extra_plugins: tuple[str, ...] = ()          # e.g. ("ha",), appended to charon.load
+    plugins: str = CHARON_PLUGINS                # charon.load (order picks crypto implementations)
     log_levels: dict = field(default_factory=lambda: {
         "default": 1, "ike": 2, "cfg": 2, "knl": 1, "net": 1, "enc": 1, "esp": 1})
     extra: dict = field(default_factory=dict)   # merged into the charon {} section
@@ -86,9 +88,11 @@ class Charon:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def start(self, timeout: float = 20.0) -> "Charon":
+    def start(self, timeout: float = 20.0, poll_interval: float = 0.02) -> "Charon":
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
+        # charon starts without a missing plugin and fails much later: check the files first
+        require_plugins((*self.settings.plugins.split(), *self.settings.extra_plugins), self.name)
         self._write_strongswan_conf()
         self.resolv_conf_path.touch()
         if self.vici_path.exists():
@@ -105,7 +109,7 @@ class Charon:
                                             stdin=subprocess.DEVNULL, start_new_session=True)
         self._token = reaper.register(f"stop {self.name} (pid {self.process.pid})",
                                       self._terminate)
-        wait_for(self._vici_ready, timeout=timeout,
+        wait_for(self._vici_ready, timeout=timeout, interval=poll_interval,
                  message=lambda: f"{self.name} did not open its vici socket; output:\n"
                                  f"{self._output_tail()}\nlog tail:\n{self.log_tail()}",
                  abort=lambda: not self.running)
@@ -180,7 +184,7 @@ class Charon:
     def _write_strongswan_conf(self) -> None:
         s = self.settings
         charon = {
-            "load": " ".join((CHARON_PLUGINS, *s.extra_plugins)),
+            "load": " ".join((s.plugins, *s.extra_plugins)),
             "cookie_threshold": s.cookie_threshold,
             "cookie_threshold_ip": s.cookie_threshold_ip,
             "block_threshold": s.block_threshold,

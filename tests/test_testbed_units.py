@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.testbed.conffile import render
-from tests.testbed.gateway import (EAP_IDENTITIES, PSK_IDENTITY, GatewayOptions,
-                                   gateway_config)
-from tests.testbed.pki import Credential, Pki
-from tests.testbed.strongswan_client import ClientOptions, client_config
-from tests.testbed.vici_text import parse_pretty
-from tests.testbed.wait import wait_for
+from testbed.conffile import render
+from testbed.gateway import (EAP_IDENTITIES, PSK_IDENTITY, GatewayOptions,
+                             gateway_config)
+from testbed.pki import Credential, Pki
+from testbed.strongswan_client import ClientOptions, client_config
+from testbed.vici_text import parse_pretty
+from testbed.wait import wait_for
 
 LIST_SAS_PRETTY = """\
 list-sa event {
@@ -129,6 +129,16 @@ def test_client_config_uses_the_gateway_secrets(tmp_path):
     assert config["connections"]["psk"]["vips"] == ["0.0.0.0", "::"]
 
 
+def test_client_config_for_one_method_holds_only_its_connection_and_secret(tmp_path):
+    # a benchmark baseline loads what a user's charon would for one measurement, nothing more
+    gateway, pki = GatewayOptions(), _fake_pki(tmp_path)
+    psk = client_config("198.51.100.1", pki, gateway, ClientOptions(methods=("psk",)))
+    assert list(psk["connections"]) == ["psk"] and list(psk["secrets"]) == ["ike-psk"]
+    eap = client_config("198.51.100.1", pki, gateway, ClientOptions(methods=("eap-mschapv2",)))
+    assert list(eap["connections"]) == ["eap-mschapv2"]
+    assert list(eap["secrets"]) == ["eap-eap-mschapv2"]
+
+
 def test_wait_for_returns_the_value_or_times_out():
     values = iter([0, None, "done"])
     assert wait_for(lambda: next(values), timeout=1, interval=0) == "done"
@@ -139,7 +149,7 @@ def test_wait_for_returns_the_value_or_times_out():
 
 
 def test_reaper_runs_an_action_once_and_survives_failures(capsys):
-    from tests.testbed import reaper
+    from testbed import reaper
 
     calls = []
     token = reaper.register("count", lambda: calls.append("ran"))

@@ -5,6 +5,7 @@ Layout (all PEM; private keys mode 0600):
     root CA (RSA-3072)
      |- gateway-rsa      RSA-3072,  SAN gw.cygnet.test + the gateway's IPs, EKU serverAuth+ikeIntermediate
      |- gateway-ecdsa    ECDSA P-256, same names
+     |- gateway-other    ECDSA P-256, SAN other.cygnet.test only (an impostor's valid cert)
      |- alice            RSA-2048 client (alice@cygnet.test), also as PKCS#12
      |- bob              ECDSA P-256 client (bob@cygnet.test), also as PKCS#12
      |- carol            Ed25519 client (carol@cygnet.test)
@@ -28,13 +29,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .requirements import require_plugins
 from .topology import ALL_GATEWAY_ADDRESSES
 
 DOMAIN = "cygnet.test"
 GATEWAY_NAME = f"gw.{DOMAIN}"
+OTHER_SERVER_NAME = f"other.{DOMAIN}"  # gateway-other: same CA, another server
 P12_PASSWORD = "cygnet-p12-test"   # test-only secret for the PKCS#12 files
-_FORMAT_VERSION = 2
-_PKI_CONF = "pki {\n  load = random nonce openssl pem pkcs1 pkcs8 x509 pubkey\n}\n"
+_FORMAT_VERSION = 3
+PKI_PLUGINS = "random nonce openssl pem pkcs1 pkcs8 x509 pubkey"
+_PKI_CONF = f"pki {{\n  load = {PKI_PLUGINS}\n}}\n"
 
 # name -> (key type, key size or None)
 _KEYS = {
@@ -46,6 +50,7 @@ _KEYS = {
     "gateway-rsa": ("rsa", 3072),
     "gateway-ecdsa": ("ecdsa", 256),
     "gateway-chain": ("rsa", 3072),
+    "gateway-other": ("ecdsa", 256),
     "alice": ("rsa", 2048),
     "bob": ("ecdsa", 256),
     "carol": ("ed25519", None),
@@ -84,6 +89,8 @@ class Pki:
     def gateway_ecdsa(self) -> Credential: return self.credentials["gateway-ecdsa"]
     @property
     def gateway_chain(self) -> Credential: return self.credentials["gateway-chain"]
+    @property
+    def gateway_other(self) -> Credential: return self.credentials["gateway-other"]
     @property
     def alice(self) -> Credential: return self.credentials["alice"]
     @property
@@ -182,6 +189,7 @@ class _Builder:
         self.cert(name).write_bytes(self.pki(*args))
 
     def build(self) -> Pki:
+        require_plugins(PKI_PLUGINS, "pki")
         # Key generation dominates (RSA-4096); run it in parallel processes.
         with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
             list(pool.map(self.generate_key, _KEYS))
@@ -197,6 +205,9 @@ class _Builder:
         for name, issuer in (("gateway-rsa", "root-ca"), ("gateway-ecdsa", "root-ca"),
                              ("gateway-chain", "intermediate-3")):
             self.issue(name, issuer, GATEWAY_NAME, sans=gateway_sans, flags=gateway_flags)
+        # a valid server certificate from the same CA for another name: an impostor gateway
+        self.issue("gateway-other", "root-ca", OTHER_SERVER_NAME, sans=(OTHER_SERVER_NAME,),
+                   flags=gateway_flags)
         clients = {"alice": "root-ca", "bob": "root-ca", "carol": "root-ca",
                    "eaptls": "root-ca", "dave": "intermediate-3", "mallory": "rogue-ca"}
         for name, issuer in clients.items():
@@ -205,11 +216,12 @@ class _Builder:
 
         chain = tuple(self.cert(f"intermediate-{i}") for i in (3, 2, 1))
         credentials = {}
-        for name in ("gateway-rsa", "gateway-ecdsa", "gateway-chain", *clients):
+        for name in ("gateway-rsa", "gateway-ecdsa", "gateway-chain", "gateway-other", *clients):
             on_chain = name in ("gateway-chain", "dave")
             credentials[name] = Credential(
                 name=name,
-                identity=GATEWAY_NAME if name.startswith("gateway") else f"{name}@{DOMAIN}",
+                identity={"gateway-other": OTHER_SERVER_NAME}.get(name) or (
+                    GATEWAY_NAME if name.startswith("gateway") else f"{name}@{DOMAIN}"),
                 key_type=_KEYS[name][0],
                 cert=self.cert(name),
                 key=self.key(name),
