@@ -249,6 +249,9 @@ class Tunnel:
     async def _attempt_at(self, host: str) -> Union[Failure, Redirect]:
         try:
             return await self._attempt(host)
+        except FatalError as error:  # e.g. a key that cannot be loaded: no retry helps
+            self.fail(error.failure)
+            return error.failure
         except LookupFailed as error:
             return Failure(FailureKind.LOOKUP_FAILED, str(error))
         except (ConnectionError, OSError) as error:
