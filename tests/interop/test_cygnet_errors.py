@@ -80,6 +80,19 @@ def test_wrong_password_exits_with_the_authentication_status(tb, make_cygnet):
     client.assert_clean()
 
 
+def test_untrusted_gateway_exits_with_the_identity_status(tb, make_cygnet):
+    """A gateway that cannot prove itself (certificate from a CA we do not trust) is not a
+    wrong password: its own exit status."""
+    from client.failure import EXIT_CODES, FailureKind
+
+    client = make_cygnet(tb)
+    client.start(client.profile("rsa", ca=str(tb.pki.rogue_ca)))
+    code = client.wait_exit(15)
+    assert code == EXIT_CODES[FailureKind.IDENTITY_MISMATCH] == 4, client.output()
+    client.process.stop()
+    client.assert_clean()
+
+
 def test_wrong_eap_md5_password(tb, make_cygnet):
     client = make_cygnet(tb)
     keys = client.profile_keys("eap-md5")
