@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from client.failure import FailureKind, FatalError
-from client.naming import subject_identity
+from connection_schema.certificates import subject_identity
 from client.profile import Profile
 
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's ca-certificates

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 CLIENT = Path(__file__).resolve().parents[2] / "client"
-LOWER = ("children", "sessions", "failure", "naming", "status", "sockets", "host_config",
+LOWER = ("children", "sessions", "failure", "status", "sockets", "host_config",
          "session_settings", "testing_hooks", "tunnel_events")
 
 
@@ -38,6 +38,6 @@ def test_the_engine_imports_no_command_line_and_its_rooms_not_the_engine():
 
 
 def test_the_shared_bottom_needs_only_the_standard_library():
-    for module in ("failure", "naming", "sockets"):
+    for module in ("failure", "sockets"):
         ours = {name for name in imports(module) if name.split(".")[0] in ("client", "ike", "nm_plugin", "gui")}
         assert ours <= {"ike", "ike.events"}, (module, ours)   # failure.from_event reads ike.events
