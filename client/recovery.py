@@ -83,3 +83,54 @@ class Recovery:
             return RekeyChildren(f"nothing received on the CHILD_SA for {budget:.0f} s while "
                                  f"sending (a cluster node that does not know it?)")
         return None
+
+
+class RecoveryDriver:
+    """Runs Recovery once a second on the tunnel's loop while the tunnel is up, and carries
+    out what it decides. Engine hooks: `up()` when a CHILD_SA brings the tunnel up,
+    `restart()` when a new IKE_SA carries it, `close()`. `pump()` sends what a session queued
+    (the engine's pump)."""
+
+    def __init__(self, tunnel, pump):
+        self.tunnel = tunnel
+        self.pump = pump
+        self.recovery: Optional[Recovery] = None
+        self._timer = None
+
+    def up(self) -> None:
+        if self._timer is None:
+            self._tick()
+        else:
+            self.restart()
+
+    def restart(self) -> None:
+        if self.recovery is not None:
+            self.recovery.restart()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _tick(self) -> None:
+        from client.esp_liveness import ReplayStall
+
+        t = self.tunnel
+        self._timer = t.loop.call_later(TICK, self._tick)
+        if self.recovery is None:
+            self.recovery = Recovery(replay_stall=ReplayStall()
+                                     if t.status.dataplane == "kernel" else None)
+        if t.status.state != "up" or t.session is None or t.stopping:
+            return
+        counters = t.dataplane.counters()
+        entries = t.children.entries()
+        current = [counters[e.spi_in] for e in entries if e.spi_in in counters]
+        decision = self.recovery.tick(t.now(), current, t.session.unanswered_request())
+        if isinstance(decision, RekeyChildren):
+            t.decided(f"rekeying the CHILD_SA: {decision.why}")
+            for child_id in {e.child_id for e in entries}:
+                t.session.rekey_child(child_id)
+            self.pump()
+        elif isinstance(decision, NewIkeSa) and t.sessions.reauthenticating is None:
+            t.events.replace_ike_sa(f"new IKE_SA: {decision.why}")
+            self.pump()
