@@ -343,6 +343,9 @@ class Establishment:
                 failure = self._verify_gateway(idr, gateway_auth, payloads, now)
                 if failure:
                     return self._finish(failure, AuthenticationFailed(failure))
+                if self._revocation.hold(lambda later: self._on_ike_auth_response(reply, later),
+                                         self._events):
+                    return  # resumed by revocation_checked() (revocation_gate.py)
         # §3.10.1: an error we do not know in a response means the request failed; those
         # about the first CHILD_SA leave the IKE_SA up (_install_first_child).
         unknown = [p for p in payloads if isinstance(p, Notify) and int(p.type) < 16384
@@ -404,12 +407,13 @@ class Establishment:
                 failure = certificate_mismatch(end_entity, s.gateway_name)
                 if failure:
                     return failure
-            crypto.validate_certificate(end_entity, intermediates, auth.trust_anchors,
-                                        (self._peer_idr.id_type, self._peer_idr.data), now)
+            chain = crypto.validate_certificate(end_entity, intermediates, auth.trust_anchors,
+                                                (self._peer_idr.id_type, self._peer_idr.data), now)
             crypto.verify_signature(gateway_auth, octets, end_entity)
         except crypto.AuthError as exc:
             return str(exc) or "the gateway's signature is invalid"
         self._gateway_authenticated = True
+        self._revocation.chain = crypto.der_chain(chain)
         return ""
 
     def _start_eap_round(self, now: float) -> None:

@@ -117,6 +117,15 @@ class IkeSaDeleted(Event):
 
 
 @dataclass(frozen=True)
+class GatewayCertificateVerified(Event):
+    """The gateway's AUTH and certificate chain verified (DER, end entity first, trust
+    anchor last). With AuthSettings.check_revocation the session now waits for
+    IkeSession.revocation_checked() (ike/revocation_gate.py)."""
+
+    chain: tuple
+
+
+@dataclass(frozen=True)
 class AuthenticationFailed(Event):
     """Authentication failed in either direction; reason is meant for the user."""
 

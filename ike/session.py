@@ -28,7 +28,7 @@ from typing import Callable, Optional
 from .child_sa import ChildSa, ChildState
 from .constants import ExchangeType, NotifyType
 from .establishment import Establishment
-from .events import (ChildSaDeleted, DeadPeerDetected, Event, IkeSaDeleted,
+from .events import (AuthenticationFailed, ChildSaDeleted, DeadPeerDetected, Event, IkeSaDeleted,
                      ReauthenticationRequested)
 from .ike_sa import (NONCE_SIZE, TRANSITIONS, IkeSaContext, Input, Outstanding, ProtocolViolation,
                      RekeyExchange, Reply, State, describe_payloads)
@@ -38,6 +38,7 @@ from .payloads import (Encrypted, EncryptedFragment, Header, Message, Notify, Pa
                        decode_payloads)
 from .rekeying import Rekeying
 from .retransmission import PendingRequest
+from .revocation_gate import RevocationGate
 from .settings import Settings
 from .unauthenticated import DropLog, InitRefusal
 from .header_check import check_header
@@ -123,6 +124,7 @@ class IkeSession(Establishment, Rekeying, Informational):
         self._peer_idr = None
         self._init_refusal: Optional[InitRefusal] = None  # §2.21.1 hint (unauthenticated.py)
         self._drop_log = DropLog(log)
+        self._revocation = RevocationGate(settings.auth.check_revocation)
 
     # ------------------------------------------------------------------ public API
 
@@ -221,6 +223,18 @@ class IkeSession(Establishment, Rekeying, Informational):
         if self.state is State.ESTABLISHED and self._ike_rekey is None:
             self._ike_rekey = RekeyExchange("ike", self._ike)
             self._queue.append(self._send_ike_rekey)
+
+    def revocation_checked(self, failure: Optional[str], now: float) -> None:
+        """The owner's verdict after GatewayCertificateVerified: None continues IKE_AUTH,
+        a message ends the session (AuthenticationFailed) without another word to the gateway."""
+        resume = self._revocation.verdict()
+        if resume is None or self._finished:
+            return
+        if failure:
+            self._finish(failure, AuthenticationFailed(failure))
+        else:
+            resume(now)
+        self._pump(now)
 
     def close(self) -> None:
         """Delete the IKE_SA (and with it every CHILD_SA) politely."""

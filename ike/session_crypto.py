@@ -234,14 +234,20 @@ def load_certificates(cert_payloads) -> tuple:
     return certs[0], certs[1:]
 
 
-def validate_certificate(cert, intermediates, trust_anchors, expected_identity, now) -> None:
+def validate_certificate(cert, intermediates, trust_anchors, expected_identity, now) -> list:
     try:
-        _certificates.validate_certificate(cert, intermediates, trust_anchors,
-                                           expected_identity, now)
+        return _certificates.validate_certificate(cert, intermediates, trust_anchors,
+                                                  expected_identity, now)
     except _certificates.CertificateError as exc:
         raise AuthError(str(exc)) from None
     except ValueError as exc:  # an unparsable expected identity
         raise AuthError(f"gateway identity: {exc}") from None
+
+
+def der_chain(chain) -> tuple:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return tuple(c.public_bytes(Encoding.DER) for c in chain)
 
 
 def verify_signature(auth_payload, octets: bytes, certificate) -> None:

@@ -46,6 +46,8 @@ class AuthSettings:
     # gateway certificate validation (pubkey and eap)
     trust_anchors: tuple = ()
     send_certreq: bool = True
+    # wait for the owner's revocation verdict on the gateway's chain (ike/revocation_gate.py)
+    check_revocation: bool = False
 
 
 @dataclass
