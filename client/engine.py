@@ -149,7 +149,7 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
     from ike import certificates
     from ike.settings import AuthSettings, Settings
 
-    auth = AuthSettings()
+    auth = AuthSettings(check_revocation=True)  # strongSwan checks, "relaxed" by default
     rounds = profile.auth_rounds
     if profile.ca is not None:
         auth.trust_anchors = tuple(certificates.load_trust_anchors(profile.ca))
@@ -592,12 +592,24 @@ class Tunnel:
     # --- events ---
 
     def _dispatch(self, event, session) -> None:
+        if type(event).__name__ == "GatewayCertificateVerified":  # client/revocation.py
+            return self._check_revocation(event, session)
         if session is self.session:
             self._handle(event)
         elif session is self._reauth_session:
             self._handle_reauth(event)
         elif session is self._retiring:
             self._handle_retiring(event)
+
+    def _check_revocation(self, event, session) -> None:
+        from client import revocation
+
+        def done(failure) -> None:
+            session.revocation_checked(failure, self._now())
+            self._pump()
+
+        revocation.check_in_background(self.loop, event.chain, self.profile.revocation,
+                                       self._now(), done, self.progress.say)
 
     def _handle(self, event) -> None:
         from ike import events as ev

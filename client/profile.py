@@ -56,6 +56,11 @@ all take the password like ``eap-mschapv2``. Their keys:
 - ``ttls_inner`` (``eap``, ``pap`` or ``mschapv2``; default ``eap``): what runs inside
   EAP-TTLS (``eap``: one of the password methods of ``eap_methods``, as the server asks)
 
+Revocation of the gateway's certificate (CRLs and OCSP, client/revocation.py):
+``revocation`` is ``relaxed`` (default: only a ``revoked`` answer fails), ``ifuri`` (also fails
+when the certificate names a CRL/OCSP server but no valid answer comes) or ``strict`` (the
+status must be known good), as strongSwan's ``remote.revocation``.
+
 Encrypted keys: ``key_passphrase_file`` (path, mode 600) holds the passphrase of an encrypted
 ``key``; without it, ``keyring = true`` looks it up as ``cygnet`` / ``PROFILE:key``.
 
@@ -146,6 +151,7 @@ class Profile:
     eap_server_id: Optional[str] = None
     ttls_inner: str = "eap"
     key_passphrase_file: Optional[Path] = None
+    revocation: str = "relaxed"  # client/revocation.py: strict, ifuri or relaxed
     # Where the profile was read from; not part of what the profile means.
     path: Optional[Path] = field(default=None, compare=False)
 
@@ -351,7 +357,8 @@ KNOWN_KEYS = (
     "eap_identity", "ca", "cert", "key", "ike", "esp", "virtual_ip", "remote_ts", "dataplane",
     "encap", "dpd", "reauth", "mtu", "dns", "keyring",
 )
-ENTERPRISE_EAP_KEYS = ("eap_methods", "eap_server_id", "ttls_inner", "key_passphrase_file")
+ENTERPRISE_EAP_KEYS = ("eap_methods", "eap_server_id", "ttls_inner", "key_passphrase_file",
+                       "revocation")
 
 
 def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -> Profile:
@@ -433,6 +440,7 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
         eap_server_id=check.string("eap_server_id"),
         ttls_inner=check.choice("ttls_inner", TTLS_INNER, default="eap"),
         key_passphrase_file=check.path("key_passphrase_file"),
+        revocation=check.choice("revocation", ("strict", "ifuri", "relaxed"), default="relaxed"),
         path=path,
     )
     _check_combinations(check, profile)

@@ -335,3 +335,33 @@ def check_chain(chain: Sequence[x509.Certificate], policy: str, now: float,
                                           "the CA certificate above the gateway's", 1)
             return failure
     return None
+
+
+# ------------------------------------------------------------------------------ engine glue
+
+
+def verdict(chain_der: Sequence[bytes], policy: str, now: float,
+            fetch: Fetch = http_fetch) -> Optional[str]:
+    """check_chain on DER certificates; an unexpected error counts as no answer."""
+    chain = [x509.load_der_x509_certificate(der) for der in chain_der]
+    try:
+        return check_chain(chain, policy, now, fetch)
+    except Exception as error:  # noqa: BLE001 - a bug here must not look like "good"
+        if policy == "relaxed":
+            return None
+        return (f"no valid revocation status for the gateway's certificate {describe(chain[0])} "
+                f"(revocation = {policy}): {type(error).__name__}")
+
+
+def check_in_background(loop, chain_der: Sequence[bytes], policy: str, now: float,
+                        done: Callable[[Optional[str]], None], say=None) -> None:
+    """Run `verdict` off the event loop (fetching may take FETCH_TIMEOUT per URI) and call
+    done(failure or None) on the loop. Without any URI in the chain nothing is fetched."""
+    chain = [x509.load_der_x509_certificate(der) for der in chain_der]
+    if not needs_fetching(chain):
+        loop.call_soon(done, verdict(chain_der, policy, now))
+        return
+    if say is not None:
+        say("checking whether the gateway's certificate is revoked (OCSP/CRL)…")
+    future = loop.run_in_executor(None, verdict, chain_der, policy, now)
+    future.add_done_callback(lambda f: done(f.result()))
