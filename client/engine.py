@@ -155,7 +155,14 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
         auth.trust_anchors = tuple(certificates.load_trust_anchors(profile.ca))
     certificate = private_key = None
     intermediates: list = []
-    if profile.cert is not None or is_pkcs12(profile.key):
+    if getattr(profile, "pkcs11_module", None) is not None:  # client/smartcard.py
+        from client import pkcs11_key, smartcard
+
+        try:  # the PIN is the secret, as NetworkManager's for method=smartcard
+            certificate, private_key, intermediates = smartcard.credential(profile, secret)
+        except pkcs11_key.TokenError as error:
+            raise FatalError(str(error)) from None
+    elif profile.cert is not None or is_pkcs12(profile.key):
         try:  # encrypted PEM and PKCS#12 keys too (client/credentials.py)
             # certificate-only methods have no other secret: NetworkManager passes the key's
             # passphrase as it (its `password` secret for method=key/cert)
@@ -983,6 +990,10 @@ def up(profile: Profile, daemon: bool = False) -> int:
     try:
         needs_secret = profile.auth == "psk" or profile.needs_password
         secret = get_secret(profile) if needs_secret else None  # before detaching: it may prompt
+        if getattr(profile, "pkcs11_module", None) is not None:
+            from client.smartcard import get_pin
+
+            secret = get_pin(profile)  # the token's PIN (client/smartcard.py)
     except SecretError as error:
         print(f"cygnet: {error}", file=sys.stderr)
         return 1

@@ -61,6 +61,13 @@ Revocation of the gateway's certificate (CRLs and OCSP, client/revocation.py):
 when the certificate names a CRL/OCSP server but no valid answer comes) or ``strict`` (the
 status must be known good), as strongSwan's ``remote.revocation``.
 
+Smartcards and tokens (PKCS#11, client/smartcard.py), with ``auth = "pubkey"`` and no ``key``:
+``pkcs11_module`` (the PKCS#11 library, e.g. /usr/lib/x86_64-linux-gnu/opensc-pkcs11.so),
+``pkcs11_token`` (token label; default: the first token), ``pkcs11_key`` (key label) or
+``pkcs11_key_id`` (hex), ``cert`` (default: the token's certificate with the key's id); the
+PIN from ``pin_file`` (mode 600), the keyring entry ``cygnet`` / ``PROFILE:pin`` with
+``keyring = true``, or asked on the terminal.
+
 Encrypted keys: ``key_passphrase_file`` (path, mode 600) holds the passphrase of an encrypted
 ``key``; without it, ``keyring = true`` looks it up as ``cygnet`` / ``PROFILE:key``.
 
@@ -152,6 +159,11 @@ class Profile:
     ttls_inner: str = "eap"
     key_passphrase_file: Optional[Path] = None
     revocation: str = "relaxed"  # client/revocation.py: strict, ifuri or relaxed
+    pkcs11_module: Optional[Path] = None  # a smartcard/token (client/smartcard.py)
+    pkcs11_token: Optional[str] = None
+    pkcs11_key: Optional[str] = None
+    pkcs11_key_id: Optional[str] = None
+    pin_file: Optional[Path] = None
     # Where the profile was read from; not part of what the profile means.
     path: Optional[Path] = field(default=None, compare=False)
 
@@ -358,7 +370,8 @@ KNOWN_KEYS = (
     "encap", "dpd", "reauth", "mtu", "dns", "keyring",
 )
 ENTERPRISE_EAP_KEYS = ("eap_methods", "eap_server_id", "ttls_inner", "key_passphrase_file",
-                       "revocation")
+                       "revocation",  # and smartcards (client/smartcard.py):
+                       "pkcs11_module", "pkcs11_token", "pkcs11_key", "pkcs11_key_id", "pin_file")
 
 
 def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -> Profile:
@@ -441,6 +454,11 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
         ttls_inner=check.choice("ttls_inner", TTLS_INNER, default="eap"),
         key_passphrase_file=check.path("key_passphrase_file"),
         revocation=check.choice("revocation", ("strict", "ifuri", "relaxed"), default="relaxed"),
+        pkcs11_module=check.path("pkcs11_module"),
+        pkcs11_token=check.string("pkcs11_token"),
+        pkcs11_key=check.string("pkcs11_key"),
+        pkcs11_key_id=check.string("pkcs11_key_id"),
+        pin_file=check.path("pin_file"),
         path=path,
     )
     _check_combinations(check, profile)
@@ -485,7 +503,10 @@ def _check_combinations(check: _Checker, p: Profile) -> None:
                                           f"not \"{p.auth}\"")
     if p.auth == "eap" and "tls" in p.eap_methods and (p.cert is None or p.key is None):
         raise check.fail("eap_methods", "lists tls: set 'cert' and 'key' too")
-    if p.auth in CERTIFICATE_METHODS:
+    if p.pkcs11_module is not None or p.pin_file is not None or p.pkcs11_key or p.pkcs11_key_id:
+        from client.smartcard import check_profile  # smartcard keys: client/smartcard.py
+        check_profile(check, p)
+    elif p.auth in CERTIFICATE_METHODS:
         for key in ("cert", "key"):
             if key == "cert" and p.key is not None and p.key.suffix.lower() in (".p12", ".pfx"):
                 continue  # a PKCS#12 bundle holds the certificate
