@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 from client.secrets import Secret, SecretError, prompt_secret, read_keyring, read_secret_file
 
-_opened: dict = {}  # (module, token, key label, key id) -> (certificate, key): one login per process
+_opened: dict = {}  # (module, token, key label, key id, PIN digest) -> (key, certificate)
 
 
 def keyring_user(profile) -> str:
@@ -69,8 +69,11 @@ def credential(profile, pin: Secret) -> tuple:
     from ike import certificates
 
     chain = certificates.load_certificates(profile.cert) if profile.cert is not None else []
+    import hashlib
+
+    # a digest of the PIN in the key: another PIN logs in again (and may be refused)
     where = (str(profile.pkcs11_module), profile.pkcs11_token, profile.pkcs11_key,
-             profile.pkcs11_key_id)
+             profile.pkcs11_key_id, hashlib.sha256(pin.reveal()).digest())
     if where not in _opened:
         _opened[where] = open_key(profile.pkcs11_module, profile.pkcs11_token, profile.pkcs11_key,
                                   _key_id(profile.pkcs11_key_id), pin.reveal(),

@@ -69,7 +69,9 @@ def read_details(stream: TextIO) -> tuple[dict, dict]:
 
 
 def password_needed(data: dict) -> bool:
-    if data.get("method") not in ("psk", "eap"):
+    from nm_plugin.smartcard import is_smartcard
+
+    if data.get("method") not in ("psk", "eap") and not is_smartcard(data):
         # certificate methods: only an encrypted key has a passphrase to ask for
         from client.credentials import key_is_encrypted
 
@@ -95,6 +97,10 @@ def keyring_password(uuid: str) -> Optional[str]:
 
 
 def label_for(data: dict) -> str:
+    from nm_plugin.smartcard import is_smartcard
+
+    if is_smartcard(data):
+        return "PIN:"
     if data.get("method") in ("cert", "key", "eap-tls"):
         return "Private key password:"
     return "Pre-shared key:" if data.get("method") == "psk" else "Password:"

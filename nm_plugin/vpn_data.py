@@ -7,8 +7,8 @@ connection made for strongSwan's plugin works with `vpn-type cygnet` unchanged:
 |-----------------|---------------------------------------------------------------------------|
 | address         | gateway host name or address (required)                                   |
 | server-port     | gateway IKE port (default 500)                                            |
-| method          | psk, eap, eap-tls, cert, key (agent and smartcard: not supported)         |
-| cert-source     | where cert/key come from: file (agent, smartcard: not supported)          |
+| method          | psk, eap, eap-tls, cert, key, smartcard (agent: not supported)            |
+| cert-source     | where cert/key come from: file or smartcard (agent: not supported)        |
 | user            | EAP identity; also our IKE identity when local-identity is not set        |
 | local-identity  | our IKE identity (IDi)                                                    |
 | remote-identity | the gateway's identity; default: subject of `certificate` if that is the  |
@@ -43,6 +43,9 @@ Cygnet's own keys (prefixed, so they never clash with a later NetworkManager-str
 | cygnet-retransmit-timeout  | seconds before the first IKE retransmission (default 4)         |
 | cygnet-retransmit-tries    | IKE retransmissions before giving up (default 5)                |
 
+Smartcards (`method=smartcard`, `cert-source=smartcard`): nm_plugin/smartcard.py, with the keys
+cygnet-pkcs11-module, -token, -key, -key-id; the PIN is the `password` secret.
+
 Secrets: `password` in `vpn.secrets` is the PSK (method psk) or the EAP password (method eap).
 It is wrapped in a `client.secrets.Secret` at once and never logged or written anywhere.
 """
@@ -58,6 +61,8 @@ from typing import Optional
 from client.profile import Profile, ProfileError, profile_from_dict
 from client.secrets import Secret
 
+from . import smartcard
+
 # NMSettingSecretFlags
 SECRET_FLAG_AGENT_OWNED = 0x1
 SECRET_FLAG_NOT_SAVED = 0x2
@@ -68,13 +73,12 @@ NM_EAP_METHODS = ("mschapv2", "md5", "peap", "ttls", "gtc")
 CERTIFICATE_METHODS = ("cert", "key", "eap-tls")
 UNSUPPORTED_METHODS = {
     "agent": "keys held by ssh-agent",
-    "smartcard": "smartcards (PKCS#11)",
 }
 
 CYGNET_KEYS = (
     "cygnet-gateways", "cygnet-ipv6", "cygnet-dns", "cygnet-domains", "cygnet-eap-method",
     "cygnet-dataplane", "cygnet-dpd", "cygnet-mtu", "cygnet-retransmit-timeout",
-    "cygnet-retransmit-tries",
+    "cygnet-retransmit-tries", *smartcard.KEYS,
 )
 
 # Profile key -> the vpn.data key a profile error is about, so messages name what the user set.
@@ -131,7 +135,7 @@ def needed_secret(connection: dict) -> str:
     """NeedSecrets' answer: "vpn" when the password is missing and required, else ""."""
     _, data, secrets = unpack(connection)
     method = data.get("method", "")
-    if method not in PASSWORD_METHODS:
+    if method not in PASSWORD_METHODS and not smartcard.is_smartcard(data):  # the PIN
         # certificates: only an encrypted key needs its passphrase (the `password` secret)
         if not (data.get("userkey") and _key_is_encrypted(data["userkey"])):
             return ""
@@ -179,11 +183,11 @@ def activation_from_connection(connection: dict) -> Activation:
     if method in UNSUPPORTED_METHODS:
         raise VpnDataError(f"vpn.data 'method': '{method}' ({UNSUPPORTED_METHODS[method]}) is not "
                            f"supported by Cygnet; use psk, eap, eap-tls or cert")
-    if method not in PASSWORD_METHODS + CERTIFICATE_METHODS:
+    if method not in PASSWORD_METHODS + CERTIFICATE_METHODS + ("smartcard",):
         raise VpnDataError(f"vpn.data 'method': '{method or '(not set)'}' is not one of "
                            "psk, eap, eap-tls, cert, key")
     cert_source = data.get("cert-source") or "file"
-    if method in CERTIFICATE_METHODS and cert_source in UNSUPPORTED_METHODS:
+    if method in CERTIFICATE_METHODS and cert_source not in ("file", "smartcard"):
         raise VpnDataError(f"vpn.data 'cert-source': '{cert_source}' ({UNSUPPORTED_METHODS[cert_source]}) "
                            "is not supported by Cygnet; use file")
     if yes("ipcomp"):
@@ -217,6 +221,12 @@ def activation_from_connection(connection: dict) -> Activation:
         profile["eap_identity"] = user or local_identity
         if local_identity:
             profile["local_id"] = local_identity
+    elif smartcard.is_smartcard(data):
+        profile.update(smartcard.profile_keys(data, VpnDataError))
+        if local_identity:
+            profile["local_id"] = local_identity
+        if not (secrets.get("password") or ""):
+            raise VpnDataError("vpn.secrets 'password': the smartcard's PIN is missing")
     else:
         profile["auth"] = "eap-tls" if method == "eap-tls" else "pubkey"
         for key, target in (("usercert", "cert"), ("userkey", "key")):
@@ -280,8 +290,8 @@ def activation_from_connection(connection: dict) -> Activation:
         # only satisfies the file-profile rule "psk needs a secret source" and is cleared below.
         if method == "psk":
             profile["keyring"] = True
-    elif password and method in CERTIFICATE_METHODS:
-        secret = Secret(password)  # the passphrase of an encrypted userkey
+    elif password and (method in CERTIFICATE_METHODS or smartcard.is_smartcard(data)):
+        secret = Secret(password)  # the passphrase of an encrypted userkey, or the PIN
 
     try:
         checked = profile_from_dict(profile, Path(f"NetworkManager connection '{connection_id}'"),

@@ -56,58 +56,79 @@ class SoftToken:
 
     def add_key(self, kind: str, label: str, key_id: bytes, identity: str | None = None) -> Path:
         """Generate an RSA-2048 or ECDSA P-256 key on the token, issue its certificate
-        (identity: an e-mail SAN, default LABEL@cygnet.test) and store it on the token."""
-        import pkcs11
-        from pkcs11 import Attribute, KeyType, ObjectClass
-        from pkcs11.util.ec import encode_named_curve_parameters
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec, rsa
-        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+        (identity: an e-mail SAN, default LABEL@cygnet.test) and store it on the token.
+        In a child process: SoftHSM reads SOFTHSM2_CONF once per process, so this one
+        may not load it (another test's token would be used)."""
+        import json
+        import sys
 
-        os.environ.update(self.env)  # python-pkcs11 reads the conf through the module
-        lib = pkcs11.lib(MODULE)
-        token = lib.get_token(token_label=TOKEN_LABEL)
-        with token.open(rw=True, user_pin=self.pin) as session:
-            if kind == "rsa":
-                public, _ = session.generate_keypair(KeyType.RSA, 2048, store=True, label=label,
-                                                     id=key_id)
-                numbers = rsa.RSAPublicNumbers(public[Attribute.PUBLIC_EXPONENT] and
-                                               int.from_bytes(public[Attribute.PUBLIC_EXPONENT], "big"),
-                                               int.from_bytes(public[Attribute.MODULUS], "big"))
-                public_key = numbers.public_key()
-            else:
-                params = session.create_domain_parameters(
-                    KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")},
-                    local=True)
-                public, _ = params.generate_keypair(store=True, label=label, id=key_id)
-                from asn1crypto.core import OctetString
-                point = OctetString.load(public[Attribute.EC_POINT]).native
-                public_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
-            identity = identity or f"{label}@{DOMAIN}"
-            ca_cert = x509.load_pem_x509_certificate(self.pki.root_ca.read_bytes())
-            ca_key = serialization.load_pem_private_key(
-                (self.pki.directory / "root-ca.key.pem").read_bytes(), password=None)
-            now = dt.datetime.now(dt.timezone.utc)
-            cert = (x509.CertificateBuilder()
-                    .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Cygnet Test"),
-                                             x509.NameAttribute(NameOID.COMMON_NAME, identity)]))
-                    .issuer_name(ca_cert.subject).public_key(public_key)
-                    .serial_number(x509.random_serial_number())
-                    .not_valid_before(now - dt.timedelta(days=1))
-                    .not_valid_after(now + dt.timedelta(days=30))
-                    .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(identity)]),
-                                   critical=False)
-                    .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
-                                   critical=False)
-                    .sign(ca_key, hashes.SHA256()))
-            der = cert.public_bytes(serialization.Encoding.DER)
-            session.create_object({Attribute.CLASS: ObjectClass.CERTIFICATE,
-                                   Attribute.CERTIFICATE_TYPE: pkcs11.CertificateType.X_509,
-                                   Attribute.TOKEN: True, Attribute.LABEL: label,
-                                   Attribute.ID: key_id, Attribute.VALUE: der,
-                                   Attribute.SUBJECT: cert.subject.public_bytes()})
+        request = {"directory": str(self.directory), "root_ca": str(self.pki.root_ca),
+                   "root_key": str(self.pki.directory / "root-ca.key.pem"), "pin": self.pin,
+                   "kind": kind, "label": label, "key_id": key_id.hex(),
+                   "identity": identity or f"{label}@{DOMAIN}"}
+        subprocess.run([sys.executable, "-m", "testbed.softhsm"], input=json.dumps(request),
+                       text=True, check=True, capture_output=True, timeout=60,
+                       env={**os.environ, **self.env},
+                       cwd=str(Path(__file__).resolve().parent.parent))
         path = self.directory / f"{label}.cert.pem"
-        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         self.certs[label] = path
         return path
+
+
+def _generate(request: dict) -> None:
+    import pkcs11
+    from pkcs11 import Attribute, KeyType, ObjectClass
+    from pkcs11.util.ec import encode_named_curve_parameters
+    from asn1crypto.core import OctetString
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    label, key_id = request["label"], bytes.fromhex(request["key_id"])
+    token = pkcs11.lib(MODULE).get_token(token_label=TOKEN_LABEL)
+    with token.open(rw=True, user_pin=request["pin"]) as session:
+        if request["kind"] == "rsa":
+            public, _ = session.generate_keypair(KeyType.RSA, 2048, store=True, label=label,
+                                                 id=key_id)
+            public_key = rsa.RSAPublicNumbers(
+                int.from_bytes(public[Attribute.PUBLIC_EXPONENT], "big"),
+                int.from_bytes(public[Attribute.MODULUS], "big")).public_key()
+        else:
+            params = session.create_domain_parameters(
+                KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")},
+                local=True)
+            public, _ = params.generate_keypair(store=True, label=label, id=key_id)
+            point = OctetString.load(public[Attribute.EC_POINT]).native
+            public_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+        identity = request["identity"]
+        ca_cert = x509.load_pem_x509_certificate(Path(request["root_ca"]).read_bytes())
+        ca_key = serialization.load_pem_private_key(Path(request["root_key"]).read_bytes(), None)
+        now = dt.datetime.now(dt.timezone.utc)
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Cygnet Test"),
+                                         x509.NameAttribute(NameOID.COMMON_NAME, identity)]))
+                .issuer_name(ca_cert.subject).public_key(public_key)
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(days=1))
+                .not_valid_after(now + dt.timedelta(days=30))
+                .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(identity)]),
+                               critical=False)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                               critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        session.create_object({Attribute.CLASS: ObjectClass.CERTIFICATE,
+                               Attribute.CERTIFICATE_TYPE: pkcs11.CertificateType.X_509,
+                               Attribute.TOKEN: True, Attribute.LABEL: label,
+                               Attribute.ID: key_id,
+                               Attribute.VALUE: cert.public_bytes(serialization.Encoding.DER),
+                               Attribute.SUBJECT: cert.subject.public_bytes()})
+    (Path(request["directory"]) / f"{label}.cert.pem").write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM))
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    _generate(json.loads(sys.stdin.read()))

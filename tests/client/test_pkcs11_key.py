@@ -24,13 +24,17 @@ def logged_out():
 def token(pki, tmp_path_factory):
     import os
 
-    old = os.environ.get("SOFTHSM2_CONF")
     token = softhsm.SoftToken.create(tmp_path_factory.mktemp("token"), pki, PIN)
     token.add_key("rsa", "card-rsa", b"\x01")
     token.add_key("ec", "card-ec", b"\x02")
+    # SoftHSM reads its configuration once per process: the only token loaded in this one
+    old = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = str(token.conf)
     yield token
     if old is None:
         os.environ.pop("SOFTHSM2_CONF", None)
+    else:
+        os.environ["SOFTHSM2_CONF"] = old
 
 
 @pytest.mark.parametrize("label, rsa_pss", [("card-rsa", False), ("card-rsa", True),
