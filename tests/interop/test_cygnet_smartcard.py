@@ -59,3 +59,18 @@ def test_wrong_pin(tb, token, make_cygnet, monkeypatch):
         _keys(tb, client, token, "card-ec", pin="000000", pkcs11_key="card-ec")))
     assert last_line(output) == "cygnet: wrong PIN for the token 'cygnet-test'"
     assert "000000" not in output
+
+
+def test_pin_typed_at_the_terminal(tb, token, make_cygnet, monkeypatch):
+    from tests.interop.cygnet_helpers import run_on_terminal
+
+    monkeypatch.setenv("SOFTHSM2_CONF", str(token.conf))
+    client = make_cygnet(tb)
+    keys = _keys(tb, client, token, "card-ec", pkcs11_key="card-ec")
+    del keys["pin_file"]
+    code, screen = run_on_terminal(client, ["up", "--daemon", str(client.write_profile(keys))],
+                                   {"PIN for token 'cygnet-test'": PIN})
+    assert code == 0, screen
+    assert "tunnel up" in screen and PIN not in screen
+    assert client.run("down", client.name, timeout=15).returncode == 0
+    client.assert_clean()
