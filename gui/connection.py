@@ -32,7 +32,11 @@ METHODS = {
     "psk": "Pre-shared key",
     "cert": "Certificate",
     "eap-tls": "Certificate (EAP-TLS)",
+    "smartcard": "Smartcard (PKCS#11)",
 }
+# cygnet-eap-method values for method=eap; "" (unset): the server chooses among them
+EAP_METHODS = {"": "Server chooses (PEAP, TTLS, MSCHAPv2, GTC, MD5)", "peap": "PEAP (MSCHAPv2 inside)",
+               "ttls": "TTLS", "mschapv2": "EAP-MSCHAPv2", "gtc": "EAP-GTC", "md5": "EAP-MD5"}
 PASSWORD_METHODS = ("eap", "psk")
 CERTIFICATE_METHODS = ("cert", "key", "eap-tls")
 
@@ -87,7 +91,29 @@ class VpnConnection:
 
     @property
     def needs_password(self) -> bool:
-        return self.method in PASSWORD_METHODS
+        """The `password` secret: PSK, EAP password, an encrypted key's passphrase or a
+        smartcard's PIN (NetworkManager-strongswan's meanings)."""
+        return self.secret_kind != "none"
+
+    @property
+    def secret_kind(self) -> str:
+        """What the `password` secret is: "pre-shared key", "password", "PIN",
+        "private key passphrase" or "none"."""
+        from nm_plugin.smartcard import is_smartcard
+
+        if self.method == "psk":
+            return "pre-shared key"
+        if self.method == "eap":
+            return "password"
+        if is_smartcard(self.data):
+            return "PIN"
+        key = self.data.get("userkey")
+        if self.method in CERTIFICATE_METHODS and key:
+            from client.credentials import key_is_encrypted
+
+            if key_is_encrypted(key):
+                return "private key passphrase"
+        return "none"
 
     @property
     def keyring_user(self) -> str:
@@ -149,6 +175,9 @@ def validate(connection: VpnConnection) -> dict[str, str]:
         errors["method"] = "Choose how to authenticate."
     if method == "eap" and not (data.get("user") or data.get("local-identity")):
         errors["user"] = "The user name is required for EAP."
+    if method == "smartcard" and data.get("cygnet-pkcs11-module") \
+            and not Path(data["cygnet-pkcs11-module"]).exists():
+        errors["cygnet-pkcs11-module"] = f"{data['cygnet-pkcs11-module']}: no such file."
     if method in CERTIFICATE_METHODS:
         for key, what in (("usercert", "your certificate"), ("userkey", "your private key")):
             if not data.get(key):
