@@ -68,6 +68,11 @@ Smartcards and tokens (PKCS#11, client/smartcard.py), with ``auth = "pubkey"`` a
 PIN from ``pin_file`` (mode 600), the keyring entry ``cygnet`` / ``PROFILE:pin`` with
 ``keyring = true``, or asked on the terminal.
 
+EAP-only authentication (RFC 5998): ``eap_only = true`` lets the gateway skip its certificate
+and be authenticated by the EAP method (only ``eap-tls``, ``eap-ttls``, ``eap-peap`` or ``eap``
+with ``eap_methods`` among tls, ttls, peap: their TLS server certificate is checked against
+``ca`` and ``eap_server_id``).
+
 Encrypted keys: ``key_passphrase_file`` (path, mode 600) holds the passphrase of an encrypted
 ``key``; without it, ``keyring = true`` looks it up as ``cygnet`` / ``PROFILE:key``.
 
@@ -164,6 +169,7 @@ class Profile:
     pkcs11_key: Optional[str] = None
     pkcs11_key_id: Optional[str] = None
     pin_file: Optional[Path] = None
+    eap_only: bool = False  # RFC 5998 (ike/eap_only.py)
     # Where the profile was read from; not part of what the profile means.
     path: Optional[Path] = field(default=None, compare=False)
 
@@ -371,7 +377,8 @@ KNOWN_KEYS = (
 )
 ENTERPRISE_EAP_KEYS = ("eap_methods", "eap_server_id", "ttls_inner", "key_passphrase_file",
                        "revocation",  # and smartcards (client/smartcard.py):
-                       "pkcs11_module", "pkcs11_token", "pkcs11_key", "pkcs11_key_id", "pin_file")
+                       "pkcs11_module", "pkcs11_token", "pkcs11_key", "pkcs11_key_id", "pin_file",
+                       "eap_only")
 
 
 def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -> Profile:
@@ -459,6 +466,7 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
         pkcs11_key=check.string("pkcs11_key"),
         pkcs11_key_id=check.string("pkcs11_key_id"),
         pin_file=check.path("pin_file"),
+        eap_only=check.boolean("eap_only", False),
         path=path,
     )
     _check_combinations(check, profile)
@@ -512,6 +520,9 @@ def _check_combinations(check: _Checker, p: Profile) -> None:
                 continue  # a PKCS#12 bundle holds the certificate
             if getattr(p, key) is None:
                 raise check.fail(key, f"is required with auth = \"{p.auth}\"")
+    if p.eap_only and (not p.eap_allowed or not set(p.eap_allowed) <= {"tls", "ttls", "peap"}):
+        raise check.fail("eap_only", "needs EAP methods that authenticate the server (tls, ttls, "
+                                     f"peap), not {', '.join(p.eap_allowed) or p.auth}")
     if p.auth in EAP_METHODS + ENTERPRISE_EAP_AUTH and p.eap_identity is None and p.local_id is None:
         raise check.fail("eap_identity", f"is required with auth = \"{p.auth}\" (or set 'local_id')")
 

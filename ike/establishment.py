@@ -24,6 +24,7 @@ from .payloads import (AUTH, CERT, CERTREQ, CP, EAP, KE, SA, Header, IDi, IDr, M
 from .ike_sa import Input, Outstanding, ProtocolViolation, Reply, first, notify_name
 from .gateway_identity import accepts_any, certificate_mismatch, idr_mismatch
 from .redirect import RedirectError, decode_redirect
+from . import eap_only
 from .retransmission import PendingRequest
 from .unauthenticated import InitRefusal
 from . import session_crypto as crypto
@@ -272,6 +273,7 @@ class Establishment:
             payloads.append(IDr(*crypto.identity(s.remote_id)))
         if auth.method == "eap":
             self._eap = crypto.make_eap_client(auth, s.local_id, now, self._random)
+            payloads += eap_only.request_notifies(auth)  # RFC 5998 §3
         else:
             try:
                 payloads.append(self._our_auth())
@@ -318,6 +320,7 @@ class Establishment:
     def _on_ike_auth_response(self, reply: Reply, now: float) -> None:
         payloads = reply.payloads
         auth = self.settings.auth
+        self._last_auth_payloads = payloads  # IDr for an EAP-only gateway (_eap_only_allowed)
         notifies = {int(p.type): p for p in payloads if isinstance(p, Notify)}
         if NotifyType.AUTHENTICATION_FAILED in notifies:
             eap = first(payloads, EAP)
@@ -382,7 +385,8 @@ class Establishment:
                 if auth.method == "psk":
                     return "the gateway's pre-shared key does not match ours"
                 return "the gateway's EAP authentication data is wrong"
-            if auth.method == "psk" and s.remote_id and not accepts_any(s.remote_id) \
+            if (auth.method == "psk" or self._eap_only_used()) and s.remote_id \
+                    and not accepts_any(s.remote_id) \
                     and not crypto.identity_matches(s.remote_id, self._peer_idr):
                 return f"the gateway identified itself as {self._peer_identity}, not {s.remote_id}"
             if auth.method == "psk" and not s.remote_id and s.gateway_name:
@@ -430,7 +434,7 @@ class Establishment:
         """§2.16: relay EAP until success, then AUTH with the MSK."""
         if self._eap is None:
             return self._finish("the gateway started EAP, which we did not ask for")
-        if not self._gateway_authenticated:
+        if not self._gateway_authenticated and not self._eap_only_allowed(eap):
             return self._finish("the gateway started EAP before proving its identity",
                                 AuthenticationFailed("the gateway did not authenticate itself"))
         answer = self._eap.respond(eap.data, now)
@@ -446,6 +450,22 @@ class Establishment:
         self._eap_done = True
         self._send_request(self._ike, ExchangeType.IKE_AUTH, [self._our_auth()],
                            self._on_ike_auth_response, now)
+
+    def _eap_only_used(self) -> bool:
+        return getattr(self, "_eap_only_gateway", False)
+
+    def _eap_only_allowed(self, eap: EAP) -> bool:
+        """RFC 5998: a gateway without AUTH (but with IDr) when we asked for EAP-only and
+        only mutual methods are allowed; its identity is checked with the final AUTH."""
+        if not eap_only.may_skip_gateway_auth(self.settings.auth, self._eap):
+            return False
+        if self._peer_idr is None:
+            idr = first(self._last_auth_payloads, IDr)
+            if idr is None:
+                return False
+            self._peer_idr, self._peer_identity = idr, crypto.format_identity(idr)
+        self._eap_only_gateway = True
+        return True
 
     def _on_established(self, payloads: list, notifies: dict, now: float) -> None:
         ike = self._ike
