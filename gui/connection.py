@@ -111,7 +111,9 @@ class VpnConnection:
         if self.method in CERTIFICATE_METHODS and key:
             from client.credentials import key_is_encrypted
 
-            if key_is_encrypted(key):
+            # a key we (the user) cannot read may be encrypted: the plugin (root) decides
+            # whether NetworkManager asks, and then we answer
+            if key_is_encrypted(key) or not os.access(key, os.R_OK):
                 return "private key passphrase"
         return "none"
 
