@@ -156,6 +156,17 @@ class ConnectionEditor(QDialog):
         self.passphrase.setEchoMode(QLineEdit.EchoMode.Password)
         self.passphrase.setPlaceholderText("only for an encrypted key; kept in the keyring")
         self._row(form, "password", "Key pa&ssphrase:", self.passphrase)
+        self.eap_only = QComboBox()
+        self.eap_only.addItem("Its certificate (usual)", "no")
+        self.eap_only.addItem("The EAP method alone: TLS, TTLS or PEAP (RFC 5998)", "yes")
+        self._row(form, "cygnet-eap-only", "Gateway proves itsel&f by:", self.eap_only)
+        self.revocation = QComboBox()
+        for value, text in (("relaxed", "Refuse it only when known to be revoked"),
+                            ("ifuri", "Also when its CRL/OCSP server does not answer"),
+                            ("strict", "Unless known to be good (strict)")):
+            self.revocation.addItem(text, value)
+        self._row(form, "cygnet-revocation", "Certificate re&vocation:", self.revocation,
+                  "CRL and OCSP checks of the gateway's certificate (strongSwan's policies)")
         self._row(form, "cygnet-pkcs11-module", "PKCS#&11 module:",
                   FileField("PKCS#11 module", "PKCS#11 modules (*.so);;All files (*)"),
                   "The smartcard's PKCS#11 library (default: p11-kit's proxy)")
@@ -204,7 +215,8 @@ class ConnectionEditor(QDialog):
 
     # ------------------------------------------------------------------ data <-> widgets
 
-    _COMBO_DEFAULTS = {"cygnet-dataplane": "auto", "cygnet-eap-method": ""}
+    _COMBO_DEFAULTS = {"cygnet-dataplane": "auto", "cygnet-eap-method": "",
+                       "cygnet-eap-only": "no", "cygnet-revocation": "relaxed"}
     _CHECKS = {"virtual": True, "cygnet-ipv6": True, "cygnet-dns": True, "encap": False,
                "proposal": False}
 
@@ -267,6 +279,7 @@ class ConnectionEditor(QDialog):
                     "cygnet-pkcs11-key-id"):
             self.fields[key].setEnabled(method == "smartcard")
         self.fields["cygnet-eap-method"].setEnabled(method == "eap")
+        self.fields["cygnet-eap-only"].setEnabled(method in ("eap", "eap-tls"))
         self.fields["user"].setEnabled(method in ("eap", "psk"))
 
     def _proposal_toggled(self, on: bool) -> None:

@@ -42,6 +42,9 @@ Cygnet's own keys (prefixed, so they never clash with a later NetworkManager-str
 | cygnet-mtu                 | MTU of the tunnel interface                                     |
 | cygnet-retransmit-timeout  | seconds before the first IKE retransmission (default 4)         |
 | cygnet-retransmit-tries    | IKE retransmissions before giving up (default 5)                |
+| cygnet-revocation          | strict, ifuri or relaxed (default): the gateway certificate's   |
+|                            | CRL/OCSP check, strongSwan's policies (client/revocation.py)    |
+| cygnet-eap-only            | yes: EAP-only authentication (RFC 5998) with TLS/TTLS/PEAP      |
 
 Smartcards (`method=smartcard`, `cert-source=smartcard`): nm_plugin/smartcard.py, with the keys
 cygnet-pkcs11-module, -token, -key, -key-id; the PIN is the `password` secret.
@@ -78,7 +81,7 @@ UNSUPPORTED_METHODS = {
 CYGNET_KEYS = (
     "cygnet-gateways", "cygnet-ipv6", "cygnet-dns", "cygnet-domains", "cygnet-eap-method",
     "cygnet-dataplane", "cygnet-dpd", "cygnet-mtu", "cygnet-retransmit-timeout",
-    "cygnet-retransmit-tries", *smartcard.KEYS,
+    "cygnet-retransmit-tries", "cygnet-revocation", "cygnet-eap-only", *smartcard.KEYS,
 )
 
 # Profile key -> the vpn.data key a profile error is about, so messages name what the user set.
@@ -87,7 +90,8 @@ _NM_KEY_FOR = {
     "local_id": "local-identity", "eap_identity": "user", "ca": "certificate",
     "cert": "usercert", "key": "userkey", "ike": "ike", "esp": "esp", "remote_ts": "remote-ts",
     "dataplane": "cygnet-dataplane", "dpd": "cygnet-dpd", "mtu": "cygnet-mtu", "auth": "method",
-    "virtual_ip": "virtual", "name": "connection.uuid",
+    "virtual_ip": "virtual", "name": "connection.uuid", "revocation": "cygnet-revocation",
+    "eap_only": "cygnet-eap-only",
 }
 
 
@@ -271,9 +275,11 @@ def activation_from_connection(connection: dict) -> Activation:
                 profile[key] = ",".join(listed(key))
     if listed("remote-ts"):
         profile["remote_ts"] = listed("remote-ts")
-    for key, target in (("cygnet-dataplane", "dataplane"),):
+    for key, target in (("cygnet-dataplane", "dataplane"), ("cygnet-revocation", "revocation")):
         if data.get(key):
             profile[target] = data[key]
+    if yes("cygnet-eap-only"):
+        profile["eap_only"] = True
     for key, target in (("cygnet-dpd", "dpd"), ("cygnet-mtu", "mtu")):
         value = number(key)
         if value is not None:

@@ -202,3 +202,14 @@ def test_smartcard_fields(qtbot, tmp_path):
     assert connection.secret_kind == "PIN" and validate(connection) == {}
     editor.fields["cygnet-pkcs11-module"].setText(str(tmp_path / "missing.so"))
     assert "no such file" in validate(editor.connection())["cygnet-pkcs11-module"]
+
+
+def test_revocation_and_eap_only_round_trip(qtbot):
+    data = {**EAP, "cygnet-eap-method": "peap", "cygnet-eap-only": "yes", "cygnet-revocation": "ifuri",
+            "proposal": "no"}  # the editor always writes proposal
+    assert editor_for(qtbot, data).connection().data == data
+    editor = editor_for(qtbot, EAP)
+    data = editor.connection().data
+    assert "cygnet-eap-only" not in data and "cygnet-revocation" not in data  # defaults unwritten
+    editor.method.setCurrentIndex(editor.method.findData("psk"))
+    assert not editor.fields["cygnet-eap-only"].isEnabled()

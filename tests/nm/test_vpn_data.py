@@ -270,3 +270,16 @@ def test_smartcard_takes_the_pin_as_the_password_secret(tmp_path, data):
     assert password_needed(data) and label_for(data) == "PIN:"
     with pytest.raises(VpnDataError, match="^vpn.secrets 'password': the smartcard's PIN is missing$"):
         activation_from_connection(connection(data, {}))
+
+
+def test_revocation_and_eap_only_keys(tmp_path):
+    data = {"address": "vpn.example.org", "method": "eap", "user": "alice",
+            "cygnet-eap-method": "ttls", "cygnet-eap-only": "yes", "cygnet-revocation": "strict"}
+    p = activation_from_connection(connection(data, {"password": "secret"})).profile
+    assert p.eap_only and p.revocation == "strict" and p.auth == "eap-ttls"
+    with pytest.raises(VpnDataError, match="^vpn.data 'cygnet-revocation': 'sometimes' is not one of"):
+        activation_from_connection(connection({**data, "cygnet-revocation": "sometimes"},
+                                              {"password": "secret"}))
+    with pytest.raises(VpnDataError, match="^vpn.data 'cygnet-eap-only': needs EAP methods that"):
+        activation_from_connection(connection({**data, "cygnet-eap-method": "mschapv2"},
+                                              {"password": "secret"}))
