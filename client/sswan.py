@@ -21,7 +21,8 @@ each field is used here:
 | split-tunneling.subnets         | remote_ts (addresses become /32 or /128, ranges become CIDRs) |
 | split-tunneling.excluded        | subtracted from remote_ts |
 
-Fields Cygnet cannot honour (remote.certreq = false, remote.revocation, local.rsa-pss,
+Fields Cygnet cannot honour (remote.certreq = false, remote.revocation's crl/ocsp = false
+(its strict = true is the profile's revocation = "strict"), local.rsa-pss,
 dns-servers, nat-keepalive, split-tunneling.block-ipv4/-ipv6, apps, excluded-apps) and
 fields it does not know are reported as warnings, never dropped silently. Key material is
 written with mode 0600 in a folder with mode 0700.
@@ -243,6 +244,9 @@ def read_sswan(path: Path, material_dir: Path, *, name: Optional[str] = None,
     if ts is not None:
         table["remote_ts"] = ts
 
+    revocation = r.obj.get("remote", {}).get("revocation")
+    if isinstance(revocation, dict) and revocation.get("strict") is True:
+        table["revocation"] = "strict"  # the app's "strict revocation" (client/revocation.py)
     _warn_unsupported(r)
     r.warn_unknown_fields()
 
@@ -343,8 +347,13 @@ def _subtract(networks: list, excluded: list) -> list:
 def _warn_unsupported(r: _Reader) -> None:
     if r.get("remote.certreq", bool) is False:
         r.warn("remote.certreq", "= false is not supported: Cygnet always sends certificate requests")
-    if r.obj.get("remote", {}).get("revocation") not in (None, {}):
-        r.warn("remote.revocation", "is not supported: revocation settings were ignored")
+    revocation = r.obj.get("remote", {}).get("revocation")
+    if revocation not in (None, {}) and (not isinstance(revocation, dict)
+                                         or set(revocation) - {"crl", "ocsp", "strict"}
+                                         or revocation.get("crl") is False
+                                         or revocation.get("ocsp") is False):
+        r.warn("remote.revocation", "crl/ocsp cannot be turned off one by one: Cygnet asks OCSP "
+                                    "and the CRLs (only 'strict' is used)")
     if r.get("local.rsa-pss", bool):
         r.warn("local.rsa-pss", "is not supported: the signature scheme follows the gateway's "
                                 "SIGNATURE_HASH_ALGORITHMS")
