@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509 import ocsp
@@ -131,7 +131,7 @@ def _verify_signature(public_key, signature: bytes, data: bytes, hash_algorithm,
             public_key.verify(signature, data)
         else:
             return False
-    except (InvalidSignature, ValueError, TypeError):
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         return False
     return True
 
@@ -186,6 +186,14 @@ def _ocsp_signer(response: ocsp.OCSPResponse, issuer: x509.Certificate,
 def ocsp_status(der: bytes, cert: x509.Certificate, issuer: x509.Certificate, nonce: bytes,
                 now: float, source: str) -> Status:
     """What a DER OCSP response says about `cert`, if it may be believed."""
+    try:  # cryptography parses lazily: a field may turn out malformed when first read
+        return _ocsp_status(der, cert, issuer, nonce, now, source)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return Status(NO_ANSWER, "the OCSP response cannot be parsed", source)
+
+
+def _ocsp_status(der: bytes, cert: x509.Certificate, issuer: x509.Certificate, nonce: bytes,
+                 now: float, source: str) -> Status:
     def no(why: str) -> Status:
         return Status(NO_ANSWER, why, source)
 
@@ -234,6 +242,15 @@ def ocsp_status(der: bytes, cert: x509.Certificate, issuer: x509.Certificate, no
 
 def crl_status(data: bytes, cert: x509.Certificate, issuer: x509.Certificate, now: float,
                source: str) -> Status:
+    """What a CRL (DER or PEM) says about `cert`, if it may be believed."""
+    try:
+        return _crl_status(data, cert, issuer, now, source)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return Status(NO_ANSWER, "the CRL cannot be parsed", source)
+
+
+def _crl_status(data: bytes, cert: x509.Certificate, issuer: x509.Certificate, now: float,
+                source: str) -> Status:
     def no(why: str) -> Status:
         return Status(NO_ANSWER, why, source)
 
