@@ -155,7 +155,21 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
         auth.trust_anchors = tuple(certificates.load_trust_anchors(profile.ca))
     certificate = private_key = None
     intermediates: list = []
-    if getattr(profile, "pkcs11_module", None) is not None:  # client/smartcard.py
+    if getattr(profile, "ssh_agent", False):  # client/ssh_agent_key.py
+        from client import ssh_agent_key
+
+        # NetworkManager passes the agent's socket as the secret (NetworkManager-strongswan)
+        sock = secret.reveal().decode() if secret is not None else os.environ.get("SSH_AUTH_SOCK")
+        if not sock:
+            raise FatalError(f"profile '{profile.name}': ssh_agent = true, but SSH_AUTH_SOCK is "
+                             "not set (start ssh-agent and ssh-add the key)")
+        chain = certificates.load_certificates(profile.cert)
+        try:
+            certificate, intermediates = chain[0], chain[1:]
+            private_key = ssh_agent_key.agent_key(sock, certificate)
+        except ssh_agent_key.AgentError as error:
+            raise FatalError(str(error)) from None
+    elif getattr(profile, "pkcs11_module", None) is not None:  # client/smartcard.py
         from client import pkcs11_key, smartcard
 
         try:  # the PIN is the secret, as NetworkManager's for method=smartcard

@@ -66,7 +66,8 @@ Smartcards and tokens (PKCS#11, client/smartcard.py), with ``auth = "pubkey"`` a
 ``pkcs11_token`` (token label; default: the first token), ``pkcs11_key`` (key label) or
 ``pkcs11_key_id`` (hex), ``cert`` (default: the token's certificate with the key's id); the
 PIN from ``pin_file`` (mode 600), the keyring entry ``cygnet`` / ``PROFILE:pin`` with
-``keyring = true``, or asked on the terminal.
+``keyring = true``, or asked on the terminal. A key in ssh-agent: ``ssh_agent = true`` with
+``auth = "pubkey"``, ``cert`` and no ``key`` (the agent at ``$SSH_AUTH_SOCK`` signs).
 
 EAP-only authentication (RFC 5998): ``eap_only = true`` lets the gateway skip its certificate
 and be authenticated by the EAP method (only ``eap-tls``, ``eap-ttls``, ``eap-peap`` or ``eap``
@@ -186,6 +187,7 @@ class Profile:
     pkcs11_key_id: Optional[str] = None
     pin_file: Optional[Path] = None
     eap_only: bool = False  # RFC 5998 (ike/eap_only.py)
+    ssh_agent: bool = False  # the key is in ssh-agent (client/ssh_agent_key.py)
     # Where the profile was read from; not part of what the profile means.
     path: Optional[Path] = field(default=None, compare=False)
 
@@ -426,7 +428,7 @@ KNOWN_KEYS = (
 ENTERPRISE_EAP_KEYS = ("eap_methods", "eap_server_id", "ttls_inner", "key_passphrase_file",
                        "revocation",  # and smartcards (client/smartcard.py):
                        "pkcs11_module", "pkcs11_token", "pkcs11_key", "pkcs11_key_id", "pin_file",
-                       "eap_only")
+                       "eap_only", "ssh_agent")
 
 
 def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -> Profile:
@@ -515,6 +517,7 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
         pkcs11_key_id=check.string("pkcs11_key_id"),
         pin_file=check.path("pin_file"),
         eap_only=check.boolean("eap_only", False),
+        ssh_agent=check.boolean("ssh_agent", False),
         path=path,
     )
     _check_combinations(check, profile)
@@ -562,7 +565,8 @@ def _check_combinations(check: _Checker, p: Profile) -> None:
                                           f"not \"{p.auth}\"")
     if p.auth == "eap" and "tls" in p.eap_methods and (p.cert is None or p.key is None):
         raise check.fail("eap_methods", "lists tls: set 'cert' and 'key' too")
-    if p.pkcs11_module is not None or p.pin_file is not None or p.pkcs11_key or p.pkcs11_key_id:
+    if (p.pkcs11_module is not None or p.pin_file is not None or p.pkcs11_key or p.pkcs11_key_id
+            or p.ssh_agent):
         from client.smartcard import check_profile  # smartcard keys: client/smartcard.py
         check_profile(check, p)
     elif p.auth in CERTIFICATE_METHODS:

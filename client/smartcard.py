@@ -26,7 +26,17 @@ def uses_token(profile) -> bool:
 
 
 def check_profile(check, p) -> None:
-    """Profile rules for the smartcard keys (called from client/profile.py)."""
+    """Profile rules for keys held elsewhere: a token or ssh-agent (from client/profile.py)."""
+    if p.ssh_agent:
+        if p.pkcs11_module is not None:
+            raise check.fail("ssh_agent", "cannot be used with 'pkcs11_module': choose one")
+        if p.auth != "pubkey":
+            raise check.fail("ssh_agent", f"is only used with auth = \"pubkey\", not \"{p.auth}\"")
+        if p.key is not None:
+            raise check.fail("key", "cannot be used with 'ssh_agent = true': the key is in the agent")
+        if p.cert is None:
+            raise check.fail("cert", "is required with 'ssh_agent = true' (it names the agent's key)")
+        return
     if p.pkcs11_module is None:
         key = next(k for k in ("pin_file", "pkcs11_key", "pkcs11_key_id") if getattr(p, k))
         raise check.fail(key, "is only used with 'pkcs11_module' (a smartcard or token)")
