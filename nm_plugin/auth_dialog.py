@@ -34,6 +34,7 @@ A password already known (from NetworkManager or, failing that, the user's keyri
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional, TextIO
 
@@ -110,6 +111,11 @@ def external_ui_keyfile(name: str, data: dict, known: Optional[str], reprompt: b
     lines = ["[VPN Plugin UI]", "Version=2",
              f"Description=The VPN connection '{name}' needs a password.",
              "Title=Authenticate VPN", ""]
+    from nm_plugin.agent import is_agent
+
+    if is_agent(data) and os.environ.get("SSH_AUTH_SOCK"):  # as strongSwan's dialog does
+        lines += ["[agent]", f"Value={_escape(os.environ['SSH_AUTH_SOCK'])}",
+                  "Label=SSH agent socket:", "IsSecret=true", "ShouldAsk=false", ""]
     if password_needed(data):
         ask = reprompt or not known
         lines += ["[password]", f"Value={'' if ask else _escape(known)}",
@@ -156,7 +162,11 @@ def main(argv: Optional[list] = None) -> int:
         sys.stdout.flush()
         return 0
 
-    if not password_needed(data):
+    from nm_plugin.agent import is_agent
+
+    if is_agent(data) and os.environ.get("SSH_AUTH_SOCK"):
+        sys.stdout.write(f"agent\n{os.environ['SSH_AUTH_SOCK']}\n\n\n")
+    elif not password_needed(data):
         sys.stdout.write("\n\n")
     else:
         password = known

@@ -7,8 +7,8 @@ connection made for strongSwan's plugin works with `vpn-type cygnet` unchanged:
 |-----------------|---------------------------------------------------------------------------|
 | address         | gateway host name or address (required)                                   |
 | server-port     | gateway IKE port (default 500)                                            |
-| method          | psk, eap, eap-tls, cert, key, smartcard (agent: not supported)            |
-| cert-source     | where cert/key come from: file or smartcard (agent: not supported)        |
+| method          | psk, eap, eap-tls, cert, key, smartcard, agent                            |
+| cert-source     | where cert/key come from: file, smartcard or agent                        |
 | user            | EAP identity; also our IKE identity when local-identity is not set        |
 | local-identity  | our IKE identity (IDi)                                                    |
 | remote-identity | the gateway's identity; default: subject of `certificate` if that is the  |
@@ -47,7 +47,8 @@ Cygnet's own keys (prefixed, so they never clash with a later NetworkManager-str
 | cygnet-eap-only            | yes: EAP-only authentication (RFC 5998) with TLS/TTLS/PEAP      |
 
 Smartcards (`method=smartcard`, `cert-source=smartcard`): nm_plugin/smartcard.py, with the keys
-cygnet-pkcs11-module, -token, -key, -key-id; the PIN is the `password` secret.
+cygnet-pkcs11-module, -token, -key, -key-id; the PIN is the `password` secret. ssh-agent
+(`method=agent`, `cert-source=agent`): nm_plugin/agent.py; the socket is the `agent` secret.
 
 Secrets: `password` in `vpn.secrets` is the PSK (method psk) or the EAP password (method eap).
 It is wrapped in a `client.secrets.Secret` at once and never logged or written anywhere.
@@ -64,7 +65,7 @@ from typing import Optional
 from client.profile import Profile, ProfileError, profile_from_dict
 from client.secrets import Secret
 
-from . import smartcard
+from . import agent, smartcard
 
 # NMSettingSecretFlags
 SECRET_FLAG_AGENT_OWNED = 0x1
@@ -74,9 +75,7 @@ SECRET_FLAG_NOT_REQUIRED = 0x4
 PASSWORD_METHODS = ("psk", "eap")
 NM_EAP_METHODS = ("mschapv2", "md5", "peap", "ttls", "gtc")
 CERTIFICATE_METHODS = ("cert", "key", "eap-tls")
-UNSUPPORTED_METHODS = {
-    "agent": "keys held by ssh-agent",
-}
+UNSUPPORTED_METHODS: dict = {}
 
 CYGNET_KEYS = (
     "cygnet-gateways", "cygnet-ipv6", "cygnet-dns", "cygnet-domains", "cygnet-eap-method",
@@ -139,6 +138,8 @@ def needed_secret(connection: dict) -> str:
     """NeedSecrets' answer: "vpn" when the password is missing and required, else ""."""
     _, data, secrets = unpack(connection)
     method = data.get("method", "")
+    if agent.is_agent(data):
+        return "" if secrets.get("agent") else "vpn"
     if method not in PASSWORD_METHODS and not smartcard.is_smartcard(data):  # the PIN
         # certificates: only an encrypted key needs its passphrase (the `password` secret)
         if not (data.get("userkey") and _key_is_encrypted(data["userkey"])):
@@ -187,13 +188,13 @@ def activation_from_connection(connection: dict) -> Activation:
     if method in UNSUPPORTED_METHODS:
         raise VpnDataError(f"vpn.data 'method': '{method}' ({UNSUPPORTED_METHODS[method]}) is not "
                            f"supported by Cygnet; use psk, eap, eap-tls or cert")
-    if method not in PASSWORD_METHODS + CERTIFICATE_METHODS + ("smartcard",):
+    if method not in PASSWORD_METHODS + CERTIFICATE_METHODS + ("smartcard", "agent"):
         raise VpnDataError(f"vpn.data 'method': '{method or '(not set)'}' is not one of "
                            "psk, eap, eap-tls, cert, key")
     cert_source = data.get("cert-source") or "file"
-    if method in CERTIFICATE_METHODS and cert_source not in ("file", "smartcard"):
-        raise VpnDataError(f"vpn.data 'cert-source': '{cert_source}' ({UNSUPPORTED_METHODS[cert_source]}) "
-                           "is not supported by Cygnet; use file")
+    if method in CERTIFICATE_METHODS and cert_source not in ("file", "smartcard", "agent"):
+        raise VpnDataError(f"vpn.data 'cert-source': '{cert_source}' is not one of file, smartcard, "
+                           "agent")
     if yes("ipcomp"):
         raise VpnDataError("vpn.data 'ipcomp': IPComp (ipcomp=yes) is not supported by Cygnet; set ipcomp=no")
     if listed("local-ts"):
@@ -223,6 +224,10 @@ def activation_from_connection(connection: dict) -> Activation:
         if not (user or local_identity):
             raise VpnDataError("vpn.data 'user': the EAP user name is missing")
         profile["eap_identity"] = user or local_identity
+        if local_identity:
+            profile["local_id"] = local_identity
+    elif agent.is_agent(data):
+        profile.update(agent.profile_keys(data, secrets, VpnDataError))
         if local_identity:
             profile["local_id"] = local_identity
     elif smartcard.is_smartcard(data):
@@ -296,6 +301,8 @@ def activation_from_connection(connection: dict) -> Activation:
         # only satisfies the file-profile rule "psk needs a secret source" and is cleared below.
         if method == "psk":
             profile["keyring"] = True
+    elif agent.is_agent(data):
+        secret = Secret(secrets["agent"])  # the ssh-agent socket (client/ssh_agent_key.py)
     elif password and (method in CERTIFICATE_METHODS or smartcard.is_smartcard(data)):
         secret = Secret(password)  # the passphrase of an encrypted userkey, or the PIN
 

@@ -108,7 +108,9 @@ def test_a_gateway_certificate_names_the_gateway_by_its_subject(tmp_path):
 
 @pytest.mark.parametrize("data,message", [
     ({"method": "psk"}, "vpn.data 'address': the gateway address is missing"),
-    (dict(PSK, method="agent"), "vpn.data 'method': 'agent' (keys held by ssh-agent) is not supported"),
+    # ssh-agent keys are supported since issue 19 (test_agent_* below); they need usercert
+    (dict(PSK, method="agent"), "vpn.data 'usercert': needed with method=agent"),
+    (dict(PSK, method="cert", **{"cert-source": "tpm"}), "vpn.data 'cert-source': 'tpm' is not one of"),
     # smartcards are supported since issue 19 (test_smartcard_* below); a missing module is named
     (dict(PSK, method="smartcard", **{"cygnet-pkcs11-module": "/nonexistent/p11.so"}),
      "vpn.data 'cygnet-pkcs11-module': no PKCS#11 module at /nonexistent/p11.so"),
@@ -283,3 +285,28 @@ def test_revocation_and_eap_only_keys(tmp_path):
     with pytest.raises(VpnDataError, match="^vpn.data 'cygnet-eap-only': needs EAP methods that"):
         activation_from_connection(connection({**data, "cygnet-eap-method": "mschapv2"},
                                               {"password": "secret"}))
+
+
+@pytest.mark.parametrize("data", [{"method": "agent"}, {"method": "key", "cert-source": "agent"}])
+def test_agent_takes_the_socket_as_the_agent_secret(tmp_path, data):
+    from nm_plugin.vpn_data import needed_secret
+
+    cert = make_certificate(tmp_path / "me.pem", "me@example.org", ca=False)
+    data = {"address": "vpn.example.org", "usercert": str(cert), **data}
+    activation = activation_from_connection(connection(data, {"agent": "/run/user/1000/ssh.sock"}))
+    p = activation.profile
+    assert (p.auth, p.ssh_agent, p.cert, p.key) == ("pubkey", True, cert, None)
+    assert activation.secret.reveal() == b"/run/user/1000/ssh.sock"
+    assert needed_secret(connection(data, {})) == "vpn"
+    assert needed_secret(connection(data, {"agent": "/x"})) == ""
+    with pytest.raises(VpnDataError, match="^vpn.secrets 'agent': the ssh-agent socket is missing"):
+        activation_from_connection(connection(data, {}))
+
+
+def test_auth_dialog_passes_ssh_auth_sock_as_the_agent_secret(monkeypatch):
+    from nm_plugin.auth_dialog import external_ui_keyfile
+
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/run/user/1000/ssh.sock")
+    text = external_ui_keyfile("office", {"method": "agent"}, None, False)
+    assert "[agent]\nValue=/run/user/1000/ssh.sock\n" in text and "ShouldAsk=false" in text
+    assert "[password]" not in text
