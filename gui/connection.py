@@ -33,6 +33,7 @@ METHODS = {
     "cert": "Certificate",
     "eap-tls": "Certificate (EAP-TLS)",
     "smartcard": "Smartcard (PKCS#11)",
+    "agent": "Certificate, key in ssh-agent",
 }
 # cygnet-eap-method values for method=eap; "" (unset): the server chooses among them
 EAP_METHODS = {"": "Server chooses (PEAP, TTLS, MSCHAPv2, GTC, MD5)", "peap": "PEAP (MSCHAPv2 inside)",
@@ -96,6 +97,12 @@ class VpnConnection:
         return self.secret_kind != "none"
 
     @property
+    def uses_ssh_agent(self) -> bool:
+        from nm_plugin.agent import is_agent
+
+        return is_agent(self.data)
+
+    @property
     def secret_kind(self) -> str:
         """What the `password` secret is: "pre-shared key", "password", "PIN",
         "private key passphrase" or "none"."""
@@ -148,6 +155,8 @@ class VpnConnection:
         data = dict(self.data)
         if self.needs_password and "password-flags" not in data:
             data["password-flags"] = str(SECRET_FLAG_AGENT_OWNED)
+        if self.uses_ssh_agent and "agent-flags" not in data:  # the socket, from our session
+            data["agent-flags"] = str(SECRET_FLAG_AGENT_OWNED)
         vpn["data"] = Variant("a{ss}", data)
         vpn.pop("secrets", None)  # agent-owned: NetworkManager hands them to our agent
         for family in ("ipv4", "ipv6"):
@@ -180,6 +189,8 @@ def validate(connection: VpnConnection) -> dict[str, str]:
     if method == "smartcard" and data.get("cygnet-pkcs11-module") \
             and not Path(data["cygnet-pkcs11-module"]).exists():
         errors["cygnet-pkcs11-module"] = f"{data['cygnet-pkcs11-module']}: no such file."
+    if method == "agent" and not data.get("usercert"):
+        errors["usercert"] = "Choose the file with your certificate (it names the key in ssh-agent)."
     if method in CERTIFICATE_METHODS:
         for key, what in (("usercert", "your certificate"), ("userkey", "your private key")):
             if not data.get(key):

@@ -273,7 +273,7 @@ class ConnectionEditor(QDialog):
         certificate = method in ("cert", "eap-tls")
         for key in ("usercert", "userkey"):
             self.fields[key].setEnabled(certificate)
-        self.fields["usercert"].setEnabled(certificate or method == "smartcard")  # optional there
+        self.fields["usercert"].setEnabled(certificate or method in ("smartcard", "agent"))
         self.passphrase.setEnabled(certificate)
         for key in ("cygnet-pkcs11-module", "cygnet-pkcs11-token", "cygnet-pkcs11-key",
                     "cygnet-pkcs11-key-id"):
