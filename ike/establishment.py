@@ -274,6 +274,7 @@ class Establishment:
         if auth.method == "eap":
             self._eap = crypto.make_eap_client(auth, s.local_id, now, self._random)
             payloads += eap_only.request_notifies(auth)  # RFC 5998 §3
+            self._eap_only_gateway = False  # set when the gateway skips its AUTH
         else:
             try:
                 payloads.append(self._our_auth())
@@ -385,7 +386,7 @@ class Establishment:
                 if auth.method == "psk":
                     return "the gateway's pre-shared key does not match ours"
                 return "the gateway's EAP authentication data is wrong"
-            if (auth.method == "psk" or self._eap_only_used()) and s.remote_id \
+            if (auth.method == "psk" or getattr(self, "_eap_only_gateway", False)) and s.remote_id \
                     and not accepts_any(s.remote_id) \
                     and not crypto.identity_matches(s.remote_id, self._peer_idr):
                 return f"the gateway identified itself as {self._peer_identity}, not {s.remote_id}"
@@ -450,9 +451,6 @@ class Establishment:
         self._eap_done = True
         self._send_request(self._ike, ExchangeType.IKE_AUTH, [self._our_auth()],
                            self._on_ike_auth_response, now)
-
-    def _eap_only_used(self) -> bool:
-        return getattr(self, "_eap_only_gateway", False)
 
     def _eap_only_allowed(self, eap: EAP) -> bool:
         """RFC 5998: a gateway without AUTH (but with IDr) when we asked for EAP-only and
