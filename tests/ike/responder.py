@@ -72,6 +72,7 @@ class GatewayConfig:
     auth_lifetime: Optional[int] = None  # RFC 4478 AUTH_LIFETIME (seconds) in IKE_AUTH
     keep_old_sas: bool = False  # a new IKE_SA_INIT leaves the IKE_SAs there are (reauth)
     extra_auth_notifies: tuple = ()  # (type, data) notifies added to the last IKE_AUTH response
+    eap_only: bool = False  # RFC 5998: no certificate AUTH before EAP (strongSwan local.auth = eap)
 
 
 @dataclass
@@ -432,6 +433,8 @@ class Responder:
             self.eap = c.eap_server()
             if self.authenticated_once:  # second round: the gateway proved itself already
                 return [EAP(self.eap.start())]
+            if c.eap_only:
+                return [self._gateway_idr(), EAP(self.eap.start())]
             idr, gateway_auth = self._signature_auth(sa, header)
             return [idr] + gateway_auth + [EAP(self.eap.start())]
         if eap is not None and not self.eap_done:
