@@ -5,6 +5,7 @@ keys so ike/auth.py's Signer is unchanged:
 
     RSA      ssh-rsa (SHA-1, RFC 7296 method 1), rsa-sha2-256 / rsa-sha2-512 (PKCS#1 v1.5;
              the agent has no PSS, no SHA-384)
+    Ed25519  ssh-ed25519 (pure EdDSA over the message, as RFC 8420 needs)
     ECDSA    ecdsa-sha2-nistp256/384/521 (the curve's own hash, as RFC 4754 and RFC 7427 use)
 """
 
@@ -172,11 +173,34 @@ class AgentEcKey(ec.EllipticCurvePrivateKey):
         return self
 
 
+class AgentEd25519Key(ed25519.Ed25519PrivateKey):
+    def __init__(self, agent: Agent, blob: bytes, public: ed25519.Ed25519PublicKey):
+        self._agent, self._blob, self._public = agent, blob, public
+
+    def sign(self, data):
+        kind, value = self._agent.sign(self._blob, data)
+        if kind != b"ssh-ed25519" or len(value) != 64:
+            raise AgentError("ssh-agent sent no Ed25519 signature")
+        return value
+
+    def public_key(self):
+        return self._public
+
+    private_bytes = private_bytes_raw = _no_export
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 def agent_key(socket_path: str, certificate: x509.Certificate):
     """The agent's key for `certificate`, as a stand-in private key. Raises AgentError."""
     public = certificate.public_key()
-    if not isinstance(public, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
-        raise AgentError(f"Cygnet signs through ssh-agent with RSA or ECDSA keys, not "
+    if not isinstance(public, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey,
+                               ed25519.Ed25519PublicKey)):
+        raise AgentError(f"Cygnet signs through ssh-agent with RSA, ECDSA or Ed25519 keys, not "
                          f"{type(public).__name__.replace('PublicKey', '')}")
     agent = Agent(socket_path)
     blob = public_key_blob(public)
@@ -185,4 +209,6 @@ def agent_key(socket_path: str, certificate: x509.Certificate):
                          "(ssh-add the private key of 'cert')")
     if isinstance(public, rsa.RSAPublicKey):
         return AgentRsaKey(agent, blob, public)
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return AgentEd25519Key(agent, blob, public)
     return AgentEcKey(agent, blob, public)
