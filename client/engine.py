@@ -631,7 +631,8 @@ class Tunnel:
             self._pump()
 
         revocation.check_in_background(self.loop, event.chain, self.profile.revocation,
-                                       self._now(), done, self.progress.say)
+                                       self._now(), done, self.progress.say,
+                                       getattr(event, "role", "gateway"))
 
     def _handle(self, event) -> None:
         from ike import events as ev

@@ -319,9 +319,10 @@ def certificate_status(cert: x509.Certificate, issuer: x509.Certificate, now: fl
     return Status(NO_ANSWER, "; ".join(reasons))
 
 
-def judge(policy: str, status: Status, cert: x509.Certificate) -> Optional[str]:
+def judge(policy: str, status: Status, cert: x509.Certificate,
+          whose: str = "the gateway's certificate") -> Optional[str]:
     """The failure message for `status` under `policy`, or None to accept."""
-    what = f"the gateway's certificate {describe(cert)}"
+    what = f"{whose} {describe(cert)}"
     if status.state == REVOKED:
         return f"{what} was revoked {status.detail}, says {status.source}"
     if status.state == GOOD:
@@ -339,17 +340,17 @@ def needs_fetching(chain: Sequence[x509.Certificate]) -> bool:
 
 
 def check_chain(chain: Sequence[x509.Certificate], policy: str, now: float,
-                fetch: Fetch = http_fetch) -> Optional[str]:
+                fetch: Fetch = http_fetch, role: str = "gateway") -> Optional[str]:
     """chain: end entity first, the trust anchor last (ike's validate_certificate order).
-    Returns the failure message, or None if the chain passes `policy`."""
+    role: whose chain ("gateway", "EAP server"). Returns the failure message, or None if the
+    chain passes `policy`."""
     if policy not in POLICIES:
         raise ValueError(f"revocation policy must be one of {', '.join(POLICIES)}")
     for cert, issuer in zip(chain, chain[1:]):
-        failure = judge(policy, certificate_status(cert, issuer, now, fetch), cert)
+        whose = (f"the {role}'s certificate" if cert is chain[0]
+                 else f"the CA certificate above the {role}'s")
+        failure = judge(policy, certificate_status(cert, issuer, now, fetch), cert, whose)
         if failure:
-            if cert is not chain[0]:
-                failure = failure.replace("the gateway's certificate",
-                                          "the CA certificate above the gateway's", 1)
             return failure
     return None
 
@@ -358,27 +359,28 @@ def check_chain(chain: Sequence[x509.Certificate], policy: str, now: float,
 
 
 def verdict(chain_der: Sequence[bytes], policy: str, now: float,
-            fetch: Fetch = http_fetch) -> Optional[str]:
+            fetch: Fetch = http_fetch, role: str = "gateway") -> Optional[str]:
     """check_chain on DER certificates; an unexpected error counts as no answer."""
     chain = [x509.load_der_x509_certificate(der) for der in chain_der]
     try:
-        return check_chain(chain, policy, now, fetch)
+        return check_chain(chain, policy, now, fetch, role)
     except Exception as error:  # noqa: BLE001 - a bug here must not look like "good"
         if policy == "relaxed":
             return None
-        return (f"no valid revocation status for the gateway's certificate {describe(chain[0])} "
+        return (f"no valid revocation status for the {role}'s certificate {describe(chain[0])} "
                 f"(revocation = {policy}): {type(error).__name__}")
 
 
 def check_in_background(loop, chain_der: Sequence[bytes], policy: str, now: float,
-                        done: Callable[[Optional[str]], None], say=None) -> None:
+                        done: Callable[[Optional[str]], None], say=None,
+                        role: str = "gateway") -> None:
     """Run `verdict` off the event loop (fetching may take FETCH_TIMEOUT per URI) and call
     done(failure or None) on the loop. Without any URI in the chain nothing is fetched."""
     chain = [x509.load_der_x509_certificate(der) for der in chain_der]
     if not needs_fetching(chain):
-        loop.call_soon(done, verdict(chain_der, policy, now))
+        loop.call_soon(done, verdict(chain_der, policy, now, role=role))
         return
     if say is not None:
-        say("checking whether the gateway's certificate is revoked (OCSP/CRL)…")
-    future = loop.run_in_executor(None, verdict, chain_der, policy, now)
+        say(f"checking whether the {role}'s certificate is revoked (OCSP/CRL)…")
+    future = loop.run_in_executor(None, verdict, chain_der, policy, now, http_fetch, role)
     future.add_done_callback(lambda f: done(f.result()))

@@ -461,8 +461,9 @@ class _TlsMethod(_Method):
             self.failure_reason = "EAP-TLS: no current time given to check the gateway certificate"
             return False
         try:
-            validate_certificate(chain[0], chain[1:], self._config.trust_anchors,
-                                 self._config.server_identity, now)
+            # kept for the owner's revocation check (ike/revocation_gate.py)
+            self.verified_chain = validate_certificate(
+                chain[0], chain[1:], self._config.trust_anchors, self._config.server_identity, now)
         except CertificateError as exc:
             self.failure_reason = f"EAP-TLS server {exc}"
             return False

@@ -441,8 +441,12 @@ class Establishment:
         answer = self._eap.respond(eap.data, now)
         self._transition(Input.CONTINUE_AUTH)
         if answer is not None:
-            self._send_request(self._ike, ExchangeType.IKE_AUTH, [EAP(answer)],
-                               self._on_ike_auth_response, now)
+            def send(later: float, answer=answer) -> None:
+                self._send_request(self._ike, ExchangeType.IKE_AUTH, [EAP(answer)],
+                                   self._on_ike_auth_response, later)
+
+            if not self._revocation.hold_eap(self._eap, send, self._events):  # revocation_gate.py
+                send(now)
             return
         if crypto.eap_failed(self._eap):
             reason = crypto.eap_failure_reason(self._eap)

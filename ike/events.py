@@ -123,6 +123,9 @@ class GatewayCertificateVerified(Event):
     IkeSession.revocation_checked() (ike/revocation_gate.py)."""
 
     chain: tuple
+    # whose: "gateway" (IKE AUTH) or "EAP server" (the TLS certificate of EAP-TLS/PEAP/TTLS,
+    # often a RADIUS server's)
+    role: str = "gateway"
 
 
 @dataclass(frozen=True)

@@ -69,3 +69,35 @@ def test_certificate_then_eap_rounds_hold_once(pki):  # noqa: F811
 def test_without_check_revocation_nothing_waits(pki):  # noqa: F811
     pair = _cert_pair(pki)
     assert _kinds(pair.connect()) == [IkeSaEstablished, ConfigReceived, ChildSaEstablished]
+
+
+def _eap_tls_pair(pki, **gateway):  # noqa: F811
+    from .test_rfc5998_eap_only import _eap_tls_pair as make
+
+    pair = _checking(make(pki, **gateway))
+    return pair
+
+
+def test_the_eap_server_certificate_is_held_too(pki):  # noqa: F811
+
+    pair = _eap_tls_pair(pki)
+    pair.settings.auth.eap_only = False
+    events = pair.connect()
+    assert [e.role for e in events] == ["gateway"]
+    pair.session.revocation_checked(None, pair.now)
+    events = pair.run()
+    assert _kinds(events) == [GatewayCertificateVerified] and events[0].role == "EAP server"
+    sent = len(pair.sent_to_gateway)
+    # the answer to the server's certificate waits: revoked -> it is never sent
+    pair.session.revocation_checked("the EAP server's certificate … was revoked", pair.now)
+    events = pair.run()
+    assert _kinds(events) == [AuthenticationFailed, IkeSaDeleted]
+    assert len(pair.sent_to_gateway) == sent
+
+
+def test_eap_only_gateway_is_judged_by_its_eap_certificate(pki):  # noqa: F811
+    pair = _eap_tls_pair(pki, eap_only=True)
+    events = pair.connect()
+    assert _kinds(events) == [GatewayCertificateVerified] and events[0].role == "EAP server"
+    pair.session.revocation_checked(None, pair.now)
+    assert _kinds(pair.run()) == [IkeSaEstablished, ConfigReceived, ChildSaEstablished]

@@ -110,3 +110,29 @@ def test_certificate_without_uris(tb, services, make_cygnet, policy, comes_up):
         line = last_line(fail_to_connect(client, _profile(client, policy)))
         assert "names no CRL or OCSP server" in line
 
+
+
+def test_revoked_eap_server_certificate(tb, services, make_cygnet):
+    """EAP-only (RFC 5998): the gateway's only certificate is its EAP-TLS server certificate;
+    it is checked before our answer to it is sent."""
+    from testbed import GatewayOptions
+
+    tb.gateway.reconfigure(GatewayOptions(
+        certificate=services.credential("revoked").name,
+        extra_config={"connections": {"eap-tls": {"local": {"auth": "eap"}}}}))
+    client = make_cygnet(tb)
+    keys = client.profile_keys("eap-tls", eap_only=True, revocation="relaxed")
+    line = last_line(fail_to_connect(client, client.write_profile(keys)))
+    serial = f"{services.serials['revoked']:x}"
+    assert f"the EAP server's certificate 'CN=gw.cygnet.test,O=Cygnet Test' (serial {serial})" in line
+    assert "was revoked on 2026-01-02 03:04:05 UTC (reason: key_compromise)" in line
+    # the same gateway with a good certificate
+    tb.gateway.reconfigure(GatewayOptions(
+        certificate=services.credential("good").name,
+        extra_config={"connections": {"eap-tls": {"local": {"auth": "eap"}}}}))
+    client = make_cygnet(tb)
+    client.up(client.write_profile(client.profile_keys("eap-tls", eap_only=True,
+                                                       revocation="strict")))
+    assert tb.gateway.wait_for_sa()["name"] == "eap-tls"
+    assert client.down() == 0
+    client.assert_clean()
