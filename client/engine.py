@@ -207,6 +207,7 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
 
         auth.eap_method = profile.eap_allowed
         auth.eap_only = getattr(profile, "eap_only", False)  # RFC 5998 (ike/eap_only.py)
+        auth.eap_outer_identity = getattr(profile, "eap_anonymous_identity", None)
         auth.eap_identity = profile.eap_identity or profile.local_id
         if secret is not None:
             auth.eap_password = secret.reveal().decode("utf-8")

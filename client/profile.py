@@ -74,6 +74,10 @@ and be authenticated by the EAP method (only ``eap-tls``, ``eap-ttls``, ``eap-pe
 with ``eap_methods`` among tls, ttls, peap: their TLS server certificate is checked against
 ``ca`` and ``eap_server_id``).
 
+``eap_anonymous_identity`` (e.g. ``"anonymous@corp.example"``): the outer EAP identity for
+PEAP, TTLS and TLS; the real one (``eap_identity``) travels only inside the TLS tunnel (the
+password methods of ``eap_methods`` then run only inside the tunnel).
+
 Encrypted keys: ``key_passphrase_file`` (path, mode 600) holds the passphrase of an encrypted
 ``key``; without it, ``keyring = true`` looks it up as ``cygnet`` / ``PROFILE:key``.
 
@@ -188,6 +192,7 @@ class Profile:
     pin_file: Optional[Path] = None
     eap_only: bool = False  # RFC 5998 (ike/eap_only.py)
     ssh_agent: bool = False  # the key is in ssh-agent (client/ssh_agent_key.py)
+    eap_anonymous_identity: Optional[str] = None  # the outer EAP identity of PEAP/TTLS/TLS
     # Where the profile was read from; not part of what the profile means.
     path: Optional[Path] = field(default=None, compare=False)
 
@@ -428,7 +433,7 @@ KNOWN_KEYS = (
 ENTERPRISE_EAP_KEYS = ("eap_methods", "eap_server_id", "ttls_inner", "key_passphrase_file",
                        "revocation",  # and smartcards (client/smartcard.py):
                        "pkcs11_module", "pkcs11_token", "pkcs11_key", "pkcs11_key_id", "pin_file",
-                       "eap_only", "ssh_agent")
+                       "eap_only", "ssh_agent", "eap_anonymous_identity")
 
 
 def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -> Profile:
@@ -518,6 +523,7 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
         pin_file=check.path("pin_file"),
         eap_only=check.boolean("eap_only", False),
         ssh_agent=check.boolean("ssh_agent", False),
+        eap_anonymous_identity=check.string("eap_anonymous_identity"),
         path=path,
     )
     _check_combinations(check, profile)
@@ -575,6 +581,9 @@ def _check_combinations(check: _Checker, p: Profile) -> None:
                 continue  # a PKCS#12 bundle holds the certificate
             if getattr(p, key) is None:
                 raise check.fail(key, f"is required with auth = \"{p.auth}\"")
+    if p.eap_anonymous_identity is not None and not set(p.eap_allowed) & {"tls", "ttls", "peap"}:
+        raise check.fail("eap_anonymous_identity", "is only used with PEAP, TTLS or TLS (the "
+                         f"real identity goes inside their tunnel), not {', '.join(p.eap_allowed) or p.auth}")
     if p.eap_only and (not p.eap_allowed or not set(p.eap_allowed) <= {"tls", "ttls", "peap"}):
         raise check.fail("eap_only", "needs EAP methods that authenticate the server (tls, ttls, "
                                      f"peap), not {', '.join(p.eap_allowed) or p.auth}")

@@ -265,7 +265,8 @@ def make_eap_client(auth_settings, local_id: str, now: float, random_bytes):
     return _eap.EapClient(auth_settings.eap_method, identity_text,
                           password=auth_settings.eap_password, tls=auth_settings.eap_tls,
                           now=now, random_bytes=random_bytes,
-                          tunnel=getattr(auth_settings, "eap_tunnel", None))
+                          tunnel=getattr(auth_settings, "eap_tunnel", None),
+                          outer_identity=getattr(auth_settings, "eap_outer_identity", None))
 
 
 def eap_failed(client) -> bool:

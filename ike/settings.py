@@ -46,6 +46,8 @@ class AuthSettings:
     # gateway certificate validation (pubkey and eap)
     trust_anchors: tuple = ()
     send_certreq: bool = True
+    # the EAP-Identity response instead of eap_identity (PEAP/TTLS/TLS: an anonymous one)
+    eap_outer_identity: Optional[str] = None
     # RFC 5998: ask the gateway to authenticate by a mutual EAP method alone (ike/eap_only.py)
     eap_only: bool = False
     # wait for the owner's revocation verdict on the gateway's chain (ike/revocation_gate.py)
