@@ -33,10 +33,11 @@ def _eap_tls_pair(pki, **gateway):  # noqa: F811
 
 def test_gateway_authenticated_by_eap_tls_and_the_msk(pki):  # noqa: F811
     pair = _eap_tls_pair(pki, eap_only=True)
-    assert _kinds(pair.connect()) == [IkeSaEstablished, ConfigReceived, ChildSaEstablished]
+    events = pair.connect()
+    assert _kinds(events) == [IkeSaEstablished, ConfigReceived, ChildSaEstablished]
     first = _auth_requests(pair)[0]
     assert any(isinstance(p, Notify) and p.type == NotifyType.EAP_ONLY_AUTHENTICATION for p in first)
-    assert pair.session._peer_identity == "vpn.example.org"
+    assert events[0].peer_identity == "vpn.example.org"
 
 
 def test_a_gateway_that_sends_its_auth_anyway_is_fine(pki):  # noqa: F811
