@@ -38,9 +38,11 @@ import os
 import sys
 from typing import Optional, TextIO
 
-SECRET_FLAG_NOT_SAVED = 0x2
-SECRET_FLAG_NOT_REQUIRED = 0x4
-KEYRING_SERVICE = "cygnet"
+from connection_schema.held_keys import is_agent, is_smartcard
+from connection_schema.naming import KEYRING_SERVICE, keyring_user
+from connection_schema.vpn_data import SECRET_FLAG_NOT_REQUIRED, SECRET_FLAG_NOT_SAVED  # noqa: F401
+from connection_schema.vpn_data import CERTIFICATE_METHODS
+from connection_schema.vpn_data import password_needed as vpn_password_needed
 
 
 def read_details(stream: TextIO) -> tuple[dict, dict]:
@@ -70,14 +72,8 @@ def read_details(stream: TextIO) -> tuple[dict, dict]:
 
 
 def password_needed(data: dict) -> bool:
-    from nm_plugin.smartcard import is_smartcard
-
-    if data.get("method") not in ("psk", "eap") and not is_smartcard(data):
-        # certificate methods: only an encrypted key has a passphrase to ask for
-        from client.credentials import key_is_encrypted
-
-        if not (data.get("userkey") and key_is_encrypted(data["userkey"])):
-            return False
+    if not vpn_password_needed(data):
+        return False  # certificate methods: only an encrypted key has a passphrase to ask for
     try:
         flags = int(data.get("password-flags", "0"))
     except ValueError:
@@ -92,17 +88,15 @@ def keyring_password(uuid: str) -> Optional[str]:
     try:
         import keyring
 
-        return keyring.get_password(KEYRING_SERVICE, f"nm-{uuid}")
+        return keyring.get_password(KEYRING_SERVICE, keyring_user(uuid))
     except Exception:  # no keyring backend, locked, no session bus: just ask
         return None
 
 
 def label_for(data: dict) -> str:
-    from nm_plugin.smartcard import is_smartcard
-
     if is_smartcard(data):
         return "PIN:"
-    if data.get("method") in ("cert", "key", "eap-tls"):
+    if data.get("method") in CERTIFICATE_METHODS:
         return "Private key password:"
     return "Pre-shared key:" if data.get("method") == "psk" else "Password:"
 
@@ -111,8 +105,6 @@ def external_ui_keyfile(name: str, data: dict, known: Optional[str], reprompt: b
     lines = ["[VPN Plugin UI]", "Version=2",
              f"Description=The VPN connection '{name}' needs a password.",
              "Title=Authenticate VPN", ""]
-    from nm_plugin.agent import is_agent
-
     if is_agent(data) and os.environ.get("SSH_AUTH_SOCK"):  # as strongSwan's dialog does
         lines += ["[agent]", f"Value={_escape(os.environ['SSH_AUTH_SOCK'])}",
                   "Label=SSH agent socket:", "IsSecret=true", "ShouldAsk=false", ""]
@@ -161,8 +153,6 @@ def main(argv: Optional[list] = None) -> int:
         sys.stdout.write(external_ui_keyfile(args.name, data, known, args.reprompt))
         sys.stdout.flush()
         return 0
-
-    from nm_plugin.agent import is_agent
 
     if is_agent(data) and os.environ.get("SSH_AUTH_SOCK"):
         sys.stdout.write(f"agent\n{os.environ['SSH_AUTH_SOCK']}\n\n\n")
