@@ -90,3 +90,35 @@ def credential(profile, pin: Secret) -> tuple:
                                   chain[0] if chain else None)
     certificate, key = _opened[where][1], _opened[where][0]
     return certificate, key, chain[1:]
+
+
+class KeyElsewhereError(Exception):
+    """A token or ssh-agent problem, in one line."""
+
+
+def held_credential(profile, secret) -> Optional[tuple]:
+    """(certificate, stand-in private key, intermediates) when the key is on a token or in
+    ssh-agent, else None. `secret`: the PIN, or (NetworkManager) the agent's socket."""
+    import os
+
+    if getattr(profile, "ssh_agent", False):  # client/ssh_agent_key.py
+        from client import ssh_agent_key
+        from ike import certificates
+
+        sock = secret.reveal().decode() if secret is not None else os.environ.get("SSH_AUTH_SOCK")
+        if not sock:
+            raise KeyElsewhereError(f"profile '{profile.name}': ssh_agent = true, but "
+                                    "SSH_AUTH_SOCK is not set (start ssh-agent and ssh-add the key)")
+        chain = certificates.load_certificates(profile.cert)
+        try:
+            return chain[0], ssh_agent_key.agent_key(sock, chain[0]), chain[1:]
+        except ssh_agent_key.AgentError as error:
+            raise KeyElsewhereError(str(error)) from None
+    if uses_token(profile):
+        from client.pkcs11_key import TokenError
+
+        try:
+            return credential(profile, secret)
+        except TokenError as error:
+            raise KeyElsewhereError(str(error)) from None
+    return None

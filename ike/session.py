@@ -42,7 +42,7 @@ from .child_sa import ChildSa, ChildState
 from .child_sa_set import ChildSaSet
 from .constants import ExchangeType, NotifyType
 from .establishment import Establishment
-from .events import AuthenticationFailed, DeadPeerDetected, Event, IkeSaDeleted
+from .events import AUTH_GATEWAY, AuthenticationFailed, DeadPeerDetected, Event, IkeSaDeleted
 from .ike_sa import (TRANSITIONS, IkeSaContext, IkeSaView, Input, ProtocolViolation, Reply,
                      RequestInfo, State, describe_payloads, new_ike_spi, next_state)
 from .informational import Informational
@@ -255,7 +255,7 @@ class IkeSession:
         if resume is None or self._finished:
             return
         if failure:
-            self._finish(failure, AuthenticationFailed(failure))
+            self._finish(failure, AuthenticationFailed(failure, AUTH_GATEWAY))
         else:
             resume(now)
         self._requests.pump(now)
