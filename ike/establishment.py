@@ -8,14 +8,13 @@ session and changes of the IKE_SA's state go through `self._transition`.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import struct
 
 from . import config_payload
 from .constants import AuthMethod, CertEncoding, ExchangeType, HashAlgorithm, NotifyType
 from .constant_time import bytes_equal
-from .events import (AuthenticationFailed, IkeSaEstablished, PeerAddressesAdded, ProposalMismatch,
+from .events import (AuthenticationFailed, IkeSaEstablished, ProposalMismatch,
                      Redirected)
 from .intermediate import intermediate_auth_input
 from .nat_detection import nat_detection_hash
@@ -265,6 +264,7 @@ class Establishment:
                             for ca in auth.intermediates)
         if s.initial_contact:
             payloads.append(Notify(NotifyType.INITIAL_CONTACT))
+        payloads += self._mobike.offer()  # RFC 4555 §3.1
         if auth.method != "psk" and auth.send_certreq and auth.trust_anchors:
             payloads.append(CERTREQ(CertEncoding.X509_SIGNATURE,
                                     crypto.certreq_data(auth.trust_anchors)))
@@ -454,6 +454,7 @@ class Establishment:
         self._schedule_own_reauth(now)
         if NotifyType.AUTH_LIFETIME in notifies:
             self._on_auth_lifetime(notifies[NotifyType.AUTH_LIFETIME], now)
+        self._mobike.on_established(notifies)
         self._record_additional_addresses(payloads)
         cp = first(payloads, CP)
         if cp is not None:
@@ -506,13 +507,6 @@ class Establishment:
         return ""
 
     def _record_additional_addresses(self, payloads) -> None:
-        addresses = []
-        for p in payloads:
-            if isinstance(p, Notify) and p.type in (NotifyType.ADDITIONAL_IP4_ADDRESS,
-                                                    NotifyType.ADDITIONAL_IP6_ADDRESS):
-                try:
-                    addresses.append(ipaddress.ip_address(p.data))
-                except ValueError:
-                    continue
-        if addresses:
-            self._events.append(PeerAddressesAdded(tuple(addresses)))
+        event = self._mobike.record_addresses(payloads)  # kept as alternatives (RFC 4555 §3.4)
+        if event is not None:
+            self._events.append(event)

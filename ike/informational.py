@@ -40,9 +40,9 @@ class Informational:
             self._events.append(ChildSaDeleted(child.child_id, child.spi_in, child.spi_out,
                                                reason))
 
-    def _unreachable(self, now: float, exchange: str) -> None:
-        reason = f"gateway unreachable: no answer to {exchange} " \
-                 f"after {self.settings.retransmission.tries + 1} transmissions"
+    def _unreachable(self, now: float, exchange: str, transmissions: int = 0) -> None:
+        transmissions = transmissions or self.settings.retransmission.tries + 1
+        reason = f"gateway unreachable: no answer to {exchange} after {transmissions} transmissions"
         self._finish(reason, DeadPeerDetected(reason))
 
     def _send_ike_delete_of(self, ike: IkeSaContext, now: float) -> None:
@@ -84,6 +84,8 @@ class Informational:
             if isinstance(p, Notify) and p.type == NotifyType.UPDATE_SA_ADDRESSES:
                 # RFC 4555 §3.5: the new addresses are those of the IP header
                 self._remote = (addr[0], addr[1])
+            elif isinstance(p, Notify) and p.type == NotifyType.COOKIE2:  # RFC 4555 §3.8
+                response.append(Notify(NotifyType.COOKIE2, data=p.data))
             elif isinstance(p, Notify) and p.type == NotifyType.AUTH_LIFETIME:  # RFC 4478 §3
                 self._on_auth_lifetime(p, now)
             elif isinstance(p, Notify) and p.type == NotifyType.REDIRECT:  # RFC 5685 §5

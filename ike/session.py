@@ -34,6 +34,7 @@ from .ike_sa import (NONCE_SIZE, TRANSITIONS, IkeSaContext, Input, Outstanding, 
                      RekeyExchange, Reply, State, describe_payloads)
 from .informational import Informational
 from .intermediate import IntermediateAuthChain
+from .mobike import Mobike
 from .payloads import (Encrypted, EncryptedFragment, Header, Message, Notify, ParseError,
                        decode_payloads)
 from .rekeying import Rekeying
@@ -123,6 +124,7 @@ class IkeSession(Establishment, Rekeying, Informational):
         self._peer_idr = None
         self._init_refusal: Optional[InitRefusal] = None  # §2.21.1 hint (unauthenticated.py)
         self._drop_log = DropLog(log)
+        self._mobike = Mobike(self)  # RFC 4555 (ike/mobike.py)
 
     # ------------------------------------------------------------------ public API
 
@@ -222,6 +224,25 @@ class IkeSession(Establishment, Rekeying, Informational):
             self._ike_rekey = RekeyExchange("ike", self._ike)
             self._queue.append(self._send_ike_rekey)
 
+    @property
+    def mobike(self) -> bool:
+        """The gateway supports MOBIKE: update_addresses() can move this IKE_SA."""
+        return self._mobike.peer_supports
+
+    def update_addresses(self, local_address: str, now: float) -> None:
+        """Our address or path changed: MOBIKE UPDATE_SA_ADDRESSES (ike/mobike.py); the
+        answer comes as AddressesUpdated."""
+        if self.state is State.ESTABLISHED and self._mobike.peer_supports:
+            self._mobike.update_addresses(local_address, now)
+            self._pump(now)
+
+    def check_liveness(self, now: float) -> None:
+        """One liveness check with a short retransmission budget (after a resume); no
+        answer ends the session with DeadPeerDetected."""
+        if self.state is State.ESTABLISHED:
+            self._mobike.check_liveness(now)
+            self._pump(now)
+
     def close(self) -> None:
         """Delete the IKE_SA (and with it every CHILD_SA) politely."""
         if self.state is State.ESTABLISHED:
@@ -285,12 +306,12 @@ class IkeSession(Establishment, Rekeying, Informational):
         return [whole]
 
     def _send_request(self, ike: IkeSaContext, exchange: int, payloads: list,
-                      on_response, now: float, on_give_up=None) -> None:
+                      on_response, now: float, on_give_up=None, policy=None) -> None:
         header = Header(ike.spi_i, ike.spi_r, 0, exchange, ike.flags(response=False),
                         ike.next_request_id)
         datagrams = self._seal(ike, header, payloads)
         request = PendingRequest(ike.next_request_id, exchange, datagrams,
-                                 self.settings.retransmission)
+                                 policy or self.settings.retransmission)
         ike.next_request_id += 1
         self._outstanding = Outstanding(request, ike, on_response, on_give_up, payloads)
         self._transmit(request, now)
@@ -309,6 +330,14 @@ class IkeSession(Establishment, Rekeying, Informational):
         ike.next_peer_request_id = request.message_id + 1
         for datagram in datagrams:
             self._outbox.append((datagram, self._remote))
+
+    def _queue_request(self, send: Callable[[float], None]) -> None:
+        self._queue.append(send)
+
+    def _retransmit_now(self, now: float) -> None:
+        """Send the outstanding request again at once (the path changed under it)."""
+        if self._outstanding is not None and not self._outstanding.request.exhausted:
+            self._transmit(self._outstanding.request, now)
 
     def _pump(self, now: float) -> None:
         """Start queued work when no request is outstanding (window size 1)."""

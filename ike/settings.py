@@ -83,6 +83,7 @@ class Settings:
     initial_contact: bool = True
     force_encapsulation: bool = False  # float to 4500 and use ESP-in-UDP even without NAT
     fragmentation: bool = True  # offer RFC 7383 IKE fragmentation
+    mobike: bool = True  # offer MOBIKE (RFC 4555): move the IKE_SA when our address changes
     fragment_size: int = 1280  # largest IKE datagram we send (strongSwan: charon.fragment_size)
 
     retransmission: RetransmissionPolicy = field(default_factory=RetransmissionPolicy)
