@@ -378,8 +378,14 @@ class Tunnel:
         # (client/netlink_agent.py) imports pyroute2 on another core while we contact the gateway.
         self.dataplane.start(self.loop)
         self.loop.add_reader(self._sock500.fileno(), self._on_sock500_readable)
+        from client.roaming import Roaming
+
+        self.roaming = Roaming(self)  # network changes, sleep (issue 15)
+        self.roaming.start()
 
     def close(self) -> None:
+        if getattr(self, "roaming", None) is not None:
+            self.roaming.close()
         for handle in self._grace_timers:
             handle.cancel()
         if self._timer:
@@ -443,6 +449,9 @@ class Tunnel:
                     self._fail(f"could not connect to {self.status.gateway}: {reason}")
                     break
             self.status.state = "reconnecting"
+            if self._came_up and self.roaming.retry_at_once():  # network change, resume
+                self.progress.say(f"{reason}; reconnecting now")
+                continue
             self.progress.say(f"{reason}; reconnecting in {backoff:.0f} s")
             try:
                 await asyncio.wait_for(self._stopped.wait(), backoff)
@@ -461,6 +470,8 @@ class Tunnel:
             raise ConnectionError(f"gateway {host} is at {remote}, but this tunnel talks "
                                   f"IPv{6 if self._family == socket.AF_INET6 else 4} "
                                   f"(the family of its first gateway)")
+        if self._gateway_pinned and remote != self.roaming.pinned:
+            self.roaming.pin(remote)  # a full tunnel would swallow our IKE to a new gateway
         local = _local_address_towards(remote, self.profile.port)
         self.gateway_address = remote
         self.status.gateway = host if host == remote else f"{host} ({remote})"
@@ -637,6 +648,8 @@ class Tunnel:
             if not event.authenticated:  # may be spoofed (RFC 7296 §2.21.1): retried, not fatal
                 return self._tunnel_lost(message)
             raise FatalError(message)
+        elif isinstance(event, ev.AddressesUpdated):  # MOBIKE (client/roaming.py)
+            self.roaming.on_addresses_updated(event)
         elif isinstance(event, ev.Redirected):
             self.progress.say(f"redirected to {event.gateway}")
             self._end_attempt(Redirect(event.gateway))
@@ -779,7 +792,7 @@ class Tunnel:
             self.tun.configure(mtu=self.profile.mtu or DEFAULT_MTU, ipr=self.netconfig.ipr)
             self._link_configured = True
         if not self._gateway_pinned:
-            self.netconfig.pin_gateway(ipaddress.ip_address(self.gateway_address))
+            self.roaming.pin(self.gateway_address)
             self._gateway_pinned = True
         families = {n.version for n in child.local_ts}
         for network in child.remote_ts:
