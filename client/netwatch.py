@@ -40,6 +40,7 @@ RTNH_F_LINKDOWN = 0x10
 RTN_UNICAST = 1
 SETTLE = 0.05  # seconds of quiet before re-evaluating (a link going down is a burst)
 SUSPEND_CHECK_INTERVAL = 5.0
+BUS_TIMEOUT = 5.0  # seconds for the system bus to let us subscribe
 SUSPEND_THRESHOLD = 2.0  # seconds BOOTTIME may run ahead between checks before we call it sleep
 
 
@@ -179,7 +180,7 @@ class SuspendWatch:
             from dbus_fast import BusType, Message, MessageType
             from dbus_fast.aio import MessageBus
 
-            bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+            bus = await asyncio.wait_for(MessageBus(bus_type=BusType.SYSTEM).connect(), BUS_TIMEOUT)
         except Exception as error:  # noqa: BLE001 — no bus, no dbus-fast: the clocks remain
             log.debug("no logind sleep signals: %s", error)
             return
@@ -196,11 +197,14 @@ class SuspendWatch:
 
         bus.add_message_handler(on_message)
         try:
-            await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                                   interface="org.freedesktop.DBus", member="AddMatch",
-                                   signature="s", body=[rule]))
+            await asyncio.wait_for(bus.call(Message(
+                destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus", member="AddMatch", signature="s", body=[rule])),
+                BUS_TIMEOUT)
         except Exception as error:  # noqa: BLE001
             log.debug("cannot subscribe to PrepareForSleep: %s", error)
+            return
+        log.debug("watching logind's PrepareForSleep on the system bus")
 
     def close(self) -> None:
         self._timer.cancel()

@@ -2,7 +2,8 @@
 a full tunnel, and the path to the gateway changing under it.
 
 - MOBIKE (RFC 4555) with the gateway's default `mobike = yes`: Wi-Fi → Ethernet with the Wi-Fi
-  link going down, and a new address on the same link. The client sends UPDATE_SA_ADDRESSES
+  link going down, the same into a NAT (the Ethernet router masquerades), and a new address
+  on the same link. The client sends UPDATE_SA_ADDRESSES
   from the new address, re-pins the gateway's host route, and the echo through the tunnel
   comes back without a new IKE_SA.
 - A gateway with `mobike = no`: the same move brings a new IKE_SA at once (no back-off), on
@@ -66,14 +67,14 @@ def _up(tb, make_cygnet):
     return client
 
 
-@pytest.mark.parametrize("move", ["wifi-down", "new-address"])
+@pytest.mark.parametrize("move", ["wifi-down", "new-address", "into-nat"])
 def test_mobike_keeps_the_tunnel_through_a_move(roaming_testbed, make_cygnet, record_property, move):
     from testbed.roaming import ETH_ADDR, WIFI_ADDR_RENUMBERED
 
-    tb = roaming_testbed()
+    tb = roaming_testbed(nat_on_eth=move == "into-nat")
     client = _up(tb, make_cygnet)
     before = client.control_status()
-    if move == "wifi-down":
+    if move in ("wifi-down", "into-nat"):
         tb.topology.wifi_down()
         new_address = ETH_ADDR
     else:
@@ -91,7 +92,9 @@ def test_mobike_keeps_the_tunnel_through_a_move(roaming_testbed, make_cygnet, re
     assert status["ike_spi_i"] == before["ike_spi_i"]  # the same IKE_SA moved
     # The gateway's host route follows the new path (and only one is left).
     routes = tb.client_ns.ip("route", "show", "203.0.113.1").stdout.strip().splitlines()
-    assert len(routes) == 1 and ("eth0" if move == "wifi-down" else "wifi0") in routes[0], routes
+    assert len(routes) == 1 and ("wifi0" if move == "new-address" else "eth0") in routes[0], routes
+    if move == "into-nat":  # charon's libipsec fakes NAT anyway: it stays UDP-encapsulated
+        assert status["nat"]
     # Traffic keeps flowing, both ways, after the first reply.
     assert tb.ping("client", LAN_HOST, count=5) == 5
     assert client.down() == 0
@@ -119,3 +122,103 @@ def test_without_mobike_a_move_reconnects_at_once(roaming_testbed, make_cygnet, 
     tb.topology.restore_wifi()
     client.assert_clean()
 
+
+
+# ------------------------------------------------------------------------------ sleep and resume
+
+BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+  </policy>
+</busconfig>
+"""
+
+
+@pytest.fixture
+def private_system_bus(tmp_path):
+    """A dbus-daemon of our own standing in for the system bus (logind's signals)."""
+    import subprocess
+
+    from testbed import wait_for
+
+    socket_path = tmp_path / "system_bus_socket"
+    config = tmp_path / "bus.conf"
+    config.write_text(BUS_CONFIG.format(socket=socket_path))
+    daemon = subprocess.Popen(["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_for(socket_path.exists, timeout=10, message="dbus-daemon did not open its socket")
+        yield f"unix:path={socket_path}"
+    finally:
+        daemon.terminate()
+        daemon.wait(5)
+
+
+def _send_resume_signal(address: str) -> None:
+    """logind's PrepareForSleep(false): the machine has just woken up."""
+    import asyncio
+
+    from dbus_fast import BusType, Message, MessageType
+    from dbus_fast.aio import MessageBus
+
+    async def send():
+        bus = await MessageBus(bus_address=address, bus_type=BusType.SYSTEM).connect()
+        await bus.send(Message(message_type=MessageType.SIGNAL, path="/org/freedesktop/login1",
+                               interface="org.freedesktop.login1.Manager",
+                               member="PrepareForSleep", signature="b", body=[False]))
+        bus.disconnect()
+
+    asyncio.run(send())
+
+
+def test_resume_finds_a_gateway_that_forgot_us_and_reconnects(
+        roaming_testbed, make_cygnet, private_system_bus, record_property, monkeypatch):
+    """The engine frozen (SIGSTOP) for longer than the gateway's DPD, as over a suspend; the
+    gateway deletes the IKE_SA. On SIGCONT + logind's resume signal: one liveness check with
+    a short budget, then a new IKE_SA at once."""
+    import os
+    import signal
+
+    from testbed import CharonSettings, GatewayOptions, wait_for
+
+    tb = roaming_testbed(gateway_options=GatewayOptions(dpd_delay="1s", charon=CharonSettings(
+        retransmit_tries=1, retransmit_timeout=0.5, retransmit_base=1.2)))
+    client = make_cygnet(tb)
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", private_system_bus)  # cygnet's env copies ours
+    client.start(client.profile("psk", virtual_ip=["ipv4"], dpd=30))
+    client.wait_up()
+    client.wait_for_output("watching logind's PrepareForSleep")
+    assert tb.ping("client", LAN_HOST) == 1
+    before = client.control_status()
+    [engine] = client.engine_pids()
+    offset = tb.gateway.log_path.stat().st_size
+    os.kill(engine, signal.SIGSTOP)
+    try:
+        wait_for(lambda: "deleting IKE_SA" in _gateway_log(tb)[offset:]
+                 or "giving up after" in _gateway_log(tb)[offset:], timeout=15,
+                 message="the gateway did not give up on the frozen client")
+    finally:
+        os.kill(engine, signal.SIGCONT)
+    resumed = time.monotonic()
+    _send_resume_signal(private_system_bus)
+    client.wait_for_output("checking that the gateway still knows us")
+    elapsed = _time_to_first_reply(tb)
+    total = time.monotonic() - resumed
+    record_property("time_to_first_reply_after_resume", total)
+    print(f"\nresume, gateway forgot us: first echo reply {total:.3f} s after the resume signal")
+    assert elapsed >= 0
+    status = client.control_status()
+    assert status["state"] == "up" and status["reconnects"] == 1
+    assert status["ike_spi_i"] != before["ike_spi_i"]
+    assert "liveness check" in client.output()
+    assert client.down() == 0
+    client.assert_clean()
