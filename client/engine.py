@@ -147,6 +147,7 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
     """ike.settings.Settings for one attempt at one gateway address."""
     from client.credentials import CredentialError, is_pkcs12, load_credential
     from ike import certificates
+    from ike.mobike import DPD_POLICY as DPD_RETRANSMISSION  # a dead gateway in seconds
     from ike.settings import AuthSettings, Settings
 
     auth = AuthSettings()
@@ -228,6 +229,7 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
         request_dns6=profile.dns and "ipv6" in profile.virtual_ip,
         request_domains=profile.dns,
         force_encapsulation=profile.encap, dpd_delay=float(profile.dpd),
+        dpd_retransmission=DPD_RETRANSMISSION,
         reauth_time=float(profile.reauth), **kwargs)
 
 
@@ -439,6 +441,8 @@ class Tunnel:
                 continue
             if not self._came_up:
                 index += 1  # a lost tunnel is retried at the same gateway first
+            elif self.roaming.take_peer_dead() and len(gateways) > 1:
+                index += 1  # ... unless it stopped answering: the next one, at once
             self.status.last_error = reason
             if self._came_up:
                 ever_up = True
@@ -654,6 +658,8 @@ class Tunnel:
             self.progress.say(f"redirected to {event.gateway}")
             self._end_attempt(Redirect(event.gateway))
         elif isinstance(event, (ev.IkeSaDeleted, ev.DeadPeerDetected)):
+            if isinstance(event, ev.DeadPeerDetected):
+                self.roaming.peer_dead = True  # run() moves to the next gateway at once
             self._tunnel_lost(event.reason)
 
     # --- make-before-break reauthentication (RFC 4478, RFC 7296 §2.8.3) ---

@@ -36,6 +36,7 @@ class Roaming:
         self._watch: Optional[netwatch.NetlinkWatch] = None
         self._sleep: Optional[netwatch.SuspendWatch] = None
         self._retry_until = 0.0
+        self.peer_dead = False  # the last tunnel was lost to DeadPeerDetected
 
     # --- life cycle ---
 
@@ -162,6 +163,14 @@ class Roaming:
             session.close()
             tunnel._pump()
         tunnel._tunnel_lost(reason)
+
+    def take_peer_dead(self) -> bool:
+        """Whether the lost tunnel's gateway stopped answering (then: the next gateway of the
+        list, without back-off); clears the flag."""
+        dead, self.peer_dead = self.peer_dead, False
+        if dead:
+            self._retry_until = self.tunnel.loop.time() + RETRY_AT_ONCE_WINDOW
+        return dead
 
     def retry_at_once(self) -> bool:
         """Whether run() should reconnect without its back-off (a path change, a resume)."""

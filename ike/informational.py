@@ -14,6 +14,7 @@ from .child_sa import ChildSa, ChildState
 from .constants import ExchangeType, NotifyType, ProtocolId
 from .events import ChildSaDeleted, DeadPeerDetected, Redirected
 from .ike_sa import IkeSaContext, Input, State
+from .mobike import dpd_policy
 from .payloads import Delete, Notify
 from .redirect import RedirectError, decode_redirect
 
@@ -125,6 +126,8 @@ class Informational:
 
     def _send_dpd(self, now: float) -> None:
         """§2.4 liveness check: an empty INFORMATIONAL request."""
+        policy = dpd_policy(self.settings)  # maybe a short budget (ike/mobike.py)
         self._send_request(self._ike, ExchangeType.INFORMATIONAL, [],
-                           lambda reply, t: None, now,
-                           on_give_up=lambda t: self._unreachable(t, "a liveness check"))
+                           lambda reply, t: None, now, policy=policy,
+                           on_give_up=lambda t: self._unreachable(t, "a liveness check",
+                                                                  policy.tries + 1))

@@ -88,6 +88,9 @@ class Settings:
 
     retransmission: RetransmissionPolicy = field(default_factory=RetransmissionPolicy)
     dpd_delay: float = 30.0  # idle seconds before a liveness check; 0 disables
+    # The liveness check's own retransmissions (None: `retransmission`'s; a shorter one finds
+    # a dead gateway sooner, see ike/mobike.py)
+    dpd_retransmission: Optional[RetransmissionPolicy] = None
 
     # Lifetimes, seconds (swanctl defaults): rekey at rekey_time - random(0, rand_time),
     # hard expiry at life_time (default rekey_time * 1.1)

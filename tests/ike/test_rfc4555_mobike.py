@@ -122,3 +122,14 @@ def test_liveness_check_answered_keeps_the_ike_sa():
     pair.session.check_liveness(pair.now)
     assert pair.advance(10) == []
     assert pair.session.state is State.ESTABLISHED
+
+
+def test_a_short_dpd_budget_finds_a_dead_gateway_in_seconds():
+    from ike.mobike import DPD_POLICY, give_up_after
+
+    pair = _established(dpd_delay=10.0, dpd_retransmission=DPD_POLICY)
+    pair.to_gateway = lambda data: []  # the gateway vanished
+    events = pair.advance(10 + give_up_after(DPD_POLICY) + 0.01)
+    assert [type(e).__name__ for e in events] == ["DeadPeerDetected", "ChildSaDeleted",
+                                                  "IkeSaDeleted"]
+    assert "after 4 transmissions" in events[0].reason

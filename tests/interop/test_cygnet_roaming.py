@@ -222,3 +222,41 @@ def test_resume_finds_a_gateway_that_forgot_us_and_reconnects(
     assert "liveness check" in client.output()
     assert client.down() == 0
     client.assert_clean()
+
+
+# ------------------------------------------------------------------------------ dead gateways
+
+
+def test_a_blackholed_gateway_hands_over_to_the_next_of_the_list(
+        roaming_testbed, make_cygnet, record_property):
+    """Full tunnel, two gateways in the profile; the first stops answering (nft drop in its
+    namespace). Our liveness check gives up after a few seconds, and the second gateway is
+    contacted at once, pinned outside the tunnel first (else its IKE would go into the TUN)."""
+    from testbed.roaming import GATEWAY2_PUBLIC, GATEWAY_PUBLIC, LAN_HOST2
+
+    tb = roaming_testbed(with_second_gateway=True)
+    client = make_cygnet(tb)
+    client.up(client.profile("psk", virtual_ip=["ipv4"], dpd=2,
+                             gateway=[GATEWAY_PUBLIC, GATEWAY2_PUBLIC]))
+    assert tb.ping("client", LAN_HOST) == 1
+    tb.blackhole(tb.topology.gateway)
+    started = time.monotonic()
+    while time.monotonic() - started < 40:
+        if tb.ping("client", LAN_HOST2, timeout=0.05):
+            break
+    else:
+        raise AssertionError(f"the second gateway never carried traffic:\n{client.tail()}")
+    elapsed = time.monotonic() - started
+    record_property("time_to_first_reply", elapsed)
+    print(f"\nblackholed gateway, dpd = 2: first echo reply through the second gateway "
+          f"{elapsed:.3f} s after the blackhole")
+    status = client.control_status()
+    assert status["state"] == "up" and status["reconnects"] == 1
+    assert GATEWAY2_PUBLIC in status["gateway"]
+    assert "no answer to a liveness check" in client.output()
+    # Only the second gateway is pinned now, outside the tunnel.
+    pinned = [line for line in tb.client_ns.ip("route", "show").stdout.splitlines()
+              if line.startswith("203.0.113.")]
+    assert len(pinned) == 1 and pinned[0].startswith(f"{GATEWAY2_PUBLIC} via"), pinned
+    assert client.down() == 0
+    client.assert_clean()
