@@ -439,10 +439,13 @@ class Tunnel:
                 gateways.insert(index + 1, reason.gateway)
                 index += 1
                 continue
+            if not self._came_up and self.roaming.next_address(host):
+                self.progress.say(f"{reason}; trying the next address of {host}")
+                continue
             if not self._came_up:
                 index += 1  # a lost tunnel is retried at the same gateway first
-            elif self.roaming.take_peer_dead() and len(gateways) > 1:
-                index += 1  # ... unless it stopped answering: the next one, at once
+            elif self.roaming.take_peer_dead() and not self.roaming.next_address(host):
+                index += 1  # ... unless it stopped answering: its next address, or the next gateway
             self.status.last_error = reason
             if self._came_up:
                 ever_up = True
@@ -469,7 +472,8 @@ class Tunnel:
         try:  # an address needs no lookup, nor the executor's thread (start-up time matters)
             remote = str(ipaddress.ip_address(host))
         except ValueError:
-            remote = await self.loop.run_in_executor(None, resolve_gateway, host, self.profile.port)
+            remote = await self.loop.run_in_executor(  # each of its addresses in turn
+                None, self.roaming.resolve, host, self.profile.port, self._family)
         if (":" in remote) != (self._family == socket.AF_INET6):
             raise ConnectionError(f"gateway {host} is at {remote}, but this tunnel talks "
                                   f"IPv{6 if self._family == socket.AF_INET6 else 4} "

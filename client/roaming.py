@@ -37,6 +37,8 @@ class Roaming:
         self._sleep: Optional[netwatch.SuspendWatch] = None
         self._retry_until = 0.0
         self.peer_dead = False  # the last tunnel was lost to DeadPeerDetected
+        self._address_index: dict[str, int] = {}  # host name -> which of its addresses now
+        self._addresses: dict[str, list[str]] = {}
 
     # --- life cycle ---
 
@@ -175,6 +177,35 @@ class Roaming:
     def retry_at_once(self) -> bool:
         """Whether run() should reconnect without its back-off (a path change, a resume)."""
         return self.tunnel.loop.time() < self._retry_until
+
+    # --- every address of a host name ---
+
+    def resolve(self, host: str, port: int, family: int) -> str:
+        """The address of `host` to try now (blocking: run it in an executor). A name's
+        addresses of the tunnel's family are tried in turn (`next_address()`); the lookup is
+        repeated when the turn comes back to the first."""
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            pass
+        index = self._address_index.get(host, 0)
+        if index == 0 or host not in self._addresses:
+            try:
+                infos = socket.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
+            except socket.gaierror as error:
+                raise ConnectionError(f"cannot resolve gateway {host}: {error.strerror}") from None
+            self._addresses[host] = list(dict.fromkeys(info[4][0] for info in infos))
+            index = self._address_index[host] = 0
+        return self._addresses[host][index]
+
+    def next_address(self, host: str) -> bool:
+        """Move to the next address of `host`; False (and back to the first) if none is left."""
+        index = self._address_index.get(host, 0) + 1
+        if index < len(self._addresses.get(host, ())):
+            self._address_index[host] = index
+            return True
+        self._address_index[host] = 0
+        return False
 
     # --- sleep ---
 

@@ -186,6 +186,14 @@ class RoamingTestbed(Testbed):
             self.gateway2 = Gateway(self.topology.gateway2, self.workdir / "gateway2", pki,
                                     options)
 
+    hosts_file = None  # a file bind-mounted over /etc/hosts for client commands (host names)
+
+    def client_argv(self, argv, *, resolv_conf=None, private_run=False) -> list[str]:
+        if self.hosts_file is not None:
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                    'mount --bind "$0" /etc/hosts && exec "$@"', str(self.hosts_file), *argv]
+        return super().client_argv(argv, resolv_conf=resolv_conf, private_run=private_run)
+
     def start(self) -> "RoamingTestbed":
         super().start()  # namespaces, LAN services, captures (no gateway yet)
         self.gateway.start()

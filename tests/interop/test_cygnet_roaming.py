@@ -260,3 +260,26 @@ def test_a_blackholed_gateway_hands_over_to_the_next_of_the_list(
     assert len(pinned) == 1 and pinned[0].startswith(f"{GATEWAY2_PUBLIC} via"), pinned
     assert client.down() == 0
     client.assert_clean()
+
+
+def test_a_host_name_whose_first_address_is_dead(roaming_testbed, make_cygnet, tmp_path):
+    """Every address of a gateway's name is tried in turn: the first answers nothing."""
+    from testbed.roaming import GATEWAY_PUBLIC
+
+    from tests.interop.cygnet_helpers import FAST_RETRANSMIT
+
+    tb = roaming_testbed()
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n203.0.113.9 vpn.roam.test\n"
+                     f"{GATEWAY_PUBLIC} vpn.roam.test\n")
+    tb.hosts_file = hosts
+    client = make_cygnet(tb)
+    client.hooks = dict(FAST_RETRANSMIT)  # the dead address is given up after 2.7 s
+    client.up(client.profile("psk", virtual_ip=["ipv4"], gateway="vpn.roam.test"), timeout=30)
+    output = client.output()
+    assert "contacting vpn.roam.test (203.0.113.9)" in output
+    assert "trying the next address of vpn.roam.test" in output
+    assert client.control_status()["gateway"] == f"vpn.roam.test ({GATEWAY_PUBLIC})"
+    assert tb.ping("client", LAN_HOST) == 1
+    assert client.down() == 0
+    client.assert_clean()
