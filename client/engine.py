@@ -773,6 +773,9 @@ class Tunnel:
     def _remove_address(self, address) -> None:
         self.netconfig.remove_address(self.tun.name, address)
         self._addresses.remove(address)
+        # Routes carried it as their source, and the kernel dropped them with it: the next
+        # CHILD_SA (another gateway's lease after a failover) adds them again.
+        self._routed = {n for n in self._routed if n.version != address.version}
 
     def _remove_child(self, event) -> None:
         self.status.children.pop(event.spi_in.hex(), None)

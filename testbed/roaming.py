@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from .gateway import Gateway
 from .netns import Namespace, unique_prefix
 from .testbed import Testbed
-from .topology import (DNS_SERVERS, GATEWAY_LAN_ADDR, LAN_HOST_ADDR, LAN_NET, POOL_NET,
+from .topology import (DNS_SERVERS, GATEWAY_LAN_ADDR, LAN_HOST_ADDR, POOL_NET,
                        NamespaceGroup, _batch, _enable_forwarding, _veth)
 
 GATEWAY_PUBLIC = "203.0.113.1"
@@ -35,7 +35,7 @@ ETH_NET = "10.32.0.0/24"
 WIFI_NET = "198.51.100.0/24"
 POOL2_NET = "10.4.0.0/24"  # the second gateway's virtual IPs
 LAN_HOST2 = "10.1.1.10"  # the LAN host as seen behind the second gateway
-GATEWAY2_LOCAL_TS = "10.1.0.0/16"
+FULL_TUNNEL = "0.0.0.0/0"
 
 
 @dataclass
@@ -160,10 +160,12 @@ def roaming_gateway_options(base=None, second: bool = False):
     from .gateway import GatewayOptions
 
     options = base or GatewayOptions()
+    # A full tunnel (everything through the gateway): the hard case for the gateway's own
+    # route, which the tunnel's 0.0.0.0/1 + 128.0.0.0/1 would swallow without a pin.
     if second:
-        return dataclasses.replace(options, local_ts=(GATEWAY2_LOCAL_TS,), pool_v4=POOL2_NET,
+        return dataclasses.replace(options, local_ts=(FULL_TUNNEL,), pool_v4=POOL2_NET,
                                    pool_v6=None, dns_v4=(), dns_v6=())
-    return dataclasses.replace(options, local_ts=(str(LAN_NET),), pool_v4=str(POOL_NET),
+    return dataclasses.replace(options, local_ts=(FULL_TUNNEL,), pool_v4=str(POOL_NET),
                                pool_v6=None, dns_v4=DNS_SERVERS, dns_v6=())
 
 

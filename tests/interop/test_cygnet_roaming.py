@@ -283,3 +283,24 @@ def test_a_host_name_whose_first_address_is_dead(roaming_testbed, make_cygnet, t
     assert tb.ping("client", LAN_HOST) == 1
     assert client.down() == 0
     client.assert_clean()
+
+
+def test_a_redirect_while_up_reaches_its_target_from_inside_a_full_tunnel(
+        roaming_testbed, make_cygnet):
+    """RFC 5685 §6 while the tunnel is up (swanctl --redirect): the target is pinned outside
+    the tunnel before we contact it."""
+    from testbed import wait_for
+    from testbed.roaming import GATEWAY2_PUBLIC, LAN_HOST2
+
+    tb = roaming_testbed(with_second_gateway=True)
+    client = make_cygnet(tb)
+    client.up(client.profile("psk", virtual_ip=["ipv4"]))
+    assert tb.ping("client", LAN_HOST) == 1
+    tb.gateway.charon.swanctl("--redirect", "--ike", "psk", "--gateway", GATEWAY2_PUBLIC)
+    client.wait_for_output(f"redirected to {GATEWAY2_PUBLIC}")
+    wait_for(lambda: tb.ping("client", LAN_HOST2, timeout=0.2), timeout=15,
+             message=lambda: f"no traffic through the redirect target:\n{client.tail()}")
+    status = client.control_status()
+    assert status["state"] == "up" and GATEWAY2_PUBLIC in status["gateway"]
+    assert client.down() == 0
+    client.assert_clean()
