@@ -6,9 +6,10 @@
   and re-pins it when that path changes;
 - on a path change, with a MOBIKE gateway: UPDATE_SA_ADDRESSES from the new address (the
   session, ike/mobike.py); the userspace data plane needs no change (its socket is unbound,
-  the kernel picks the new source from the re-pinned route), the kernel plane's states would
-  (not done: see the notes). Without MOBIKE: a fast reconnect (a new IKE_SA at once; TUN,
-  routes and DNS stay);
+  the kernel picks the new source from the re-pinned route). Where the SAs would have to
+  change (the kernel plane's XFRM states hold the old address; NAT appearing or going needs
+  UDP encapsulation switched), and without MOBIKE: a fast reconnect instead (a new IKE_SA at
+  once; TUN, routes and DNS stay);
 - after a resume: one liveness check with a short retransmission budget, and an immediate
   reconnect if the gateway forgot us.
 """
@@ -133,14 +134,15 @@ class Roaming:
             tunnel.progress.say(f"network changed: the gateway is reached via {ifname} "
                                 f"from {path.source}")
             return
-        if session.mobike:
+        if session.mobike and tunnel.status.dataplane == "userspace":
             tunnel.progress.say(f"network changed: now via {ifname} from {path.source}; "
                                 f"moving the IKE_SA (MOBIKE)")
             session.update_addresses(path.source, tunnel._now())
             tunnel._pump()
-        else:
-            tunnel.progress.say(f"network changed: now via {ifname} from {path.source}; the "
-                                f"gateway has no MOBIKE: reconnecting at once")
+        else:  # the kernel plane's SAs hold the old address: not moved yet, so reconnect
+            why = "the gateway has no MOBIKE" if not session.mobike else "kernel SAs are not moved"
+            tunnel.progress.say(f"network changed: now via {ifname} from {path.source}; "
+                                f"{why}: reconnecting at once")
             self.reconnect_now("the network changed")
 
     def on_addresses_updated(self, event) -> None:
@@ -149,8 +151,13 @@ class Roaming:
         if event.refused:
             tunnel.progress.say(f"{event.refused}: reconnecting")
             return self.reconnect_now(event.refused)
+        if event.nat_detected != tunnel.status.nat:
+            # NAT appeared or went: ESP must switch UDP encapsulation on or off, which the data
+            # planes cannot do to installed SAs yet. A new IKE_SA detects it afresh.
+            tunnel.progress.say("NAT " + ("appeared" if event.nat_detected else "went away")
+                                + " on the new path: reconnecting")
+            return self.reconnect_now("NAT changed on the new path")
         tunnel.dataplane.set_peer((event.remote_addr[0], 4500))
-        tunnel.status.nat = event.nat_detected
         if event.nat_detected:
             tunnel._schedule_keepalive()
         tunnel.progress.say(f"the gateway follows us to {event.local_address}"

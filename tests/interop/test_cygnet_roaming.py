@@ -304,3 +304,29 @@ def test_a_redirect_while_up_reaches_its_target_from_inside_a_full_tunnel(
     assert status["state"] == "up" and GATEWAY2_PUBLIC in status["gateway"]
     assert client.down() == 0
     client.assert_clean()
+
+
+def test_resume_with_a_gateway_that_still_knows_us_keeps_the_ike_sa(
+        roaming_testbed, make_cygnet, private_system_bus, monkeypatch):
+    from testbed import wait_for
+    from ike.mobike import LIVENESS_POLICY, give_up_after
+
+    tb = roaming_testbed()
+    client = make_cygnet(tb)
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", private_system_bus)
+    client.start(client.profile("psk", virtual_ip=["ipv4"], dpd=30))
+    client.wait_up()
+    client.wait_for_output("watching logind's PrepareForSleep")
+    before = client.control_status()
+    offset = tb.gateway.log_path.stat().st_size
+    _send_resume_signal(private_system_bus)
+    client.wait_for_output("checking that the gateway still knows us")
+    wait_for(lambda: "parsed INFORMATIONAL request" in _gateway_log(tb)[offset:], timeout=5,
+             message="no liveness check reached the gateway after the resume signal")
+    time.sleep(give_up_after(LIVENESS_POLICY))  # longer than a failing check would take
+    status = client.control_status()
+    assert status["state"] == "up" and status["reconnects"] == 0
+    assert status["ike_spi_i"] == before["ike_spi_i"]
+    assert tb.ping("client", LAN_HOST) == 1
+    assert client.down() == 0
+    client.assert_clean()
