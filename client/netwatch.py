@@ -251,10 +251,10 @@ def gateway_path(ipr, gateway: ipaddress.IPv4Address | ipaddress.IPv6Address,
     if best is None:
         return None
     try:  # the kernel's choice of source address on that interface
-        answer = ipr.route("get", dst=str(gateway), oif=int(best["RTA_OIF"]))[0]
+        answer = ipr.route("get", dst=str(gateway), oif=int(best.get("RTA_OIF")))[0]
     except OSError:
         return None
     source = answer.get("RTA_PREFSRC")
     if not source:
         return None
-    return GatewayPath(best["RTA_OIF"], best.get("RTA_GATEWAY"), source)
+    return GatewayPath(best.get("RTA_OIF"), best.get("RTA_GATEWAY"), source)
