@@ -382,8 +382,7 @@ class Tunnel:
         self.loop.add_reader(self._sock500.fileno(), self._on_sock500_readable)
         from client.roaming import Roaming
 
-        self.roaming = Roaming(self)  # network changes, sleep (issue 15)
-        self.roaming.start()
+        self.roaming = Roaming(self)  # network changes, sleep (issue 15): from the first pin on
 
     def close(self) -> None:
         if getattr(self, "roaming", None) is not None:

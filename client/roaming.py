@@ -25,6 +25,7 @@ from client import netwatch
 log = logging.getLogger("cygnet")
 
 RETRY_AT_ONCE_WINDOW = 15.0  # seconds after a resume in which a lost tunnel reconnects at once
+LOGIND_DELAY = 1.0  # seconds after the tunnel came up
 
 
 class Roaming:
@@ -37,6 +38,7 @@ class Roaming:
         self._watch: Optional[netwatch.NetlinkWatch] = None
         self._sleep: Optional[netwatch.SuspendWatch] = None
         self._retry_until = 0.0
+        self._logind_start = None
         self.peer_dead = False  # the last tunnel was lost to DeadPeerDetected
         self._address_index: dict[str, int] = {}  # host name -> which of its addresses now
         self._addresses: dict[str, list[str]] = {}
@@ -44,15 +46,19 @@ class Roaming:
     # --- life cycle ---
 
     def start(self) -> None:
+        """Watch from the first pin on (the tunnel is up): nothing of this costs start-up time."""
         loop = self.tunnel.loop
         try:
             self._watch = netwatch.NetlinkWatch(loop, self.on_network_change, self._ignore)
         except OSError as error:
             log.warning("not watching the network (%s): the tunnel will not follow changes", error)
         self._sleep = netwatch.SuspendWatch(loop, self.on_resume)
-        self._sleep.start_logind()
+        # dbus-fast's import (~0.1 s) must not hold up the first packets through the tunnel
+        self._logind_start = loop.call_later(LOGIND_DELAY, self._sleep.start_logind)
 
     def close(self) -> None:
+        if self._logind_start is not None:
+            self._logind_start.cancel()
         if self._watch is not None:
             self._watch.close()
         if self._sleep is not None:
@@ -85,6 +91,8 @@ class Roaming:
     def pin(self, address: str, path: Optional[netwatch.GatewayPath] = None) -> None:
         """Hold `address` on the path it takes outside the tunnel (dropping an older pin)."""
         netconfig = self.tunnel.netconfig
+        if self._sleep is None:
+            self.start()
         path = path or self.find_path(address)
         if self.pinned is not None:
             netconfig.unpin_gateway(ipaddress.ip_address(self.pinned))
