@@ -103,10 +103,12 @@ class NetlinkWatch:
     move the path to the gateway. `ignore(change)` filters out our own."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, on_change: Callable[[], None],
-                 ignore: Callable[[Change], bool] = lambda change: False):
+                 ignore: Callable[[Change], bool] = lambda change: False,
+                 on_wake: Optional[Callable[[], None]] = None):
         self.loop = loop
         self.on_change = on_change
         self.ignore = ignore
+        self.on_wake = on_wake  # at the first relevant message: get ready while things settle
         self._pending: Optional[asyncio.TimerHandle] = None
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK
                                   | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
@@ -131,6 +133,8 @@ class NetlinkWatch:
             if any(not self.ignore(change) for change in parse_messages(data)):
                 relevant = True
         if relevant and self._pending is None:
+            if self.on_wake is not None:
+                self.on_wake()
             self._pending = self.loop.call_later(SETTLE, self._fire)
 
     def _fire(self) -> None:

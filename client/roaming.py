@@ -50,7 +50,10 @@ class Roaming:
         """Watch from the first pin on (the tunnel is up): nothing of this costs start-up time."""
         loop = self.tunnel.loop
         try:
-            self._watch = netwatch.NetlinkWatch(loop, self.on_network_change, self._ignore)
+            # the netlink agent (pyroute2, for the path and the re-pin) forks and loads while
+            # the change settles
+            self._watch = netwatch.NetlinkWatch(loop, self.on_network_change, self._ignore,
+                                                on_wake=self.tunnel.netconfig.get_ready)
         except OSError as error:
             log.warning("not watching the network (%s): the tunnel will not follow changes", error)
         self._sleep = netwatch.SuspendWatch(loop, self.on_resume)
