@@ -836,7 +836,7 @@ class Tunnel:
             if not self._first_up.done():
                 self._first_up.set_result(True)
 
-    def _tunnel_lost(self, reason: str) -> None:
+    def _tunnel_lost(self, reason: str, report: bool = True) -> None:
         if self._attempt_done is None or self._attempt_done.done():
             return  # already reported (DeadPeerDetected comes before IkeSaDeleted)
         for spi_in in list(self.status.children):
@@ -851,7 +851,8 @@ class Tunnel:
         if self._keepalive:
             self._keepalive.cancel()
             self._keepalive = None
-        self.observer.tunnel_lost(self, reason)
+        if report:  # not for a deliberate reconnect (client/roaming.py): NM need not know
+            self.observer.tunnel_lost(self, reason)
         if self._stopping:
             reason = "closed"
         elif self._came_up:

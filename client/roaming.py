@@ -202,7 +202,7 @@ class Roaming:
         if session is not None:
             session.close()
             tunnel._pump()
-        tunnel._tunnel_lost(reason)
+        tunnel._tunnel_lost(reason, report=False)  # TUN, routes, DNS stay; NM is not told
 
     def take_peer_dead(self) -> bool:
         """Whether the lost tunnel's gateway stopped answering (then: the next gateway of the
