@@ -25,7 +25,7 @@ from ike.session import State
 
 from .responder import GatewayConfig, Pair, client_settings
 
-MIN_AUTH_LIFETIME = 2  # seconds, the floor ike/session.py states (RFC 4478 leaves it open)
+MIN_AUTH_LIFETIME = 10  # seconds, the floor ike/session.py states (RFC 4478 leaves it open)
 
 
 def _kinds(events):
