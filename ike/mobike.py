@@ -111,15 +111,15 @@ class Mobike:
             self._again = True  # the running update went out from the old address
             return
         self._in_flight = True
-        s._queue_request(self._send_update)
+        s._requests.queue(self._send_update)
         # A request stuck on the old path goes out again at once, on the new one (window of
         # one: our update waits behind it).
-        s._retransmit_now(now)
+        s._requests.retransmit_now(now)
 
     def _send_update(self, now: float) -> None:
         s = self._session
         ike = s._ike
-        local, remote = s.settings.local_address, s._remote
+        local, remote = s.settings.local_address, s._requests.remote
         self._cookie2 = s._random(COOKIE2_SIZE)
         # §3.5: the hashes are over the addresses and ports the request is sent between
         local_port = NAT_T_PORT if remote[1] == NAT_T_PORT else s.settings.local_port
@@ -135,7 +135,7 @@ class Mobike:
         ]
         self._sent_from = (local, local_port)
         self._again = False
-        s._send_request(ike, ExchangeType.INFORMATIONAL, payloads, self._on_update_response,
+        s._requests.send_request(ike, ExchangeType.INFORMATIONAL, payloads, self._on_update_response,
                         now, on_give_up=self._on_update_give_up)
 
     def _on_update_response(self, reply, now: float) -> None:
@@ -156,31 +156,31 @@ class Mobike:
         for error in (NotifyType.UNEXPECTED_NAT_DETECTED, NotifyType.UNACCEPTABLE_ADDRESSES):
             if error in notifies:
                 reason = f"the gateway refused our new address ({error.name})"
-                s._events.append(AddressesUpdated(self._sent_from[0], s._remote, False,
+                s._events.append(AddressesUpdated(self._sent_from[0], s._requests.remote, False,
                                                   refused=reason))
                 return self._follow_up(now)
         nat = self._nat_on_path(notifies, reply.addr)
-        if nat and not s._nat_t:
+        if nat and not s._requests.nat_t:
             # NAT appeared (§3.5): IKE and ESP move to port 4500, ESP in UDP (RFC 3948)
-            s._nat_t = True
-            if s._remote[1] != NAT_T_PORT:
-                s._remote = (s._remote[0], NAT_T_PORT)
-        s._nat_detected = nat
+            s._requests.nat_t = True
+            if s._requests.remote[1] != NAT_T_PORT:
+                s._requests.remote = (s._requests.remote[0], NAT_T_PORT)
+        s._establishment._nat_detected = nat
         s._events.append(AddressesUpdated(
-            self._sent_from[0], s._remote, nat or s.settings.force_encapsulation))
+            self._sent_from[0], s._requests.remote, nat or s.settings.force_encapsulation))
         self._follow_up(now)
 
     def _follow_up(self, now: float) -> None:
         if self._again:
             self._in_flight = True
-            self._session._queue_request(self._send_update)
+            self._session._requests.queue(self._send_update)
 
     def _on_update_give_up(self, now: float) -> None:
         self._in_flight = False
         if self._again:  # the path changed again: try from the newest address
             self._in_flight = True
-            return self._session._queue_request(self._send_update)
-        self._session._unreachable(now, "UPDATE_SA_ADDRESSES")
+            return self._session._requests.queue(self._send_update)
+        self._session._informational.unreachable(now, "UPDATE_SA_ADDRESSES")
 
     def _nat_on_path(self, notifies: dict, addr: tuple) -> bool:
         """RFC 7296 §2.23 over the new address pair."""
@@ -189,7 +189,7 @@ class Mobike:
         source = notifies.get(NotifyType.NAT_DETECTION_SOURCE_IP)
         destination = notifies.get(NotifyType.NAT_DETECTION_DESTINATION_IP)
         if source is None or destination is None:
-            return s._nat_detected  # no news: as before
+            return s._establishment._nat_detected  # no news: as before
         seen_remote = nat_detection_hash(ike.spi_i, ike.spi_r, addr[0], addr[1])
         seen_local = nat_detection_hash(ike.spi_i, ike.spi_r, *self._sent_from)
         return not bytes_equal(source.data, seen_remote) or \
@@ -197,10 +197,12 @@ class Mobike:
 
     # ------------------------------------------------------------------ liveness (RFC 7296 §2.4)
 
-    def check_liveness(self, now: float, policy: RetransmissionPolicy = LIVENESS_POLICY) -> None:
+    def check_liveness(self, now: Optional[float],
+                       policy: RetransmissionPolicy = LIVENESS_POLICY) -> None:
         s = self._session
-        s._queue_request(lambda t: s._send_request(
+        s._requests.queue(lambda t: s._requests.send_request(
             s._ike, ExchangeType.INFORMATIONAL, [], lambda reply, t2: None, t,
-            on_give_up=lambda t2: s._unreachable(t2, "a liveness check", policy.tries + 1),
+            on_give_up=lambda t2: s._informational.unreachable(t2, "a liveness check", policy.tries + 1),
             policy=policy))
-        s._retransmit_now(now)
+        if now is not None:
+            s._requests.retransmit_now(now)

@@ -66,7 +66,7 @@ def test_nat_appearing_on_the_new_path_floats_to_port_4500():
     pair.session.update_addresses(NEW_ADDRESS, pair.now)
     events = pair.run()
     assert events == [AddressesUpdated(NEW_ADDRESS, ("192.0.2.1", 4500), True)]
-    assert pair.session._nat_t
+    assert pair.session.udp_encapsulation
     pair.session.check_liveness(pair.now)  # later requests go to 4500
     pair.run()
     assert pair.sent_to_gateway[-1][1] == ("192.0.2.1", 4500)
@@ -76,7 +76,7 @@ def test_a_response_without_our_cookie2_does_not_complete_the_update():
     pair = _established(gateway=GatewayConfig(echo_cookie2=False))
     pair.session.update_addresses(NEW_ADDRESS, pair.now)
     assert pair.run() == []
-    assert pair.session._outstanding is not None  # still waiting for the real answer
+    assert pair.session.outstanding_request is not None  # still waiting for the real answer
 
 
 def test_unexpected_nat_detected_refuses_the_move():
