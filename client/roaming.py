@@ -123,7 +123,7 @@ class Roaming:
     def on_network_change(self) -> None:
         tunnel = self.tunnel
         gateway = self.pinned or tunnel.gateway_address
-        if not gateway or tunnel.netconfig is None or tunnel._stopping:
+        if not gateway or tunnel.netconfig is None or tunnel.stopping:
             return
         try:
             path = self.find_path(gateway)
@@ -149,7 +149,7 @@ class Roaming:
         if session.mobike and tunnel.status.dataplane == "userspace":
             tunnel.progress.say(f"network changed: now via {ifname} from {path.source}; "
                                 f"moving the IKE_SA (MOBIKE)")
-            session.update_addresses(path.source, tunnel._now())
+            session.update_addresses(path.source, tunnel.now())
             tunnel._pump()
         else:  # the kernel plane's SAs hold the old address: not moved yet, so reconnect
             why = "the gateway has no MOBIKE" if not session.mobike else "kernel SAs are not moved"
@@ -177,20 +177,20 @@ class Roaming:
         self._send_on_newest_sas()
         tunnel.loop.call_later(NEWEST_SA_RECHECK, self._send_on_newest_sas)
         if event.nat_detected:
-            tunnel._schedule_keepalive()
+            tunnel.events._schedule_keepalive()
         tunnel.progress.say(f"the gateway follows us to {event.local_address}"
                             + (" (behind NAT)" if event.nat_detected else ""))
 
     def _send_on_newest_sas(self) -> None:
         tunnel = self.tunnel
         newest: dict = {}
-        for spi_hex, info in tunnel.status.children.items():
-            best = newest.get(info["child_id"])
-            if best is None or info["installed_at"] > best[1]:
-                newest[info["child_id"]] = (spi_hex, info["installed_at"])
-        for spi_hex, _ in newest.values():
+        for entry in tunnel.children.entries():
+            best = newest.get(entry.child_id)
+            if best is None or entry.installed_at > best.installed_at:
+                newest[entry.child_id] = entry
+        for entry in newest.values():
             try:
-                tunnel.dataplane.activate_outbound(bytes.fromhex(spi_hex))
+                tunnel.dataplane.activate_outbound(entry.spi_in)
             except (KeyError, OSError):
                 pass  # gone meanwhile
 
@@ -202,7 +202,10 @@ class Roaming:
         if session is not None:
             session.close()
             tunnel._pump()
-        tunnel._tunnel_lost(reason, report=False)  # TUN, routes, DNS stay; NM is not told
+        from client.failure import Failure, FailureKind
+
+        # TUN, routes, DNS stay; NM is not told
+        tunnel.events._tunnel_lost(Failure(FailureKind.TUNNEL_LOST, reason), report=False)
 
     def take_peer_dead(self) -> bool:
         """Whether the lost tunnel's gateway stopped answering (then: the next gateway of the
@@ -255,7 +258,7 @@ class Roaming:
         self.on_network_change()  # the network may differ after a sleep
         session = tunnel.session
         if session is not None and tunnel.status.state == "up":
-            session.check_liveness(tunnel._now())
+            session.check_liveness(tunnel.now())
             tunnel._pump()
 
 
