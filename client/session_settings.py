@@ -18,6 +18,7 @@ SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's ca-certifica
 
 def session_settings(profile: Profile, secret, remote: str, local: str, local_port: int):
     """ike.settings.Settings for one attempt at one gateway address."""
+    from ike.mobike import DPD_POLICY as DPD_RETRANSMISSION
     from ike.settings import Settings
 
     auth, certificate = _auth_settings(profile, secret)
@@ -35,6 +36,7 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
         request_dns6=profile.dns and "ipv6" in profile.virtual_ip,
         request_domains=profile.dns,
         force_encapsulation=profile.encap, dpd_delay=float(profile.dpd),
+        dpd_retransmission=DPD_RETRANSMISSION,  # a dead gateway in seconds (ike/mobike.py)
         reauth_time=float(profile.reauth), **kwargs)
 
 

@@ -103,10 +103,13 @@ class SessionEvents:
             self._tunnel_lost(from_event(event))
         elif isinstance(event, (ev.AuthenticationFailed, ev.ProposalMismatch)):
             t.fail(from_event(event, self._identities_used()))
+        elif isinstance(event, ev.AddressesUpdated):  # MOBIKE (client/roaming.py)
+            t.roaming.on_addresses_updated(event)
         elif isinstance(event, ev.Redirected):
             t.progress.say(f"redirected to {event.gateway}")
             t.end_attempt(Redirect(event.gateway))
         elif isinstance(event, ev.DeadPeerDetected):
+            t.roaming.peer_dead = True  # run() moves to the next address or gateway at once
             self._tunnel_lost(Failure(FailureKind.GATEWAY_UNREACHABLE, event.reason))
         elif isinstance(event, ev.IkeSaDeleted):
             self._tunnel_lost(Failure(self._kind_of_end(), event.reason))
@@ -229,7 +232,7 @@ class SessionEvents:
         if not t.first_up.done():
             t.first_up.set_result(True)
 
-    def _tunnel_lost(self, failure: Failure) -> None:
+    def _tunnel_lost(self, failure: Failure, report: bool = True) -> None:
         t = self.tunnel
         if not t.attempt_running():
             return  # already reported (DeadPeerDetected comes before IkeSaDeleted)
@@ -240,7 +243,8 @@ class SessionEvents:
         t.status.state = "down"
         t.status.up_since = None
         self._stop_keepalive()
-        t.observer.tunnel_lost(t, failure)
+        if report:  # not for a deliberate reconnect (client/roaming.py): NM need not know
+            t.observer.tunnel_lost(t, failure)
         if t.stopping:
             failure = CLOSED
         elif t.came_up:

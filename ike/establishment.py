@@ -359,6 +359,7 @@ class Establishment:
                             for ca in auth.intermediates)
         if s.initial_contact:
             payloads.append(Notify(NotifyType.INITIAL_CONTACT))
+        payloads += self._s._mobike.offer()  # RFC 4555 §3.1
         if auth.method != "psk" and auth.send_certreq and auth.trust_anchors:
             payloads.append(CERTREQ(CertEncoding.X509_SIGNATURE,
                                     crypto.certreq_data(auth.trust_anchors)))
@@ -573,6 +574,7 @@ class Establishment:
         self._lifetimes.schedule_own_reauth(now)
         if NotifyType.AUTH_LIFETIME in notifies:
             self._lifetimes.on_auth_lifetime(notifies[NotifyType.AUTH_LIFETIME], now)
+        self._s._mobike.on_established(notifies)
         self._informational.record_additional_addresses(payloads)
         cp = first(payloads, CP)
         if cp is not None:

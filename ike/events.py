@@ -169,6 +169,18 @@ class PeerAddressesAdded(Event):
 
 
 @dataclass(frozen=True)
+class AddressesUpdated(Event):
+    """MOBIKE (RFC 4555 §3.5): the gateway answered our UPDATE_SA_ADDRESSES. Unless `refused`,
+    it now sends IKE and ESP to `local_address`; `remote_addr` is where we send (port 4500
+    once NAT appeared); `nat_detected` says whether ESP must be UDP-encapsulated on this path."""
+
+    local_address: str
+    remote_addr: tuple[str, int]
+    nat_detected: bool
+    refused: str = ""  # why the gateway refused the new address (then nothing moved)
+
+
+@dataclass(frozen=True)
 class DeadPeerDetected(Event):
     """The gateway stopped answering (retransmissions exhausted)."""
 

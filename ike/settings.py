@@ -89,10 +89,14 @@ class Settings:
     initial_contact: bool = True
     force_encapsulation: bool = False  # float to 4500 and use ESP-in-UDP even without NAT
     fragmentation: bool = True  # offer RFC 7383 IKE fragmentation
+    mobike: bool = True  # offer MOBIKE (RFC 4555): move the IKE_SA when our address changes
     fragment_size: int = 1280  # largest IKE datagram we send (strongSwan: charon.fragment_size)
 
     retransmission: RetransmissionPolicy = field(default_factory=RetransmissionPolicy)
     dpd_delay: float = 30.0  # idle seconds before a liveness check; 0 disables
+    # The liveness check's own retransmissions (None: `retransmission`'s; a shorter one finds
+    # a dead gateway sooner, see ike/mobike.py)
+    dpd_retransmission: Optional[RetransmissionPolicy] = None
 
     # Lifetimes, seconds (swanctl defaults): rekey at rekey_time - random(0, rand_time),
     # hard expiry at life_time (default rekey_time * 1.1)
