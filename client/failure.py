@@ -11,27 +11,14 @@ table, never by reading the message:
                                                ──> gui/failures.py: the tray's text (by token)
 
 The tokens (the enum values) are the contract across processes: never rename one.
-No imports beyond the standard library: the CLI, the NM plugin and the tray all load this.
+The kinds themselves live in connection_schema.failure_kinds (the tray reads them there);
+no other imports beyond the standard library: `cygnet --help` loads this.
 """
 
 from __future__ import annotations
 
-import enum
-
-
-class FailureKind(str, enum.Enum):
-    AUTHENTICATION = "authentication"        # the gateway refused our credentials
-    IDENTITY_MISMATCH = "identity-mismatch"  # the gateway did not prove the identity we expect
-    GATEWAY_UNREACHABLE = "gateway-unreachable"  # no answer (before or after the tunnel was up)
-    LOOKUP_FAILED = "lookup-failed"          # the gateway's name does not resolve
-    PROPOSAL_MISMATCH = "proposal-mismatch"  # no common IKE/ESP proposal
-    CERTIFICATE_UNAVAILABLE = "certificate-unavailable"  # our certificate/key/CA cannot be loaded
-    PASSWORD_MISSING = "password-missing"    # no secret to authenticate with
-    LOCAL_CONFIGURATION = "local-configuration"  # this machine cannot run the tunnel as set up
-    IP_CONFIGURATION = "ip-configuration"    # the gateway's addresses/DNS could not be applied
-    PROTOCOL_ERROR = "protocol-error"        # the gateway answered, but the exchange failed
-    TUNNEL_LOST = "tunnel-lost"              # a tunnel that was up went away (deleted by the gateway)
-    STOPPED = "stopped"                      # stopped on request before it came up
+# the kinds and their tokens are shared with the tray, which imports no client module
+from connection_schema.failure_kinds import FailureKind, kind_from_token  # noqa: F401
 
 
 class Failure:
@@ -100,14 +87,6 @@ EXIT_STATUS_HELP = """exit status of `cygnet up` in the foreground (why the tunn
 
 def exit_code(failure: Failure) -> int:
     return EXIT_CODES.get(failure.kind, EXIT_FAILED)
-
-
-def kind_from_token(token: str):
-    """The FailureKind a token names, or None (an older plugin, or none sent)."""
-    try:
-        return FailureKind(token)
-    except ValueError:
-        return None
 
 
 def from_event(event, context: str = "") -> Failure | None:

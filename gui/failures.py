@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from client.failure import FailureKind, kind_from_token
+from connection_schema.failure_kinds import FailureKind, kind_from_token
 
 # NMActiveConnectionStateReason as carried by VPN.Connection.VpnStateChanged
 REASON_UNKNOWN, REASON_NONE, REASON_USER_DISCONNECTED, REASON_DEVICE_DISCONNECTED, \
