@@ -117,6 +117,9 @@ class TunnelStatus:
     child_rekeys: int = 0
     reauths: int = 0  # make-before-break reauthentications (RFC 4478 / swanctl reauth_time)
     last_error: str = ""
+    kill_switch: bool = False  # client/killswitch.py
+    blocked: list[str] = field(default_factory=list)  # families dropped outside the tunnel
+    dns_mode: str = ""  # client/dns.py: how DNS follows the tunnel
 
 
 # ------------------------------------------------------------------------------ settings
@@ -308,6 +311,7 @@ class Tunnel:
         self._reauth_events: dict = {}  # its IkeSaEstablished / ConfigReceived until the switch
         self._retiring = None
         self._config = None  # the ConfigReceived applied last
+        self.leaks = None  # client.killswitch.LeakGuard: kill switch, blocked families
 
     # --- set-up and tear-down ---
 
@@ -357,6 +361,15 @@ class Tunnel:
             self.dataplane = UserspaceDataPlane(self.tun, self._sock4500, on_ike_packet=self._on_ike_4500,
                                                 on_event=self._on_dataplane_event, limits=self.esp_limits)
         self.status.interface = self.tun.name
+        from client.killswitch import LeakGuard  # before anything is sent: the kill switch
+
+        self.leaks = LeakGuard(self.profile, self.tun.name, self.progress.say)
+        try:
+            if self.leaks.open(self.profile.gateways):
+                self.progress.say("cleared the firewall table a previous run left")
+        except OSError as error:
+            raise FatalError(f"kill switch: {error}") from None
+        self.status.kill_switch = self.leaks.guard is not None
         self.status.dataplane = "userspace" if isinstance(self.dataplane, UserspaceDataPlane) else "kernel"
         if self.profile.dataplane == "auto":
             self.progress.say(f"data plane: {self.status.dataplane}"
@@ -388,6 +401,8 @@ class Tunnel:
             self.netconfig.close()
         if self.tun is not None:
             self.tun.close()
+        if self.leaks is not None:  # last: traffic stays blocked during the teardown
+            self.leaks.close(failed=bool(self.fatal_error))
 
     # --- the connection loop ---
 
@@ -443,11 +458,14 @@ class Tunnel:
         try:  # an address needs no lookup, nor the executor's thread (start-up time matters)
             remote = str(ipaddress.ip_address(host))
         except ValueError:
-            remote = await self.loop.run_in_executor(None, resolve_gateway, host, self.profile.port)
+            remote = self.leaks.resolved.get(host) if self.leaks else None  # (kill switch)
+            remote = remote or await self.loop.run_in_executor(None, resolve_gateway, host, self.profile.port)
         if (":" in remote) != (self._family == socket.AF_INET6):
             raise ConnectionError(f"gateway {host} is at {remote}, but this tunnel talks "
                                   f"IPv{6 if self._family == socket.AF_INET6 else 4} "
                                   f"(the family of its first gateway)")
+        if self.leaks is not None:
+            self.leaks.allow_gateway(remote)
         local = _local_address_towards(remote, self.profile.port)
         self.gateway_address = remote
         self.status.gateway = host if host == remote else f"{host} ({remote})"
@@ -769,6 +787,9 @@ class Tunnel:
             self.netconfig.pin_gateway(ipaddress.ip_address(self.gateway_address))
             self._gateway_pinned = True
         families = {n.version for n in child.local_ts}
+        if self.leaks is not None:
+            self.leaks.tunnel_up(families)
+            self.status.blocked = self.leaks.blocked
         for network in child.remote_ts:
             if network.version in families and network not in self._routed:
                 source = next((str(a.ip) for a in self._addresses if a.version == network.version), None)
@@ -1083,6 +1104,11 @@ def format_status(s: dict) -> str:
         if "bytes_in" in c:
             lines.append(f"              in {c['bytes_in']} B / {c['packets_in']} pkts, "
                          f"out {c['bytes_out']} B / {c['packets_out']} pkts")
+    guards = (["kill switch"] if s.get("kill_switch") else []) + \
+        [f"{family} blocked" for family in s.get("blocked", []) if not s.get("kill_switch")]
+    if guards or s.get("dns_mode"):
+        lines.append(f"  leaks       {', '.join(guards) or 'no kill switch'}"
+                     + (f"; DNS {s['dns_mode']}" if s.get("dns_mode") else ""))
     if s.get("last_error"):
         lines.append(f"  last error  {s['last_error']}")
     return "\n".join(lines)

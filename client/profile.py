@@ -43,6 +43,14 @@ Keys (anything else is an error):
 | dns           | boolean           | true                   | Use the DNS servers and domains the gateway sends |
 | keyring       | boolean           | false                  | Look the PSK / EAP password up in the user's keyring (service ``cygnet``, user = profile name) |
 
+Leak protection (client/killswitch.py; booleans):
+``kill_switch`` (default false): from ``cygnet up`` until ``cygnet down`` nothing leaves but
+IKE/ESP to the gateways, DHCP/NDP and what goes into the tunnel (nftables; the block stays after
+a failure or a crash until ``cygnet down`` or the next ``cygnet up``); ``allow_lan`` (default
+false): with the kill switch, the local networks stay reachable; ``block_ipv4`` /
+``block_ipv6`` (default: on for a full tunnel, off for a split one): drop that family outside
+the tunnel when the tunnel does not carry it.
+
 Required combinations: ``psk`` needs ``psk_file`` or ``keyring = true``; ``pubkey``,
 ``eap-tls`` and ``pubkey+eap-*`` need ``cert`` and ``key``; every EAP method needs
 ``eap_identity`` or ``local_id``. How secrets are found: see client/secrets.py.
@@ -121,6 +129,10 @@ class Profile:
     mtu: Optional[int] = None
     dns: bool = True
     keyring: bool = False
+    kill_switch: bool = False
+    allow_lan: bool = False
+    block_ipv4: Optional[bool] = None  # None: on for a full tunnel (client/killswitch.py)
+    block_ipv6: Optional[bool] = None
     # Where the profile was read from; not part of what the profile means.
     path: Optional[Path] = field(default=None, compare=False)
 
@@ -315,6 +327,7 @@ KNOWN_KEYS = (
     "eap_identity", "ca", "cert", "key", "ike", "esp", "virtual_ip", "remote_ts", "dataplane",
     "encap", "dpd", "reauth", "mtu", "dns", "keyring",
 )
+LEAK_KEYS = ("kill_switch", "allow_lan", "block_ipv4", "block_ipv6")  # client/killswitch.py
 
 
 def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -> Profile:
@@ -324,7 +337,7 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
     base = Path(os.path.abspath(base_dir if base_dir is not None else path.parent))
     check = _Checker(data, path, base)
 
-    unknown = [k for k in data if k not in KNOWN_KEYS]
+    unknown = [k for k in data if k not in KNOWN_KEYS + LEAK_KEYS]
     if unknown:
         raise check.fail(unknown[0], f"unknown key (known keys: {', '.join(KNOWN_KEYS)})")
 
@@ -383,6 +396,10 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
         mtu=check.integer("mtu", None, *MTU_RANGE),
         dns=check.boolean("dns", True),
         keyring=check.boolean("keyring", False),
+        kill_switch=check.boolean("kill_switch", False),
+        allow_lan=check.boolean("allow_lan", False),
+        block_ipv4=check.boolean("block_ipv4", None),
+        block_ipv6=check.boolean("block_ipv6", None),
         path=path,
     )
     _check_combinations(check, profile)
@@ -444,7 +461,7 @@ def profile_to_dict(profile: Profile, relative_to: Optional[Path] = None) -> dic
     table: dict[str, Any] = {"name": profile.name}
     table["gateway"] = profile.gateways[0] if len(profile.gateways) == 1 else list(profile.gateways)
     table["auth"] = profile.auth
-    for key in KNOWN_KEYS:
+    for key in KNOWN_KEYS + LEAK_KEYS:
         if key in table:
             continue
         value = getattr(profile, key)
