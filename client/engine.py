@@ -148,6 +148,7 @@ def resolve_gateway(host: str, port: int) -> str:
 
 def session_settings(profile: Profile, secret, remote: str, local: str, local_port: int):
     """ike.settings.Settings for one attempt at one gateway address."""
+    from client.credentials import CredentialError, is_pkcs12, load_credential
     from ike import certificates
     from ike.settings import AuthSettings, Settings
 
@@ -157,10 +158,14 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
         auth.trust_anchors = tuple(certificates.load_trust_anchors(profile.ca))
     certificate = private_key = None
     intermediates: list = []
-    if profile.cert is not None:
-        chain = certificates.load_certificates(profile.cert)
-        certificate, intermediates = chain[0], chain[1:]
-        private_key = certificates.load_private_key(profile.key)
+    if profile.cert is not None or is_pkcs12(profile.key):
+        try:  # encrypted PEM and PKCS#12 keys too (client/credentials.py)
+            # certificate-only methods have no other secret: NetworkManager passes the key's
+            # passphrase as it (its `password` secret for method=key/cert)
+            passphrase = secret if profile.auth in ("pubkey", "eap-tls") else None
+            certificate, private_key, intermediates = load_credential(profile, passphrase)
+        except CredentialError as error:
+            raise FatalError(str(error)) from None
     if rounds[0] == "psk":
         auth.method = "psk"
         auth.psk = secret.reveal()
@@ -182,16 +187,24 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
         # loads its EAP plugins at start-up).
         import ike.eap  # noqa: F401
 
-        auth.eap_method = profile.eap_method
+        auth.eap_method = profile.eap_allowed
         auth.eap_identity = profile.eap_identity or profile.local_id
         if secret is not None:
             auth.eap_password = secret.reveal().decode("utf-8")
-        if profile.eap_method == "tls":
+        if {"peap", "ttls"} & set(profile.eap_allowed):
+            from ike.eap_tunnel import TunnelConfig
+
+            auth.eap_tunnel = TunnelConfig(
+                trust_anchors=auth.trust_anchors, ttls_inner=profile.ttls_inner,
+                inner_methods=tuple(m for m in profile.eap_methods if m in ("mschapv2", "gtc", "md5")),
+                server_identity=profile.eap_server_id or profile.remote_id or profile.gateway)
+        if "tls" in profile.eap_allowed:
             from ike.eap import TlsClientConfig
 
             auth.eap_tls = TlsClientConfig(
                 certificate=certificate, private_key=private_key, trust_anchors=auth.trust_anchors,
-                server_identity=profile.remote_id or profile.gateway, intermediates=tuple(intermediates))
+                server_identity=profile.eap_server_id or profile.remote_id or profile.gateway,
+                intermediates=tuple(intermediates))
     kwargs = {}
     if profile.ike:
         kwargs["ike_proposals"] = profile.ike

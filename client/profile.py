@@ -30,7 +30,7 @@ Keys (anything else is an error):
 | eap_identity  | string            | ``local_id``           | EAP identity (user name) |
 | ca            | path              | system trust store     | CA certificate (PEM/DER file) or a folder of them, to check the gateway |
 | cert          | path              | none                   | Our certificate (PEM; may be followed by intermediates) |
-| key           | path              | none                   | Our private key (PEM, unencrypted; mode 0600) |
+| key           | path              | none                   | Our private key (PEM, encrypted or not, or a PKCS#12 ``.p12``/``.pfx`` bundle, which also holds ``cert``; mode 0600). An encrypted key's passphrase: ``key_passphrase_file`` or the keyring (client/credentials.py) |
 | ike           | string            | strongSwan's defaults  | IKE proposals, strongSwan syntax, comma-separated (``aes256gcm16-prfsha384-x25519``) |
 | esp           | string            | strongSwan's defaults  | ESP proposals, strongSwan syntax (``aes256gcm16``, ``aes256-sha384-ecp256`` for PFS) |
 | virtual_ip    | list              | ``["ipv4", "ipv6"]``   | Which inner addresses to ask the gateway for (``[]``: none) |
@@ -42,6 +42,22 @@ Keys (anything else is an error):
 | mtu           | integer 1280-9000 | automatic              | MTU of the tunnel interface |
 | dns           | boolean           | true                   | Use the DNS servers and domains the gateway sends |
 | keyring       | boolean           | false                  | Look the PSK / EAP password up in the user's keyring (service ``cygnet``, user = profile name) |
+
+Enterprise EAP (usually relayed by the gateway to a RADIUS server): ``auth`` may also be
+``eap`` (the server picks among ``eap_methods``), ``eap-peap``, ``eap-ttls`` or ``eap-gtc``;
+all take the password like ``eap-mschapv2``. Their keys:
+
+- ``eap_methods`` (list, default ``["peap", "ttls", "mschapv2", "gtc", "md5"]``, i.e. any
+  password method): with ``auth = "eap"``, the EAP methods we accept, preferred first
+  (``tls`` too, with ``cert`` and ``key``); its password methods are also those allowed
+  inside PEAP and TTLS
+- ``eap_server_id`` (string, default ``remote_id``): the name the PEAP/TTLS server's
+  certificate must carry (it must chain to ``ca``)
+- ``ttls_inner`` (``eap``, ``pap`` or ``mschapv2``; default ``eap``): what runs inside
+  EAP-TTLS (``eap``: one of the password methods of ``eap_methods``, as the server asks)
+
+Encrypted keys: ``key_passphrase_file`` (path, mode 600) holds the passphrase of an encrypted
+``key``; without it, ``keyring = true`` looks it up as ``cygnet`` / ``PROFILE:key``.
 
 Leak protection (client/killswitch.py; booleans):
 ``kill_switch`` (default false): from ``cygnet up`` until ``cygnet down`` nothing leaves but
@@ -80,6 +96,11 @@ AUTH_METHODS = (
 PASSWORD_METHODS = ("eap-mschapv2", "eap-md5", "pubkey+eap-mschapv2", "pubkey+eap-md5")
 CERTIFICATE_METHODS = ("pubkey", "eap-tls", "pubkey+eap-mschapv2", "pubkey+eap-md5")
 EAP_METHODS = ("eap-mschapv2", "eap-md5", "eap-tls", "pubkey+eap-mschapv2", "pubkey+eap-md5")
+# Enterprise EAP (issue 19): kept apart so the messages listing AUTH_METHODS stay as they were
+ENTERPRISE_EAP_AUTH = ("eap", "eap-peap", "eap-ttls", "eap-gtc")
+EAP_METHOD_NAMES = ("peap", "ttls", "mschapv2", "gtc", "md5", "tls")
+TTLS_INNER = ("eap", "pap", "mschapv2")
+DEFAULT_EAP_METHODS = ("peap", "ttls", "mschapv2", "gtc", "md5")  # any password method
 VIRTUAL_IP_FAMILIES = ("ipv4", "ipv6")
 DATAPLANES = ("userspace", "kernel", "auto")
 MTU_RANGE = (1280, 9000)
@@ -129,6 +150,10 @@ class Profile:
     mtu: Optional[int] = None
     dns: bool = True
     keyring: bool = False
+    eap_methods: tuple[str, ...] = DEFAULT_EAP_METHODS
+    eap_server_id: Optional[str] = None
+    ttls_inner: str = "eap"
+    key_passphrase_file: Optional[Path] = None
     kill_switch: bool = False
     allow_lan: bool = False
     block_ipv4: Optional[bool] = None  # None: on for a full tunnel (client/killswitch.py)
@@ -149,14 +174,25 @@ class Profile:
 
     @property
     def eap_method(self) -> Optional[str]:
-        """The EAP method ("mschapv2", "md5" or "tls") for EAP profiles, else None."""
+        """The EAP method ("mschapv2", "md5", "tls", "peap", "ttls", "gtc") for EAP profiles,
+        "any" when the server chooses (auth = "eap"), else None."""
+        if self.auth == "eap":
+            return "any"
         if "eap-" not in self.auth:
             return None
         return self.auth.split("eap-", 1)[1]
 
     @property
+    def eap_allowed(self) -> tuple[str, ...]:
+        """The EAP methods we accept from the server, preferred first."""
+        method = self.eap_method
+        return self.eap_methods if method == "any" else ((method,) if method else ())
+
+    @property
     def needs_password(self) -> bool:
-        return self.auth in PASSWORD_METHODS
+        if self.auth == "eap":  # EAP-TLS alone needs no password
+            return any(m != "tls" for m in self.eap_methods)
+        return self.auth in PASSWORD_METHODS + ENTERPRISE_EAP_AUTH
 
     @property
     def needs_certificate(self) -> bool:
@@ -327,6 +363,7 @@ KNOWN_KEYS = (
     "eap_identity", "ca", "cert", "key", "ike", "esp", "virtual_ip", "remote_ts", "dataplane",
     "encap", "dpd", "reauth", "mtu", "dns", "keyring",
 )
+ENTERPRISE_EAP_KEYS = ("eap_methods", "eap_server_id", "ttls_inner", "key_passphrase_file")
 LEAK_KEYS = ("kill_switch", "allow_lan", "block_ipv4", "block_ipv6")  # client/killswitch.py
 
 
@@ -337,7 +374,7 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
     base = Path(os.path.abspath(base_dir if base_dir is not None else path.parent))
     check = _Checker(data, path, base)
 
-    unknown = [k for k in data if k not in KNOWN_KEYS + LEAK_KEYS]
+    unknown = [k for k in data if k not in KNOWN_KEYS + ENTERPRISE_EAP_KEYS + LEAK_KEYS]
     if unknown:
         raise check.fail(unknown[0], f"unknown key (known keys: {', '.join(KNOWN_KEYS)})")
 
@@ -361,7 +398,16 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
 
     if not check.has("auth"):
         raise check.fail("auth", f"is required (one of {', '.join(AUTH_METHODS)})")
-    auth = check.choice("auth", AUTH_METHODS)
+    if data.get("auth") in ENTERPRISE_EAP_AUTH:
+        auth = data["auth"]
+    else:
+        auth = check.choice("auth", AUTH_METHODS)
+    eap_methods = check.string_list("eap_methods", DEFAULT_EAP_METHODS)
+    for method in eap_methods:
+        if method not in EAP_METHOD_NAMES:
+            raise check.fail("eap_methods", f"'{method}' is not one of {', '.join(EAP_METHOD_NAMES)}")
+    if not eap_methods:
+        raise check.fail("eap_methods", "must list at least one method")
 
     virtual_ip = check.string_list("virtual_ip", VIRTUAL_IP_FAMILIES)
     for family in virtual_ip:
@@ -396,6 +442,10 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
         mtu=check.integer("mtu", None, *MTU_RANGE),
         dns=check.boolean("dns", True),
         keyring=check.boolean("keyring", False),
+        eap_methods=eap_methods,
+        eap_server_id=check.string("eap_server_id"),
+        ttls_inner=check.choice("ttls_inner", TTLS_INNER, default="eap"),
+        key_passphrase_file=check.path("key_passphrase_file"),
         kill_switch=check.boolean("kill_switch", False),
         allow_lan=check.boolean("allow_lan", False),
         block_ipv4=check.boolean("block_ipv4", None),
@@ -439,14 +489,18 @@ def _check_combinations(check: _Checker, p: Profile) -> None:
         raise check.fail("auth", "psk needs a secret source: set 'psk_file' or 'keyring = true'")
     if p.psk_file is not None and p.auth != "psk":
         raise check.fail("psk_file", f"is only used with auth = \"psk\", not \"{p.auth}\"")
-    if p.password_file is not None and p.auth not in PASSWORD_METHODS:
+    if p.password_file is not None and p.auth not in PASSWORD_METHODS + ENTERPRISE_EAP_AUTH:
         raise check.fail("password_file", f"is only used with auth {', '.join(PASSWORD_METHODS)}, "
                                           f"not \"{p.auth}\"")
+    if p.auth == "eap" and "tls" in p.eap_methods and (p.cert is None or p.key is None):
+        raise check.fail("eap_methods", "lists tls: set 'cert' and 'key' too")
     if p.auth in CERTIFICATE_METHODS:
         for key in ("cert", "key"):
+            if key == "cert" and p.key is not None and p.key.suffix.lower() in (".p12", ".pfx"):
+                continue  # a PKCS#12 bundle holds the certificate
             if getattr(p, key) is None:
                 raise check.fail(key, f"is required with auth = \"{p.auth}\"")
-    if p.auth in EAP_METHODS and p.eap_identity is None and p.local_id is None:
+    if p.auth in EAP_METHODS + ENTERPRISE_EAP_AUTH and p.eap_identity is None and p.local_id is None:
         raise check.fail("eap_identity", f"is required with auth = \"{p.auth}\" (or set 'local_id')")
 
 
@@ -461,7 +515,7 @@ def profile_to_dict(profile: Profile, relative_to: Optional[Path] = None) -> dic
     table: dict[str, Any] = {"name": profile.name}
     table["gateway"] = profile.gateways[0] if len(profile.gateways) == 1 else list(profile.gateways)
     table["auth"] = profile.auth
-    for key in KNOWN_KEYS + LEAK_KEYS:
+    for key in KNOWN_KEYS + ENTERPRISE_EAP_KEYS + LEAK_KEYS:
         if key in table:
             continue
         value = getattr(profile, key)

@@ -43,6 +43,8 @@ SECRET_FLAG_AGENT_OWNED = 0x1
 _METHOD_OF_AUTH = {
     "psk": ("psk", None), "eap-mschapv2": ("eap", None), "eap-md5": ("eap", "md5"),
     "pubkey": ("cert", None), "eap-tls": ("eap-tls", None),
+    "eap": ("eap", None), "eap-peap": ("eap", "peap"), "eap-ttls": ("eap", "ttls"),
+    "eap-gtc": ("eap", "gtc"),
 }
 # vpn.data method -> .sswan type (strongSwan's Android app)
 _SSWAN_TYPE = {"eap": "ikev2-eap", "cert": "ikev2-cert", "key": "ikev2-cert",

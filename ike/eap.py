@@ -40,11 +40,19 @@ class EapType(IntEnum):
     NOTIFICATION = 2
     NAK = 3
     MD5_CHALLENGE = 4
+    GTC = 6
     TLS = 13
+    TTLS = 21
+    PEAP = 25
     MSCHAPV2 = 26
+    TLV = 33  # PEAP's EAP-TLV (Extensions) packets
 
 
-METHODS = {"md5": EapType.MD5_CHALLENGE, "mschapv2": EapType.MSCHAPV2, "tls": EapType.TLS}
+METHODS = {"md5": EapType.MD5_CHALLENGE, "mschapv2": EapType.MSCHAPV2, "tls": EapType.TLS,
+           "gtc": EapType.GTC, "ttls": EapType.TTLS, "peap": EapType.PEAP}
+# What "the server chooses" allows when a profile names no method: every password method,
+# tunnelled ones first (as charon-nm's EAP round takes whatever the server proposes)
+PASSWORD_METHODS = ("peap", "ttls", "mschapv2", "gtc", "md5")
 
 
 class EapError(ValueError):
@@ -474,42 +482,71 @@ def _tls_error_words(exc: Exception) -> str:
 # The client
 
 
+def _type_name(kind: int) -> str:
+    return f"EAP-{EapType(kind).name}" if kind in EapType._value2member_map_ else f"EAP type {kind}"
+
+
 class EapClient:
     """The peer side of one EAP conversation inside IKE_AUTH.
 
-    method: "md5", "mschapv2" or "tls". identity: our EAP identity (also the MS-CHAPv2
-    user name). password for md5/mschapv2; tls=TlsClientConfig for EAP-TLS. now: the
-    current time for EAP-TLS certificate checks (respond() may pass a newer one).
+    method: one name of METHODS ("md5", "mschapv2", "tls", "gtc", "ttls", "peap") or a
+    sequence of them: the methods we allow, preferred first. The server proposes a method;
+    we take it if allowed, else Nak it naming ours (RFC 3748 §5.3.1). identity: our EAP
+    identity (also the MS-CHAPv2 user name). password for the password methods;
+    tls=TlsClientConfig for EAP-TLS; tunnel=eap_tunnel.TunnelConfig for PEAP/TTLS. now:
+    the current time for certificate checks (respond() may pass a newer one).
 
     After EAP-Success, `succeeded` is True and `msk` holds the MSK (64 octets; empty for
-    MD5, which has none). After a failure `failure_reason` says why in plain words.
+    MD5 and GTC, which have none). After a failure `failure_reason` says why in plain words.
     """
 
-    def __init__(self, method: str, identity: str, password: str = "", tls=None,
-                 now: Optional[float] = None,
-                 random_bytes: Callable[[int], bytes] = os.urandom):
-        if method not in METHODS:
-            raise ValueError(f"unknown EAP method {method!r}; choose one of "
+    def __init__(self, method: Union[str, Sequence[str]], identity: str, password: str = "",
+                 tls=None, now: Optional[float] = None,
+                 random_bytes: Callable[[int], bytes] = os.urandom, tunnel=None):
+        allowed = (method,) if isinstance(method, str) else tuple(method)
+        unknown = [m for m in allowed if m not in METHODS]
+        if unknown or not allowed:
+            raise ValueError(f"unknown EAP method {(unknown or [''])[0]!r}; choose from "
                              f"{', '.join(METHODS)}")
         self.identity = identity
-        self._password = password
+        self.allowed = allowed
+        self._password, self._tunnel = password, tunnel
+        self._random = random_bytes
         self._now = now
-        if method == "md5":
-            self._method: _Method = _Md5Method(password)
-        elif method == "mschapv2":
-            self._method = _MsChapV2Method(identity, password, random_bytes)
-        else:
-            self._method = _TlsMethod(tls, lambda: self._now)
+        self.method: Optional[_Method] = None  # the method the server proposed and we took
+        # EAP-TLS settings are checked now, not when the gateway proposes the method
+        self._tls_method = _TlsMethod(tls, lambda: self._now) if "tls" in allowed else None
+        self._refused: list[int] = []  # method types the server proposed and we Nak'ed
         self.succeeded = False
         self.failure_reason: Optional[str] = None
 
     def __repr__(self) -> str:
-        return (f"<EapClient {self._method.type.name} identity={self.identity!r} "
+        name = self.method.type.name if self.method else "/".join(self.allowed)
+        return (f"<EapClient {name} identity={self.identity!r} "
                 f"succeeded={self.succeeded} failure_reason={self.failure_reason!r}>")
+
+    def _make_method(self, name: str) -> _Method:
+        if name == "md5":
+            return _Md5Method(self._password)
+        if name == "mschapv2":
+            return _MsChapV2Method(self.identity, self._password, self._random)
+        if name == "tls":
+            return self._tls_method
+        from . import eap_tunnel
+
+        if name == "gtc":
+            return eap_tunnel.GtcMethod(self._password)
+        kind = eap_tunnel.TtlsMethod if name == "ttls" else eap_tunnel.PeapMethod
+        return kind(self._tunnel, self.identity, self._password, lambda: self._now,
+                    self._random)
+
+    @property
+    def _method(self) -> Optional[_Method]:  # older name, used by tests
+        return self.method
 
     @property
     def msk(self) -> bytes:
-        return self._method.msk if self.succeeded else b""
+        return self.method.msk if self.succeeded and self.method else b""
 
     @property
     def done(self) -> bool:
@@ -535,17 +572,21 @@ class EapClient:
 
     def _dispatch(self, packet: EapPacket) -> Optional[bytes]:
         if packet.code == EapCode.SUCCESS:
-            if self._method.finished:
+            if self.method is not None and self.method.finished:
                 self.succeeded = True
             else:
-                self._fail("the gateway sent EAP-Success before the "
-                           f"{self._method.type.name} method completed")
+                name = (self.method.type.name if self.method
+                        else "/".join(METHODS[n].name for n in self.allowed))
+                self._fail(f"the gateway sent EAP-Success before the {name} method completed")
             return None
         if packet.code == EapCode.FAILURE:
             # A bare EAP-Failure after a password method almost always means a wrong password.
             hint = ("; wrong user name or password?"
-                    if self._method.type in (EapType.MD5_CHALLENGE, EapType.MSCHAPV2) else "")
-            self._fail(self._method.failure_reason
+                    if self.method is not None and self.method.type != EapType.TLS else "")
+            if self.method is None and self._refused:
+                names = ", ".join(_type_name(t) for t in self._refused)
+                hint = f"; it proposed only {names}, which the profile does not allow"
+            self._fail((self.method and self.method.failure_reason)
                        or f"the gateway rejected the EAP authentication (EAP-Failure{hint})")
             return None
         if packet.code != EapCode.REQUEST:
@@ -554,12 +595,21 @@ class EapClient:
             return _response(packet, EapType.IDENTITY, self.identity.encode("utf-8"))
         if packet.type == EapType.NOTIFICATION:
             return _response(packet, EapType.NOTIFICATION)  # RFC 3748 §5.2: empty response
-        if packet.type != self._method.type:
-            # §5.3.1: Nak the proposed method and name the one we are configured for
-            return _response(packet, EapType.NAK, bytes([self._method.type]))
-        type_data = self._method.handle(packet)
-        if self._method.failure_reason:
-            self._fail(self._method.failure_reason)
+        if self.method is None:
+            name = next((n for n in self.allowed if METHODS[n] == packet.type), None)
+            if name is None:
+                # §5.3.1: Nak the proposed method, naming the ones we allow (preferred first)
+                self._refused.append(packet.type)
+                return _response(packet, EapType.NAK,
+                                 bytes(METHODS[n] for n in self.allowed))
+            self.method = self._make_method(name)
+        elif packet.type != self.method.type:
+            # §5.3.1: a Nak is only allowed in reply to the first request of a method
+            raise EapError(f"request of type {packet.type} in the middle of "
+                           f"{self.method.type.name}")
+        type_data = self.method.handle(packet)
+        if self.method.failure_reason:
+            self._fail(self.method.failure_reason)
         if type_data is None:
             return None
-        return _response(packet, self._method.type, type_data)
+        return _response(packet, self.method.type, type_data)

@@ -258,7 +258,8 @@ def make_eap_client(auth_settings, local_id: str, now: float, random_bytes):
     identity_text = auth_settings.eap_identity or local_id
     return _eap.EapClient(auth_settings.eap_method, identity_text,
                           password=auth_settings.eap_password, tls=auth_settings.eap_tls,
-                          now=now, random_bytes=random_bytes)
+                          now=now, random_bytes=random_bytes,
+                          tunnel=getattr(auth_settings, "eap_tunnel", None))
 
 
 def eap_failed(client) -> bool:

@@ -33,11 +33,13 @@ class AuthSettings:
     private_key: Any = field(default=None, repr=False)
     certificate: Any = None
     intermediates: tuple = ()  # CA certificates between ours and the root, sent as CERT payloads
-    # eap: method name for ike/eap.py ("md5", "mschapv2", "tls"); identity defaults to local_id
-    eap_method: str = "mschapv2"
+    # eap: method name(s) for ike/eap.py ("md5", "mschapv2", "tls", "gtc", "peap", "ttls"; a
+    # tuple: the server chooses among them); identity defaults to local_id
+    eap_method: Any = "mschapv2"
     eap_identity: Optional[str] = None
     eap_password: str = field(default="", repr=False)
     eap_tls: Any = field(default=None, repr=False)  # passed through to EapClient(tls=...)
+    eap_tunnel: Any = None  # PEAP/TTLS: passed through to EapClient(tunnel=...)
     # method "pubkey" followed by a second, EAP round (RFC 4739, strongSwan's
     # "pubkey" + "eap" rounds): the certificate proves the machine, EAP the user
     eap_after_certificate: bool = False

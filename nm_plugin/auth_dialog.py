@@ -70,7 +70,11 @@ def read_details(stream: TextIO) -> tuple[dict, dict]:
 
 def password_needed(data: dict) -> bool:
     if data.get("method") not in ("psk", "eap"):
-        return False  # Cygnet's certificate methods have no passphrase to ask for
+        # certificate methods: only an encrypted key has a passphrase to ask for
+        from client.credentials import key_is_encrypted
+
+        if not (data.get("userkey") and key_is_encrypted(data["userkey"])):
+            return False
     try:
         flags = int(data.get("password-flags", "0"))
     except ValueError:
@@ -91,6 +95,8 @@ def keyring_password(uuid: str) -> Optional[str]:
 
 
 def label_for(data: dict) -> str:
+    if data.get("method") in ("cert", "key", "eap-tls"):
+        return "Private key password:"
     return "Pre-shared key:" if data.get("method") == "psk" else "Password:"
 
 

@@ -16,7 +16,8 @@ connection made for strongSwan's plugin works with `vpn-type cygnet` unchanged:
 |                 | must then carry as a subjectAltName (as charon-nm; %any means the same)   |
 | certificate     | the gateway's certificate or its CA (default: the system's CA bundle)     |
 | usercert        | our certificate (cert, key, eap-tls)                                      |
-| userkey         | our private key (unencrypted PEM; an encrypted one is refused)            |
+| userkey         | our private key (PEM or PKCS#12; if encrypted, its passphrase is the      |
+|                 | `password` secret, asked like the EAP password)                           |
 | virtual         | yes: ask for virtual IPs (IPv4 and IPv6); anything else: none             |
 | encap           | yes: force UDP encapsulation of ESP                                       |
 | ipcomp          | yes: refused (Cygnet has no IPComp)                                       |
@@ -34,7 +35,8 @@ Cygnet's own keys (prefixed, so they never clash with a later NetworkManager-str
 | cygnet-ipv6                | no: with virtual=yes ask for an IPv4 address only (default yes) |
 | cygnet-dns                 | no: ignore the gateway's DNS servers and domains (default yes)  |
 | cygnet-domains             | extra DNS search domains, ';'-separated                         |
-| cygnet-eap-method          | mschapv2 (default) or md5, for method=eap                       |
+| cygnet-eap-method          | mschapv2, md5, peap, ttls or gtc for method=eap; unset: the     |
+|                            | server chooses among them (as charon-nm)                        |
 | cygnet-dataplane           | userspace, kernel or auto (default auto)                        |
 | cygnet-dpd                 | dead peer detection interval in seconds (0: off; default 30)    |
 | cygnet-mtu                 | MTU of the tunnel interface                                     |
@@ -62,6 +64,7 @@ SECRET_FLAG_NOT_SAVED = 0x2
 SECRET_FLAG_NOT_REQUIRED = 0x4
 
 PASSWORD_METHODS = ("psk", "eap")
+NM_EAP_METHODS = ("mschapv2", "md5", "peap", "ttls", "gtc")
 CERTIFICATE_METHODS = ("cert", "key", "eap-tls")
 UNSUPPORTED_METHODS = {
     "agent": "keys held by ssh-agent",
@@ -129,7 +132,9 @@ def needed_secret(connection: dict) -> str:
     _, data, secrets = unpack(connection)
     method = data.get("method", "")
     if method not in PASSWORD_METHODS:
-        return ""  # certificates: Cygnet takes unencrypted keys only, no passphrase to ask for
+        # certificates: only an encrypted key needs its passphrase (the `password` secret)
+        if not (data.get("userkey") and _key_is_encrypted(data["userkey"])):
+            return ""
     if secret_flags(data) & SECRET_FLAG_NOT_REQUIRED:
         return ""
     return "" if secrets.get("password") else "vpn"
@@ -200,10 +205,13 @@ def activation_from_connection(connection: dict) -> Activation:
         if local_identity or user:
             profile["local_id"] = local_identity or user
     elif method == "eap":
-        eap_method = data.get("cygnet-eap-method") or "mschapv2"
-        if eap_method not in ("mschapv2", "md5"):
-            raise VpnDataError(f"vpn.data 'cygnet-eap-method': '{eap_method}' is not mschapv2 or md5")
-        profile["auth"] = f"eap-{eap_method}"
+        # As with charon-nm, method=eap lets the server choose among the password methods
+        # unless cygnet-eap-method names one.
+        eap_method = data.get("cygnet-eap-method") or None
+        if eap_method not in (None, *NM_EAP_METHODS):
+            raise VpnDataError(f"vpn.data 'cygnet-eap-method': '{eap_method}' is not one of "
+                               f"{', '.join(NM_EAP_METHODS)}")
+        profile["auth"] = f"eap-{eap_method}" if eap_method else "eap"
         if not (user or local_identity):
             raise VpnDataError("vpn.data 'user': the EAP user name is missing")
         profile["eap_identity"] = user or local_identity
@@ -215,7 +223,12 @@ def activation_from_connection(connection: dict) -> Activation:
             if not data.get(key):
                 raise VpnDataError(f"vpn.data '{key}': needed with method={method}")
             profile[target] = data[key]
-        _check_unencrypted_key(data["userkey"])
+        if _key_is_encrypted(data["userkey"]):
+            if not (secrets.get("password") or ""):
+                raise VpnDataError(f"vpn.data 'userkey': {data['userkey']} is encrypted; its "
+                                   "passphrase (the 'password' secret) is missing")
+        else:
+            _check_unencrypted_key(data["userkey"])
         if local_identity:
             profile["local_id"] = local_identity
         elif method == "eap-tls":
@@ -267,6 +280,8 @@ def activation_from_connection(connection: dict) -> Activation:
         # only satisfies the file-profile rule "psk needs a secret source" and is cleared below.
         if method == "psk":
             profile["keyring"] = True
+    elif password and method in CERTIFICATE_METHODS:
+        secret = Secret(password)  # the passphrase of an encrypted userkey
 
     try:
         checked = profile_from_dict(profile, Path(f"NetworkManager connection '{connection_id}'"),
@@ -319,6 +334,12 @@ def _certificate_identity(path: str, key: str) -> str:
 
     cert = _load_certificate(path, key)
     return format_dn(cert.subject.public_bytes())
+
+
+def _key_is_encrypted(path: str) -> bool:
+    from client.credentials import key_is_encrypted
+
+    return key_is_encrypted(path)
 
 
 def _check_unencrypted_key(path: str) -> None:

@@ -26,6 +26,10 @@ packages=(
   dns-root-data bind9-host iptables
   # the fresh-root CI lane (scripts/check-fresh-machine.sh): a minimal Debian 12 root
   mmdebstrap
+  # enterprise EAP tests (testbed/freeradius.py): a RADIUS server behind the gateway's
+  # eap-radius plugin, run by the tests in the LAN namespace with its own configuration;
+  # hostapd's RADIUS server as a second one (PEAP cryptobinding, testbed/hostapd_radius.py)
+  freeradius hostapd
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
@@ -48,5 +52,7 @@ for p in "${missing[@]}"; do
   case "$p" in
     strongswan-charon) systemctl disable strongswan-starter strongswan 2>/dev/null || true ;;
     network-manager) systemctl disable NetworkManager 2>/dev/null || true ;;
+    freeradius) systemctl disable freeradius 2>/dev/null || true ;;
+    hostapd) systemctl disable hostapd 2>/dev/null || true ;;
   esac
 done

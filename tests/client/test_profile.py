@@ -586,3 +586,27 @@ def test_remote_id_any_warns_in_one_line(tmp_path):
     assert warning and "\n" not in warning and "%any" in warning
     path.write_text('gateway = "vpn.example.org"\nauth = "eap-mschapv2"\neap_identity = "carol"\n')
     assert identity_warning(load_profile(path)) is None
+
+
+def test_enterprise_eap_profile_keys(tmp_path):
+    path = tmp_path / "corp.toml"
+    path.write_text('gateway = "gw"\nauth = "eap"\neap_identity = "carol"\n'
+                    'eap_methods = ["ttls", "gtc"]\neap_server_id = "radius.example.org"\n')
+    p = load_profile(str(path))
+    assert p.eap_method == "any" and p.eap_allowed == ("ttls", "gtc") and p.needs_password
+    assert p.eap_server_id == "radius.example.org"
+    assert load_profile(str(path)) == __import__("client.profile").profile.profile_from_dict(profile_to_dict(p), path)
+    path.write_text('gateway = "gw"\nauth = "eap"\neap_identity = "c"\neap_methods = ["leap"]\n')
+    with pytest.raises(ProfileError, match="key 'eap_methods': 'leap' is not one of"):
+        load_profile(str(path))
+    path.write_text('gateway = "gw"\nauth = "eap-ttls"\neap_identity = "c"\n')
+    assert load_profile(str(path)).eap_allowed == ("ttls",)
+
+
+def test_ttls_inner_key(tmp_path):
+    path = tmp_path / "corp.toml"
+    path.write_text('gateway = "gw"\nauth = "eap-ttls"\neap_identity = "c"\nttls_inner = "pap"\n')
+    assert load_profile(str(path)).ttls_inner == "pap"
+    path.write_text('gateway = "gw"\nauth = "eap-ttls"\neap_identity = "c"\nttls_inner = "chap"\n')
+    with pytest.raises(ProfileError, match="key 'ttls_inner': 'chap' is not one of eap, pap"):
+        load_profile(str(path))

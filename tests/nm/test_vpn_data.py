@@ -205,3 +205,44 @@ def test_remote_identity_any_falls_back_to_the_address_as_in_charon_nm():
     data = dict(PSK, **{"remote-identity": "%any"})
     assert activation_from_connection(connection(data, {"password": "a-long-pre-shared-key-123"})
                                       ).profile.remote_id is None
+
+
+@pytest.mark.parametrize("eap_method, auth", [
+    (None, "eap"), ("peap", "eap-peap"), ("ttls", "eap-ttls"), ("gtc", "eap-gtc"),
+    ("mschapv2", "eap-mschapv2")])
+def test_method_eap_lets_the_server_choose_unless_a_method_is_named(tmp_path, eap_method, auth):
+    data = {"address": "vpn.example.org", "method": "eap", "user": "alice"}
+    if eap_method:
+        data["cygnet-eap-method"] = eap_method
+    p = activation_from_connection(connection(data, {"password": "secret"})).profile
+    assert p.auth == auth and p.needs_password
+
+
+def test_unknown_eap_method_is_named():
+    data = {"address": "vpn.example.org", "method": "eap", "user": "alice",
+            "cygnet-eap-method": "leap"}
+    with pytest.raises(VpnDataError, match="'leap' is not one of mschapv2, md5, peap, ttls, gtc"):
+        activation_from_connection(connection(data, {"password": "secret"}))
+
+
+def test_an_encrypted_userkey_takes_its_passphrase_from_the_password_secret(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from client.credentials import load_credential
+    from nm_plugin.auth_dialog import external_ui_keyfile, password_needed
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    path = tmp_path / "key.pem"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.BestAvailableEncryption(b"pw")))
+    cert = make_certificate(tmp_path / "cert.pem", "alice@example.org", ca=False)
+    data = {"address": "vpn.example.org", "method": "key", "usercert": str(cert),
+            "userkey": str(path)}
+    assert needed_secret(connection(data)) == "vpn"
+    assert password_needed(data) and "Label=Private key password:" in \
+        external_ui_keyfile("office", data, None, reprompt=False)
+    activation = activation_from_connection(connection(data, {"password": "pw"}))
+    assert needed_secret(connection(data, {"password": "pw"})) == ""
+    loaded = load_credential(activation.profile, activation.secret)[1]
+    assert loaded.public_key() == key.public_key()
