@@ -329,6 +329,8 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
             return
         self._failed = True
         log.error("connection failed: %s", message)
+        if self.tunnel is not None and not self.tunnel.fatal_error:
+            self.tunnel.fatal_error = message  # a failure, not a disconnect: a kill switch stays
         self.details.Failed(reason, message)  # before Failure: the tray reads it on the state change
         self.Failure(reason)
         self._disconnect()

@@ -42,6 +42,11 @@ Cygnet's own keys (prefixed, so they never clash with a later NetworkManager-str
 | cygnet-mtu                 | MTU of the tunnel interface                                     |
 | cygnet-retransmit-timeout  | seconds before the first IKE retransmission (default 4)         |
 | cygnet-retransmit-tries    | IKE retransmissions before giving up (default 5)                |
+| cygnet-kill-switch         | yes: nothing leaves outside the tunnel from connect to          |
+|                            | disconnect, nor after a failure (client/killswitch.py; default no)|
+| cygnet-allow-lan           | yes: with the kill switch, the local networks stay reachable    |
+| cygnet-block-ipv4/-ipv6    | yes/no: drop that family outside the tunnel when the tunnel     |
+|                            | does not carry it (default: yes on a full tunnel only)          |
 
 Secrets: `password` in `vpn.secrets` is the PSK (method psk) or the EAP password (method eap).
 It is wrapped in a `client.secrets.Secret` at once and never logged or written anywhere.
@@ -74,7 +79,8 @@ UNSUPPORTED_METHODS = {
 CYGNET_KEYS = (
     "cygnet-gateways", "cygnet-ipv6", "cygnet-dns", "cygnet-domains", "cygnet-eap-method",
     "cygnet-dataplane", "cygnet-dpd", "cygnet-mtu", "cygnet-retransmit-timeout",
-    "cygnet-retransmit-tries",
+    "cygnet-retransmit-tries", "cygnet-kill-switch", "cygnet-allow-lan", "cygnet-block-ipv4",
+    "cygnet-block-ipv6",
 )
 
 # Profile key -> the vpn.data key a profile error is about, so messages name what the user set.
@@ -255,6 +261,11 @@ def activation_from_connection(connection: dict) -> Activation:
     profile["virtual_ip"] = families
     profile["encap"] = yes("encap")
     profile["dns"] = yes("cygnet-dns", default=True)
+    profile["kill_switch"] = yes("cygnet-kill-switch")
+    profile["allow_lan"] = yes("cygnet-allow-lan")
+    for family in ("ipv4", "ipv6"):
+        if data.get(f"cygnet-block-{family}"):
+            profile[f"block_{family}"] = yes(f"cygnet-block-{family}")
     if yes("proposal"):
         for key in ("ike", "esp"):
             if listed(key):
