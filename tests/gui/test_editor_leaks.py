@@ -11,7 +11,7 @@ def test_leak_settings_round_trip_and_defaults_stay_unwritten(qtbot):
     data = editor.connection().data
     assert not {k for k in data if k.startswith(("cygnet-kill", "cygnet-allow", "cygnet-block"))}
 
-    chosen = {**EAP, "cygnet-kill-switch": "yes", "cygnet-allow-lan": "yes",
+    chosen = {**EAP, "proposal": "no", "cygnet-eap-method": "mschapv2", "cygnet-kill-switch": "yes", "cygnet-allow-lan": "yes",
               "cygnet-block-ipv4": "no", "cygnet-block-ipv6": "yes"}
     editor = editor_for(qtbot, chosen)
     assert editor.connection().data == chosen
