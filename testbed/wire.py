@@ -135,3 +135,27 @@ def add_isp_resolver(testbed) -> None:
     neighbour that exists (and show up on the wire as UDP, not as unanswered ARP)."""
     router = testbed.nat_ns or testbed.gateway_ns
     router.ip("addr", "add", f"{ISP_RESOLVER}/32", "dev", "eth0")
+
+
+class DnsServers:
+    """testbed/dns_responder.py on the given namespaces' addresses; `asked(address)` lists
+    the names queried at that address."""
+
+    def __init__(self, testbed, log_path: Path, where: dict):
+        import subprocess
+        import sys
+
+        self.log_path = Path(log_path)
+        self.log_path.touch()
+        script = Path(__file__).with_name("dns_responder.py")
+        for role, addresses in where.items():
+            process = testbed.popen(role, [sys.executable, str(script), str(self.log_path), *addresses],
+                                    "DNS responder", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    text=True)
+            line = process.popen.stdout.readline()
+            if line.strip() != "ready":
+                raise RuntimeError(f"DNS responder in {role} did not start: {line}")
+
+    def asked(self, address: str) -> list[str]:
+        return [line.split()[1] for line in self.log_path.read_text().splitlines()
+                if line.split()[0] == address]
