@@ -177,3 +177,64 @@ def test_ipv6_stays_home_when_a_full_tunnel_carries_only_ipv4(testbed_factory, m
     else:
         assert status["blocked"] == []
         assert pings6, "IPv6 should leak with block_ipv6 = false"
+
+
+def test_kill_switch_lets_ike_out_to_listed_and_redirected_gateways(testbed_factory, make_cygnet):
+    """The first gateway of the list does not answer, the second does; then the gateway
+    redirects us (RFC 5685) to an address no profile names. IKE reaches each of them through
+    the kill switch, and nothing else leaves."""
+    from testbed import wire
+
+    tb, capture = leak_testbed(testbed_factory)
+    tb.gateway_ns.ip("addr", "add", "203.0.113.2/24", "dev", "eth0")
+    client = make_cygnet(tb)
+    client.hooks = FAST_RETRANSMIT
+    stream = wire.start_stream(tb, LAN_HOST)
+    before_up = time.time()
+    client.up(client.profile("psk", kill_switch=True, gateway=["203.0.113.77", tb.gateway_address]),
+              timeout=30)
+    assert client.control_status()["gateway"] == tb.gateway_address
+
+    tb.gateway.swanctl("--redirect", "--ike", "psk", "--gateway", "203.0.113.2")
+    wait_state(client, lambda s: s["gateway"] == "203.0.113.2" and s["state"] == "up",
+               message="not redirected")
+    tb.wait_for_ping("client", LAN_HOST)
+    until = time.time()
+    assert client.down() == 0
+    stream.stop()
+    capture.stop()
+
+    packets = wire.read_packets(capture.pcap)
+    ike_to = {p.dst for p in packets if p.protocol == wire.UDP and p.dport in (500, 4500)
+              and p.time >= before_up}
+    assert {"203.0.113.77", tb.gateway_address, "203.0.113.2"} <= ike_to
+    mac = wire.mac_address(tb.client_ns)
+    start = min(p.time for p in packets if p.dst == "203.0.113.77" and p.dport == 500)
+    inside = wire.leaks(packets, mac, [tb.gateway_address, "203.0.113.77", "203.0.113.2"],
+                        start, until)
+    assert inside == [], "\n".join(map(str, inside[:20]))
+
+
+def test_without_the_kill_switch_on_link_dns_is_what_leaks(testbed_factory, make_cygnet):
+    """Documents (does not endorse) what leaks with the kill switch off: while the full tunnel
+    is up or reconnecting, its routes keep the LAN traffic and IPv6 in the tunnel, but the
+    café's resolver is on the uplink's own network, whose route is more specific than the
+    tunnel's halves: an application asking it directly leaks its queries."""
+    from testbed import wire
+
+    tb, capture = leak_testbed(testbed_factory)
+    client = make_cygnet(tb)
+    client.hooks = FAST_RETRANSMIT
+    stream = wire.start_stream(tb, LAN_HOST)
+    client.up(client.profile("psk", dpd=1))
+    up_at = time.time()
+    time.sleep(1.0)
+    tb.gateway.kill()
+    wait_state(client, lambda s: s["state"] != "up", message="the loss was not noticed")
+    time.sleep(1.0)
+    until = time.time()
+    assert client.down() == 0
+    stream.stop()
+    capture.stop()
+    kinds = {(p.dst, p.dport) for p in leaked(tb, capture, up_at, until)}
+    assert kinds == {(wire.ISP_RESOLVER, 53)}, kinds
