@@ -415,7 +415,8 @@ class Tunnel:
         if self.tun is not None:
             self.tun.close()
         if self.leaks is not None:  # last: traffic stays blocked during the teardown
-            self.leaks.close(failed=bool(self.fatal_error))
+            # lifted only when the user stopped the tunnel: not after a failure or a crash
+            self.leaks.close(failed=bool(self.fatal_error) or not self._stopping)
 
     # --- the connection loop ---
 

@@ -395,3 +395,11 @@ def test_no_remote_id_or_any_means_the_dialled_address_as_in_the_android_app(tmp
     else:
         obj["remote"]["id"] = remote_id
     assert read_sswan(write_sswan(tmp_path, obj), tmp_path / "m").profile.remote_id is None
+
+
+def test_block_ipv4_and_ipv6_become_the_profile_keys(tmp_path):
+    obj = base_profile("ikev2-eap", local={"eap_id": "carol"},
+                       **{"split-tunneling": {"block-ipv6": True}})
+    result = read_sswan(write_sswan(tmp_path, obj), tmp_path / "m")
+    assert (result.profile.block_ipv4, result.profile.block_ipv6) == (None, True)
+    assert any("taken as block_ipv6 = true" in w for w in result.warnings)
