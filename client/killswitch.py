@@ -253,6 +253,14 @@ class LeakGuard:
         """"IPv4"/"IPv6" for each family guarded (for `cygnet status`)."""
         return [FAMILY_NAMES[f] for f in sorted(self.guard.families)] if self.guard else []
 
+    def summary(self) -> str:
+        """One line for the tray: what is guarded now."""
+        if self.guard is None:
+            return ""
+        if self.kill_switch:
+            return "kill switch on" + (" (local network allowed)" if self.guard.lan else "")
+        return f"{' and '.join(self.blocked)} blocked outside the tunnel"
+
     def open(self, hosts) -> bool:
         """Clear what a previous run left; switch the kill switch on. True if a leftover
         table was cleared or replaced.

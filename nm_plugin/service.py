@@ -437,6 +437,8 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
                       for c in tunnel.status.children.values()})
         if esp:
             result["cygnet-esp"] = Variant("s", ", ".join(esp))
+        if tunnel.leaks is not None and tunnel.leaks.summary():  # client/killswitch.py
+            result["cygnet-leaks"] = Variant("s", tunnel.leaks.summary())
         banner = _banner(config)
         if banner:
             result["banner"] = Variant("s", banner)

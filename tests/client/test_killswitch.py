@@ -96,3 +96,14 @@ def test_nft_takes_the_table_as_written(tmp_path):
                  "meta nfproto ipv4 drop", "meta nfproto ipv6 drop"):
         assert line in listing, f"{line!r} not in\n{listing}"
     assert listing.count("policy accept") == 2
+
+
+def test_the_summary_says_what_is_guarded():
+    leaks = killswitch.LeakGuard(profile(kill_switch=True), "cygnet7")
+    assert leaks.summary() == ""
+    leaks.guard = guard()
+    assert leaks.summary() == "kill switch on"
+    leaks = killswitch.LeakGuard(profile(), "cygnet7")
+    leaks.guard = guard(families=(6,))
+    assert leaks.summary() == "IPv6 blocked outside the tunnel"
+    assert leaks.blocked == ["IPv6"]

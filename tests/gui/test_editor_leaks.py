@@ -17,3 +17,14 @@ def test_leak_settings_round_trip_and_defaults_stay_unwritten(qtbot):
     assert editor.connection().data == chosen
     editor.fields["cygnet-kill-switch"].setCurrentIndex(0)
     assert "cygnet-kill-switch" not in editor.connection().data
+
+
+def test_the_status_window_shows_the_leak_protection(qtbot):
+    from gui.status import StatusInfo, StatusWindow
+
+    window = StatusWindow()
+    qtbot.addWidget(window)
+    window.render(StatusInfo(name="office", leaks="kill switch on"))
+    assert window.value("Leak protection") == "kill switch on"
+    window.render(StatusInfo(name="office"))
+    assert window.value("Leak protection") == "—"
