@@ -238,3 +238,17 @@ def test_without_the_kill_switch_on_link_dns_is_what_leaks(testbed_factory, make
     capture.stop()
     kinds = {(p.dst, p.dport) for p in leaked(tb, capture, up_at, until)}
     assert kinds == {(wire.ISP_RESOLVER, 53)}, kinds
+
+
+@pytest.mark.parametrize("allow_lan", [False, True], ids=["lan-blocked", "allow_lan"])
+def test_allow_lan_keeps_the_local_network_reachable(testbed_factory, make_cygnet, allow_lan):
+    from testbed import topology
+
+    tb, capture = leak_testbed(testbed_factory)
+    client = make_cygnet(tb)
+    client.up(client.profile("psk", kill_switch=True, allow_lan=allow_lan))
+    router = topology.CLIENT_ROUTER                        # on the client's own network
+    assert tb.ping("client", router, timeout=1) == (1 if allow_lan else 0)
+    assert tb.ping("client", LAN_HOST) == 1                # the tunnel works either way
+    assert client.down() == 0
+    assert tb.ping("client", router) == 1

@@ -13,7 +13,7 @@ import pytest
 
 from tests.nm.conftest import CYGNET
 from tests.nm.test_networkmanager_plugin import add_vpn, up, vpn_data
-from testbed import topology, wait_for
+from testbed import topology
 
 pytestmark = [pytest.mark.interop, pytest.mark.nm, pytest.mark.netns, pytest.mark.slow]
 
