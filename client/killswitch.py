@@ -308,9 +308,19 @@ class LeakGuard:
                 remove(self.table)
                 self.guard = None
             return
-        self.guard = Guard(families, self.interface, self.gateways,
-                           tuple(sorted({*IKE_PORTS, self.profile.port})))
-        apply(self.table, self.guard)
+        guard = Guard(families, self.interface, self.gateways,
+                      tuple(sorted({*IKE_PORTS, self.profile.port})))
+        try:
+            apply(self.table, guard)
+        except FirewallError as error:
+            asked = [f for f in families if getattr(self.profile, f"block_ipv{f}", None)]
+            if asked:
+                raise
+            # the automatic block of a full tunnel is worth a warning, not the tunnel
+            self.say(f"cannot block {' and '.join(FAMILY_NAMES[f] for f in sorted(families))} "
+                     f"outside the tunnel: {error}")
+            return
+        self.guard = guard
         self.say(f"blocked outside the tunnel: {', '.join(self.blocked)} (the tunnel does not carry it)")
 
     def close(self, failed: bool) -> None:

@@ -107,3 +107,17 @@ def test_the_summary_says_what_is_guarded():
     leaks.guard = guard(families=(6,))
     assert leaks.summary() == "IPv6 blocked outside the tunnel"
     assert leaks.blocked == ["IPv6"]
+
+
+def test_without_nft_the_automatic_block_warns_and_an_asked_one_fails(monkeypatch, tmp_path):
+    monkeypatch.setattr(killswitch, "NFT", str(tmp_path / "no-nft-here"))
+    said = []
+    leaks = killswitch.LeakGuard(profile(), "cygnet7", said.append)
+    assert leaks.open(["203.0.113.1"]) is False          # nothing left, nothing to guard yet
+    leaks.tunnel_up({4})
+    assert leaks.guard is None and "cannot block IPv6 outside the tunnel" in said[-1]
+    asked = killswitch.LeakGuard(profile(block_ipv6=True), "cygnet7", said.append)
+    with pytest.raises(killswitch.FirewallError, match="nft command is missing"):
+        asked.tunnel_up({4})
+    with pytest.raises(killswitch.FirewallError):
+        killswitch.LeakGuard(profile(kill_switch=True), "cygnet7").open(["203.0.113.1"])

@@ -252,3 +252,22 @@ def test_allow_lan_keeps_the_local_network_reachable(testbed_factory, make_cygne
     assert tb.ping("client", LAN_HOST) == 1                # the tunnel works either way
     assert client.down() == 0
     assert tb.ping("client", router) == 1
+
+
+def test_kill_switch_with_an_ipv6_gateway(testbed_factory, make_cygnet):
+    """IKE/ESP to an IPv6 gateway (and the neighbour discovery it needs) pass the block."""
+    from testbed import wire
+
+    tb, capture = leak_testbed(testbed_factory)
+    client = make_cygnet(tb)
+    stream = wire.start_stream(tb, LAN_HOST)
+    client.up(client.profile("psk", kill_switch=True, gateway=tb.gateway_address6))
+    tb.wait_for_ping("client", LAN_HOST)
+    until = time.time()
+    assert client.down() == 0
+    stream.stop()
+    capture.stop()
+    start = min(p.time for p in wire.read_packets(capture.pcap)
+                if p.dst == tb.gateway_address6 and p.dport == 500)
+    inside = leaked(tb, capture, start, until)
+    assert inside == [], "\n".join(map(str, inside[:20]))
