@@ -34,6 +34,9 @@ import subprocess
 from dataclasses import dataclass, field
 
 TABLE_PREFIX = "cygnet-"
+# Every Cygnet tunnel's interface (TUN "cygnetN", XFRM "cygxNNNN"): traffic into another
+# tunnel is no leak, so several tunnels with a kill switch do not block each other.
+TUNNEL_INTERFACES = ("cygnet*", "cygx*")
 NFT = "nft"
 IKE_PORTS = (500, 4500)
 # Beyond the local networks, allow_lan lets out what local discovery uses.
@@ -85,7 +88,8 @@ def _rules(guard: Guard, chain: str) -> list[list]:
     rules = []
     if chain == "output":
         rules.append([_match(_meta("oifname"), "lo"), accept])
-    rules.append([_match(_meta("oifname"), guard.interface), accept])
+    for name in dict.fromkeys((guard.interface, *TUNNEL_INTERFACES)):
+        rules.append([_match(_meta("oifname"), name), accept])
     if chain == "output":
         for ip, gw_set in (("ip", "@gw4"), ("ip6", "@gw6")):
             rules.append([_match(_payload(ip, "daddr"), gw_set),
@@ -152,6 +156,36 @@ def add_gateway(table: str, address) -> None:
     name = "gw4" if address.version == 4 else "gw6"
     _nft({"nftables": [{"add": {"element": {"family": "inet", "table": table, "name": name,
                                             "elem": [str(address)]}}}]})
+
+
+def gateways_of(table: str) -> set:
+    """The gateway addresses `table` lets IKE/ESP reach."""
+    found = set()
+    for name in ("gw4", "gw6"):
+        try:
+            listing = json.loads(_nft(None, "list", "set", "inet", table, name))
+        except (FirewallError, ValueError):
+            continue
+        for item in listing.get("nftables", []):
+            for element in item.get("set", {}).get("elem", []):
+                if isinstance(element, str):
+                    found.add(ipaddress.ip_address(element))
+    return found
+
+
+def share_gateways(table: str, addresses) -> None:
+    """Let the other Cygnet tables (other tunnels' kill switches) pass IKE/ESP to `addresses`
+    too: otherwise the first tunnel's block would keep a second one from its gateway."""
+    addresses = list(addresses)
+    for other in tables():
+        if other != table and addresses:
+            try:
+                _nft({"nftables": [
+                    {"add": {"element": {"family": "inet", "table": other,
+                                         "name": "gw4" if a.version == 4 else "gw6",
+                                         "elem": [str(a)]}}} for a in addresses]})
+            except FirewallError:
+                continue  # that table went meanwhile
 
 
 def tables() -> list[str]:
@@ -283,6 +317,8 @@ class LeakGuard:
             if address is not None:
                 self.resolved[host] = address
                 self.gateways.add(ipaddress.ip_address(address))
+        share_gateways(self.table, self.gateways)
+        self._add_other_tunnels_gateways()
         self.guard = Guard(frozenset((4, 6)), self.interface, self.gateways,
                            tuple(sorted({*IKE_PORTS, self.profile.port})), lan)
         apply(self.table, self.guard)
@@ -290,12 +326,22 @@ class LeakGuard:
                  + (" or to the local network" if lan else ""))
         return left
 
+    def _add_other_tunnels_gateways(self) -> None:
+        """Our table lets the other tunnels reach their gateways (see share_gateways)."""
+        for other in tables():
+            if other != self.table:
+                self.gateways |= gateways_of(other)
+
     def allow_gateway(self, address: str) -> None:
         address = ipaddress.ip_address(address)
         if address not in self.gateways:
             self.gateways.add(address)
             if self.guard is not None:
                 add_gateway(self.table, address)
+            try:
+                share_gateways(self.table, [address])
+            except FirewallError:
+                pass  # no nftables: no other table to tell
 
     def tunnel_up(self, carried: set[int]) -> None:
         if self.kill_switch:
@@ -308,6 +354,10 @@ class LeakGuard:
                 remove(self.table)
                 self.guard = None
             return
+        try:
+            self._add_other_tunnels_gateways()
+        except FirewallError:
+            pass  # reported by apply() below
         guard = Guard(families, self.interface, self.gateways,
                       tuple(sorted({*IKE_PORTS, self.profile.port})))
         try:

@@ -89,7 +89,7 @@ def test_nft_takes_the_table_as_written(tmp_path):
     done = in_fresh_namespace(["sh", "-c", script])   # twice: the batch also replaces
     assert done.returncode == 0, done.stderr
     listing = done.stdout
-    for line in ('oifname "lo" accept', 'oifname "cygnet7" accept',
+    for line in ('oifname "lo" accept', 'oifname "cygnet7" accept', 'oifname "cygnet*" accept',
                  "ip daddr @gw4 udp dport { 500, 4500, 4501 } accept",
                  "ip6 daddr @gw6 meta l4proto esp accept",
                  "udp sport 68 udp dport 67 accept", "ip daddr 192.168.1.0/24 accept",

@@ -271,3 +271,31 @@ def test_kill_switch_with_an_ipv6_gateway(testbed_factory, make_cygnet):
                 if p.dst == tb.gateway_address6 and p.dport == 500)
     inside = leaked(tb, capture, start, until)
     assert inside == [], "\n".join(map(str, inside[:20]))
+
+
+def test_two_tunnels_with_kill_switches_do_not_block_each_other(testbed_factory, make_cygnet):
+    """Each tunnel's table lets the other's IKE/ESP reach its gateway (another address) and
+    traffic into the other's TUN; nothing else leaves."""
+    from testbed import wire
+
+    tb, capture = leak_testbed(testbed_factory)
+    tb.gateway_ns.ip("addr", "add", "203.0.113.2/24", "dev", "eth0")
+    first, second = make_cygnet(tb, "first"), make_cygnet(tb, "second")
+    stream = wire.start_stream(tb, LAN_HOST)
+    first.up(first.profile("psk", kill_switch=True))
+    second.up(second.profile("ecdsa", kill_switch=True, gateway="203.0.113.2"))
+    tables = nft_tables(tb)
+    assert "cygnet-first" in tables and "cygnet-second" in tables
+    tb.wait_for_ping("client", LAN_HOST)                  # through the first tunnel
+    assert first.down() == 0                               # the second's routes take over
+    tb.wait_for_ping("client", LAN_HOST)
+    assert second.control_status()["state"] == "up"
+    until = time.time()
+    assert second.down() == 0
+    stream.stop()
+    capture.stop()
+    assert "cygnet-" not in nft_tables(tb)
+    start = first_ike_packet(tb, capture)
+    inside = wire.leaks(wire.read_packets(capture.pcap), wire.mac_address(tb.client_ns),
+                        [tb.gateway_address, "203.0.113.2"], start, until)
+    assert inside == [], "\n".join(map(str, inside[:20]))
