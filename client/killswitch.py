@@ -133,8 +133,22 @@ def ruleset(table: str, guard: Guard) -> dict:
     return {"nftables": commands}
 
 
+def _nft_program() -> str:
+    """`nft` from PATH, else from the sbin directories (a plugin started by NetworkManager
+    may get a PATH without them)."""
+    import os
+
+    if os.sep in NFT:
+        return NFT
+    for directory in (*os.get_exec_path(), "/usr/sbin", "/sbin"):
+        candidate = os.path.join(directory, NFT)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return NFT
+
+
 def _nft(batch: dict | None, *args: str) -> str:
-    argv = [NFT, "-j", *args] + (["-f", "-"] if batch is not None else [])
+    argv = [_nft_program(), "-j", *args] + (["-f", "-"] if batch is not None else [])
     try:
         done = subprocess.run(argv, input=json.dumps(batch) if batch is not None else None,
                               capture_output=True, text=True, timeout=10)
