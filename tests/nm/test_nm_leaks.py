@@ -13,7 +13,7 @@ import pytest
 
 from tests.nm.conftest import CYGNET
 from tests.nm.test_networkmanager_plugin import add_vpn, up, vpn_data
-from testbed import topology
+from testbed import topology, wait_for
 
 pytestmark = [pytest.mark.interop, pytest.mark.nm, pytest.mark.netns, pytest.mark.slow]
 
@@ -62,3 +62,26 @@ def test_nm_kill_switch_blocks_from_activation_until_cygnet_down(nm_testbed, tmp
     assert inside == [], "leaked with the kill switch on:\n" + "\n".join(map(str, inside[:20]))
     assert wire.leaks(packets, mac, gateways, 0, before_up), "the stream sent nothing before"
     assert wire.leaks(packets, mac, gateways, after_down, float("inf")), "nothing after down"
+
+
+def test_nm_full_tunnel_without_ipv6_blocks_ipv6_until_disconnect(nm_testbed):
+    """The gateway tunnels IPv4 only: by default IPv6 may not leave outside the tunnel while
+    the NetworkManager connection is up (block_ipv6's default on a full tunnel)."""
+    from dataclasses import replace
+
+    testbed, nm = nm_testbed
+    testbed.gateway.reconfigure(replace(testbed.gateway.options, pool_v6=None, dns_v6=(),
+                                        local_ts=(str(topology.LAN_NET),)))
+    neighbour6 = topology.GATEWAY_ADDR6_DIRECT                # on the uplink, not in the tunnel
+    assert testbed.ping("client", neighbour6) == 1
+    add_vpn(nm, "office", "cygnet", vpn_data(testbed, "psk"))
+    uuid = nm.nmcli("-g", "connection.uuid", "connection", "show", "office").stdout.strip()
+    up(nm, "office", testbed.gateway.psk)
+    assert f"cygnet-nm-{uuid}" in testbed.run("client", ["nft", "list", "tables"]).stdout
+    testbed.wait_for_ping("client", topology.LAN_HOST_ADDR)
+    assert testbed.ping("client", neighbour6, timeout=0.5) == 0
+    nm.nmcli("connection", "down", "office")
+    nm.wait_inactive("office")
+    wait_for(lambda: f"cygnet-nm-{uuid}" not in testbed.run("client", ["nft", "list", "tables"]).stdout,
+             timeout=10, message="the plugin left its table after the disconnect")
+    assert testbed.ping("client", neighbour6) == 1
