@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_APT := .setup-apt.stamp
 STAMP_VENV := $(VENV)/.installed.stamp
 
-.PHONY: demo test test-fast bench setup clean check-fresh check-floors
+.PHONY: demo test test-fast bench fuzz setup clean check-fresh check-floors
 
 setup: $(STAMP_APT) $(STAMP_VENV)
 
@@ -46,6 +46,16 @@ check-fresh:
 # pyproject's dependency floors: the lowest allowed versions pass the unit tests (uv, throw-away venv).
 check-floors:
 	bash scripts/check-floors.sh
+
+# Every fuzz target (tests/fuzz/target_*.py) for FUZZ_SECONDS each (or FUZZ_INPUTS inputs);
+# reports inputs, crashes, hangs and peak memory; crashing inputs land in tests/fuzz/crashes/.
+# FUZZ_ENGINE=atheris for coverage-guided runs (pip install '.[fuzz]'); FUZZ_TARGETS to pick.
+FUZZ_SECONDS ?= 60
+FUZZ_INPUTS ?= 1000000000
+FUZZ_ENGINE ?= mutate
+FUZZ_TARGETS ?=
+fuzz: $(STAMP_VENV)
+	$(PY) -m tests.fuzz.run $(FUZZ_TARGETS) --seconds $(FUZZ_SECONDS) --inputs $(FUZZ_INPUTS) --engine $(FUZZ_ENGINE)
 
 clean:
 	rm -rf $(VENV) $(STAMP_APT) .pytest_cache .coverage

@@ -146,6 +146,12 @@ def cmd_up(args) -> int:
         profile = load_profile(args.profile)
     except ProfileError as e:
         return _error(str(e))
+    from client.preflight import PreflightError, check_profile
+
+    try:  # before the agent, the TUN device, a socket or a DNS lookup exists
+        check_profile(profile)
+    except PreflightError as e:
+        return _error(str(e))
     from ike.proposals import proposal_warnings
 
     warnings = list(proposal_warnings(profile.ike, profile.esp))  # legacy algorithms named

@@ -30,6 +30,30 @@ def ensure_run_dir() -> Path:
     return directory
 
 
+MAX_REQUEST = 64 * 1024  # asyncio's default line limit; real requests are a few dozen bytes
+
+
+async def _answer(reader: asyncio.StreamReader, handle: Callable[[dict], Awaitable[dict]]) -> dict:
+    """The answer to one request line; a bad request gets an error answer, never an exception
+    in the server's callback (that would leave the client without a reply)."""
+    try:
+        line = await asyncio.wait_for(reader.readline(), 5)
+    except ValueError:  # asyncio.LimitOverrunError, as readline() reports it
+        return {"ok": False, "error": f"bad request: longer than {MAX_REQUEST} bytes"}
+    try:
+        request = json.loads(line)
+    except ValueError as error:  # also UnicodeDecodeError
+        return {"ok": False, "error": f"bad request: not JSON ({error})"}
+    except RecursionError:
+        return {"ok": False, "error": "bad request: nested too deeply"}
+    if not isinstance(request, dict):
+        return {"ok": False, "error": "bad request: not a JSON object"}
+    try:
+        return await handle(request)
+    except (ValueError, TypeError) as error:
+        return {"ok": False, "error": f"bad request: {error}"}
+
+
 async def serve(name: str, handle: Callable[[dict], Awaitable[dict]]) -> asyncio.AbstractServer:
     """Answer requests for tunnel `name` with `handle(request) -> answer`."""
     ensure_run_dir()
@@ -37,12 +61,7 @@ async def serve(name: str, handle: Callable[[dict], Awaitable[dict]]) -> asyncio
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), 5)
-            try:
-                request = json.loads(line)
-                answer = await handle(request)
-            except (ValueError, TypeError) as error:
-                answer = {"ok": False, "error": f"bad request: {error}"}
+            answer = await _answer(reader, handle)
             writer.write(json.dumps(answer).encode() + b"\n")
             await writer.drain()
         except (asyncio.TimeoutError, ConnectionError):
@@ -52,7 +71,7 @@ async def serve(name: str, handle: Callable[[dict], Awaitable[dict]]) -> asyncio
 
     if path.exists():
         path.unlink()
-    server = await asyncio.start_unix_server(client, path=str(path))
+    server = await asyncio.start_unix_server(client, path=str(path), limit=MAX_REQUEST)
     os.chmod(path, 0o600)
     return server
 

@@ -19,6 +19,7 @@ from typing import Optional
 
 from client.secrets import Secret, SecretError, read_keyring, read_secret_file
 from ike import certificates
+from ike.files import FileRefused, read_bounded
 
 PKCS12_SUFFIXES = (".p12", ".pfx")
 
@@ -51,10 +52,9 @@ def key_is_encrypted(path) -> bool:
     """Whether a key file needs a passphrase (encrypted PEM; PKCS#12 bundles always ask)."""
     if is_pkcs12(Path(path)):
         return True
-    try:
-        with open(path, "rb") as f:
-            return _is_encrypted_pem(f.read(400))
-    except OSError:
+    try:  # bounded and regular files only: the NM service asks this as root
+        return _is_encrypted_pem(read_bounded(path, "private key"))
+    except FileRefused:
         return False
 
 
@@ -74,9 +74,9 @@ def load_credential(profile, passphrase: Optional[Secret] = None) -> tuple:
     how = (f"set 'key_passphrase_file' (a file with mode 600) or 'keyring = true' with "
            f"`keyring set cygnet {keyring_user(profile)}`")
     try:
-        data = key_path.read_bytes()
-    except OSError as error:
-        raise CredentialError(f"cannot read our private key {key_path}: {error.strerror}") from None
+        data = read_bounded(key_path, "private key")
+    except FileRefused as error:
+        raise CredentialError(f"cannot read our private key {key_path}: {error.problem}") from None
 
     if is_pkcs12(key_path):
         from cryptography.hazmat.primitives.serialization import pkcs12

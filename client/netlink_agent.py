@@ -222,6 +222,10 @@ def _agent_main(sock: socket.socket, probe_kernel_esp: bool = False) -> None:
                 else:
                     _send(sock, ("error", f"{type(error).__name__}: {error}"))
         ipr.close()
+    except ConnectionError:
+        # The engine went away (e.g. it refused a bad secret right after start) while we
+        # still had an answer for it: nothing is left to serve, and nothing worth a trace.
+        pass
     except BaseException:  # noqa: BLE001 — the child must never unwind into the engine's code
         code = 1
         try:

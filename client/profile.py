@@ -82,6 +82,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ike.files import FileRefused, read_bounded
+
 SYSTEM_PROFILE_DIR = Path("/etc/cygnet/profiles")
 
 AUTH_METHODS = (
@@ -104,11 +106,25 @@ DEFAULT_EAP_METHODS = ("peap", "ttls", "mschapv2", "gtc", "md5")  # any password
 VIRTUAL_IP_FAMILIES = ("ipv4", "ipv6")
 DATAPLANES = ("userspace", "kernel", "auto")
 MTU_RANGE = (1280, 9000)
+# Longest dpd / reauth interval in seconds (a year): anything longer means "never", and a
+# bigger number (10**400) would not even fit a float timer.
+MAX_INTERVAL = 365 * 24 * 3600
+MAX_PROFILE_SIZE = 1024 * 1024
+# RFC 7296 §3.13: a traffic selector payload counts its selectors in one octet.
+MAX_TRAFFIC_SELECTORS = 255
 
 DEFAULT_REMOTE_TS = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # A host name (RFC 1123 labels) or an address; checked loosely, the resolver has the last word.
+NAME_RULE = ("letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)")
+
+
+def is_profile_name(text: str) -> bool:
+    """Whether `text` can name a profile (and so its file and key-material folder)."""
+    return isinstance(text, str) and bool(_NAME_RE.match(text)) and "\n" not in text
+
+
 _HOST_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?$")
 
 
@@ -218,8 +234,12 @@ def find_profile(name_or_path: str, search_dirs: Optional[list[Path]] = None) ->
     text = str(name_or_path)
     looks_like_path = os.sep in text or text.endswith(".toml")
     if looks_like_path:
-        path = Path(text).expanduser()
-        if not path.is_file():
+        try:
+            path = Path(text).expanduser()
+            found = path.is_file()
+        except (RuntimeError, OSError, ValueError) as e:  # ~nosuchuser, name too long, NUL
+            raise ProfileError(f"{text}: not a usable path: {_path_problem(e)}") from None
+        if not found:
             raise ProfileError(f"{text}: no such profile file")
         return path
     if not _NAME_RE.match(text):
@@ -237,13 +257,25 @@ def load_profile(name_or_path: str, search_dirs: Optional[list[Path]] = None) ->
     """Find, read and check a profile. Raises ProfileError naming the file and the key."""
     path = find_profile(name_or_path, search_dirs)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        raw = read_bounded(path, "profile", limit=MAX_PROFILE_SIZE)
+    except FileRefused as e:
+        raise ProfileError(str(e)) from None
+    return profile_from_bytes(raw, path)
+
+
+def profile_from_bytes(raw: bytes, path: Path, base_dir: Optional[Path] = None) -> Profile:
+    """Parse and check the bytes of a profile file (`path` names it in messages)."""
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise ProfileError(f"{path}: not valid TOML: {e}") from None
-    except OSError as e:
-        raise ProfileError(f"{path}: cannot be read: {e.strerror}") from None
-    return profile_from_dict(data, path)
+    except RecursionError:
+        raise ProfileError(f"{path}: not valid TOML: nested too deeply") from None
+    except ValueError as e:  # an integer of more than 4300 digits (sys.get_int_max_str_digits)
+        raise ProfileError(f"{path}: not valid TOML: {e}") from None
+    return profile_from_dict(data, path, base_dir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,7 +320,9 @@ class _Checker:
             raise self.fail(key, f"must be true or false, not {_describe(value)}")
         return value
 
-    def integer(self, key: str, default: Optional[int], low: int, high: Optional[int]) -> Optional[int]:
+    def integer(self, key: str, default: Optional[int], low: int, high: Optional[int],
+                cap: Optional[int] = None) -> Optional[int]:
+        """A whole number from low to high; `cap` bounds an open range ("or more") by sense."""
         if key not in self.data:
             return default
         value = self.data[key]
@@ -297,6 +331,9 @@ class _Checker:
         if value < low or (high is not None and value > high):
             allowed = f"from {low} to {high}" if high is not None else f"{low} or more"
             raise self.fail(key, f"{value} is out of range (allowed: {allowed})")
+        if cap is not None and value > cap:
+            shown = value if value.bit_length() < 64 else f"a {len(str(value))}-digit number"
+            raise self.fail(key, f"{shown} is out of range (at most {cap})")
         return value
 
     def string_list(self, key: str, default: tuple, allow_single: bool = False) -> tuple:
@@ -317,14 +354,25 @@ class _Checker:
         text = self.string(key)
         if text is None:
             return None
-        path = Path(os.path.normpath(self.base_dir / Path(text).expanduser()))
-        if kind == "file or folder":
-            ok = path.exists()
-        else:
-            ok = path.is_file()
+        try:
+            path = Path(os.path.normpath(self.base_dir / Path(text).expanduser()))
+            if kind == "file or folder":
+                ok = path.exists()
+            else:
+                ok = path.is_file()
+        except (RuntimeError, OSError, ValueError) as e:  # ~nosuchuser, name too long, NUL
+            raise self.fail(key, f"'{text}' is not a usable path: {_path_problem(e)}") from None
         if not ok:
             raise self.fail(key, f"{path} does not exist or is not a {kind}")
         return path
+
+
+def _path_problem(error: Exception) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    if isinstance(error, ValueError):
+        return "it holds a NUL character"
+    return str(error)  # RuntimeError: "Could not determine home directory."
 
 
 def _describe(value: Any) -> str:
@@ -437,8 +485,8 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
         remote_ts=remote_ts,
         dataplane=check.choice("dataplane", DATAPLANES, default="auto"),
         encap=check.boolean("encap", False),
-        dpd=check.integer("dpd", 30, 0, None),
-        reauth=check.integer("reauth", 0, 0, None),
+        dpd=check.integer("dpd", 30, 0, None, cap=MAX_INTERVAL),
+        reauth=check.integer("reauth", 0, 0, None, cap=MAX_INTERVAL),
         mtu=check.integer("mtu", None, *MTU_RANGE),
         dns=check.boolean("dns", True),
         keyring=check.boolean("keyring", False),
@@ -470,6 +518,9 @@ def _check_networks(check: _Checker, key: str) -> tuple:
         return DEFAULT_REMOTE_TS
     if not texts:
         raise check.fail(key, "must list at least one network (leave it out to send everything)")
+    if len(texts) > MAX_TRAFFIC_SELECTORS:
+        raise check.fail(key, f"lists {len(texts)} networks; at most {MAX_TRAFFIC_SELECTORS} fit "
+                              "the traffic selector payload (RFC 7296 §3.13)")
     networks = []
     for text in texts:
         try:

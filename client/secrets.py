@@ -20,15 +20,17 @@ to be pickled; ``.reveal()`` gives the bytes to the code that needs them.
 
 from __future__ import annotations
 
-import os
-import stat
 import sys
 from pathlib import Path
 from typing import Callable, Optional
 
 from ike.constant_time import bytes_equal
+from ike.files import FileRefused, read_bounded
+from ike.files import FileRefused, read_bounded
 
 KEYRING_SERVICE = "cygnet"
+MAX_SECRET_FILE_SIZE = 64 * 1024
+MAX_SECRET_FILE_SIZE = 64 * 1024
 
 
 class SecretError(Exception):
@@ -109,32 +111,11 @@ def _decode(text: str, is_psk: bool, where: str) -> Secret:
 
 
 def _read_private_file(path: Path, what: str) -> bytes:
-    """The bytes of a secret file, refused if group or others could read or change it.
-    The mode is checked on the opened file, so a swap after the check cannot slip through."""
+    """The bytes of a secret file, refused if group or others could read or change it."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOCTTY)
-    except FileNotFoundError:
-        raise SecretError(f"{what} {path} does not exist") from None
-    except OSError as e:
-        raise SecretError(f"{what} {path} cannot be read: {e.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise SecretError(f"{what} {path} is not a regular file")
-        if st.st_mode & 0o077:
-            mode = stat.S_IMODE(st.st_mode)
-            raise SecretError(
-                f"{what} {path} is accessible by group or others (mode {mode:04o}); "
-                f"run: chmod 600 {path}"
-            )
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError as e:
-        raise SecretError(f"{what} {path} cannot be read: {e.strerror}") from None
-    finally:
-        os.close(fd)
+        return read_bounded(path, what, limit=MAX_SECRET_FILE_SIZE, private=True)
+    except FileRefused as e:
+        raise SecretError(str(e)) from None
 
 
 def read_secret_file(path: Path, is_psk: bool) -> Secret:

@@ -45,13 +45,20 @@ from typing import Any, Callable, Optional
 from .profile import (
     Profile,
     ProfileError,
+    MAX_TRAFFIC_SELECTORS,
+    NAME_RULE,
     format_toml,
+    is_profile_name,
     load_profile,
     profile_from_dict,
     profile_to_dict,
     user_profile_dir,
 )
 from .secrets import SecretError, get_file_password
+from ike.files import FileRefused, read_bounded
+
+# A .sswan holds a profile, a CA certificate and a PKCS#12 bundle: a few KB.
+MAX_SSWAN_SIZE = 1024 * 1024
 
 SSWAN_TYPES = {
     "ikev2-eap": "eap-mschapv2",
@@ -110,10 +117,10 @@ class _Reader:
         self.warnings: list[str] = []
 
     def fail(self, dotted: str, problem: str) -> SswanError:
-        return SswanError(f"{self.source}: field '{dotted}': {problem}")
+        return SswanError(_printable(f"{self.source}: field '{dotted}': {problem}"))
 
     def warn(self, dotted: str, why: str) -> None:
-        self.warnings.append(f"{self.source}: field '{dotted}' {why}")
+        self.warnings.append(_printable(f"{self.source}: field '{dotted}' {why}"))
 
     def section(self, name: str, required: bool = False) -> dict:
         value = self.obj.get(name)
@@ -141,6 +148,8 @@ class _Reader:
             value = value.lower() == "true"  # likewise optBoolean()
         if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
             raise self.fail(dotted, f"must be {_KIND_NAMES[kind]}")
+        if isinstance(value, str) and _printable(value) != value:
+            raise self.fail(dotted, "holds a lone surrogate (\\ud800-\\udfff): not valid Unicode text")
         return value
 
     def warn_unknown_fields(self) -> None:
@@ -169,14 +178,7 @@ def read_sswan(path: Path, material_dir: Path, *, name: Optional[str] = None,
     equivalent Profile with the warnings for every field that was not honoured."""
     path = Path(path)
     source = str(path)
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise SswanError(f"{source}: cannot be read: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise SswanError(f"{source}: is not UTF-8 text") from None
-    except json.JSONDecodeError as e:
-        raise SswanError(f"{source}: not valid JSON: {e}") from None
+    obj = _load_json(path)
     if not isinstance(obj, dict):
         raise SswanError(f"{source}: the top level must be a JSON object")
 
@@ -222,9 +224,11 @@ def read_sswan(path: Path, material_dir: Path, *, name: Optional[str] = None,
         r.warn("local.eap_id", f"is not used by type '{sswan_type}' and was ignored")
 
     material_dir = Path(os.path.abspath(material_dir))
+    # Key material is checked here and written only once the whole file has been checked.
+    to_write: dict[Path, bytes] = {}
     ca_data = _base64(r, "remote.cert")
     if ca_data is not None:
-        table["ca"] = str(_write_ca(r, ca_data, material_dir))
+        table["ca"] = str(_write_ca(r, ca_data, material_dir, to_write))
 
     p12_data = _base64(r, "local.p12")
     if sswan_type in _USES_CERTIFICATE:
@@ -232,7 +236,7 @@ def read_sswan(path: Path, material_dir: Path, *, name: Optional[str] = None,
             raise r.fail("local.p12", f"is required for type '{sswan_type}' (the client "
                                       "certificate and key as base64 PKCS#12)")
         cert_path, key_path, subject = _write_pkcs12(r, p12_data, material_dir,
-                                                     p12_password_file, ask)
+                                                     p12_password_file, ask, to_write)
         table["cert"], table["key"] = str(cert_path), str(key_path)
         if sswan_type == "ikev2-eap-tls" and "local_id" not in table:
             table["local_id"] = subject
@@ -249,13 +253,42 @@ def read_sswan(path: Path, material_dir: Path, *, name: Optional[str] = None,
         if r.get(f"split-tunneling.block-{family}", bool):
             table[f"block_{family}"] = True
 
+    written = _write_material(material_dir, to_write)
     try:
         profile = profile_from_dict(table, path, base_dir=material_dir)
     except ProfileError as e:
+        _remove_material(material_dir, written)
         if e.key is None:
             raise SswanError(str(e)) from None
         raise r.fail(_FIELD_OF_KEY.get(e.key, e.key), e.problem) from None
     return SswanImport(profile, r.warnings)
+
+
+def _load_json(path: Path) -> Any:
+    """The JSON value of a .sswan file, read through the one bounded reader."""
+    try:
+        raw = read_bounded(path, "", limit=MAX_SSWAN_SIZE)
+    except FileRefused as e:
+        problem = e.problem
+        if problem == "does not exist":  # as `cygnet import` has always said it
+            problem = f"cannot be read: {os.strerror(2)}"
+        raise SswanError(f"{path}: {problem}") from None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SswanError(f"{path}: is not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise SswanError(f"{path}: not valid JSON: {e}") from None
+    except RecursionError:
+        raise SswanError(f"{path}: not valid JSON: nested too deeply") from None
+    except ValueError as e:  # an integer of more than 4300 digits (sys.get_int_max_str_digits)
+        raise SswanError(f"{path}: not valid JSON: {e}") from None
+
+
+def _printable(text: str) -> str:
+    """Text from the file as it can be printed: a lone surrogate ("\\ud800" in JSON) shown
+    escaped instead of failing the print."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def load_sswan(path: Path, material_dir: Path, **options) -> Profile:
@@ -294,7 +327,12 @@ def _remote_ts(r: _Reader) -> Optional[list[str]]:
         return None
     if included is None:
         included = [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
-    remaining = _subtract(included, excluded or [])
+    try:
+        remaining = _subtract(included, excluded or [], limit=MAX_TRAFFIC_SELECTORS)
+    except TooManyNetworks:
+        raise r.fail("split-tunneling.excluded", f"leaves more than {MAX_TRAFFIC_SELECTORS} networks "
+                     "to send through the tunnel (an IKE traffic selector payload holds at most "
+                     "255: RFC 7296 §3.13)") from None
     if not remaining:
         raise r.fail("split-tunneling.excluded", "excludes every included network")
     return [str(n) for n in remaining]
@@ -326,21 +364,54 @@ def _networks(r: _Reader, dotted: str) -> Optional[list]:
     return networks
 
 
-def _subtract(networks: list, excluded: list) -> list:
-    """CIDRs covering `networks` minus `excluded`, sorted."""
-    result = list(ipaddress.collapse_addresses([n for n in networks if n.version == 4])) + \
-        list(ipaddress.collapse_addresses([n for n in networks if n.version == 6]))
-    for ex in excluded:
-        remaining = []
-        for net in result:
-            if net.version != ex.version or not net.overlaps(ex):
-                remaining.append(net)
-            elif net.subnet_of(ex):
-                continue
-            else:
-                remaining.extend(net.address_exclude(ex))
-        result = remaining
-    return sorted(result, key=lambda n: (n.version, n.network_address, n.prefixlen))
+def _subtract(networks: list, excluded: list, limit: Optional[int] = None) -> list:
+    """CIDRs covering `networks` minus `excluded`, sorted.
+
+    A sweep over address intervals sorted by start, per family: O((n + m) log(n + m)) plus
+    the size of the answer (subtracting each excluded network from every remaining CIDR was
+    quadratic: 1,500 IPv6 addresses over many /16s took minutes). With `limit`, stops with
+    TooManyNetworks once the answer would be longer."""
+    result: list = []
+    for version in (4, 6):
+        keep = _merged([n for n in networks if n.version == version])
+        drop = _merged([n for n in excluded if n.version == version])
+        address = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+        j = 0
+        for start, end in keep:
+            while j < len(drop) and drop[j][1] < start:
+                j += 1
+            k, cursor = j, start
+            while k < len(drop) and drop[k][0] <= end:  # the excluded intervals inside this one
+                if drop[k][0] > cursor:
+                    _add_range(result, address(cursor), address(drop[k][0] - 1), limit)
+                cursor = max(cursor, drop[k][1] + 1)
+                k += 1
+            if cursor <= end:
+                _add_range(result, address(cursor), address(end), limit)
+    return result
+
+
+class TooManyNetworks(ValueError):
+    pass
+
+
+def _merged(networks: list) -> list[tuple[int, int]]:
+    """Sorted, disjoint, non-adjacent [first, last] integer intervals covering `networks`."""
+    spans = sorted((int(n.network_address), int(n.broadcast_address)) for n in networks)
+    merged: list[list[int]] = []
+    for first, last in spans:
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return [(first, last) for first, last in merged]
+
+
+def _add_range(result: list, first, last, limit: Optional[int]) -> None:
+    for network in ipaddress.summarize_address_range(first, last):
+        result.append(network)
+        if limit is not None and len(result) > limit:
+            raise TooManyNetworks(limit)
 
 
 def _warn_unsupported(r: _Reader) -> None:
@@ -387,26 +458,51 @@ def _load_certificate(data: bytes):
     from cryptography import x509
 
     try:
-        return x509.load_der_x509_certificate(data)
-    except ValueError:
-        return x509.load_pem_x509_certificate(data)
+        try:
+            return x509.load_der_x509_certificate(data)
+        except (ValueError, x509.InvalidVersion):
+            return x509.load_pem_x509_certificate(data)
+    except x509.InvalidVersion as e:  # no ValueError: callers expect one for "not a certificate"
+        raise ValueError(str(e)) from None
 
 
-def _write_ca(r: _Reader, data: bytes, material_dir: Path) -> Path:
+def _write_material(folder: Path, files: dict[Path, bytes]) -> tuple[bool, list[Path]]:
+    """Write the checked key material; (whether the folder was created, the files written)."""
+    if not files:
+        return False, []
+    created = not folder.exists()
+    _private_dir(folder)
+    for path, data in files.items():
+        _write_private(path, data)
+    return created, list(files)
+
+
+def _remove_material(folder: Path, written: tuple[bool, list[Path]]) -> None:
+    created, paths = written
+    for path in paths:
+        path.unlink(missing_ok=True)
+    if created:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
+def _write_ca(r: _Reader, data: bytes, material_dir: Path, to_write: dict) -> Path:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     try:
         cert = _load_certificate(data)
     except ValueError:
         raise r.fail("remote.cert", "is not an X.509 certificate (DER or PEM)") from None
-    _private_dir(material_dir)
     path = material_dir / "ca.pem"
-    _write_private(path, cert.public_bytes(Encoding.PEM))
+    to_write[path] = cert.public_bytes(Encoding.PEM)
     return path
 
 
 def _write_pkcs12(r: _Reader, data: bytes, material_dir: Path,
-                  password_file: Optional[Path], ask: Callable[[str], str]) -> tuple[Path, Path, str]:
+                  password_file: Optional[Path], ask: Callable[[str], str],
+                  to_write: dict) -> tuple[Path, Path, str]:
     from cryptography.hazmat.primitives.serialization import (
         Encoding, NoEncryption, PrivateFormat, pkcs12)
 
@@ -427,12 +523,10 @@ def _write_pkcs12(r: _Reader, data: bytes, material_dir: Path,
 
     certificate = bundle.cert.certificate
     chain = [c.certificate for c in bundle.additional_certs]
-    _private_dir(material_dir)
     cert_path, key_path = material_dir / "cert.pem", material_dir / "key.pem"
     # Our certificate first, then the intermediates the gateway may need.
-    _write_private(cert_path, b"".join(c.public_bytes(Encoding.PEM) for c in [certificate, *chain]))
-    _write_private(key_path, bundle.key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
-                                                      NoEncryption()))
+    to_write[cert_path] = b"".join(c.public_bytes(Encoding.PEM) for c in [certificate, *chain])
+    to_write[key_path] = bundle.key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     return cert_path, key_path, subject_identity(certificate)
 
 
@@ -463,6 +557,9 @@ def import_sswan(path: Path, profile_dir: Optional[Path] = None, name: Optional[
     profile_dir = Path(os.path.abspath(profile_dir or user_profile_dir()))
     if name is None:
         name = _peek_name(Path(path))
+    if not is_profile_name(name):
+        # Before anything is written: the name becomes a folder and a file name.
+        raise SswanError(f"'{_printable(name)}' is not a profile name: {NAME_RULE}")
     toml_path = profile_dir / f"{name}.toml"
     if toml_path.exists() and not force:
         raise SswanError(f"{toml_path} already exists (use --force to replace it)")
@@ -473,9 +570,12 @@ def import_sswan(path: Path, profile_dir: Optional[Path] = None, name: Optional[
     text = format_toml(profile_to_dict(result.profile, relative_to=profile_dir),
                        comment=f"Imported by `cygnet import` from {Path(path).name}")
     tmp_path = toml_path.with_name(f".{toml_path.name}.tmp")
-    tmp_path.write_text(text, encoding="utf-8")
-    os.chmod(tmp_path, 0o644)
-    os.replace(tmp_path, toml_path)
+    try:
+        tmp_path.write_text(text, encoding="utf-8")
+        os.chmod(tmp_path, 0o644)
+        os.replace(tmp_path, toml_path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
 
     # The written file must mean exactly what was imported.
     written = load_profile(str(toml_path))
@@ -486,9 +586,9 @@ def import_sswan(path: Path, profile_dir: Optional[Path] = None, name: Optional[
 
 def _peek_name(path: Path) -> str:
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = _load_json(path)
         display_name = obj.get("name") if isinstance(obj, dict) else None
-    except (OSError, ValueError):
+    except SswanError:
         display_name = None  # read_sswan reports the real problem
     if isinstance(display_name, str) and display_name.strip():
         return profile_name_from(display_name)

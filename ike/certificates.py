@@ -295,11 +295,12 @@ def _as_identity(identity: Union[str, Identity]) -> Identity:
 def _read(source: Union[str, os.PathLike, bytes]) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray)):
         return bytes(source), "data"
-    path = Path(source)
+    from .files import FileRefused, read_bounded
+
     try:
-        return path.read_bytes(), str(path)
-    except OSError as exc:
-        raise CertificateError(f"cannot read {path}: {exc.strerror}") from None
+        return read_bounded(source), str(source)
+    except FileRefused as exc:
+        raise CertificateError(f"cannot read {source}: {exc.problem}") from None
 
 
 def load_certificates(source: Union[str, os.PathLike, bytes]) -> list[x509.Certificate]:
@@ -311,7 +312,7 @@ def load_certificates(source: Union[str, os.PathLike, bytes]) -> list[x509.Certi
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_certificates(data)
         return [x509.load_der_x509_certificate(data)]
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # InvalidVersion is no ValueError
         raise CertificateError(f"{where} holds no PEM or DER certificate") from None
 
 
@@ -486,7 +487,7 @@ def _as_certificate(cert) -> x509.Certificate:
         return cert
     try:
         return x509.load_der_x509_certificate(bytes(cert))
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # InvalidVersion is no ValueError
         raise CertificateError("the gateway sent a certificate that cannot be parsed") from None
 
 

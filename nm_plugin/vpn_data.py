@@ -330,8 +330,12 @@ def _load_certificate(path: str, key: str):
 def _is_ca_certificate(path: str) -> bool:
     from cryptography import x509
 
-    if Path(path).is_dir():
-        return True
+    try:
+        if Path(path).is_dir():
+            return True
+    except (OSError, ValueError) as error:  # a name too long, a NUL: one line, not a traceback
+        raise VpnDataError(f"vpn.data 'certificate': {path!r} is not a usable path: "
+                           f"{getattr(error, 'strerror', None) or error}") from None
     cert = _load_certificate(path, "certificate")
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
