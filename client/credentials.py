@@ -18,18 +18,15 @@ from pathlib import Path
 from typing import Optional
 
 from client.secrets import Secret, SecretError, read_keyring, read_secret_file
+# Key-file formats are the connection schema's (vpn.data and the tray read them too).
+from connection_schema.certificates import (PKCS12_SUFFIXES, is_encrypted_pem as _is_encrypted_pem,  # noqa: F401
+                                            is_pkcs12, key_is_encrypted)
 from ike import certificates
 from ike.files import FileRefused, read_bounded
-
-PKCS12_SUFFIXES = (".p12", ".pfx")
 
 
 class CredentialError(ValueError):
     """Our certificate or key cannot be loaded; the message says which file and why."""
-
-
-def is_pkcs12(path: Optional[Path]) -> bool:
-    return path is not None and Path(path).suffix.lower() in PKCS12_SUFFIXES
 
 
 def keyring_user(profile) -> str:
@@ -46,21 +43,6 @@ def key_passphrase(profile) -> Optional[Secret]:
         if stored is not None:
             return Secret(stored)
     return None
-
-
-def key_is_encrypted(path) -> bool:
-    """Whether a key file needs a passphrase (encrypted PEM; PKCS#12 bundles always ask)."""
-    if is_pkcs12(Path(path)):
-        return True
-    try:  # bounded and regular files only: the NM service asks this as root
-        return _is_encrypted_pem(read_bounded(path, "private key"))
-    except FileRefused:
-        return False
-
-
-def _is_encrypted_pem(data: bytes) -> bool:
-    head = data[:400]
-    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in head or b"Proc-Type: 4,ENCRYPTED" in head
 
 
 def load_credential(profile, passphrase: Optional[Secret] = None) -> tuple:

@@ -24,12 +24,10 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
+from connection_schema.naming import KEYRING_SERVICE  # noqa: F401  (the one definition)
 from ike.constant_time import bytes_equal
 from ike.files import FileRefused, read_bounded
-from ike.files import FileRefused, read_bounded
 
-KEYRING_SERVICE = "cygnet"
-MAX_SECRET_FILE_SIZE = 64 * 1024
 MAX_SECRET_FILE_SIZE = 64 * 1024
 
 

@@ -1,8 +1,8 @@
 """The connection editor: one dialog for every vpn.data key the plugin understands.
 
 Each field edits one key of `vpn.data` (nm_plugin/vpn_data.py lists them). Problems found by
-gui.connection.validate — e.g. a proposal the ike.proposals parser refuses, naming the token —
-appear in red under the field, and Save stays closed until they are fixed. Every field has a
+gui.connection.validate — connection_schema's checks and limits, e.g. a proposal the IKE
+parser refuses, naming the token — appear in red under the field, and Save stays closed until they are fixed. Every field has a
 mnemonic on its label, file fields have a keyboard-reachable "Browse…" button.
 """
 
@@ -13,8 +13,9 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QF
                              QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QTabWidget,
                              QVBoxLayout, QWidget)
 
+from connection_schema import limits
 from gui import icons
-from gui.connection import METHODS, VpnConnection, validate
+from gui.connection import METHODS, PASSWORD_METHODS, VpnConnection, validate
 
 ERROR_STYLE = "color: palette(highlighted-text); background: #b3261e; padding: 2px 4px; border-radius: 3px;"
 
@@ -175,7 +176,7 @@ class ConnectionEditor(QDialog):
                   "empty: all traffic")
         self._row(form, "cygnet-domains", "Extra DNS do&mains:", QLineEdit(),
                   "Search domains added to the gateway's; separate with ;")
-        self._row(form, "cygnet-mtu", "M&TU:", QLineEdit(), "1280–9000; empty: automatic")
+        self._row(form, "cygnet-mtu", "M&TU:", QLineEdit(), f"{limits.MTU.low}–{limits.MTU.high}; empty: automatic")
         self._row(form, "cygnet-dpd", "Dead p&eer detection (s):", QLineEdit(), "0: off; default 30")
         self._row(form, "cygnet-retransmit-timeout", "Retransmit &after (s):", QLineEdit(),
                   "Seconds before the first IKE retransmission (default 4)")
@@ -255,7 +256,7 @@ class ConnectionEditor(QDialog):
         for key in ("usercert", "userkey"):
             self.fields[key].setEnabled(certificate)
         self.fields["cygnet-eap-method"].setEnabled(method == "eap")
-        self.fields["user"].setEnabled(method in ("eap", "psk"))
+        self.fields["user"].setEnabled(method in PASSWORD_METHODS)
 
     def _proposal_toggled(self, on: bool) -> None:
         self.fields["ike"].setEnabled(on)

@@ -24,6 +24,7 @@ from typing import Awaitable, Callable, Optional
 from dbus_fast import DBusError, Variant
 from dbus_fast.service import ServiceInterface, method
 
+from connection_schema.naming import KEYRING_SERVICE
 from gui.connection import VpnConnection, is_cygnet
 
 log = logging.getLogger("cygnet.tray.agent")
@@ -33,7 +34,6 @@ AGENT_IFACE = "org.freedesktop.NetworkManager.SecretAgent"
 AGENT_MANAGER_PATH = "/org/freedesktop/NetworkManager/AgentManager"
 AGENT_MANAGER_IFACE = "org.freedesktop.NetworkManager.AgentManager"
 AGENT_ID = "org.cygnet.tray"
-KEYRING_SERVICE = "cygnet"
 
 # NMSecretAgentGetSecretsFlags
 ALLOW_INTERACTION, REQUEST_NEW, USER_REQUESTED = 0x1, 0x2, 0x4

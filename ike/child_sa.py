@@ -1,7 +1,13 @@
-"""CHILD_SA bookkeeping: what we know about one ESP SA pair and how it turns into an event.
+"""CHILD_SA bookkeeping: what we know about one ESP SA pair, its life cycle, and how it turns
+into an event.
 
 A CHILD_SA is identified on the wire by its SPIs and locally by `child_id`, which survives
 rekeys (the data plane keys its tunnel state on it, like strongSwan's reqid).
+
+Its state changes only through `ChildSa.apply(ChildInput)`, which looks the pair up in
+`CHILD_TRANSITIONS`; a pair outside the table raises ProtocolViolation (as h2's stream state
+machine raises ProtocolError). Leaving the SA set (DELETE done, hard expiry) is not a state:
+the session's ChildSaSet forgets the SA and reports ChildSaDeleted.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import ChildSaEstablished
+from .ike_sa import next_state
 
 
 class ChildState(enum.Enum):
@@ -18,6 +25,27 @@ class ChildState(enum.Enum):
     REKEYING = "rekeying"  # our CREATE_CHILD_SA(REKEY_SA) is outstanding
     REKEYED = "rekeyed"  # replaced; waiting for the DELETE exchange to finish
     DELETING = "deleting"  # our INFORMATIONAL DELETE is outstanding
+
+
+class ChildInput(enum.Enum):
+    START_REKEY = "rekey started"  # rekey_child(), soft lifetime (§2.8)
+    REKEY_FAILED = "rekey refused, failed or abandoned"  # TEMPORARY_FAILURE etc. (§2.25)
+    REPLACED = "replaced by a new CHILD_SA"  # ours or the gateway's rekey won (§2.8, §2.8.1)
+    SEND_DELETE = "our DELETE sent"  # §1.4.1
+
+
+CHILD_TRANSITIONS: dict[tuple[ChildState, ChildInput], ChildState] = {
+    (ChildState.INSTALLED, ChildInput.START_REKEY): ChildState.REKEYING,
+    (ChildState.REKEYING, ChildInput.REKEY_FAILED): ChildState.INSTALLED,
+    # our rekey completed; or the gateway rekeyed an SA whose rekey we had only queued
+    (ChildState.REKEYING, ChildInput.REPLACED): ChildState.REKEYED,
+    # the gateway rekeyed it; or it is the gateway's redundant SA of a §2.8.1 collision
+    (ChildState.INSTALLED, ChildInput.REPLACED): ChildState.REKEYED,
+    # our redundant SA of a §2.8.1 collision
+    (ChildState.INSTALLED, ChildInput.SEND_DELETE): ChildState.DELETING,
+    # the SA our rekey replaced
+    (ChildState.REKEYED, ChildInput.SEND_DELETE): ChildState.DELETING,
+}
 
 
 @dataclass
@@ -37,7 +65,16 @@ class ChildSa:
     expire_at: float = 0.0
     lifetime_soft: float = 0.0
     lifetime_hard: float = 0.0
-    state: ChildState = ChildState.INSTALLED
+    _state: ChildState = ChildState.INSTALLED
+
+    @property
+    def state(self) -> ChildState:
+        return self._state
+
+    def apply(self, event: ChildInput) -> None:
+        """The one place a CHILD_SA's state changes (CHILD_TRANSITIONS)."""
+        self._state = next_state(CHILD_TRANSITIONS, self._state, event,
+                                 f"CHILD_SA {self.spi_in.hex()}")
 
     @classmethod
     def from_keymat(cls, child_id, spi_in, spi_out, proposal, keymat, we_initiated: bool,

@@ -2,29 +2,30 @@
 NAT detection §2.23, REDIRECT RFC 5685), IKE_INTERMEDIATE (RFC 9242/9370) and IKE_AUTH with
 PSK, certificates or EAP (§2.15, §2.16), CP and the first CHILD_SA.
 
-These are methods of IkeSession (session.py), split out by exchange; all state lives on the
-session and changes of the IKE_SA's state go through `self._transition`.
+`Establishment` is a collaborator of IkeSession (session.py). It owns everything the
+handshake needs and nothing after it: our KE and nonces, cookies and retries, the messages AUTH
+signs, IntAuth, the identities and the EAP client. Changes of the IKE_SA's state go through the
+session's `_transition`; datagrams through its request channel; the first CHILD_SA into its
+CHILD_SA set.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import struct
+from typing import Optional
 
 from . import config_payload
 from .constants import AuthMethod, CertEncoding, ExchangeType, HashAlgorithm, NotifyType
 from .constant_time import bytes_equal
-from .events import (AuthenticationFailed, IkeSaEstablished, PeerAddressesAdded, ProposalMismatch,
-                     Redirected)
-from .intermediate import intermediate_auth_input
+from .events import AuthenticationFailed, IkeSaEstablished, ProposalMismatch, Redirected
+from .intermediate import IntermediateAuthChain, intermediate_auth_input
 from .nat_detection import nat_detection_hash
 from .payloads import (AUTH, CERT, CERTREQ, CP, EAP, KE, SA, Header, IDi, IDr, Message, Nonce,
                        Notify, encode_payloads)
-from .ike_sa import Input, Outstanding, ProtocolViolation, Reply, first, notify_name
+from .ike_sa import NONCE_SIZE, Input, ProtocolViolation, Reply, first, notify_name
 from .gateway_identity import accepts_any, certificate_mismatch, idr_mismatch
 from .redirect import RedirectError, decode_redirect
-from .retransmission import PendingRequest
 from .unauthenticated import InitRefusal
 from . import session_crypto as crypto
 
@@ -47,6 +48,95 @@ OUR_HASH_ALGORITHMS = (HashAlgorithm.SHA2_256, HashAlgorithm.SHA2_384,
 class Establishment:
     """IkeSession's IKE_SA_INIT, IKE_INTERMEDIATE and IKE_AUTH exchanges."""
 
+    def __init__(self, session) -> None:
+        self._s = session
+        self._ke_group = crypto.ike_ke_groups(session._offered_ike)[0]
+        self._ke = None
+        self._nonce_i = b""
+        self._nonce_r = b""
+        self._cookie = b""
+        self._cookie_retries = 0
+        self._invalid_ke_retries = 0
+        self._init_request = b""
+        self._init_response = b""
+        self._peer_hash_algorithms: tuple = ()
+        self._additional_groups: list[int] = []
+        self._intauth = IntermediateAuthChain()
+        self._auth_message_id = 1
+        self._idi = None
+        self._gateway_authenticated = False
+        self._eap = None
+        self._msk = b""
+        self._eap_done = False
+        self._peer_multiple_auth = False
+        self._peer_identity = ""
+        self._nat_detected = False
+        self._first_child_spi = b""
+        self._peer_idr = None
+        self.init_refusal: Optional[InitRefusal] = None  # §2.21.1 hint (unauthenticated.py)
+
+    def start(self, now: float) -> None:
+        """IkeSession.connect(): the first IKE_SA_INIT request."""
+        self._transition(Input.CONNECT)
+        self._ke = crypto.make_ke(self._ke_group)
+        self._nonce_i = self._random(NONCE_SIZE)
+        self._send_ike_sa_init(now)
+
+    # ------------------------------------------------------------------ what it uses of the session
+    # (its narrow interface: the IKE_SA state machine, the current IKE_SA, the configuration and
+    # the session's collaborators; nothing else)
+    @property
+    def _requests(self):
+        return self._s._requests
+
+    @property
+    def _child_sas(self):
+        return self._s._child_sas
+
+    @property
+    def _lifetimes(self):
+        return self._s._lifetimes
+
+    @property
+    def _informational(self):
+        return self._s._informational
+
+    @property
+    def _events(self):
+        return self._s._events
+
+    @property
+    def _offered_ike(self):
+        return self._s._offered_ike
+
+    @property
+    def _offered_ike_text(self):
+        return self._s._offered_ike_text
+
+    @property
+    def _offered_esp(self):
+        return self._s._offered_esp
+
+    def _random(self, size: int) -> bytes:
+        return self._s._random(size)
+
+    def _send_request(self, ike, exchange, payloads, on_response, now, on_give_up=None) -> None:
+        self._requests.send_request(ike, exchange, payloads, on_response, now, on_give_up)
+
+    @property
+    def settings(self):
+        return self._s.settings
+
+    @property
+    def _ike(self):
+        return self._s._ike
+
+    def _transition(self, event: Input) -> None:
+        self._s._transition(event)
+
+    def _finish(self, reason: str, *events) -> None:
+        self._s._finish(reason, *events)
+
     # ------------------------------------------------------------------ IKE_SA_INIT (§1.2)
 
     def _send_ike_sa_init(self, now: float) -> None:
@@ -67,7 +157,7 @@ class Establishment:
         payloads += [
             Notify(NotifyType.NAT_DETECTION_SOURCE_IP, data=source_hash),
             Notify(NotifyType.NAT_DETECTION_DESTINATION_IP, data=nat_detection_hash(
-                ike.spi_i, bytes(8), self._remote[0], self._remote[1])),
+                ike.spi_i, bytes(8), self._requests.remote[0], self._requests.remote[1])),
         ]
         if s.fragmentation:
             payloads.append(Notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
@@ -82,11 +172,8 @@ class Establishment:
         header = Header(ike.spi_i, bytes(8), 0, ExchangeType.IKE_SA_INIT,
                         ike.flags(response=False), 0)
         self._init_request = Message(header, payloads).encode()
-        request = PendingRequest(0, ExchangeType.IKE_SA_INIT, [self._init_request],
-                                 self.settings.retransmission)
-        ike.next_request_id = 1
-        self._outstanding = Outstanding(request, ike, self._on_ike_sa_init_response)
-        self._transmit(request, now)
+        self._requests.send_unprotected(ike, ExchangeType.IKE_SA_INIT, self._init_request,
+                                        self._on_ike_sa_init_response, now)
 
     def _on_ike_sa_init_response(self, reply: Reply, now: float) -> None:
         payloads, message = reply.payloads, reply.message
@@ -126,8 +213,8 @@ class Establishment:
         self._init_response = reply.raw  # AUTH signs it exactly as received (§2.15)
         ike.proposal = chosen
         ike.prf = crypto.make_prf_for(chosen)
-        self._set_keys(ike, crypto.derive_ike_keys(chosen, shared, self._nonce_i, self._nonce_r,
-                                                   ike.spi_i, ike.spi_r))
+        ike.set_keys(crypto.derive_ike_keys(chosen, shared, self._nonce_i, self._nonce_r,
+                                            ike.spi_i, ike.spi_r), self._random)
         ike.fragmentation = (self.settings.fragmentation
                              and NotifyType.IKEV2_FRAGMENTATION_SUPPORTED in by_type)
         if NotifyType.SIGNATURE_HASH_ALGORITHMS in by_type:
@@ -148,10 +235,10 @@ class Establishment:
         retransmission is due, at least MIN_REFUSAL_WAIT from now; only then fail with it
         (IkeSession.handle_timer). A valid answer meanwhile wins.
         Raising drops this datagram and keeps the request outstanding."""
-        if self._init_refusal is None:
+        if self.init_refusal is None:
             events = (ProposalMismatch(self._offered_ike_text, reason, authenticated=False),) \
                 if mismatch else ()
-            self._init_refusal = InitRefusal(reason, events, now + MIN_REFUSAL_WAIT)
+            self.init_refusal = InitRefusal(reason, events, now + MIN_REFUSAL_WAIT)
         raise ProtocolViolation(f"unauthenticated IKE_SA_INIT refusal ({reason}): "
                                 "still waiting for a valid answer")
 
@@ -202,9 +289,9 @@ class Establishment:
             self._nat_detected = remote_natted or local_natted
         supports_nat_t = source is not None and destination is not None
         if self._nat_detected or (s.force_encapsulation and supports_nat_t):
-            self._nat_t = True
-            if self._remote[1] == 500:
-                self._remote = (self._remote[0], NAT_T_PORT)
+            self._requests.nat_t = True
+            if self._requests.remote[1] == 500:
+                self._requests.remote = (self._requests.remote[0], NAT_T_PORT)
 
     # ------------------------------------------------------------------ IKE_INTERMEDIATE (RFC 9242, RFC 9370)
 
@@ -233,8 +320,8 @@ class Establishment:
                                                    flags=ike.flags(response=False)),
                           self._intermediate_input(message.header, reply.inner,
                                                    flags=message.header.flags))
-        self._set_keys(ike, crypto.update_keys(ike.proposal, ike.keys, shared, self._nonce_i,
-                                               self._nonce_r, ike.spi_i, ike.spi_r))
+        ike.set_keys(crypto.update_keys(ike.proposal, ike.keys, shared, self._nonce_i,
+                                        self._nonce_r, ike.spi_i, ike.spi_r), self._random)
         if self._additional_groups:
             self._send_intermediate(now)
         else:
@@ -287,8 +374,8 @@ class Establishment:
         request_cp = config_payload.build_request(s)
         if request_cp.attributes:
             payloads.append(request_cp)
-        self._first_child_spi = self._new_child_spi()
-        payloads += self._child_sa_offer(self._first_child_spi)
+        self._first_child_spi = self._child_sas.new_spi()
+        payloads += self._child_sas.offer(self._first_child_spi)
         payloads.append(Notify(NotifyType.ESP_TFC_PADDING_NOT_SUPPORTED))
         self._send_request(ike, ExchangeType.IKE_AUTH, payloads, self._on_ike_auth_response, now)
 
@@ -447,14 +534,14 @@ class Establishment:
         ike = self._ike
         self._events.append(IkeSaEstablished(
             spi_i=ike.spi_i, spi_r=ike.spi_r, peer_identity=self._peer_identity,
-            remote_addr=self._remote, nat_detected=self._nat_detected or self._nat_t,
+            remote_addr=self._requests.remote,
+            nat_detected=self._nat_detected or self._requests.nat_t,
             proposal=crypto.describe(ike.proposal)))
-        self._ike_rekey_at = now + self.settings.ike_rekey_time - self._jitter(
-            self.settings.ike_rand_time)
-        self._schedule_own_reauth(now)
+        self._lifetimes.schedule_ike_rekey(since=now)
+        self._lifetimes.schedule_own_reauth(now)
         if NotifyType.AUTH_LIFETIME in notifies:
-            self._on_auth_lifetime(notifies[NotifyType.AUTH_LIFETIME], now)
-        self._record_additional_addresses(payloads)
+            self._lifetimes.on_auth_lifetime(notifies[NotifyType.AUTH_LIFETIME], now)
+        self._informational.record_additional_addresses(payloads)
         cp = first(payloads, CP)
         if cp is not None:
             self._events.append(config_payload.parse_reply(cp))
@@ -464,16 +551,12 @@ class Establishment:
             except RedirectError:
                 gateway = None
             if gateway:
-                self._pending_redirect = gateway
-                self._transition(Input.CLOSE)
-                self._queue.append(self._send_ike_delete)
+                self._informational.close_after_established(redirect=gateway)
                 return
         child_failure = self._install_first_child(payloads, notifies, now)
         if child_failure:
             # A VPN client without a tunnel is of no use: report and delete the IKE_SA.
-            self._transition(Input.CLOSE)
-            self._close_reason = child_failure
-            self._queue.append(self._send_ike_delete)
+            self._informational.close_after_established(reason=child_failure)
 
     def _install_first_child(self, payloads, notifies, now) -> str:
         sa = first(payloads, SA)
@@ -495,24 +578,12 @@ class Establishment:
                     return text
             return "the gateway did not set up a CHILD_SA"
         try:
-            child = self._child_from_response(
-                payloads, self._first_child_spi, self._nonce_i, self._nonce_r, b"", now,
-                child_id=None, we_initiated=True)
+            child = self._child_sas.from_response(
+                self._ike, payloads, self._first_child_spi, self._nonce_i, self._nonce_r, b"",
+                now, child_id=None, we_initiated=True)
         except ProtocolViolation as exc:
             return str(exc)
         except crypto.ProposalError as exc:
             return f"the gateway chose an ESP proposal we did not offer: {exc}"
         self._events.append(child.established_event())
         return ""
-
-    def _record_additional_addresses(self, payloads) -> None:
-        addresses = []
-        for p in payloads:
-            if isinstance(p, Notify) and p.type in (NotifyType.ADDITIONAL_IP4_ADDRESS,
-                                                    NotifyType.ADDITIONAL_IP6_ADDRESS):
-                try:
-                    addresses.append(ipaddress.ip_address(p.data))
-                except ValueError:
-                    continue
-        if addresses:
-            self._events.append(PeerAddressesAdded(tuple(addresses)))

@@ -1,7 +1,7 @@
 """One IKE_SA's state and the small types the session's exchange modules share.
 
 - the IKE_SA life cycle: `State`, `Input` and the transition table `TRANSITIONS` (applied
-  only by IkeSession._transition in session.py);
+  only by IkeSession._transition in session.py, through `next_state`, which CHILD_SAs share);
 - `IkeSaContext`: keys and message IDs of one IKE_SA (a rekey makes a new one, §2.18);
 - `Outstanding` / `Reply`: our one in-flight request (window size 1, §2.3) and its answer;
 - `RekeyExchange`: a CREATE_CHILD_SA kept for collision resolution (§2.8.1, §2.8.2).
@@ -13,6 +13,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from . import session_crypto as crypto
 from .constants import NotifyType
 from .payloads import FLAG_INITIATOR, FLAG_RESPONSE, Message, Notify
 from .retransmission import PendingRequest
@@ -62,6 +63,15 @@ TRANSITIONS: dict[tuple[State, Input], State] = {
 }
 
 
+def next_state(table: dict, state: enum.Enum, event: enum.Enum, subject: str) -> enum.Enum:
+    """Look (state, input) up in a transition table; a pair outside it is a protocol error
+    (like h2's state machines: what is not listed is not allowed)."""
+    new_state = table.get((state, event))
+    if new_state is None:
+        raise ProtocolViolation(f"{subject}: {event.value} is not allowed in state {state.value}")
+    return new_state
+
+
 # --------------------------------------------------------------------------- one IKE_SA's keys
 
 @dataclass
@@ -85,6 +95,44 @@ class IkeSaContext:
     def flags(self, response: bool) -> int:
         return (FLAG_INITIATOR if self.we_are_initiator else 0) | (FLAG_RESPONSE if response else 0)
 
+    def set_keys(self, keys, random: Callable[[int], bytes]) -> None:
+        self.keys = keys
+        self.protector = crypto.make_protector(self.proposal, keys, self.we_are_initiator, random)
+        self.reassembler = None  # fragments under the old keys are useless now
+
+
+def new_ike_spi(random: Callable[[int], bytes]) -> bytes:
+    spi = random(8)
+    return spi if any(spi) else b"\x00" * 7 + b"\x01"
+
+
+class IkeSaView:
+    """Read-only view of one IKE_SA for inspection (tests, tools); equal to another view of
+    the same IKE_SA. Keys stay out of it, as they stay out of IkeSaContext's repr."""
+
+    __slots__ = ("_ike",)
+
+    def __init__(self, ike: IkeSaContext) -> None:
+        self._ike = ike
+
+    spi_i = property(lambda self: self._ike.spi_i)
+    spi_r = property(lambda self: self._ike.spi_r)
+    we_are_initiator = property(lambda self: self._ike.we_are_initiator)
+    proposal = property(lambda self: self._ike.proposal)
+    next_request_id = property(lambda self: self._ike.next_request_id)
+    next_peer_request_id = property(lambda self: self._ike.next_peer_request_id)
+    last_response_id = property(lambda self: self._ike.last_response_id)
+    fragmentation = property(lambda self: self._ike.fragmentation)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, IkeSaView) and other._ike is self._ike
+
+    def __hash__(self) -> int:
+        return id(self._ike)
+
+    def __repr__(self) -> str:
+        return repr(self._ike)
+
 
 @dataclass
 class Reply:
@@ -96,6 +144,17 @@ class Reply:
     addr: tuple = ()
     request_payloads: list = field(default_factory=list, repr=False)
     inner: Optional[tuple] = field(default=None, repr=False)  # (first type, plaintext chain)
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """Inspection copy of our outstanding request (IkeSession.outstanding_request)."""
+
+    exchange: int
+    message_id: int
+    sends: int  # transmissions so far
+    deadline: float  # when it is retransmitted or given up
+    ike_sa: "IkeSaView"  # the IKE_SA it was sent on (an old one while a rekey finishes)
 
 
 @dataclass
@@ -122,6 +181,13 @@ class RekeyExchange:
 
 def lowest_nonce(exchange: RekeyExchange) -> bytes:
     return min(exchange.nonce_i, exchange.nonce_r)
+
+
+def jitter(random: Callable[[int], bytes], span: float) -> float:
+    """A random part of `span` (lifetimes are shortened by it, §2.8: fewer collisions)."""
+    if span <= 0:
+        return 0.0
+    return span * int.from_bytes(random(4), "big") / 2 ** 32
 
 
 # --------------------------------------------------------------------------- helpers

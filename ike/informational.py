@@ -1,18 +1,22 @@
 """INFORMATIONAL exchanges (§1.4, §1.5, §2.4): DELETE both ways, liveness checks (DPD),
 the gateway's address and REDIRECT notifications, and closing the IKE_SA.
 
-These are methods of IkeSession (session.py), split out by exchange; all state lives on the
-session.
+`Informational` is a collaborator of IkeSession (session.py). It owns how the IKE_SA is being
+closed (the reason, a pending REDIRECT, whether the gateway deleted it). Of the session it
+uses the state machine (`state`, `_transition`, `_finish`), the current IKE_SA, settings and
+events, and the collaborators: the request channel, the CHILD_SA set, the lifetimes and
+rekeying (to retire a rekeyed-away IKE_SA).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Optional
 
-from .child_sa import ChildSa, ChildState
+from .child_sa import ChildInput, ChildSa, ChildState
 from .constants import ExchangeType, NotifyType, ProtocolId
-from .events import ChildSaDeleted, DeadPeerDetected, Redirected
+from .events import DeadPeerDetected, PeerAddressesAdded, Redirected
 from .ike_sa import IkeSaContext, Input, State
 from .payloads import Delete, Notify
 from .redirect import RedirectError, decode_redirect
@@ -23,106 +27,156 @@ log = logging.getLogger(__name__)
 class Informational:
     """IkeSession's INFORMATIONAL exchanges, ours and the gateway's."""
 
-    def _send_child_delete(self, child: ChildSa, now: float, why: str) -> None:
-        if self._children.get(child.spi_in) is not child or self.state is not State.ESTABLISHED:
+    def __init__(self, session) -> None:
+        self._s = session
+        self.pending_redirect: Optional[str] = None
+        self.close_reason = ""
+        self.deleted_by_gateway = False
+
+    # The parts of the session this collaborator uses (its narrow interface)
+    @property
+    def _requests(self):
+        return self._s._requests
+
+    @property
+    def _child_sas(self):
+        return self._s._child_sas
+
+    @property
+    def _lifetimes(self):
+        return self._s._lifetimes
+
+    @property
+    def _rekeying(self):
+        return self._s._rekeying
+
+    # ------------------------------------------------------------------ our INFORMATIONAL
+
+    def send_child_delete(self, child: ChildSa, now: float, why: str) -> None:
+        s = self._s
+        if not self._child_sas.holds(child) or s.state is not State.ESTABLISHED:
             return
-        child.state = ChildState.DELETING
+        if child.state is not ChildState.DELETING:  # a redundant SA is DELETING already
+            child.apply(ChildInput.SEND_DELETE)
         payloads = [Delete(ProtocolId.ESP, [child.spi_in])]
 
         def on_response(reply, t):
-            self._remove_child(child, why)
+            self._child_sas.remove(child, why)
 
-        self._send_request(self._ike, ExchangeType.INFORMATIONAL, payloads, on_response, now,
-                           on_give_up=lambda t: self._unreachable(t, "INFORMATIONAL"))
+        self._requests.send_request(s._ike, ExchangeType.INFORMATIONAL, payloads, on_response,
+                                    now, on_give_up=lambda t: self.unreachable(t, "INFORMATIONAL"))
 
-    def _remove_child(self, child: ChildSa, reason: str) -> None:
-        if self._children.pop(child.spi_in, None) is not None:
-            self._events.append(ChildSaDeleted(child.child_id, child.spi_in, child.spi_out,
-                                               reason))
-
-    def _unreachable(self, now: float, exchange: str) -> None:
+    def unreachable(self, now: float, exchange: str) -> None:
         reason = f"gateway unreachable: no answer to {exchange} " \
-                 f"after {self.settings.retransmission.tries + 1} transmissions"
-        self._finish(reason, DeadPeerDetected(reason))
+                 f"after {self._s.settings.retransmission.tries + 1} transmissions"
+        self._s._finish(reason, DeadPeerDetected(reason))
 
-    def _send_ike_delete_of(self, ike: IkeSaContext, now: float) -> None:
+    def send_ike_delete_of(self, ike: IkeSaContext, now: float) -> None:
         """DELETE of a replaced or redundant IKE_SA, sent over that IKE_SA (§2.18)."""
-        self._send_request(ike, ExchangeType.INFORMATIONAL, [Delete(ProtocolId.IKE, [])],
-                           lambda reply, t: self._retire(ike, t), now,
-                           on_give_up=lambda t: self._retire(ike, t))
+        retire = self._rekeying.retire
+        self._requests.send_request(ike, ExchangeType.INFORMATIONAL, [Delete(ProtocolId.IKE, [])],
+                                    lambda reply, t: retire(ike, t), now,
+                                    on_give_up=lambda t: retire(ike, t))
 
-    def _send_ike_delete(self, now: float) -> None:
+    def send_ike_delete(self, now: float) -> None:
         """Our DELETE of the IKE_SA (close(), or after a failed first CHILD_SA)."""
         reason = self._closing_reason()
 
         def done(*_):
-            events = (Redirected(self._pending_redirect),) if self._pending_redirect else ()
-            self._finish(reason, *events)
+            events = (Redirected(self.pending_redirect),) if self.pending_redirect else ()
+            self._s._finish(reason, *events)
 
-        self._send_request(self._ike, ExchangeType.INFORMATIONAL, [Delete(ProtocolId.IKE, [])],
-                           lambda reply, t: done(), now, on_give_up=lambda t: done())
+        self._requests.send_request(self._s._ike, ExchangeType.INFORMATIONAL,
+                                    [Delete(ProtocolId.IKE, [])], lambda reply, t: done(),
+                                    now, on_give_up=lambda t: done())
 
     def _closing_reason(self) -> str:
-        if self._pending_redirect:
-            return f"redirected to {self._pending_redirect}"
-        return self._close_reason or "closed"
+        if self.pending_redirect:
+            return f"redirected to {self.pending_redirect}"
+        return self.close_reason or "closed"
 
-    def _close_with(self, reason: str) -> None:
-        if self.state is State.ESTABLISHED:
-            self._close_reason = reason
-            self._transition(Input.CLOSE)
-            self._queue.clear()
-            self._queue.append(self._send_ike_delete)
+    def close_after_established(self, reason: str = "", redirect: Optional[str] = None) -> None:
+        """Right after IKE_AUTH: delete the IKE_SA again (a REDIRECT, or no usable CHILD_SA)."""
+        self._s._transition(Input.CLOSE)
+        if redirect:
+            self.pending_redirect = redirect
+        else:
+            self.close_reason = reason
+        self._requests.queue(self.send_ike_delete)
+
+    def close_with(self, reason: str) -> None:
+        """Delete the established IKE_SA instead of whatever was queued (close(), REDIRECT)."""
+        s = self._s
+        if s.state is State.ESTABLISHED:
+            self.close_reason = reason
+            s._transition(Input.CLOSE)
+            self._requests.clear_queue()
+            self._requests.queue(self.send_ike_delete)
+
+    def send_delete_spi(self, child: ChildSa, now: float) -> None:
+        self._requests.send_request(
+            self._s._ike, ExchangeType.INFORMATIONAL, [Delete(ProtocolId.ESP, [child.spi_in])],
+            lambda reply, t: None, now,
+            on_give_up=lambda t: self.unreachable(t, "INFORMATIONAL"))
+
+    def send_dpd(self, now: float) -> None:
+        """§2.4 liveness check: an empty INFORMATIONAL request."""
+        self._requests.send_request(
+            self._s._ike, ExchangeType.INFORMATIONAL, [], lambda reply, t: None, now,
+            on_give_up=lambda t: self.unreachable(t, "a liveness check"))
 
     # ------------------------------------------------------------------ the gateway's INFORMATIONAL
 
-    def _answer_informational(self, ike, payloads, addr, now) -> Optional[list]:
+    def answer(self, ike, payloads, addr, now) -> Optional[list]:
         """INFORMATIONAL from the gateway (§1.4): DELETE, liveness, address notifies."""
+        s = self._s
         response: list = []
-        self._record_additional_addresses(payloads)
+        self.record_additional_addresses(payloads)
         for p in payloads:
             if isinstance(p, Notify) and p.type == NotifyType.UPDATE_SA_ADDRESSES:
                 # RFC 4555 §3.5: the new addresses are those of the IP header
-                self._remote = (addr[0], addr[1])
+                self._requests.remote = (addr[0], addr[1])
             elif isinstance(p, Notify) and p.type == NotifyType.AUTH_LIFETIME:  # RFC 4478 §3
-                self._on_auth_lifetime(p, now)
+                self._lifetimes.on_auth_lifetime(p, now)
             elif isinstance(p, Notify) and p.type == NotifyType.REDIRECT:  # RFC 5685 §5
                 try:
                     gateway, _ = decode_redirect(p.data)
                 except RedirectError:
                     continue
-                self._pending_redirect = gateway
-                self._close_with(f"redirected to {gateway}")
+                self.pending_redirect = gateway
+                self.close_with(f"redirected to {gateway}")
         deletes = [p for p in payloads if isinstance(p, Delete)]
         for delete in deletes:
             if delete.protocol == ProtocolId.IKE:
-                if ike is not self._ike:
-                    self._retire(ike, now)  # the gateway deletes an IKE_SA rekeyed away
+                if ike is not s._ike:
+                    self._rekeying.retire(ike, now)  # the gateway deletes an IKE_SA rekeyed away
                     return []
-                self._deleted_by_gateway = True  # answer first, then finish
+                self.deleted_by_gateway = True  # answer first, then finish
                 return []
             if delete.protocol == ProtocolId.ESP:
                 ours = []
                 for spi in delete.spis:
-                    child = self._child_by_spi_out(spi)
+                    child = self._child_sas.by_spi_out(spi)
                     if child is None:
                         continue
                     if child.state is not ChildState.DELETING:
                         ours.append(child.spi_in)  # §1.4.1: answer with our half
                     reason = "rekeyed by the gateway" if child.state is ChildState.REKEYED \
                         else "deleted by the gateway"
-                    self._remove_child(child, reason)
+                    self._child_sas.remove(child, reason)
                 if ours:
                     response.append(Delete(ProtocolId.ESP, ours))
         return response
 
-    def _send_delete_spi(self, child: ChildSa, now: float) -> None:
-        self._send_request(self._ike, ExchangeType.INFORMATIONAL,
-                           [Delete(ProtocolId.ESP, [child.spi_in])], lambda reply, t: None, now,
-                           on_give_up=lambda t: self._unreachable(t, "INFORMATIONAL"))
-
-    def _send_dpd(self, now: float) -> None:
-        """§2.4 liveness check: an empty INFORMATIONAL request."""
-        self._send_request(self._ike, ExchangeType.INFORMATIONAL, [],
-                           lambda reply, t: None, now,
-                           on_give_up=lambda t: self._unreachable(t, "a liveness check"))
+    def record_additional_addresses(self, payloads) -> None:
+        """ADDITIONAL_IP4/6_ADDRESS (RFC 4555 §3.4), in IKE_AUTH or INFORMATIONAL."""
+        addresses = []
+        for p in payloads:
+            if isinstance(p, Notify) and p.type in (NotifyType.ADDITIONAL_IP4_ADDRESS,
+                                                    NotifyType.ADDITIONAL_IP6_ADDRESS):
+                try:
+                    addresses.append(ipaddress.ip_address(p.data))
+                except ValueError:
+                    continue
+        if addresses:
+            self._s._events.append(PeerAddressesAdded(tuple(addresses)))

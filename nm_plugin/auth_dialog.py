@@ -37,9 +37,10 @@ import argparse
 import sys
 from typing import Optional, TextIO
 
-SECRET_FLAG_NOT_SAVED = 0x2
-SECRET_FLAG_NOT_REQUIRED = 0x4
-KEYRING_SERVICE = "cygnet"
+from connection_schema.naming import KEYRING_SERVICE, keyring_user
+from connection_schema.vpn_data import SECRET_FLAG_NOT_REQUIRED, SECRET_FLAG_NOT_SAVED  # noqa: F401
+from connection_schema.vpn_data import CERTIFICATE_METHODS
+from connection_schema.vpn_data import password_needed as vpn_password_needed
 
 
 def read_details(stream: TextIO) -> tuple[dict, dict]:
@@ -69,12 +70,8 @@ def read_details(stream: TextIO) -> tuple[dict, dict]:
 
 
 def password_needed(data: dict) -> bool:
-    if data.get("method") not in ("psk", "eap"):
-        # certificate methods: only an encrypted key has a passphrase to ask for
-        from client.credentials import key_is_encrypted
-
-        if not (data.get("userkey") and key_is_encrypted(data["userkey"])):
-            return False
+    if not vpn_password_needed(data):
+        return False  # certificate methods: only an encrypted key has a passphrase to ask for
     try:
         flags = int(data.get("password-flags", "0"))
     except ValueError:
@@ -89,13 +86,13 @@ def keyring_password(uuid: str) -> Optional[str]:
     try:
         import keyring
 
-        return keyring.get_password(KEYRING_SERVICE, f"nm-{uuid}")
+        return keyring.get_password(KEYRING_SERVICE, keyring_user(uuid))
     except Exception:  # no keyring backend, locked, no session bus: just ask
         return None
 
 
 def label_for(data: dict) -> str:
-    if data.get("method") in ("cert", "key", "eap-tls"):
+    if data.get("method") in CERTIFICATE_METHODS:
         return "Private key password:"
     return "Pre-shared key:" if data.get("method") == "psk" else "Password:"
 

@@ -40,13 +40,16 @@ Cygnet's own keys (prefixed, so they never clash with a later NetworkManager-str
 | cygnet-dataplane           | userspace, kernel or auto (default auto)                        |
 | cygnet-dpd                 | dead peer detection interval in seconds (0: off; default 30)    |
 | cygnet-mtu                 | MTU of the tunnel interface                                     |
-| cygnet-retransmit-timeout  | seconds before the first IKE retransmission (default 4)         |
-| cygnet-retransmit-tries    | IKE retransmissions before giving up (default 5)                |
+| cygnet-retransmit-timeout  | seconds before the first IKE retransmission (default 4; 1-600)  |
+| cygnet-retransmit-tries    | IKE retransmissions before giving up (default 5; 0-20)          |
 | cygnet-kill-switch         | yes: nothing leaves outside the tunnel from connect to          |
 |                            | disconnect, nor after a failure (client/killswitch.py; default no)|
 | cygnet-allow-lan           | yes: with the kill switch, the local networks stay reachable    |
 | cygnet-block-ipv4/-ipv6    | yes/no: drop that family outside the tunnel when the tunnel     |
 |                            | does not carry it (default: yes on a full tunnel only)          |
+
+The mapping, its checks and limits live in connection_schema/vpn_data.py (shared with the
+editor and the .sswan import/export); this module adds the secret and the session settings.
 
 Secrets: `password` in `vpn.secrets` is the PSK (method psk) or the EAP password (method eap).
 It is wrapped in a `client.secrets.Secret` at once and never logged or written anywhere.
@@ -54,47 +57,21 @@ It is wrapped in a `client.secrets.Secret` at once and never logged or written a
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
-from client.profile import Profile, ProfileError, profile_from_dict
+from client.profile import Profile
 from client.secrets import Secret
-
-# NMSettingSecretFlags
-SECRET_FLAG_AGENT_OWNED = 0x1
-SECRET_FLAG_NOT_SAVED = 0x2
-SECRET_FLAG_NOT_REQUIRED = 0x4
-
-PASSWORD_METHODS = ("psk", "eap")
-NM_EAP_METHODS = ("mschapv2", "md5", "peap", "ttls", "gtc")
-CERTIFICATE_METHODS = ("cert", "key", "eap-tls")
-UNSUPPORTED_METHODS = {
-    "agent": "keys held by ssh-agent",
-    "smartcard": "smartcards (PKCS#11)",
-}
-
-CYGNET_KEYS = (
-    "cygnet-gateways", "cygnet-ipv6", "cygnet-dns", "cygnet-domains", "cygnet-eap-method",
-    "cygnet-dataplane", "cygnet-dpd", "cygnet-mtu", "cygnet-retransmit-timeout",
-    "cygnet-retransmit-tries", "cygnet-kill-switch", "cygnet-allow-lan", "cygnet-block-ipv4",
-    "cygnet-block-ipv6",
-)
-
-# Profile key -> the vpn.data key a profile error is about, so messages name what the user set.
-_NM_KEY_FOR = {
-    "gateway": "address", "port": "server-port", "remote_id": "remote-identity",
-    "local_id": "local-identity", "eap_identity": "user", "ca": "certificate",
-    "cert": "usercert", "key": "userkey", "ike": "ike", "esp": "esp", "remote_ts": "remote-ts",
-    "dataplane": "cygnet-dataplane", "dpd": "cygnet-dpd", "mtu": "cygnet-mtu", "auth": "method",
-    "virtual_ip": "virtual", "name": "connection.uuid",
-}
-
-
-class VpnDataError(Exception):
-    """The connection cannot be used; the message names the vpn.data key and says why."""
+# The mapping itself lives in connection_schema.vpn_data; these names stay importable here.
+from connection_schema.errors import VpnDataError
+from connection_schema.vpn_data import (CERTIFICATE_METHODS, CYGNET_KEYS,  # noqa: F401
+                                        SECRET_FLAG_AGENT_OWNED, SECRET_FLAG_NOT_REQUIRED,
+                                        SECRET_FLAG_NOT_SAVED, UNSUPPORTED_METHODS, checked_profile,
+                                        extra_domains, needs_password, password_needed, profile_table,
+                                        retransmission, secret_flags)
+from connection_schema.vpn_data import NM_EAP_METHODS  # noqa: F401
+from connection_schema.vpn_data import SECRET_METHODS_NM as PASSWORD_METHODS  # noqa: F401
 
 
 @dataclass
@@ -126,21 +103,11 @@ def is_persistent(connection: dict) -> bool:
     return bool(getattr(value, "value", value))
 
 
-def secret_flags(data: dict, name: str = "password") -> int:
-    try:
-        return int(data.get(f"{name}-flags", "0"))
-    except ValueError:
-        return 0
-
-
 def needed_secret(connection: dict) -> str:
     """NeedSecrets' answer: "vpn" when the password is missing and required, else ""."""
     _, data, secrets = unpack(connection)
-    method = data.get("method", "")
-    if method not in PASSWORD_METHODS:
-        # certificates: only an encrypted key needs its passphrase (the `password` secret)
-        if not (data.get("userkey") and _key_is_encrypted(data["userkey"])):
-            return ""
+    if not password_needed(data):
+        return ""  # certificates: only an encrypted key needs its passphrase (the `password`)
     if secret_flags(data) & SECRET_FLAG_NOT_REQUIRED:
         return ""
     return "" if secrets.get("password") else "vpn"
@@ -151,224 +118,37 @@ def activation_from_connection(connection: dict) -> Activation:
     conn, data, secrets = unpack(connection)
     uuid = str(conn.get("uuid") or "")
     connection_id = str(conn.get("id") or uuid or "vpn")
+    table = profile_table(data, uuid, password=bool(secrets.get("password")))
+    secret = _secret(data.get("method", ""), secrets)
+    profile = checked_profile(table, connection_id)
+    return Activation(profile=profile, secret=secret, connection_id=connection_id,
+                      extra_domains=extra_domains(data), session_overrides=_overrides(data))
 
-    def yes(key: str, default: bool = False) -> bool:
-        value = data.get(key)
-        if value is None or value == "":
-            return default
-        if value not in ("yes", "no"):
-            raise VpnDataError(f"vpn.data '{key}': '{value}' is not yes or no")
-        return value == "yes"
 
-    def number(key: str) -> Optional[int]:
-        value = data.get(key)
-        if value is None or value == "":
-            return None
-        try:
-            return int(value)
-        except ValueError:
-            raise VpnDataError(f"vpn.data '{key}': '{value}' is not a whole number") from None
-
-    def listed(key: str) -> list[str]:
-        # NetworkManager-strongswan separates list items with ';' (commas are tolerated).
-        text = data.get(key) or ""
-        return [item.strip() for item in text.replace(",", ";").split(";") if item.strip()]
-
-    unknown = [k for k in data if k.startswith("cygnet-") and k not in CYGNET_KEYS]
-    if unknown:
-        raise VpnDataError(f"vpn.data '{unknown[0]}': unknown key (Cygnet's keys: {', '.join(CYGNET_KEYS)})")
-
-    address = (data.get("address") or "").strip()
-    if not address:
-        raise VpnDataError("vpn.data 'address': the gateway address is missing")
-    method = data.get("method") or ""
-    if method in UNSUPPORTED_METHODS:
-        raise VpnDataError(f"vpn.data 'method': '{method}' ({UNSUPPORTED_METHODS[method]}) is not "
-                           f"supported by Cygnet; use psk, eap, eap-tls or cert")
-    if method not in PASSWORD_METHODS + CERTIFICATE_METHODS:
-        raise VpnDataError(f"vpn.data 'method': '{method or '(not set)'}' is not one of "
-                           "psk, eap, eap-tls, cert, key")
-    cert_source = data.get("cert-source") or "file"
-    if method in CERTIFICATE_METHODS and cert_source in UNSUPPORTED_METHODS:
-        raise VpnDataError(f"vpn.data 'cert-source': '{cert_source}' ({UNSUPPORTED_METHODS[cert_source]}) "
-                           "is not supported by Cygnet; use file")
-    if yes("ipcomp"):
-        raise VpnDataError("vpn.data 'ipcomp': IPComp (ipcomp=yes) is not supported by Cygnet; set ipcomp=no")
-    if listed("local-ts"):
-        raise VpnDataError("vpn.data 'local-ts': local traffic selectors are not supported by Cygnet "
-                           "(it proposes the virtual IP the gateway assigns); remove local-ts")
-
-    profile: dict = {"name": f"nm-{uuid}" if uuid else "nm-connection",
-                     "gateway": [address, *listed("cygnet-gateways")]}
-    port = number("server-port")
-    if port is not None:
-        profile["port"] = port
-
-    user = data.get("user") or None
-    local_identity = data.get("local-identity") or None
-    if method == "psk":
-        profile["auth"] = "psk"
-        if local_identity or user:
-            profile["local_id"] = local_identity or user
-    elif method == "eap":
-        # As with charon-nm, method=eap lets the server choose among the password methods
-        # unless cygnet-eap-method names one.
-        eap_method = data.get("cygnet-eap-method") or None
-        if eap_method not in (None, *NM_EAP_METHODS):
-            raise VpnDataError(f"vpn.data 'cygnet-eap-method': '{eap_method}' is not one of "
-                               f"{', '.join(NM_EAP_METHODS)}")
-        profile["auth"] = f"eap-{eap_method}" if eap_method else "eap"
-        if not (user or local_identity):
-            raise VpnDataError("vpn.data 'user': the EAP user name is missing")
-        profile["eap_identity"] = user or local_identity
-        if local_identity:
-            profile["local_id"] = local_identity
-    else:
-        profile["auth"] = "eap-tls" if method == "eap-tls" else "pubkey"
-        for key, target in (("usercert", "cert"), ("userkey", "key")):
-            if not data.get(key):
-                raise VpnDataError(f"vpn.data '{key}': needed with method={method}")
-            profile[target] = data[key]
-        if _key_is_encrypted(data["userkey"]):
-            if not (secrets.get("password") or ""):
-                raise VpnDataError(f"vpn.data 'userkey': {data['userkey']} is encrypted; its "
-                                   "passphrase (the 'password' secret) is missing")
-        else:
-            _check_unencrypted_key(data["userkey"])
-        if local_identity:
-            profile["local_id"] = local_identity
-        elif method == "eap-tls":
-            profile["local_id"] = _certificate_identity(data["usercert"], "usercert")
-
-    certificate = data.get("certificate") or None
-    remote_identity = data.get("remote-identity") or None
-    # charon-nm: "%any" (ID_ANY) falls back to the address, as an empty identity does; the
-    # engine then makes the gateway prove the address as a subjectAltName (issue 13 §1).
-    any_identity = (remote_identity or "").strip().lower() == "%any"
-    if any_identity:
-        remote_identity = None
-    if certificate:
-        profile["ca"] = certificate
-        if not remote_identity and not any_identity and not _is_ca_certificate(certificate):
-            # charon-nm: a gateway certificate (not a CA) names the gateway by its subject.
-            remote_identity = _certificate_identity(certificate, "certificate")
-    if remote_identity:
-        profile["remote_id"] = remote_identity
-
-    families = []
-    if yes("virtual"):
-        families = ["ipv4", "ipv6"] if yes("cygnet-ipv6", default=True) else ["ipv4"]
-    profile["virtual_ip"] = families
-    profile["encap"] = yes("encap")
-    profile["dns"] = yes("cygnet-dns", default=True)
-    profile["kill_switch"] = yes("cygnet-kill-switch")
-    profile["allow_lan"] = yes("cygnet-allow-lan")
-    for family in ("ipv4", "ipv6"):
-        if data.get(f"cygnet-block-{family}"):
-            profile[f"block_{family}"] = yes(f"cygnet-block-{family}")
-    if yes("proposal"):
-        for key in ("ike", "esp"):
-            if listed(key):
-                profile[key] = ",".join(listed(key))
-    if listed("remote-ts"):
-        profile["remote_ts"] = listed("remote-ts")
-    for key, target in (("cygnet-dataplane", "dataplane"),):
-        if data.get(key):
-            profile[target] = data[key]
-    for key, target in (("cygnet-dpd", "dpd"), ("cygnet-mtu", "mtu")):
-        value = number(key)
-        if value is not None:
-            profile[target] = value
-
-    secret = None
+def _secret(method: str, secrets: dict) -> Optional[Secret]:
+    """The PSK, EAP password or key passphrase from vpn.secrets, wrapped at once; never logged."""
     password = secrets.get("password") or ""
-    if method in PASSWORD_METHODS:
-        if not password:
-            what = "pre-shared key" if method == "psk" else "EAP password"
-            raise VpnDataError(f"vpn.secrets 'password': the {what} is missing")
-        secret = Secret(password)
-        # The secret comes from NetworkManager, not from a file or the keyring; keyring=true
-        # only satisfies the file-profile rule "psk needs a secret source" and is cleared below.
-        if method == "psk":
-            profile["keyring"] = True
-    elif password and method in CERTIFICATE_METHODS:
-        secret = Secret(password)  # the passphrase of an encrypted userkey
-
-    try:
-        checked = profile_from_dict(profile, Path(f"NetworkManager connection '{connection_id}'"),
-                                    base_dir=Path("/"))
-    except ProfileError as error:
-        nm_key = _NM_KEY_FOR.get(error.key or "", error.key)
-        raise VpnDataError(f"vpn.data '{nm_key}': {error.problem or error}") from None
-    checked = dataclasses.replace(checked, keyring=False)
-
-    overrides = {}
-    timeout, tries = number("cygnet-retransmit-timeout"), number("cygnet-retransmit-tries")
-    if timeout is not None or tries is not None:
-        from ike.retransmission import RetransmissionPolicy
-
-        default = RetransmissionPolicy()
-        if (timeout is not None and timeout < 1) or (tries is not None and tries < 0):
-            raise VpnDataError("vpn.data 'cygnet-retransmit-timeout'/'cygnet-retransmit-tries': "
-                               "timeout must be 1 s or more, tries 0 or more")
-        overrides["retransmission"] = RetransmissionPolicy(
-            tries=default.tries if tries is None else tries,
-            timeout=float(default.timeout if timeout is None else timeout), base=default.base)
-    return Activation(profile=checked, secret=secret, connection_id=connection_id,
-                      extra_domains=tuple(listed("cygnet-domains")), session_overrides=overrides)
+    if not needs_password(method):
+        # the passphrase of an encrypted userkey (checked present by profile_table)
+        return Secret(password) if password and method in CERTIFICATE_METHODS else None
+    if not password:
+        what = "pre-shared key" if method == "psk" else "EAP password"
+        raise VpnDataError(f"vpn.secrets 'password': the {what} is missing", key="password",
+                           problem=f"the {what} is missing", kind="missing")
+    return Secret(password)
 
 
-def _load_certificate(path: str, key: str):
-    from ike.certificates import CertificateError, load_certificates
+def _overrides(data: dict) -> dict:
+    """ike.settings.Settings fields from cygnet-retransmit-* (limits: connection_schema.limits)."""
+    timeout, tries = retransmission(data)
+    if timeout is None and tries is None:
+        return {}
+    from ike.retransmission import RetransmissionPolicy
 
-    try:
-        return load_certificates(path)[0]
-    except (CertificateError, OSError, IndexError) as error:
-        raise VpnDataError(f"vpn.data '{key}': cannot read a certificate from {path}: {error}") from None
-
-
-def _is_ca_certificate(path: str) -> bool:
-    from cryptography import x509
-
-    try:
-        if Path(path).is_dir():
-            return True
-    except (OSError, ValueError) as error:  # a name too long, a NUL: one line, not a traceback
-        raise VpnDataError(f"vpn.data 'certificate': {path!r} is not a usable path: "
-                           f"{getattr(error, 'strerror', None) or error}") from None
-    cert = _load_certificate(path, "certificate")
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
-
-
-def _certificate_identity(path: str, key: str) -> str:
-    """A certificate's subject DN in strongSwan's notation ("C=CH, O=…, CN=…")."""
-    from ike.certificates import format_dn
-
-    cert = _load_certificate(path, key)
-    return format_dn(cert.subject.public_bytes())
-
-
-def _key_is_encrypted(path: str) -> bool:
-    from client.credentials import key_is_encrypted
-
-    return key_is_encrypted(path)
-
-
-def _check_unencrypted_key(path: str) -> None:
-    from ike.certificates import CertificateError, load_private_key
-
-    try:
-        load_private_key(path)
-    except OSError as error:
-        raise VpnDataError(f"vpn.data 'userkey': cannot read {path}: {error.strerror}") from None
-    except CertificateError as error:
-        if "password" in str(error).lower() or "encrypted" in str(error).lower():
-            raise VpnDataError(f"vpn.data 'userkey': {path} is encrypted; Cygnet needs an unencrypted "
-                               "key (mode 0600)") from None
-        raise VpnDataError(f"vpn.data 'userkey': {error}") from None
+    default = RetransmissionPolicy()
+    return {"retransmission": RetransmissionPolicy(
+        tries=default.tries if tries is None else tries,
+        timeout=float(default.timeout if timeout is None else timeout), base=default.base)}
 
 
 def ipv4_u32(address) -> int:

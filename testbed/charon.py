@@ -50,7 +50,9 @@ class CharonSettings:
     retransmit_base: float | None = None
     fragment_size: int | None = None
     extra_plugins: tuple[str, ...] = ()          # e.g. ("ha",), appended to charon.load
-    plugins: str = CHARON_PLUGINS                # charon.load (order picks crypto implementations)
+    # charon.load (order picks crypto implementations); read when the settings are made, so a
+    # lane that patches CHARON_PLUGINS (the VM lane drops kernel-libipsec) still takes effect
+    plugins: str = field(default_factory=lambda: CHARON_PLUGINS)
     log_levels: dict = field(default_factory=lambda: {
         "default": 1, "ike": 2, "cfg": 2, "knl": 1, "net": 1, "enc": 1, "esp": 1})
     extra: dict = field(default_factory=dict)   # merged into the charon {} section

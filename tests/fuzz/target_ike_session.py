@@ -67,29 +67,29 @@ def one_input(data: bytes) -> None:
     pair = _pair()
     session, gateway_sa = pair.session, pair.gateway.sa
     mode, body = data[0] % 4, data[1:]
-    source = (pair.gateway.config.address, 4500 if session._nat_t else 500)
+    source = (pair.gateway.config.address, 4500 if session.udp_encapsulation else 500)
     if mode in (0, 1) or gateway_sa is None or gateway_sa.protector is None:
         session.receive_datagram(body, source, pair.now)
     elif mode == 2:
-        ike = session._ike
+        ike = session.ike_sa
         exchange = EXCHANGES[body[0] % len(EXCHANGES)]
         header = Header(ike.spi_i, ike.spi_r, 0, exchange, gateway_sa.flags(False),
                         ike.next_peer_request_id)
         session.receive_datagram(_seal_chain(gateway_sa.protector, header, body[1], body[2:]),
                                  source, pair.now)
     else:
-        if session._outstanding is None and session.state is State.ESTABLISHED:
-            children = list(session._children.values())
+        if session.outstanding_request is None and session.state is State.ESTABLISHED:
+            children = list(session.child_sas.values())
             if body[0] & 1 and children:
                 session.rekey_child(children[0].child_id)
             else:
-                session._queue.append(session._send_dpd)
+                session.check_liveness()
             session.handle_timer(pair.now)
-        out = session._outstanding
+        out = session.outstanding_request
         if out is not None:
             session.datagrams_to_send(pair.now)  # the request goes nowhere: we answer it
-            header = Header(out.ike.spi_i, out.ike.spi_r, 0, out.request.exchange,
-                            gateway_sa.flags(True), out.request.message_id)
+            header = Header(out.ike_sa.spi_i, out.ike_sa.spi_r, 0, out.exchange,
+                            gateway_sa.flags(True), out.message_id)
             session.receive_datagram(
                 _seal_chain(gateway_sa.protector, header, body[1], body[2:]), source, pair.now)
     _drain(pair)

@@ -746,11 +746,11 @@ class Pair:
     def connect(self) -> list:
         self.session.connect(self.now)
         events = self.run()
-        refusal = getattr(self.session, "_init_refusal", None)
+        refusal = self.session.init_refusal
         if refusal is not None and not events:
             # An IKE_SA_INIT refusal is only a hint (RFC 7296 §2.21.1): let the session's wait
             # for a valid answer run out, as a real clock would.
-            deadline = max(self.session._outstanding.request.deadline, refusal.not_before)
+            deadline = max(self.session.outstanding_request.deadline, refusal.not_before)
             events += self.advance(deadline - self.now)
         return events
 
@@ -774,7 +774,7 @@ class Pair:
                 moved = True
                 source = (self.gateway.config.address, 4500 if addr[1] != 500 and
                           addr[1] != self.settings.local_port else 500)
-                if self.session._nat_t:
+                if self.session.udp_encapsulation:
                     source = (self.gateway.config.address, 4500)
                 self.sent_to_client.append(data)
                 for d in (self.to_client(data) if self.to_client else [data]):
@@ -803,5 +803,5 @@ class Pair:
     def deliver_to_client(self, datagrams: list[bytes]) -> list:
         for d in datagrams:
             self.session.receive_datagram(d, (self.gateway.config.address, 4500
-                                              if self.session._nat_t else 500), self.now)
+                                              if self.session.udp_encapsulation else 500), self.now)
         return self.run()

@@ -53,7 +53,7 @@ def test_auth_lifetime_in_ike_auth_is_reported_before_it_runs_out():
     # nothing else happened: the IKE_SA and its CHILD_SA stay until the owner closes it
     assert _kinds(events) == ["ReauthenticationRequested"]
     assert pair.session.state is State.ESTABLISHED
-    assert len(pair.session._children) == 1
+    assert len(pair.session.child_sas) == 1
     # reported once, not again and again
     assert _reauth_requests(pair.advance(50)) == []
 
@@ -158,7 +158,7 @@ def test_make_before_break_with_a_second_session():
     first_config = next(e for e in old.events if isinstance(e, ConfigReceived))
     assert events[1].addresses == first_config.addresses
     assert isinstance(events[0], IkeSaEstablished)
-    assert events[0].spi_i != old.session._ike.spi_i
+    assert events[0].spi_i != old.session.ike_sa.spi_i
 
     # one socket for both: the owner hands each datagram to the session whose SPIs it bears
     probe = new.gateway.send_dpd()  # an INFORMATIONAL on the new IKE_SA

@@ -82,7 +82,7 @@ def test_update_sa_addresses_moves_to_the_source_address():
     pair.gateway.informational([Notify(NotifyType.UPDATE_SA_ADDRESSES)])
     pair.gateway.config.address = "192.0.2.77"  # the request arrives from a new address
     pair.run()
-    assert pair.session._remote[0] == "192.0.2.77"
+    assert pair.session.remote_address[0] == "192.0.2.77"
 
 
 def test_dpd_after_idle_time():
@@ -144,3 +144,16 @@ def test_gateway_deletes_the_ike_sa_while_we_wait_for_a_response():
     events = pair.run()
     assert _kinds(events) == ["ChildSaDeleted", "IkeSaDeleted"]
     assert pair.session.get_timer() is None
+
+
+def test_check_liveness_sends_an_empty_informational_at_once():
+    pair = Pair(client_settings(dpd_delay=0))  # no periodic DPD
+    pair.connect()
+    before = len(pair.gateway.received)
+    pair.session.check_liveness()
+    assert pair.session.get_timer() == 0.0  # queued work is due at once
+    assert pair.advance(0) == []
+    # §2.4: an empty INFORMATIONAL request; the gateway's answer ends it
+    assert pair.gateway.received[before:] == [(ExchangeType.INFORMATIONAL, [])]
+    assert pair.session.outstanding_request is None
+    assert pair.session.state is State.ESTABLISHED

@@ -117,9 +117,9 @@ def test_simultaneous_child_rekeys_keep_exactly_one_new_sa():
         deleted = [e for e in events if isinstance(e, ChildSaDeleted)]
         assert len(established) == 2 and len(deleted) == 2
         assert any(isinstance(e, ChildSaRekeyed) for e in events)
-        survivors = list(pair.session._children)
+        survivors = list(pair.session.child_sas)
         assert len(survivors) == 1 and len(pair.gateway.children) == 1
-        survivor = pair.session._children[survivors[0]]
+        survivor = pair.session.child_sas[survivors[0]]
         assert pair.gateway.children[survivor.spi_out].spi_out == survivor.spi_in
         assert survivor.child_id == old.child_id
         if outcomes == {True, False}:
@@ -129,7 +129,7 @@ def test_simultaneous_child_rekeys_keep_exactly_one_new_sa():
 
 def test_ike_rekey_moves_children_to_the_new_ike_sa():
     pair, child = _established()
-    old_spi_i = pair.session._ike.spi_i
+    old_spi_i = pair.session.ike_sa.spi_i
     pair.session.rekey_ike()
     events = pair.advance(0)
     assert _kinds(events) == ["IkeSaRekeyed"]
@@ -139,7 +139,7 @@ def test_ike_rekey_moves_children_to_the_new_ike_sa():
     # the new IKE_SA works: a CHILD rekey over it succeeds, and message IDs restarted
     pair.session.rekey_child(child.child_id)
     assert _kinds(pair.advance(0)) == ["ChildSaEstablished", "ChildSaRekeyed", "ChildSaDeleted"]
-    assert pair.session._ike.next_request_id == 2
+    assert pair.session.ike_sa.next_request_id == 2
 
 
 def test_ike_rekey_fires_on_its_timer():
@@ -153,9 +153,9 @@ def test_gateway_rekeys_the_ike_sa_and_we_become_its_responder():
     result = pair.gateway.rekey_ike()
     events = pair.run()
     assert _kinds(events) == ["IkeSaRekeyed"]
-    assert not pair.session._ike.we_are_initiator
-    assert pair.session._old_ikes == []  # the gateway deleted the old one
-    assert result["sa"].spi_r == pair.session._ike.spi_r
+    assert not pair.session.ike_sa.we_are_initiator
+    assert pair.session.retired_ike_sas == ()  # the gateway deleted the old one
+    assert result["sa"].spi_r == pair.session.ike_sa.spi_r
     # requests in both directions still work over the new IKE_SA
     pair.session.rekey_child(child.child_id)
     assert _kinds(pair.advance(0)) == ["ChildSaEstablished", "ChildSaRekeyed", "ChildSaDeleted"]
@@ -168,16 +168,16 @@ def test_simultaneous_ike_rekeys_keep_exactly_one_new_ike_sa():
     outcomes = set()
     for _ in range(40):  # random nonces: both outcomes of §2.8.2 get exercised
         pair, child = _established()
-        old_spi = pair.session._ike.spi_i
+        old_spi = pair.session.ike_sa.spi_i
         pair.session.rekey_ike()
         pair.session.handle_timer(pair.now)
         result = pair.gateway.rekey_ike()
         events = pair.run()
         assert _kinds(events) == ["IkeSaRekeyed"]
         outcomes.add(bool(result.get("redundant")))
-        ike = pair.session._ike
+        ike = pair.session.ike_sa
         assert ike.spi_i != old_spi
-        assert pair.session._old_ikes == []
+        assert pair.session.retired_ike_sas == ()
         assert [(sa.spi_i, sa.spi_r) for sa in pair.gateway.sas] == [(ike.spi_i, ike.spi_r)]
         # and the survivor works
         pair.session.rekey_child(child.child_id)
@@ -299,10 +299,10 @@ def test_ike_rekeys_keep_the_negotiated_algorithms():
     pair = Pair(client_settings(ike_proposals="aes256gcm16-prfsha384-x25519," + both),
                 GatewayConfig(ike_proposals=both))
     pair.connect()
-    assert str(pair.session._ike.proposal) == "aes128gcm16-prfsha256-x25519"
+    assert str(pair.session.ike_sa.proposal) == "aes128gcm16-prfsha256-x25519"
     pair.gateway.rekey_ike()
     pair.run()
-    assert str(pair.session._ike.proposal) == "aes128gcm16-prfsha256-x25519"
+    assert str(pair.session.ike_sa.proposal) == "aes128gcm16-prfsha256-x25519"
     pair.session.rekey_ike()
     assert _kinds(pair.advance(0)) == ["IkeSaRekeyed"]
     _, payloads = pair.gateway.received[-2]
@@ -315,13 +315,13 @@ def test_request_stranded_on_an_ike_sa_the_gateway_rekeyed_away_is_dropped():
     pair.connect()
     pair.to_client = lambda d: []  # the answer to our liveness check is lost ...
     pair.advance(31)
-    stranded = pair.session._outstanding
+    stranded = pair.session.outstanding_request
     assert stranded is not None
     pair.to_client = None
     pair.gateway.rekey_ike()  # ... and the gateway moves to a new IKE_SA, deleting the old
     events = pair.run()
     assert _kinds(events) == ["IkeSaRekeyed"]
-    assert pair.session._outstanding is None  # it could never be answered any more
+    assert pair.session.outstanding_request is None  # it could never be answered any more
     assert pair.advance(600) == []  # no false "dead peer"
     assert pair.session.state.name == "ESTABLISHED"
 

@@ -83,7 +83,7 @@ def test_ike_rekey_after_a_hybrid_exchange_offers_no_additional_key_exchange():
     _, payloads = pair.gateway.received[-2]
     sa = next(p for p in payloads if type(p).__name__ == "SA")
     assert all(t.type < 6 for p in sa.proposals for t in p.transforms)  # no ADDKE1..7
-    assert pair.session._ike.proposal.additional_ke == ()
+    assert pair.session.ike_sa.proposal.additional_ke == ()
     pair.session.rekey_child(child.child_id)
     assert "ChildSaRekeyed" in [type(e).__name__ for e in pair.advance(0)]
 
@@ -91,7 +91,7 @@ def test_ike_rekey_after_a_hybrid_exchange_offers_no_additional_key_exchange():
 def test_gateway_insisting_on_additional_key_exchange_in_rekeys_keeps_the_old_ike_sa():
     pair = Pair(client_settings(ike_proposals=HYBRID), GatewayConfig(ike_proposals=HYBRID))
     pair.connect()
-    old = pair.session._ike
+    old = pair.session.ike_sa
     pair.session.rekey_ike()
     assert pair.advance(0) == []  # NO_PROPOSAL_CHOSEN: retried later, nothing breaks
-    assert pair.session._ike is old and pair.session.state.name == "ESTABLISHED"
+    assert pair.session.ike_sa == old and pair.session.state.name == "ESTABLISHED"

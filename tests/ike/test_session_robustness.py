@@ -104,7 +104,7 @@ def test_corrupted_datagrams_are_dropped_and_the_exchange_completes():
 def test_garbage_never_raises(data):
     pair = _GARBAGE_PAIR
     pair.session.receive_datagram(data, ("192.0.2.1", 500), pair.now)
-    pair.session.receive_datagram(pair.session._ike.spi_i + data, ("192.0.2.1", 4500), pair.now)
+    pair.session.receive_datagram(pair.session.ike_sa.spi_i + data, ("192.0.2.1", 4500), pair.now)
     assert pair.session.state is State.ESTABLISHED
 
 
@@ -123,13 +123,13 @@ def test_bit_flips_in_a_genuine_request_are_dropped(position, bit):
     pair.gateway.outbox.clear()
     flipped = bytearray(datagram)
     flipped[position % len(flipped)] ^= 1 << bit
-    before = pair.session._ike.next_peer_request_id
+    before = pair.session.ike_sa.next_peer_request_id
     pair.session.receive_datagram(bytes(flipped), ("192.0.2.1", 500), pair.now)
     assert pair.session.state is State.ESTABLISHED
-    assert pair.session._ike.next_peer_request_id == before  # not processed
+    assert pair.session.ike_sa.next_peer_request_id == before  # not processed
     pair.session.receive_datagram(datagram, ("192.0.2.1", 500), pair.now)  # genuine one
     pair.run()
-    assert pair.session._ike.next_peer_request_id == before + 1
+    assert pair.session.ike_sa.next_peer_request_id == before + 1
 
 
 def test_replayed_request_is_answered_from_the_cache_not_processed_again():
@@ -173,7 +173,7 @@ def test_unusable_rekey_answer_keeps_the_old_child_sa():
     pair.gateway._narrowed = widen
     pair.session.rekey_child(child.child_id)
     assert pair.advance(0) == []
-    assert list(pair.session._children) == [child.spi_in]
+    assert list(pair.session.child_sas) == [child.spi_in]
     assert list(pair.gateway.children) == [child.spi_out]  # it dropped the one it made
     pair.gateway._narrowed = original
     events = pair.advance(TEMPORARY_RETRY + 1)
@@ -232,7 +232,7 @@ def test_secrets_stay_out_of_reprs():
     settings = client_settings(auth=AuthSettings(psk=b"topsecret-psk", eap_password="pw-secret"))
     pair = Pair(settings, GatewayConfig(psk=b"topsecret-psk"))
     events = pair.connect()
-    text = repr(settings) + repr(events) + repr(pair.session._ike) + repr(pair.session._children)
+    text = repr(settings) + repr(events) + repr(pair.session.ike_sa) + repr(pair.session.child_sas)
     assert "topsecret" not in text and "pw-secret" not in text
     child = events[-1]
     for key in (child.encr_key_in, child.encr_key_out):
@@ -311,7 +311,7 @@ def test_soak_with_loss_duplication_reordering_and_rekeys_from_both_sides():
         pair.advance(200)
         for _ in range(40):
             roll = rng.random()
-            children = list(pair.session._children.values())
+            children = list(pair.session.child_sas.values())
             gateway_idle = (pair.gateway.sa is not None and pair.gateway.established
                             and pair.gateway.pending is None)
             if roll < 0.3 and children:
@@ -329,4 +329,4 @@ def test_soak_with_loss_duplication_reordering_and_rekeys_from_both_sides():
             assert pair.session.get_timer() is None
         else:
             assert pair.session.state is State.ESTABLISHED
-            assert pair.session._children and pair.session.get_timer() is not None
+            assert pair.session.child_sas and pair.session.get_timer() is not None

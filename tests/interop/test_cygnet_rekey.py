@@ -145,13 +145,14 @@ def test_we_reauthenticate_when_the_gateway_asks(testbed_factory, make_cygnet):
     the old ones, outbound switched, then DELETE of the old IKE_SA: no ping lost, TCP intact."""
     from testbed import GatewayOptions, wait_for
 
-    options = GatewayOptions(ike_reauth_time="2s", ike_over_time="2s")
+    # 10 s: the shortest AUTH_LIFETIME we honour (ike.session.MIN_AUTH_LIFETIME)
+    options = GatewayOptions(ike_reauth_time="10s", ike_over_time="2s")
     tb = testbed_factory(gateway_options=options, iperf=False, capture=False)
     client = make_cygnet(tb)
     client.up(client.profile("psk"))
     first = client.control_status()
 
-    traffic_across(tb, client, "reauths", seconds=2.5)
+    traffic_across(tb, client, "reauths", seconds=10.5)
 
     after = client.control_status()
     assert after["ike_spi_i"] != first["ike_spi_i"]
