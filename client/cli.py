@@ -7,7 +7,8 @@
     cygnet nm install|uninstall      NetworkManager plugin files
 
 Exit codes: 0 done, 1 failed (the reason is printed), 2 bad arguments or a part that is not
-available yet. Start-up stays light: heavy modules (cryptography, pyroute2, asyncio) are
+available yet; `cygnet up` in the foreground exits with its failure's kind (client/failure.py's
+EXIT_CODES, listed in `cygnet --help`). Start-up stays light: heavy modules (cryptography, pyroute2, asyncio) are
 imported inside the commands that need them, never at module level.
 """
 
@@ -42,6 +43,13 @@ class _Formatter(argparse.HelpFormatter):
         super().__init__(prog, **kwargs)
 
 
+class _RawEpilogFormatter(_Formatter):
+    """The exit-status table in the epilog keeps its lines."""
+
+    def _fill_text(self, text, width, indent):
+        return "".join(indent + line for line in text.splitlines(keepends=True))
+
+
 @functools.cache  # one look per run: a parser makes a formatter for every argument
 def _terminal_columns() -> int:
     """shutil.get_terminal_size().columns: $COLUMNS, else the terminal's, else 80."""
@@ -71,7 +79,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cygnet", description="Cygnet IKEv2 VPN client")
+    from client.failure import EXIT_STATUS_HELP
+
+    parser = _Parser(prog="cygnet", description="Cygnet IKEv2 VPN client", epilog=EXIT_STATUS_HELP,
+                     formatter_class=_RawEpilogFormatter)
     parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
@@ -130,9 +141,10 @@ def _error(message: str) -> int:
     return EXIT_FAILED
 
 
-def _load_engine():
-    """client.engine, imported only by the commands that need it (start-up time)."""
-    return importlib.import_module("client.engine")
+def _load_commands():
+    """client.commands (up/down/status over client.engine), imported only by the commands
+    that need it (start-up time)."""
+    return importlib.import_module("client.commands")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,14 +177,12 @@ def cmd_up(args) -> int:
     if not args.daemon:
         # pyroute2 loads in a child while we import the rest (and it probes for kernel ESP).
         netlink_agent.prestart(probe_kernel_esp=profile.dataplane in ("kernel", "auto"))
-    engine = _load_engine()
-    return engine.up(profile, daemon=args.daemon)
+    return _load_commands().up(profile, daemon=args.daemon)
 
 
 def cmd_down(args) -> int:
     from client import control, killswitch
 
-    engine = _load_engine()
     try:  # a kill switch that outlived its engine (failed or killed): `down` lifts it
         left = killswitch.leftovers(args.name, control.running_tunnels())
     except killswitch.FirewallError:
@@ -182,12 +192,11 @@ def cmd_down(args) -> int:
         print(f"kill switch of {name} removed")
     if left and (args.name or not control.running_tunnels()):
         return EXIT_OK
-    return engine.down(args.name)
+    return _load_commands().down(args.name)
 
 
 def cmd_status(args) -> int:
-    engine = _load_engine()
-    return engine.status(as_json=args.json)
+    return _load_commands().status(as_json=args.json)
 
 
 def cmd_import(args) -> int:
@@ -216,25 +225,10 @@ def cmd_import(args) -> int:
 
 
 def cmd_nm(args) -> int:
-    from nm_plugin.install import InstallError, install, uninstall
+    """The front door to nm_plugin/install.py (`cygnet-nm-install`), which does the work."""
+    from nm_plugin.install import run
 
-    try:
-        if args.action == "install":
-            for path in install(args.prefix):
-                print(f"wrote {path}")
-            print("NetworkManager now knows vpn-type cygnet "
-                  "(nmcli connection add type vpn vpn-type cygnet ...)")
-        else:
-            removed = uninstall(args.prefix)
-            for path in removed:
-                print(f"removed {path}")
-            if not removed:
-                print(f"nothing to remove under {args.prefix}")
-    except InstallError as e:
-        return _error(f"nm {args.action}: {e}")
-    except OSError as e:
-        return _error(f"nm {args.action}: {e.filename}: {e.strerror}")
-    return EXIT_OK
+    return run(args.action, args.prefix, prog="cygnet: nm")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """The data plane: where CHILD_SAs carry packets between the virtual interface and the peer.
 
+(Over 500 lines for a reason: the userspace ESP loop is a hot path whose batching, GSO/GRO and
+buffer reuse read best in one place; the interface, selectors and counters are its vocabulary.)
+
 ``DataPlane`` is the interface the engine codes against; implementations are the userspace one
 here (a TUN device and the UDP 4500 socket, like strongSwan's libipsec and its Android app), and
 later a kernel-XFRM backend or a mobile port.
@@ -130,7 +133,22 @@ class ChildSaParameters(Protocol):
 
 
 class DataPlane(Protocol):
-    """What the engine needs from any data plane (userspace, kernel XFRM, mobile)."""
+    """What the engine needs from any data plane (userspace, kernel XFRM, mobile): everything
+    client/engine.py calls on one, and nothing else (the engine never asks which one it has)."""
+
+    kind: str  # "userspace" or "kernel", for `cygnet status` and the progress line
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Start reading the socket (and the TUN device or the kernel's events) on `loop`."""
+
+    def set_peer(self, peer: tuple[str, int]) -> None:
+        """Where ESP goes (the gateway's address and NAT-T port)."""
+
+    def send_ike(self, message: bytes, addr: tuple[str, int] | None = None) -> None:
+        """Send an IKE message on the shared NAT-T socket, behind the non-ESP marker."""
+
+    def send_keepalive(self, addr: tuple[str, int] | None = None) -> None:
+        """A NAT keepalive (RFC 3948 §2.3) to the gateway."""
 
     def install_child_sa(self, sa: ChildSaParameters, *, activate_outbound: bool = True) -> None:
         """Install both SAs; with activate_outbound, outbound traffic of sa.child_id moves to it."""
@@ -256,6 +274,8 @@ class UserspaceDataPlane(SharedUdpSocket):
     ``on_ike_packet(message, addr)`` receives IKE messages that arrived on the socket (marker
     removed); ``on_event(SaLimitReached)`` receives limit notices. Both run on the loop thread.
     """
+
+    kind = "userspace"
 
     def __init__(
         self,

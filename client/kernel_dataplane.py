@@ -1,5 +1,8 @@
 """The kernel data plane: CHILD_SAs handed to the kernel's XFRM (as charon and charon-nm do).
 
+(About 600 lines for a reason: one DataPlane implementation with its XFRM interface, SA and
+policy requests and kernel events; they share the tunnel's reqid/if_id bookkeeping.)
+
 Packets never pass through Python: the kernel encrypts and decrypts (esp4/esp6), Cygnet only
 installs and removes SAs and policies over XFRM netlink (client/xfrm.py) and listens for the
 kernel's EXPIRE and ACQUIRE notices.
@@ -52,6 +55,7 @@ from typing import Callable
 from client import esp, xfrm
 from client.dataplane import (IKE_NATT_PORT, NON_ESP_MARKER, SaCounters, SaLimitReached,
                               SharedUdpSocket)
+from client.sockets import local_address_towards
 from client.tun import configure_link
 
 log = logging.getLogger(__name__)
@@ -227,6 +231,8 @@ class KernelDataPlane(SharedUdpSocket):
     run on the event loop.
     """
 
+    kind = "kernel"
+
     def __init__(self, sock: socket.socket, if_id: int, peer: tuple[str, int] | None = None, *,
                  on_ike_packet: Callable[[bytes, tuple], None] | None = None,
                  on_event: Callable[[object], None] | None = None,
@@ -276,7 +282,7 @@ class KernelDataPlane(SharedUdpSocket):
         if self.peer is None:
             raise KernelDataPlaneError(errno.EDESTADDRREQ, "no peer address set before installing a CHILD_SA")
         peer = self.peer[0]
-        local = _local_address_towards(peer)
+        local = local_address_towards(peer, IKE_NATT_PORT)
         spi_in, spi_out = bytes(sa.spi_in), bytes(sa.spi_out)
         reqid = reqid_of(sa.child_id)
         encap = bool(getattr(sa, "udp_encapsulation", False))
@@ -545,13 +551,6 @@ def _algorithm_attributes(sa, encr_key: bytes, integ_key: bytes) -> list:
         ("XFRMA_ALG_AUTH_TRUNC", {"alg_name": integ_name.encode(), "alg_key_len": len(integ_key) * 8,
                                   "alg_trunc_len": trunc_bits, "alg_key": bytes(integ_key)}),
     ]
-
-
-def _local_address_towards(remote: str) -> str:
-    family = socket.AF_INET6 if ":" in remote else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
-        probe.connect((remote, IKE_NATT_PORT))
-        return probe.getsockname()[0]
 
 
 def clean_stale(if_id: int) -> int:

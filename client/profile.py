@@ -1,5 +1,8 @@
 """Connection profiles: one TOML file per VPN connection, checked and turned into a `Profile`.
 
+(Over 500 lines for a reason: the TOML schema's table and its checks; issue 14 §2 moves the
+schema to one neutral module shared with NetworkManager's vpn.data and .sswan.)
+
 Where profiles live: ``cygnet up office`` looks for ``office.toml`` in
 ``$XDG_CONFIG_HOME/cygnet/`` (usually ``~/.config/cygnet/``) and then in
 ``/etc/cygnet/profiles/``. A path to a ``.toml`` file works too. Relative paths inside a

@@ -1,5 +1,8 @@
 """XFRM netlink: the kernel's IPsec SA and policy database (linux/xfrm.h), spoken directly.
 
+(Over 500 lines for a reason: a codec. Most of it is linux/xfrm.h's message layouts declared
+one to one, which belong together.)
+
 pyroute2 0.9.7 has no XFRM SA/policy API, so the message layouts are declared here on its
 ``nlmsg``/``nla`` classes, and ``XfrmSocket`` sends them on a plain NETLINK_XFRM socket.
 Why netlink and not ``ip xfrm``: keys must never appear on a command line.

@@ -2,12 +2,16 @@
 
 Inputs: NetworkManager's VPN state reason (VpnStateChanged), the plugin's Failure code
 (org.freedesktop.NetworkManager.VPN.Plugin.Failure: 0 login, 1 connect, 2 bad IP config) and,
-when the plugin sends one, its own message text.
+when Cygnet's plugin sends its Failed(u, s, s) signal, its message and the failure's kind
+(a client.failure.FailureKind token). The headline comes from tables: by kind first, then by
+the plugin's code, then by NetworkManager's reason; the message is never read for meaning.
 """
 
 from __future__ import annotations
 
 from typing import Optional
+
+from connection_schema.failure_kinds import FailureKind, kind_from_token
 
 # NMActiveConnectionStateReason as carried by VPN.Connection.VpnStateChanged
 REASON_UNKNOWN, REASON_NONE, REASON_USER_DISCONNECTED, REASON_DEVICE_DISCONNECTED, \
@@ -35,27 +39,31 @@ _BY_REASON = {
     REASON_SERVICE_START_FAILED: PLUGIN_MISSING,
 }
 
-# Words in the plugin's message (the engine's FatalError texts) and what they mean.
-_MESSAGE_HINTS = (
-    (("certificate", "not trusted", "identity", "did not authenticate itself"), CERTIFICATE),
-    (("wrong password", "wrong user name", "eap", "authentication failed"), WRONG_PASSWORD),
-    (("unreachable", "no answer", "no response", "timed out", "no tunnel after", "refused"), UNREACHABLE),
-    (("no proposal chosen",), "The gateway accepted none of the proposed algorithms."),
-)
+# What the user is told for each kind of failure the plugin reports.
+BY_KIND = {
+    FailureKind.AUTHENTICATION: WRONG_PASSWORD,
+    FailureKind.PASSWORD_MISSING: NO_SECRETS,
+    FailureKind.IDENTITY_MISMATCH: CERTIFICATE,
+    FailureKind.GATEWAY_UNREACHABLE: UNREACHABLE,
+    FailureKind.TUNNEL_LOST: UNREACHABLE,
+    FailureKind.LOOKUP_FAILED: "The gateway's name could not be found.",
+    FailureKind.PROPOSAL_MISMATCH: "The gateway accepted none of the proposed algorithms.",
+    FailureKind.CERTIFICATE_UNAVAILABLE: "A certificate or key this connection needs cannot be used.",
+    FailureKind.IP_CONFIGURATION: BAD_IP,
+    FailureKind.LOCAL_CONFIGURATION: "This computer could not set up the VPN.",
+    FailureKind.PROTOCOL_ERROR: "The gateway did not complete the connection.",
+}
+_BY_PLUGIN_FAILURE = {PLUGIN_LOGIN_FAILED: WRONG_PASSWORD, PLUGIN_BAD_IP_CONFIG: BAD_IP}
 
 
-def explain(reason: int, plugin_failure: Optional[int] = None, message: str = "") -> str:
-    """One or two sentences for a failure notification."""
-    lowered = message.lower()
-    headline = None
-    for words, meaning in _MESSAGE_HINTS:
-        if any(word in lowered for word in words):
-            headline = meaning
-            break
-    if headline is None and plugin_failure == PLUGIN_LOGIN_FAILED:
-        headline = WRONG_PASSWORD
-    if headline is None and plugin_failure == PLUGIN_BAD_IP_CONFIG:
-        headline = BAD_IP
+def explain(reason: int, plugin_failure: Optional[int] = None, message: str = "",
+            kind: Optional[str] = None) -> str:
+    """One or two sentences for a failure notification. `kind`: the token from the plugin's
+    Failed signal (unknown tokens count as none)."""
+    known = kind_from_token(kind) if kind else None
+    headline = BY_KIND.get(known) if known is not None else None
+    if headline is None:
+        headline = _BY_PLUGIN_FAILURE.get(plugin_failure)
     if headline is None:
         headline = _BY_REASON.get(reason)
     if headline is None and plugin_failure == PLUGIN_CONNECT_FAILED:

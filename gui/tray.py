@@ -60,6 +60,7 @@ class Applet(QObject):
         self.plugin_banner = ""
         self.plugin_failure: Optional[int] = None
         self.plugin_message = ""
+        self.plugin_failure_kind: Optional[str] = None  # client.failure.FailureKind token
         self._reported: set[str] = set()                # active paths already notified as ended
         self._refresh_task: Optional[asyncio.Task] = None
         self._refresh_again = False
@@ -158,8 +159,9 @@ class Applet(QObject):
         elif interface == VPN_PLUGIN_IFACE:
             self._plugin_signal(member, message.body)
         elif interface == CYGNET_PLUGIN_IFACE and member == "Failed":
-            # Cygnet's plugin may say why in words (reason code, message).
+            # Cygnet's plugin says why: NM's code, the message, and the failure's kind.
             self.plugin_failure, self.plugin_message = int(message.body[0]), str(message.body[1])
+            self.plugin_failure_kind = str(message.body[2]) if len(message.body) > 2 else None
         elif member in ("PropertiesChanged", "NewConnection", "ConnectionRemoved", "Updated",
                         "Removed", "StateChanged"):
             self.schedule_refresh()
@@ -180,7 +182,7 @@ class Applet(QObject):
         name = active.id if active else "VPN"
         if state == VPN_CONNECTING_FIRST:
             self.state.last_failure = ""
-            self.plugin_failure, self.plugin_message = None, ""
+            self.plugin_failure, self.plugin_message, self.plugin_failure_kind = None, "", None
         if state == VPN_ACTIVATED:
             await self.refresh()
             info = self.status_info()
@@ -190,7 +192,7 @@ class Applet(QObject):
         elif state in (VPN_FAILED, VPN_DISCONNECTED) and path not in self._reported:
             self._reported.add(path)
             if is_failure(reason):
-                text = explain(reason, self.plugin_failure, self.plugin_message)
+                text = explain(reason, self.plugin_failure, self.plugin_message, self.plugin_failure_kind)
                 self.state.last_failure = text
                 await self.notifier.notify(f"{name}: connection failed", text, urgent=True,
                                            icon=str(icons.svg_path("failed")))
@@ -211,7 +213,7 @@ class Applet(QObject):
 
     async def _connect(self, connection: VpnConnection) -> None:
         self.state.last_failure = ""
-        self.plugin_failure, self.plugin_message = None, ""
+        self.plugin_failure, self.plugin_message, self.plugin_failure_kind = None, "", None
         try:
             await self.nm.activate(connection)
         except NmError as error:

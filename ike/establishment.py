@@ -19,6 +19,7 @@ from . import config_payload
 from .constants import AuthMethod, CertEncoding, ExchangeType, HashAlgorithm, NotifyType
 from .constant_time import bytes_equal
 from .events import AuthenticationFailed, IkeSaEstablished, ProposalMismatch, Redirected
+from .events import AUTH_GATEWAY, AUTH_LOCAL
 from .intermediate import IntermediateAuthChain, intermediate_auth_input
 from .nat_detection import nat_detection_hash
 from .payloads import (AUTH, CERT, CERTREQ, CP, EAP, KE, SA, Header, IDi, IDr, Message, Nonce,
@@ -364,7 +365,7 @@ class Establishment:
                 payloads.append(self._our_auth())
             except crypto.AuthError as exc:  # e.g. an empty PSK, a key the gateway refuses
                 reason = f"cannot authenticate: {exc}"
-                return self._finish(reason, AuthenticationFailed(reason))
+                return self._finish(reason, AuthenticationFailed(reason, AUTH_LOCAL))
             if auth.eap_after_certificate:
                 if not self._peer_multiple_auth:
                     reason = ("the gateway does not support a second authentication round "
@@ -429,7 +430,7 @@ class Establishment:
             if gateway_auth is not None:
                 failure = self._verify_gateway(idr, gateway_auth, payloads, now)
                 if failure:
-                    return self._finish(failure, AuthenticationFailed(failure))
+                    return self._finish(failure, AuthenticationFailed(failure, AUTH_GATEWAY))
         # §3.10.1: an error we do not know in a response means the request failed; those
         # about the first CHILD_SA leave the IKE_SA up (_install_first_child).
         unknown = [p for p in payloads if isinstance(p, Notify) and int(p.type) < 16384
@@ -515,7 +516,8 @@ class Establishment:
             return self._finish("the gateway started EAP, which we did not ask for")
         if not self._gateway_authenticated:
             return self._finish("the gateway started EAP before proving its identity",
-                                AuthenticationFailed("the gateway did not authenticate itself"))
+                                AuthenticationFailed("the gateway did not authenticate itself",
+                                                     AUTH_GATEWAY))
         answer = self._eap.respond(eap.data, now)
         self._transition(Input.CONTINUE_AUTH)
         if answer is not None:

@@ -118,9 +118,16 @@ class IkeSaDeleted(Event):
 
 @dataclass(frozen=True)
 class AuthenticationFailed(Event):
-    """Authentication failed in either direction; reason is meant for the user."""
+    """Authentication failed in either direction; reason is meant for the user, cause says
+    which direction (one of AUTH_REJECTED, AUTH_GATEWAY, AUTH_LOCAL) for owners that act on it."""
 
     reason: str
+    cause: str = "rejected"
+
+
+AUTH_REJECTED = "rejected"  # the gateway refused our credentials (AUTHENTICATION_FAILED, EAP-Failure)
+AUTH_GATEWAY = "gateway"    # the gateway did not prove the identity we expect (IDr, certificate, AUTH)
+AUTH_LOCAL = "local"        # we could not produce our own AUTH (unusable key or PSK)
 
 
 @dataclass(frozen=True)

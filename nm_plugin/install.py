@@ -1,4 +1,5 @@
-"""`cygnet nm install|uninstall`: put the plugin's files where NetworkManager and D-Bus look.
+"""`cygnet-nm-install install|uninstall [--prefix DIR]` (also reached as `cygnet nm ...`): put
+the plugin's files where NetworkManager and D-Bus look.
 
     PREFIX/etc/NetworkManager/VPN/nm-cygnet-service.name   tells NM about vpn-type "cygnet"
     PREFIX/etc/dbus-1/system.d/nm-cygnet-service.conf      lets root own the plugin's bus names
@@ -98,3 +99,45 @@ def uninstall(prefix: str | Path = "/") -> list[Path]:
         except FileNotFoundError:
             pass
     return removed
+
+
+def run(action: str, prefix: str | Path = "/", prog: str = "cygnet-nm-install:") -> int:
+    """Install or uninstall, printing what was written or removed; errors as one line on
+    stderr, `PROG ACTION: why`. Returns the exit status (0 done, 1 failed)."""
+    try:
+        if action == "install":
+            for path in install(prefix):
+                print(f"wrote {path}")
+            print("NetworkManager now knows vpn-type cygnet "
+                  "(nmcli connection add type vpn vpn-type cygnet ...)")
+        else:
+            removed = uninstall(prefix)
+            for path in removed:
+                print(f"removed {path}")
+            if not removed:
+                print(f"nothing to remove under {prefix}")
+    except InstallError as e:
+        print(f"{prog} {action}: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"{prog} {action}: {e.filename}: {e.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `cygnet-nm-install` entry point."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="cygnet-nm-install",
+                                     description="Cygnet's NetworkManager plugin files")
+    parser.add_argument("action", choices=("install", "uninstall"))
+    parser.add_argument("--prefix", default="/", metavar="DIR",
+                        help="root to install under (default: /, i.e. /etc/NetworkManager/VPN and "
+                             "/etc/dbus-1/system.d)")
+    args = parser.parse_args(argv)
+    return run(args.action, args.prefix)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

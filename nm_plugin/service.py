@@ -10,7 +10,9 @@ org.freedesktop.NetworkManager.VPN.Plugin at /org/freedesktop/NetworkManager/VPN
                                engine's Tunnel runs it; state STARTING
     tunnel up               -> signals Config, Ip4Config, Ip6Config; state STARTED
     Disconnect()            -> DELETE to the gateway, TUN removed; state STOPPED; exit
-    failure at any time     -> signal Failure(login | connect | bad IP config), STOPPED, exit
+    failure at any time     -> signal Failure(login | connect | bad IP config), STOPPED, exit;
+                               the code comes from the Failure's kind (NM_FAILURE), and the
+                               kind's token goes to the tray in Cygnet's Failed(u, s, s)
     tunnel lost, and the connection is vpn.persistent=yes
                             -> STARTING while the engine reconnects (TUN and routes kept),
                                then Config/Ip4Config/Ip6Config again and STARTED
@@ -37,7 +39,6 @@ import ipaddress
 import logging
 import os
 import signal
-import socket
 import sys
 from typing import Optional
 
@@ -46,7 +47,10 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, method
 from dbus_fast.service import signal as dbus_signal
 
-from client.engine import FatalError, Progress, Tunnel, TunnelObserver
+from client.engine import Tunnel, TunnelObserver
+from client.failure import Failure, FailureKind, FatalError
+from client.sockets import local_address_towards
+from client.status import Progress, esp_algorithms
 from nm_plugin.vpn_data import (Activation, VpnDataError, activation_from_connection, ipv4_u32,
                                 is_persistent, needed_secret)
 
@@ -62,6 +66,15 @@ ERROR = "org.freedesktop.NetworkManager.VPN.Error"
 STATE_INIT, STATE_SHUTDOWN, STATE_STARTING, STATE_STARTED, STATE_STOPPING, STATE_STOPPED = 1, 2, 3, 4, 5, 6
 # NMVpnPluginFailure
 FAILURE_LOGIN, FAILURE_CONNECT, FAILURE_BAD_IP_CONFIG = 0, 1, 2
+# client.failure.FailureKind -> NMVpnPluginFailure. NM shows a login failure as "Invalid
+# secrets" (and may ask again); every failure of the gateway's or our own authentication is
+# one, as charon-nm reports them.
+NM_FAILURE = {
+    FailureKind.AUTHENTICATION: FAILURE_LOGIN,
+    FailureKind.IDENTITY_MISMATCH: FAILURE_LOGIN,
+    FailureKind.PASSWORD_MISSING: FAILURE_LOGIN,
+    FailureKind.IP_CONFIGURATION: FAILURE_BAD_IP_CONFIG,
+}  # everything else: FAILURE_CONNECT
 
 CONNECT_TIMEOUT = 60.0  # libnm: no config within 60 s after Connect → disconnect
 QUIT_TIMEOUT = 180.0    # libnm: an idle plugin (never connected) quits after 180 s
@@ -90,14 +103,15 @@ class LogStream:
 class CygnetDetails(ServiceInterface):
     """org.freedesktop.NetworkManager.cygnet.Plugin, beside the VPN.Plugin interface on the same
     object: NetworkManager's Failure(u) has three codes, so a wrong password and an untrusted
-    gateway certificate look alike. Failed(u, s) says why in the user's words, for the tray."""
+    gateway certificate look alike. Failed(u, s, s) carries NM's code, the message in plain
+    words and the failure's kind (a client.failure.FailureKind value), for the tray."""
 
     def __init__(self):
         super().__init__(CYGNET_INTERFACE)
 
     @dbus_signal()
-    def Failed(self, reason, message) -> "us":
-        return [reason, message]
+    def Failed(self, reason, message, kind) -> "uss":
+        return [reason, message, kind]
 
 
 class VpnPlugin(ServiceInterface, TunnelObserver):
@@ -213,7 +227,7 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
     @method()
     def SetFailure(self, reason: "s"):
         log.warning("failure reported: %s", reason)
-        self._fail(FAILURE_BAD_IP_CONFIG, reason)
+        self._fail(Failure(FailureKind.IP_CONFIGURATION, reason))
 
     # ------------------------------------------------------------------ state
 
@@ -310,8 +324,8 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
     def _connect_timeout(self) -> None:
         self._connect_timer = None
         last = self.tunnel.status.last_error if self.tunnel else ""
-        self._fail(FAILURE_CONNECT, f"no tunnel after {CONNECT_TIMEOUT:.0f} s"
-                   + (f" (last error: {last})" if last else ""))
+        self._fail(Failure(FailureKind.GATEWAY_UNREACHABLE, f"no tunnel after {CONNECT_TIMEOUT:.0f} s"
+                           + (f" (last error: {last})" if last else "")))
 
     def _disconnect(self) -> None:
         """STARTING/STARTED → STOPPING: the tunnel deletes its SAs; _run() ends → STOPPED."""
@@ -324,14 +338,16 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
         if self._runner is None:
             self._set_state(STATE_STOPPED)
 
-    def _fail(self, reason: int, message: str) -> None:
+    def _fail(self, failure: Failure) -> None:
         if self._failed or self._state not in (STATE_STARTING, STATE_STARTED):
             return
         self._failed = True
-        log.error("connection failed: %s", message)
-        if self.tunnel is not None and not self.tunnel.fatal_error:
-            self.tunnel.fatal_error = message  # a failure, not a disconnect: a kill switch stays
-        self.details.Failed(reason, message)  # before Failure: the tray reads it on the state change
+        reason = NM_FAILURE.get(failure.kind, FAILURE_CONNECT)
+        log.error("connection failed: %s", failure.message)
+        if self.tunnel is not None and self.tunnel.failure is None:
+            self.tunnel.failure = failure  # a failure, not a disconnect: a kill switch stays
+        # before Failure: the tray reads it on the state change
+        self.details.Failed(reason, failure.message, failure.kind.value)
         self.Failure(reason)
         self._disconnect()
 
@@ -347,7 +363,7 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
             config, ip4, ip6 = self._nm_configs(tunnel)
         except Exception as error:
             log.exception("building the IP configuration")
-            self._fail(FAILURE_BAD_IP_CONFIG, str(error))
+            self._fail(Failure(FailureKind.IP_CONFIGURATION, str(error)))
             return
         if "banner" in config:
             self.LoginBanner(config["banner"].value)
@@ -379,23 +395,20 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
 
     # The two below are called from inside the engine's event handling: act once it is done.
 
-    def tunnel_lost(self, tunnel: Tunnel, reason: str) -> None:
+    def tunnel_lost(self, tunnel: Tunnel, failure: Failure) -> None:
         if self._persistent and self._was_up:
             # vpn.persistent (and we told NM "can-persist"): let the engine reconnect with
             # back-off, keeping the TUN device and its routes so nothing leaks meanwhile.
             # NM shows the VPN as connecting (STARTED → STARTING) until the next Config.
             if self._state == STATE_STARTED:
-                log.warning("tunnel lost: %s; reconnecting (vpn.persistent)", reason)
+                log.warning("tunnel lost: %s; reconnecting (vpn.persistent)", failure.message)
                 self.loop.call_soon(self._set_state, STATE_STARTING)
             return
         # Otherwise report the loss and stop: NetworkManager decides what comes next.
-        self.loop.call_soon(self._fail, FAILURE_CONNECT, f"tunnel lost: {reason}")
+        self.loop.call_soon(self._fail, Failure(failure.kind, f"tunnel lost: {failure.message}"))
 
-    def failed(self, tunnel: Tunnel, message: str) -> None:
-        # The engine's FatalError texts start with "authentication failed" for a rejected
-        # credential: NetworkManager shows that as a login failure ("Invalid secrets").
-        reason = FAILURE_LOGIN if message.startswith("authentication failed") else FAILURE_CONNECT
-        self.loop.call_soon(self._fail, reason, message)
+    def failed(self, tunnel: Tunnel, failure: Failure) -> None:
+        self.loop.call_soon(self._fail, failure)
 
     # ------------------------------------------------------------------ NM's encodings
 
@@ -403,18 +416,19 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
         """(Config, Ip4Config or None, Ip6Config or None) as a{sv} dicts of Variants."""
         config = self._config
         activation = self.activation
+        status = tunnel.snapshot()  # the status model `cygnet status` shows too
         addresses = list(config.addresses) if config else []
         v4 = next((a for a in addresses if a.version == 4), None)
         v6 = next((a for a in addresses if a.version == 6), None)
         if v4 is None and v6 is None:
             # No virtual IP (virtual=no): as charon-nm, report our own address on the path.
-            local = ipaddress.ip_interface(_local_address_towards(tunnel.gateway_address))
+            local = ipaddress.ip_interface(local_address_towards(tunnel.gateway_address))
             v4, v6 = (local, None) if local.version == 4 else (None, local)
         use_dns = activation.profile.dns and config is not None
         servers = list(config.dns_servers) if use_dns else []
         domains = (list(config.domains) if use_dns else []) + list(activation.extra_domains)
         remote = set()
-        for child in tunnel.status.children.values():
+        for child in status["children"]:
             remote.update(ipaddress.ip_network(n) for n in child["remote_ts"])
 
         gateway = ipaddress.ip_address(tunnel.gateway_address)
@@ -431,10 +445,9 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
         }
         # What was negotiated, in strongSwan's syntax, for the tray's status window (NM passes
         # keys it does not know through to listeners of the plugin's Config signal).
-        if tunnel.status.ike_proposal:
-            result["cygnet-ike"] = Variant("s", tunnel.status.ike_proposal)
-        esp = sorted({c["encryption"] + (f"/{c['integrity']}" if c["integrity"] else "")
-                      for c in tunnel.status.children.values()})
+        if status["ike_proposal"]:
+            result["cygnet-ike"] = Variant("s", status["ike_proposal"])
+        esp = esp_algorithms(status["children"])
         if esp:
             result["cygnet-esp"] = Variant("s", ", ".join(esp))
         if tunnel.leaks is not None and tunnel.leaks.summary():  # client/killswitch.py
@@ -443,30 +456,35 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
         if banner:
             result["banner"] = Variant("s", banner)
 
-        ip4 = ip6 = None
-        if v4 is not None:
-            nets = sorted((n for n in remote if n.version == 4), key=str)
-            ip4 = {
-                "address": Variant("u", ipv4_u32(v4.ip)),
-                "prefix": Variant("u", v4.network.prefixlen),
-                "dns": Variant("au", [ipv4_u32(s) for s in servers if s.version == 4]),
-                "domains": Variant("as", domains),
-                "routes": Variant("aau", [[ipv4_u32(n.network_address), n.prefixlen, 0, 0]
-                                          for n in nets if n.prefixlen]),
-                "never-default": Variant("b", not any(n.prefixlen == 0 for n in nets)),
-            }
-        if v6 is not None:
-            nets = sorted((n for n in remote if n.version == 6), key=str)
-            ip6 = {
-                "address": Variant("ay", v6.ip.packed),
-                "prefix": Variant("u", v6.network.prefixlen),
-                "dns": Variant("aay", [s.packed for s in servers if s.version == 6]),
-                "domains": Variant("as", domains),
-                "routes": Variant("a(ayuayu)", [[n.network_address.packed, n.prefixlen, bytes(16), 0]
-                                                for n in nets if n.prefixlen]),
-                "never-default": Variant("b", not any(n.prefixlen == 0 for n in nets)),
-            }
+        ip4 = _ip4_config(v4, servers, domains, remote) if v4 is not None else None
+        ip6 = _ip6_config(v6, servers, domains, remote) if v6 is not None else None
         return result, ip4, ip6
+
+
+def _ip4_config(v4, servers, domains, remote) -> dict:
+    nets = sorted((n for n in remote if n.version == 4), key=str)
+    return {
+        "address": Variant("u", ipv4_u32(v4.ip)),
+        "prefix": Variant("u", v4.network.prefixlen),
+        "dns": Variant("au", [ipv4_u32(s) for s in servers if s.version == 4]),
+        "domains": Variant("as", domains),
+        "routes": Variant("aau", [[ipv4_u32(n.network_address), n.prefixlen, 0, 0]
+                                  for n in nets if n.prefixlen]),
+        "never-default": Variant("b", not any(n.prefixlen == 0 for n in nets)),
+    }
+
+
+def _ip6_config(v6, servers, domains, remote) -> dict:
+    nets = sorted((n for n in remote if n.version == 6), key=str)
+    return {
+        "address": Variant("ay", v6.ip.packed),
+        "prefix": Variant("u", v6.network.prefixlen),
+        "dns": Variant("aay", [s.packed for s in servers if s.version == 6]),
+        "domains": Variant("as", domains),
+        "routes": Variant("a(ayuayu)", [[n.network_address.packed, n.prefixlen, bytes(16), 0]
+                                        for n in nets if n.prefixlen]),
+        "never-default": Variant("b", not any(n.prefixlen == 0 for n in nets)),
+    }
 
 
 def _banner(config) -> str:
@@ -481,16 +499,9 @@ def _tun_mtu(tunnel: Tunnel) -> int:
         with open(f"/sys/class/net/{tunnel.tun.name}/mtu") as f:
             return int(f.read())
     except (OSError, ValueError):
-        from client.engine import DEFAULT_MTU
+        from client.host_config import DEFAULT_MTU
 
         return DEFAULT_MTU
-
-
-def _local_address_towards(remote: str) -> str:
-    family = socket.AF_INET6 if ":" in remote else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
-        probe.connect((remote, 500))
-        return probe.getsockname()[0]
 
 
 # ---------------------------------------------------------------------------------- main

@@ -147,14 +147,15 @@ def test_up_with_a_bad_profile_names_file_and_key(capsys, profile_dir):
 
 
 def test_engine_commands_call_the_engine_entry_points(capsys, profile_dir, monkeypatch):
-    """The CLI side of the contract with client.engine: what each command passes and returns.
-    A stand-in module records the calls (the real engine would open sockets)."""
+    """The CLI side of the contract with client.commands (up/down/status over the engine):
+    what each command passes and returns. A stand-in module records the calls (the real
+    engine would open sockets)."""
     calls = []
-    engine = types.ModuleType("client.engine")
+    engine = types.ModuleType("client.commands")
     engine.up = lambda profile, daemon: calls.append(("up", profile.name, profile.gateway, daemon)) or 0
     engine.down = lambda name: calls.append(("down", name)) or 3
     engine.status = lambda as_json: calls.append(("status", as_json)) or 0
-    monkeypatch.setitem(sys.modules, "client.engine", engine)
+    monkeypatch.setitem(sys.modules, "client.commands", engine)
     assert main(["up", "office", "--daemon"]) == 0
     assert main(["up", str(profile_dir / "office.toml")]) == 0
     assert main(["down"]) == 3
@@ -257,7 +258,7 @@ def test_start_up_imports_stay_light():
 
 UP_IMPORTS = (
     "from client.cli import build_parser; build_parser().parse_args(['up', 'x']);"
-    "import client.profile, client.engine, ike.session, client.dataplane, client.tun,"
+    "import client.profile, client.commands, ike.session, client.dataplane, client.tun,"
     " client.netconfig, client.dns, client.secrets, client.control;")
 NM_SERVICE_IMPORTS = "import nm_plugin.service, ike.session, client.dataplane;"
 
@@ -280,3 +281,18 @@ def test_a_tunnel_process_leaves_out_a_second_openssl_and_the_archive_codecs(imp
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_nm_install_has_its_own_entry_point(capsys, tmp_path):
+    """nm_plugin/install.py is the program (`cygnet-nm-install`); `cygnet nm` calls it."""
+    from nm_plugin.install import NAME_FILE, main as nm_install
+
+    assert nm_install(["install", "--prefix", str(tmp_path / "a")]) == 0
+    own = capsys.readouterr()
+    assert run(capsys, "nm", "install", "--prefix", str(tmp_path / "b"))[:2] == (
+        0, own.out.replace(str(tmp_path / "a"), str(tmp_path / "b")))
+    assert (tmp_path / "a" / NAME_FILE).read_text() == (tmp_path / "b" / NAME_FILE).read_text()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert nm_install(["install", "--prefix", str(blocker)]) == 1
+    assert capsys.readouterr().err.startswith("cygnet-nm-install: install: ")

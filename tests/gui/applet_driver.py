@@ -123,6 +123,9 @@ async def drive() -> int:
                 window.tick()
                 say({"status": {label: window.value(label) for label, _ in rows(window.info)},
                      "banner": window.banner.toPlainText(), "text": window.text()})
+            elif command == "failure":  # what the plugin last said about a failure
+                say({"plugin_failure": applet.plugin_failure, "kind": applet.plugin_failure_kind,
+                     "message": applet.plugin_message})
             elif command == "notices":
                 say({"notices": [[n.summary, n.body, n.via] for n in applet.notifier.sent]})
             # Editor operations go through the connections window, as its buttons do once the

@@ -210,6 +210,9 @@ def test_wrong_password_is_reported_in_plain_words(applet):
     summary, body, via = failure()
     assert body.splitlines()[0] == "The gateway refused the login: wrong user name or password."
     assert via == "log"  # no notification server and no tray in this headless session
+    # The headline came from the failure's kind, sent by the plugin (not from NM's code alone).
+    said = driver.ask("failure")
+    assert said["kind"] == "authentication" and said["plugin_failure"] == 0
     assert driver.menu()[0] == "Connect office"
     assert not testbed.gateway.list_sas()
     # The notice is sent before the icon's refresh; the icon must follow within moments.

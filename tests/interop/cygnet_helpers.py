@@ -12,7 +12,7 @@ resolv.conf backup) and its own resolv.conf, bind-mounted over /etc/resolv.conf 
 process only. Everything cygnet prints (CYGNET_DEBUG=1) goes to `cygnet.log` in the work dir;
 on failure it is copied to tests/artifacts/<test>/ with the charon logs.
 
-Test-only engine knobs go through CYGNET_TEST_HOOKS (JSON; see client/engine.py): fast
+Test-only engine knobs go through CYGNET_TEST_HOOKS (JSON; see client/testing_hooks.py): fast
 retransmissions so dead-peer tests take seconds instead of strongSwan's 165 s, short client
 lifetimes for client-initiated rekeys.
 """

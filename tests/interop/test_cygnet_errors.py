@@ -64,6 +64,35 @@ def test_wrong_eap_password(tb, make_cygnet):
     assert "password" in message, message
 
 
+def test_wrong_password_exits_with_the_authentication_status(tb, make_cygnet):
+    """The failure's kind, not its words, makes the exit status (client/failure.py EXIT_CODES);
+    an unreachable gateway exits differently (test_cygnet_cli: 1)."""
+    from client.failure import EXIT_CODES, FailureKind
+
+    client = make_cygnet(tb)
+    keys = client.profile_keys("eap-mschapv2")
+    keys["password_file"] = str(client.secret_file("wrong-password", "not-the-password"))
+    client.start(client.write_profile(keys))
+    code = client.wait_exit(15)
+    assert code == EXIT_CODES[FailureKind.AUTHENTICATION] == 3, client.output()
+    assert code != EXIT_CODES[FailureKind.GATEWAY_UNREACHABLE]
+    client.process.stop()
+    client.assert_clean()
+
+
+def test_untrusted_gateway_exits_with_the_identity_status(tb, make_cygnet):
+    """A gateway that cannot prove itself (certificate from a CA we do not trust) is not a
+    wrong password: its own exit status."""
+    from client.failure import EXIT_CODES, FailureKind
+
+    client = make_cygnet(tb)
+    client.start(client.profile("rsa", ca=str(tb.pki.rogue_ca)))
+    code = client.wait_exit(15)
+    assert code == EXIT_CODES[FailureKind.IDENTITY_MISMATCH] == 4, client.output()
+    client.process.stop()
+    client.assert_clean()
+
+
 def test_wrong_eap_md5_password(tb, make_cygnet):
     client = make_cygnet(tb)
     keys = client.profile_keys("eap-md5")

@@ -85,7 +85,7 @@ def test_kill_switch_lets_nothing_out_from_up_to_down(testbed_factory, make_cygn
     tb.gateway.kill()                                     # ...and failed for good
     tb.gateway.options.psk = "not-the-psk-the-client-has"
     tb.gateway.start()
-    assert client.wait_exit(30) == 1
+    assert client.wait_exit(30) == 3                      # exit status: authentication
     assert "authentication failed" in client.output()
     assert "kill switch stays on" in client.output()
     assert client.tun_links() == []                       # the TUN went, the block stayed
