@@ -97,6 +97,13 @@ def up(profile: Profile, daemon: bool = False) -> int:
     try:
         needs_secret = profile.auth == "psk" or profile.needs_password
         secret = get_secret(profile) if needs_secret else None  # before detaching: it may prompt
+        from client.credentials import ask_key_passphrase
+
+        ask_key_passphrase(profile)  # an encrypted key without a passphrase source: ask now
+        if getattr(profile, "pkcs11_module", None) is not None:
+            from client.smartcard import get_pin
+
+            secret = get_pin(profile)  # the token's PIN (client/smartcard.py)
     except SecretError as error:
         print(f"cygnet: {error}", file=sys.stderr)
         return exit_code(Failure(FailureKind.PASSWORD_MISSING, str(error)))

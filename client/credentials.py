@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from client.secrets import Secret, SecretError, read_keyring, read_secret_file
+from client.secrets import Secret, SecretError, prompt_secret, read_keyring, read_secret_file
 # Key-file formats are the connection schema's (vpn.data and the tray read them too).
 from connection_schema.certificates import (PKCS12_SUFFIXES, is_encrypted_pem as _is_encrypted_pem,  # noqa: F401
                                             is_pkcs12, key_is_encrypted)
@@ -42,7 +42,21 @@ def key_passphrase(profile) -> Optional[Secret]:
         stored = read_keyring(keyring_user(profile))
         if stored is not None:
             return Secret(stored)
-    return None
+    return _typed.get(profile.name)
+
+
+_typed: dict = {}  # profile name -> the passphrase typed on the terminal (ask_key_passphrase)
+
+
+def ask_key_passphrase(profile, ask=None) -> None:
+    """`cygnet up` on a terminal, before detaching: ask for an encrypted key's passphrase
+    that neither key_passphrase_file nor the keyring gives (as for passwords)."""
+    key = getattr(profile, "key", None)
+    if key is None or not key_is_encrypted(key) or key_passphrase(profile) is not None:
+        return
+    typed = prompt_secret(f"Passphrase for our private key {key} ('{profile.name}'): ", ask)
+    if typed:
+        _typed[profile.name] = Secret(typed)
 
 
 def load_credential(profile, passphrase: Optional[Secret] = None) -> tuple:

@@ -160,6 +160,10 @@ class Tunnel:
         # (client/netlink_agent.py) imports pyroute2 on another core while we contact the gateway.
         self.dataplane.start(self.loop)
         self.loop.add_reader(self._sock500.fileno(), self._on_sock500_readable)
+        from client.roaming import Roaming
+
+        self.roaming = Roaming(self)  # network changes, sleep (issue 15): from the first pin on
+        self.host.pin_gateway = self.roaming.pin
 
     def _open_dataplane(self, kernel_unavailable: Optional[str]) -> Optional[str]:
         """The kernel's data plane if wanted and available, else the userspace one over TUN.
@@ -192,6 +196,8 @@ class Tunnel:
         return kernel_unavailable
 
     def close(self) -> None:
+        if getattr(self, "roaming", None) is not None:
+            self.roaming.close()
         if self.children is not None:
             self.children.close()
         if self._timer:
@@ -240,8 +246,14 @@ class Tunnel:
                 gateways.insert(index + 1, result.gateway)
                 index += 1
                 continue
+            host = gateways[index % len(gateways)]
+            if not self.came_up and self.roaming.next_address(host):
+                self.progress.say(f"{result}; trying the next address of {host}")
+                continue
             if not self.came_up:
                 index += 1  # a lost tunnel is retried at the same gateway first
+            elif self.roaming.take_peer_dead() and not self.roaming.next_address(host):
+                index += 1  # ... unless it stopped answering: its next address, or the next gateway
             self.status.last_error, self.status.last_error_kind = result.message, result.kind.value
             if self.came_up:
                 ever_up = True
@@ -252,6 +264,9 @@ class Tunnel:
                     self.fail(Failure(result.kind, f"could not connect to {self.status.gateway}: {result}"))
                     break
             self.status.state = "reconnecting"
+            if self.came_up and self.roaming.retry_at_once():  # network change, resume
+                self.progress.say(f"{result}; reconnecting now")
+                continue
             self.progress.say(f"{result}; reconnecting in {backoff:.0f} s")
             try:
                 await asyncio.wait_for(self._stopped.wait(), backoff)
@@ -277,7 +292,8 @@ class Tunnel:
             remote = str(ipaddress.ip_address(host))
         except ValueError:
             remote = self.leaks.resolved.get(host) if self.leaks else None  # (kill switch)
-            remote = remote or await self.loop.run_in_executor(None, resolve_gateway, host, self.profile.port)
+            remote = remote or await self.loop.run_in_executor(  # each of its addresses in turn
+                None, self.roaming.resolve, host, self.profile.port, self._family)
         if (":" in remote) != (self._family == socket.AF_INET6):
             return Failure(FailureKind.LOCAL_CONFIGURATION,
                            f"gateway {host} is at {remote}, but this tunnel talks "
@@ -285,6 +301,8 @@ class Tunnel:
                            f"(the family of its first gateway)")
         if self.leaks is not None:
             self.leaks.allow_gateway(remote)
+        if self.roaming.pinned is not None and remote != self.roaming.pinned:
+            self.roaming.pin(remote)  # a full tunnel would swallow our IKE to a new gateway
         local = local_address_towards(remote, self.profile.port)
         self.gateway_address = remote
         self.status.gateway = host if host == remote else f"{host} ({remote})"

@@ -25,6 +25,7 @@ class HostConfig:
         self._gateway_pinned = False
         self._link_configured = False  # MTU and up: done with the first CHILD_SA
         self._dns = None
+        self.pin_gateway = lambda address: netconfig.pin_gateway(ipaddress.ip_address(address))
 
     def child_installed(self, child, gateway_address: str) -> None:
         """A CHILD_SA is in the data plane: the link comes up, the gateway's route is pinned,
@@ -33,7 +34,7 @@ class HostConfig:
             self.tun.configure(mtu=self.profile.mtu or DEFAULT_MTU, ipr=self.netconfig.ipr)
             self._link_configured = True
         if not self._gateway_pinned:
-            self.netconfig.pin_gateway(ipaddress.ip_address(gateway_address))
+            self.pin_gateway(gateway_address)  # the engine's Roaming (client/roaming.py)
             self._gateway_pinned = True
         families = {n.version for n in child.local_ts}
         for network in child.remote_ts:
@@ -65,6 +66,9 @@ class HostConfig:
             if address not in wanted:
                 self.netconfig.remove_address(self.tun.name, address)
                 self.addresses.remove(address)
+                # Routes carried it as their source, and the kernel dropped them with it:
+                # the next CHILD_SA (another gateway's lease after a failover) adds them again.
+                self._routed = {n for n in self._routed if n.version != address.version}
         for address in wanted:
             if address not in self.addresses:
                 self.netconfig.add_address(self.tun.name, address)

@@ -139,13 +139,28 @@ class NetworkConfig:
         self.journal.addresses = [a for a in self.journal.addresses if a != (ifname, str(address))]
         self.journal.save()
 
-    def pin_gateway(self, gateway: ipaddress.IPv4Address | ipaddress.IPv6Address) -> RouteAdded:
-        """Keep the gateway reachable the way it was before the tunnel (host route)."""
-        path = self.current_path(gateway)
+    def pin_gateway(self, gateway: ipaddress.IPv4Address | ipaddress.IPv6Address,
+                    path: dict | None = None) -> RouteAdded:
+        """Keep the gateway reachable the way it was before the tunnel (host route), or on
+        `path` ({'oif': …, 'gateway': …}: client/roaming.py after a network change)."""
+        path = path or self.current_path(gateway)
         spec = {"dst": str(gateway), "dst_len": gateway.max_prefixlen, "oif": path["oif"]}
         if path["gateway"]:
             spec["gateway"] = path["gateway"]
         return self._add_route(spec)
+
+    def unpin_gateway(self, gateway: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+        """Remove the gateway's host route(s) we added (gone with its link already is fine)."""
+        host = {"dst": str(gateway), "dst_len": gateway.max_prefixlen}
+        for spec in [s for s in self.journal.routes
+                     if s.get("dst") == host["dst"] and s.get("dst_len") == host["dst_len"]]:
+            try:
+                if _is_present(self._ipr, spec):
+                    self._ipr.route("del", **spec)
+            except NetlinkError:
+                pass
+            self.journal.routes.remove(spec)
+        self.journal.save()
 
     def route_through(self, ifname: str, network: IPNetwork, source: str | None = None) -> list[RouteAdded]:
         index = _ifindex(ifname)

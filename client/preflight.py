@@ -38,8 +38,12 @@ def check_profile(profile: Profile) -> None:
         if profile.key is not None:
             # The README promises mode 0600 for the private key, as for psk_file.
             read_bounded(profile.key, "private key file", private=True)
-        if profile.cert is not None or is_pkcs12(profile.key):
-            # As the engine will load them (encrypted keys: passphrase file or keyring).
+        if profile.key is not None and (profile.cert is not None or is_pkcs12(profile.key)):
+            # As the engine will load them (encrypted keys: passphrase file, keyring, or
+            # typed now on a terminal). No `key`: it is on a token or in ssh-agent.
+            from client.credentials import ask_key_passphrase
+
+            ask_key_passphrase(profile)
             certificate, key, _ = load_credential(profile)
             if not _same_public_key(key, certificate):
                 raise CertificateError(f"private key {profile.key} does not belong to certificate "

@@ -59,6 +59,28 @@ all take the password like ``eap-mschapv2``. Their keys:
 - ``ttls_inner`` (``eap``, ``pap`` or ``mschapv2``; default ``eap``): what runs inside
   EAP-TTLS (``eap``: one of the password methods of ``eap_methods``, as the server asks)
 
+Revocation of the gateway's certificate (CRLs and OCSP, client/revocation.py):
+``revocation`` is ``relaxed`` (default: only a ``revoked`` answer fails), ``ifuri`` (also fails
+when the certificate names a CRL/OCSP server but no valid answer comes) or ``strict`` (the
+status must be known good), as strongSwan's ``remote.revocation``.
+
+Smartcards and tokens (PKCS#11, client/smartcard.py), with ``auth = "pubkey"`` and no ``key``:
+``pkcs11_module`` (the PKCS#11 library, e.g. /usr/lib/x86_64-linux-gnu/opensc-pkcs11.so),
+``pkcs11_token`` (token label; default: the first token), ``pkcs11_key`` (key label) or
+``pkcs11_key_id`` (hex), ``cert`` (default: the token's certificate with the key's id); the
+PIN from ``pin_file`` (mode 600), the keyring entry ``cygnet`` / ``PROFILE:pin`` with
+``keyring = true``, or asked on the terminal. A key in ssh-agent: ``ssh_agent = true`` with
+``auth = "pubkey"``, ``cert`` and no ``key`` (the agent at ``$SSH_AUTH_SOCK`` signs).
+
+EAP-only authentication (RFC 5998): ``eap_only = true`` lets the gateway skip its certificate
+and be authenticated by the EAP method (only ``eap-tls``, ``eap-ttls``, ``eap-peap`` or ``eap``
+with ``eap_methods`` among tls, ttls, peap: their TLS server certificate is checked against
+``ca`` and ``eap_server_id``).
+
+``eap_anonymous_identity`` (e.g. ``"anonymous@corp.example"``): the outer EAP identity for
+PEAP, TTLS and TLS; the real one (``eap_identity``) travels only inside the TLS tunnel (the
+password methods of ``eap_methods`` then run only inside the tunnel).
+
 Encrypted keys: ``key_passphrase_file`` (path, mode 600) holds the passphrase of an encrypted
 ``key``; without it, ``keyring = true`` looks it up as ``cygnet`` / ``PROFILE:key``.
 

@@ -18,6 +18,7 @@ SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's ca-certifica
 
 def session_settings(profile: Profile, secret, remote: str, local: str, local_port: int):
     """ike.settings.Settings for one attempt at one gateway address."""
+    from ike.mobike import DPD_POLICY as DPD_RETRANSMISSION
     from ike.settings import Settings
 
     auth, certificate = _auth_settings(profile, secret)
@@ -35,6 +36,7 @@ def session_settings(profile: Profile, secret, remote: str, local: str, local_po
         request_dns6=profile.dns and "ipv6" in profile.virtual_ip,
         request_domains=profile.dns,
         force_encapsulation=profile.encap, dpd_delay=float(profile.dpd),
+        dpd_retransmission=DPD_RETRANSMISSION,  # a dead gateway in seconds (ike/mobike.py)
         reauth_time=float(profile.reauth), **kwargs)
 
 
@@ -44,13 +46,21 @@ def _auth_settings(profile: Profile, secret):
     from ike import certificates
     from ike.settings import AuthSettings
 
-    auth = AuthSettings()
+    auth = AuthSettings(check_revocation=True)  # client/revocation.py; "relaxed" by default
     rounds = profile.auth_rounds
     if profile.ca is not None:
         auth.trust_anchors = tuple(certificates.load_trust_anchors(profile.ca))
     certificate = private_key = None
     intermediates: list = []
-    if profile.cert is not None or is_pkcs12(profile.key):
+    from client.smartcard import KeyElsewhereError, held_credential
+
+    try:  # a token's or ssh-agent's key (client/smartcard.py): the PIN / socket is the secret
+        held = held_credential(profile, secret)
+    except KeyElsewhereError as error:
+        raise FatalError(str(error), FailureKind.CERTIFICATE_UNAVAILABLE) from None
+    if held is not None:
+        certificate, private_key, intermediates = held
+    elif profile.cert is not None or is_pkcs12(profile.key):
         try:  # encrypted PEM and PKCS#12 keys too (client/credentials.py)
             # certificate-only methods have no other secret: NetworkManager passes the key's
             # passphrase as it (its `password` secret for method=key/cert)
@@ -92,6 +102,8 @@ def _eap_settings(profile: Profile, secret, auth, certificate, private_key, inte
     import ike.eap  # noqa: F401
 
     auth.eap_method = profile.eap_allowed
+    auth.eap_only = getattr(profile, "eap_only", False)  # RFC 5998 (ike/eap_only.py)
+    auth.eap_outer_identity = getattr(profile, "eap_anonymous_identity", None)
     auth.eap_identity = profile.eap_identity or profile.local_id
     if secret is not None:
         auth.eap_password = secret.reveal().decode("utf-8")

@@ -46,6 +46,8 @@ class SessionEvents:
         self._stop_keepalive()
 
     def dispatch(self, event, session) -> None:
+        if type(event).__name__ == "GatewayCertificateVerified":  # client/revocation.py
+            return self._check_revocation(event, session)
         role = self.tunnel.sessions.role(session)
         if role == CURRENT:
             self._handle(event)
@@ -53,6 +55,19 @@ class SessionEvents:
             self._handle_reauth(event)
         elif role == RETIRING:
             self._handle_retiring(event)
+
+    def _check_revocation(self, event, session) -> None:
+        """The session waits (ike/revocation_gate.py) while CRLs/OCSP are asked off the loop."""
+        from client import revocation
+
+        t = self.tunnel
+
+        def done(failure) -> None:
+            session.revocation_checked(failure, t.now())
+            t._pump()
+
+        revocation.check_in_background(t.loop, event.chain, t.profile.revocation, t.now(), done,
+                                       t.progress.say, getattr(event, "role", "gateway"))
 
     def _handle(self, event) -> None:
         from ike import events as ev
@@ -88,10 +103,13 @@ class SessionEvents:
             self._tunnel_lost(from_event(event))
         elif isinstance(event, (ev.AuthenticationFailed, ev.ProposalMismatch)):
             t.fail(from_event(event, self._identities_used()))
+        elif isinstance(event, ev.AddressesUpdated):  # MOBIKE (client/roaming.py)
+            t.roaming.on_addresses_updated(event)
         elif isinstance(event, ev.Redirected):
             t.progress.say(f"redirected to {event.gateway}")
             t.end_attempt(Redirect(event.gateway))
         elif isinstance(event, ev.DeadPeerDetected):
+            t.roaming.peer_dead = True  # run() moves to the next address or gateway at once
             self._tunnel_lost(Failure(FailureKind.GATEWAY_UNREACHABLE, event.reason))
         elif isinstance(event, ev.IkeSaDeleted):
             self._tunnel_lost(Failure(self._kind_of_end(), event.reason))
@@ -217,7 +235,7 @@ class SessionEvents:
         if not t.first_up.done():
             t.first_up.set_result(True)
 
-    def _tunnel_lost(self, failure: Failure) -> None:
+    def _tunnel_lost(self, failure: Failure, report: bool = True) -> None:
         t = self.tunnel
         if not t.attempt_running():
             return  # already reported (DeadPeerDetected comes before IkeSaDeleted)
@@ -228,7 +246,8 @@ class SessionEvents:
         t.status.state = "down"
         t.status.up_since = None
         self._stop_keepalive()
-        t.observer.tunnel_lost(t, failure)
+        if report:  # not for a deliberate reconnect (client/roaming.py): NM need not know
+            t.observer.tunnel_lost(t, failure)
         if t.stopping:
             failure = CLOSED
         elif t.came_up:

@@ -73,6 +73,15 @@ class Profile:
     eap_server_id: Optional[str] = None
     ttls_inner: str = "eap"
     key_passphrase_file: Optional[Path] = None
+    revocation: str = "relaxed"  # client/revocation.py: strict, ifuri or relaxed
+    pkcs11_module: Optional[Path] = None  # a smartcard/token (client/smartcard.py)
+    pkcs11_token: Optional[str] = None
+    pkcs11_key: Optional[str] = None
+    pkcs11_key_id: Optional[str] = None
+    pin_file: Optional[Path] = None
+    eap_only: bool = False  # RFC 5998 (ike/eap_only.py)
+    ssh_agent: bool = False  # the key is in ssh-agent (client/ssh_agent_key.py)
+    eap_anonymous_identity: Optional[str] = None  # the outer EAP identity of PEAP/TTLS/TLS
     # Leak protection (client/killswitch.py)
     kill_switch: bool = False
     allow_lan: bool = False

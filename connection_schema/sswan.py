@@ -165,6 +165,9 @@ def read_sswan(path: Path, material_dir: Path, *, name: Optional[str] = None,
     ts = _remote_ts(r)
     if ts is not None:
         table["remote_ts"] = ts
+    revocation = r.obj.get("remote", {}).get("revocation")
+    if isinstance(revocation, dict) and revocation.get("strict") is True:
+        table["revocation"] = "strict"  # the app's "strict revocation" (client/revocation.py)
     _warn_unsupported(r)
     r.warn_unknown_fields()
     for family in ("ipv4", "ipv6"):  # client/killswitch.py
@@ -388,8 +391,13 @@ def _add_range(result: list, first, last, limit: Optional[int]) -> None:
 def _warn_unsupported(r: Reader) -> None:
     if r.get("remote.certreq", bool) is False:
         r.warn("remote.certreq", "= false is not supported: Cygnet always sends certificate requests")
-    if r.obj.get("remote", {}).get("revocation") not in (None, {}):
-        r.warn("remote.revocation", "is not supported: revocation settings were ignored")
+    revocation = r.obj.get("remote", {}).get("revocation")
+    if revocation not in (None, {}) and (not isinstance(revocation, dict)
+                                         or set(revocation) - {"crl", "ocsp", "strict"}
+                                         or revocation.get("crl") is False
+                                         or revocation.get("ocsp") is False):
+        r.warn("remote.revocation", "crl/ocsp cannot be turned off one by one: Cygnet asks OCSP "
+                                    "and the CRLs (only 'strict' is used)")
     if r.get("local.rsa-pss", bool):
         r.warn("local.rsa-pss", "is not supported: the signature scheme follows the gateway's "
                                 "SIGNATURE_HASH_ALGORITHMS")

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from . import fields, limits
+from . import fields, held_keys, limits
 from .certificates import is_pkcs12
 from .errors import ProfileError
 from .profile import (AUTH_METHODS, CERTIFICATE_METHODS, DATAPLANES, DEFAULT_EAP_METHODS,
@@ -22,7 +22,11 @@ KNOWN_KEYS = (
     "eap_identity", "ca", "cert", "key", "ike", "esp", "virtual_ip", "remote_ts", "dataplane",
     "encap", "dpd", "reauth", "mtu", "dns", "keyring",
 )
-ENTERPRISE_EAP_KEYS = ("eap_methods", "eap_server_id", "ttls_inner", "key_passphrase_file")
+ENTERPRISE_EAP_KEYS = ("eap_methods", "eap_server_id", "ttls_inner", "key_passphrase_file",
+                       # issue 19's rest (connection_schema/held_keys.py):
+                       "revocation", "pkcs11_module", "pkcs11_token", "pkcs11_key",
+                       "pkcs11_key_id", "pin_file", "eap_only", "ssh_agent",
+                       "eap_anonymous_identity")
 LEAK_KEYS = ("kill_switch", "allow_lan", "block_ipv4", "block_ipv6")  # client/killswitch.py
 
 
@@ -165,6 +169,15 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
         eap_server_id=check.string("eap_server_id"),
         ttls_inner=check.choice("ttls_inner", TTLS_INNER, default="eap"),
         key_passphrase_file=check.path("key_passphrase_file"),
+        revocation=check.choice("revocation", held_keys.REVOCATION_POLICIES, default="relaxed"),
+        pkcs11_module=check.path("pkcs11_module"),
+        pkcs11_token=check.string("pkcs11_token"),
+        pkcs11_key=check.string("pkcs11_key"),
+        pkcs11_key_id=check.string("pkcs11_key_id"),
+        pin_file=check.path("pin_file"),
+        eap_only=check.boolean("eap_only", False),
+        ssh_agent=check.boolean("ssh_agent", False),
+        eap_anonymous_identity=check.string("eap_anonymous_identity"),
         kill_switch=check.boolean("kill_switch", False),
         allow_lan=check.boolean("allow_lan", False),
         block_ipv4=check.boolean("block_ipv4", None),
@@ -252,7 +265,8 @@ def _check_combinations(check: _Checker, p: Profile) -> None:
                                     f"not \"{p.auth}\"")
     if p.auth == "eap" and "tls" in p.eap_methods and (p.cert is None or p.key is None):
         raise fail("eap_methods", "lists tls: set 'cert' and 'key' too")
-    if p.auth in CERTIFICATE_METHODS:
+    held_keys.check(fail, p)  # tokens, ssh-agent, EAP-only, anonymous identity
+    if p.auth in CERTIFICATE_METHODS and not held_keys.key_is_elsewhere(p):
         for key in ("cert", "key"):
             if key == "cert" and is_pkcs12(p.key):
                 continue  # a PKCS#12 bundle holds the certificate

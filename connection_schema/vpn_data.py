@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Optional
 
-from . import certificates, fields, limits
+from . import certificates, fields, held_keys, limits
 from .errors import FieldError, ProfileError, VpnDataError
 from .naming import nm_profile_name
 from .profile import DEFAULT_REMOTE_TS, SECRET_METHODS, Profile, is_any_identity
@@ -40,10 +40,7 @@ METHOD_OF_AUTH = {"psk": ("psk", None), "eap-mschapv2": ("eap", None), "eap-md5"
 SECRET_METHODS_NM = tuple(m for m, auth in _AUTH_OF_METHOD.items() if auth in SECRET_METHODS)
 CERTIFICATE_METHODS = ("cert", "key", "eap-tls")
 METHODS = SECRET_METHODS_NM + CERTIFICATE_METHODS
-UNSUPPORTED_METHODS = {
-    "agent": "keys held by ssh-agent",
-    "smartcard": "smartcards (PKCS#11)",
-}
+UNSUPPORTED_METHODS: dict = {}  # smartcard and agent: held_keys.py (issue 19)
 
 STRONGSWAN_KEYS = (
     "address", "server-port", "method", "cert-source", "user", "local-identity",
@@ -53,8 +50,8 @@ STRONGSWAN_KEYS = (
 CYGNET_KEYS = (
     "cygnet-gateways", "cygnet-ipv6", "cygnet-dns", "cygnet-domains", "cygnet-eap-method",
     "cygnet-dataplane", "cygnet-dpd", "cygnet-mtu", "cygnet-retransmit-timeout",
-    "cygnet-retransmit-tries", "cygnet-kill-switch", "cygnet-allow-lan", "cygnet-block-ipv4",
-    "cygnet-block-ipv6",
+    "cygnet-retransmit-tries", *held_keys.NM_KEYS, "cygnet-kill-switch", "cygnet-allow-lan",
+    "cygnet-block-ipv4", "cygnet-block-ipv6",
 )
 # vpn.data key -> the limit its number must keep (the same Limit objects TOML profiles use).
 NUMBER_LIMITS = {"server-port": limits.PORT, "cygnet-mtu": limits.MTU, "cygnet-dpd": limits.DPD,
@@ -69,7 +66,8 @@ NM_KEY_FOR = {
     "local_id": "local-identity", "eap_identity": "user", "ca": "certificate",
     "cert": "usercert", "key": "userkey", "ike": "ike", "esp": "esp", "remote_ts": "remote-ts",
     "dataplane": "cygnet-dataplane", "dpd": "cygnet-dpd", "mtu": "cygnet-mtu", "auth": "method",
-    "virtual_ip": "virtual", "name": "connection.uuid",
+    "virtual_ip": "virtual", "name": "connection.uuid", "revocation": "cygnet-revocation",
+    "eap_only": "cygnet-eap-only",
 }
 
 
@@ -93,7 +91,7 @@ def needs_password(method: str) -> bool:
 def password_needed(data: dict) -> bool:
     """Whether the connection needs the `password` secret: for a PSK or EAP password, or as
     the passphrase of an encrypted userkey."""
-    if needs_password(data.get("method", "")):
+    if needs_password(data.get("method", "")) or held_keys.is_smartcard(data):  # or the PIN
         return True
     return bool(data.get("userkey")) and certificates.key_is_encrypted(data["userkey"])
 
@@ -165,13 +163,13 @@ def _check_supported(data: dict) -> None:
     if method in UNSUPPORTED_METHODS:
         raise _error("method", f"'{method}' ({UNSUPPORTED_METHODS[method]}) is not supported by "
                                "Cygnet; use psk, eap, eap-tls or cert", "unsupported")
-    if method not in METHODS:
+    if method not in METHODS + held_keys.HELD_METHODS:
         raise _error("method", f"'{method or '(not set)'}' is not one of psk, eap, eap-tls, cert, key",
                      "choice")
     cert_source = data.get("cert-source") or "file"
-    if method in CERTIFICATE_METHODS and cert_source in UNSUPPORTED_METHODS:
-        raise _error("cert-source", f"'{cert_source}' ({UNSUPPORTED_METHODS[cert_source]}) is not "
-                                    "supported by Cygnet; use file", "unsupported")
+    if method in CERTIFICATE_METHODS and cert_source not in held_keys.CERT_SOURCES:
+        raise _error("cert-source", f"'{cert_source}' is not one of file, smartcard, agent",
+                     "choice")
     if yes(data, "ipcomp"):
         raise _error("ipcomp", "IPComp (ipcomp=yes) is not supported by Cygnet; set ipcomp=no",
                      "unsupported")
@@ -202,6 +200,8 @@ def _authentication(data: dict, password: Optional[bool]) -> dict:
         table["eap_identity"] = user or local_identity
         if local_identity:
             table["local_id"] = local_identity
+    elif held_keys.is_smartcard(data) or held_keys.is_agent(data):
+        table.update(held_keys.nm_authentication(data, local_identity, _error))
     else:
         table.update(_certificate_authentication(data, method, local_identity, password))
     return table
@@ -285,6 +285,7 @@ def _network(data: dict) -> dict:
         table["remote_ts"] = split_list(data.get("remote-ts"))
     if data.get("cygnet-dataplane"):
         table["dataplane"] = data["cygnet-dataplane"]
+    table.update(held_keys.nm_options(data, yes))  # cygnet-revocation, cygnet-eap-only
     for key, target in (("cygnet-dpd", "dpd"), ("cygnet-mtu", "mtu")):
         value = number(data, key)
         if value is not None:
@@ -343,6 +344,10 @@ def vpn_data_from_profile(profile: Profile) -> dict[str, str]:
         data["cygnet-eap-method"] = eap_method
     data.update(_identities_to_data(profile, method))
     data.update(_network_to_data(profile))
+    if profile.revocation != "relaxed":
+        data["cygnet-revocation"] = profile.revocation
+    if profile.eap_only:
+        data["cygnet-eap-only"] = "yes"
     return data
 
 
@@ -418,6 +423,9 @@ def _check_hosts(data: dict) -> list[FieldError]:
 
 def _check_method(data: dict) -> list[FieldError]:
     method = data.get("method", "")
+    if method in held_keys.HELD_METHODS:
+        return [] if method == "smartcard" or data.get("usercert") else [
+            _error("usercert", "needed with method=agent (it names the key in ssh-agent)", "missing")]
     if method not in METHODS:
         return [_error("method", f"'{method or '(not set)'}' is not one of psk, eap, eap-tls, cert, key",
                        "choice")]
@@ -432,7 +440,7 @@ def _check_method(data: dict) -> list[FieldError]:
 
 def _check_files(data: dict) -> list[FieldError]:
     return [_error(key, f"{data[key]} does not exist", "file")
-            for key in ("certificate", "usercert", "userkey")
+            for key in ("certificate", "usercert", "userkey", "cygnet-pkcs11-module")
             if data.get(key) and not Path(data[key]).exists()]
 
 

@@ -13,6 +13,7 @@ No secrets live here: `vpn.secrets` is NetworkManager's and the secret agent's b
 
 from __future__ import annotations
 
+import os
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Optional
 
 from dbus_fast import Variant
 
+from connection_schema import held_keys
 from connection_schema import vpn_data as schema
 from connection_schema.errors import ConversionError, FieldError, SswanError, VpnDataError
 from connection_schema.naming import keyring_user
@@ -35,8 +37,13 @@ METHODS = {
     "psk": "Pre-shared key",
     "cert": "Certificate",
     "eap-tls": "Certificate (EAP-TLS)",
+    "smartcard": "Smartcard (PKCS#11)",
+    "agent": "Certificate, key in ssh-agent",
 }
 PASSWORD_METHODS = schema.SECRET_METHODS_NM
+# cygnet-eap-method values for method=eap; "" (unset): the server chooses among them
+EAP_METHODS = {"": "Server chooses (PEAP, TTLS, MSCHAPv2, GTC, MD5)", "peap": "PEAP (MSCHAPv2 inside)",
+               "ttls": "TTLS", "mschapv2": "EAP-MSCHAPv2", "gtc": "EAP-GTC", "md5": "EAP-MD5"}
 
 
 def is_cygnet(settings: dict) -> bool:
@@ -70,7 +77,33 @@ class VpnConnection:
 
     @property
     def needs_password(self) -> bool:
-        return schema.needs_password(self.method)
+        """The `password` secret: PSK, EAP password, an encrypted key's passphrase or a
+        smartcard's PIN (NetworkManager-strongswan's meanings)."""
+        return self.secret_kind != "none"
+
+    @property
+    def uses_ssh_agent(self) -> bool:
+        return held_keys.is_agent(self.data)
+
+    @property
+    def secret_kind(self) -> str:
+        """What the `password` secret is: "pre-shared key", "password", "PIN",
+        "private key passphrase" or "none"."""
+        if self.method == "psk":
+            return "pre-shared key"
+        if self.method == "eap":
+            return "password"
+        if held_keys.is_smartcard(self.data):
+            return "PIN"
+        key = self.data.get("userkey")
+        if self.method in CERTIFICATE_METHODS and key:
+            from connection_schema.certificates import key_is_encrypted
+
+            # a key we (the user) cannot read may be encrypted: the plugin (root) decides
+            # whether NetworkManager asks, and then we answer
+            if key_is_encrypted(key) or not os.access(key, os.R_OK):
+                return "private key passphrase"
+        return "none"
 
     @property
     def keyring_user(self) -> str:
@@ -103,6 +136,8 @@ class VpnConnection:
         data = dict(self.data)
         if self.needs_password and "password-flags" not in data:
             data["password-flags"] = str(SECRET_FLAG_AGENT_OWNED)
+        if self.uses_ssh_agent and "agent-flags" not in data:  # the socket, from our session
+            data["agent-flags"] = str(SECRET_FLAG_AGENT_OWNED)
         vpn["data"] = Variant("a{ss}", data)
         vpn.pop("secrets", None)  # agent-owned: NetworkManager hands them to our agent
         for family in ("ipv4", "ipv6"):

@@ -120,7 +120,12 @@ class ConnectionsWindow(QWidget):
 
         def finished(result: int) -> None:
             if result == ConnectionEditor.DialogCode.Accepted:
-                saved(editor.connection())
+                edited = editor.connection()
+                if editor.key_passphrase():  # the key's passphrase: the secret agent's keyring
+                    from gui.secret_agent import KeyringStore
+
+                    self.run(KeyringStore().set(edited.keyring_user, editor.key_passphrase()))
+                saved(edited)
             editor.deleteLater()
             self.editor = None
 

@@ -15,7 +15,7 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QF
 
 from connection_schema import limits
 from gui import icons
-from gui.connection import METHODS, PASSWORD_METHODS, VpnConnection, validate
+from gui.connection import EAP_METHODS, METHODS, PASSWORD_METHODS, VpnConnection, validate
 
 ERROR_STYLE = "color: palette(highlighted-text); background: #b3261e; padding: 2px 4px; border-radius: 3px;"
 
@@ -138,9 +138,10 @@ class ConnectionEditor(QDialog):
             self.method.addItem(text, value)
         self._row(form, "method", "&Authentication:", self.method)
         self.eap_method = QComboBox()
-        self.eap_method.addItem("EAP-MSCHAPv2", "mschapv2")
-        self.eap_method.addItem("EAP-MD5", "md5")
-        self._row(form, "cygnet-eap-method", "&EAP method:", self.eap_method)
+        for value, text in EAP_METHODS.items():
+            self.eap_method.addItem(text, value)
+        self._row(form, "cygnet-eap-method", "&EAP method:", self.eap_method,
+                  "Usually a RADIUS server behind the gateway picks the method")
         self._row(form, "user", "&User name:", QLineEdit())
         self._row(form, "local-identity", "&Local identity:", QLineEdit(),
                   "Our IKE identity; default: the user name or the certificate's subject")
@@ -150,7 +151,33 @@ class ConnectionEditor(QDialog):
                   "The gateway's CA (default: the system's CA bundle)")
         self._row(form, "usercert", "Your ce&rtificate:", FileField("Your certificate", CERT_FILTER))
         self._row(form, "userkey", "Your private &key:", FileField("Your private key", KEY_FILTER),
-                  "Unencrypted PEM, readable by root only")
+                  "PEM (encrypted or not) or PKCS#12, readable by root only")
+        # vpn.secrets, not vpn.data: an encrypted key's passphrase is the connection's
+        # `password` secret, which the applet keeps in the keyring (SECRET_FIELDS)
+        self.passphrase = QLineEdit()
+        self.passphrase.setEchoMode(QLineEdit.EchoMode.Password)
+        self.passphrase.setPlaceholderText("only for an encrypted key; kept in the keyring")
+        self._row(form, "password", "Key pa&ssphrase:", self.passphrase)
+        self.eap_only = QComboBox()
+        self.eap_only.addItem("Its certificate (usual)", "no")
+        self.eap_only.addItem("The EAP method alone: TLS, TTLS or PEAP (RFC 5998)", "yes")
+        self._row(form, "cygnet-eap-only", "Gateway proves itsel&f by:", self.eap_only)
+        self.revocation = QComboBox()
+        for value, text in (("relaxed", "Refuse it only when known to be revoked"),
+                            ("ifuri", "Also when its CRL/OCSP server does not answer"),
+                            ("strict", "Unless known to be good (strict)")):
+            self.revocation.addItem(text, value)
+        self._row(form, "cygnet-revocation", "Certificate re&vocation:", self.revocation,
+                  "CRL and OCSP checks of the gateway's certificate (strongSwan's policies)")
+        self._row(form, "cygnet-pkcs11-module", "PKCS#&11 module:",
+                  FileField("PKCS#11 module", "PKCS#11 modules (*.so);;All files (*)"),
+                  "The smartcard's PKCS#11 library (default: p11-kit's proxy)")
+        self._row(form, "cygnet-pkcs11-token", "Smartcar&d token:", QLineEdit(),
+                  "The token's label (default: the first token)")
+        self._row(form, "cygnet-pkcs11-key", "Smartcard key la&bel:", QLineEdit(),
+                  "The key's label on the card")
+        self._row(form, "cygnet-pkcs11-key-id", "Smartcard ke&y ID:", QLineEdit(),
+                  "Hex id of the key on the card (default: the only one)")
 
     def _proposals_tab(self) -> None:
         form = self._tab("&Proposals")
@@ -208,20 +235,26 @@ class ConnectionEditor(QDialog):
 
     # ------------------------------------------------------------------ data <-> widgets
 
-    _COMBO_DEFAULTS = {"cygnet-dataplane": "auto", "cygnet-kill-switch": "no", "cygnet-allow-lan": "no",
+    _COMBO_DEFAULTS = {"cygnet-dataplane": "auto", "cygnet-eap-method": "",
+                       "cygnet-eap-only": "no", "cygnet-revocation": "relaxed",
+                       "cygnet-kill-switch": "no", "cygnet-allow-lan": "no",
                        "cygnet-block-ipv4": "", "cygnet-block-ipv6": ""}
     _CHECKS = {"virtual": True, "cygnet-ipv6": True, "cygnet-dns": True, "encap": False,
                "proposal": False}
+
+    SECRET_FIELDS = ("password",)  # not vpn.data
 
     def load(self, connection: VpnConnection) -> None:
         data = connection.data
         self.name.setText(connection.id)
         for key, widget in self.fields.items():
+            if key in self.SECRET_FIELDS:
+                continue
             if isinstance(widget, QCheckBox):
                 default = self._CHECKS[key]
                 widget.setChecked(data.get(key, "yes" if default else "no") == "yes")
             elif isinstance(widget, QComboBox):
-                index = widget.findData(data.get(key) or widget.itemData(0))
+                index = widget.findData(data.get(key) or self._COMBO_DEFAULTS.get(key, widget.itemData(0)))
                 widget.setCurrentIndex(max(index, 0))
             else:
                 widget.setText(data.get(key, ""))
@@ -229,6 +262,8 @@ class ConnectionEditor(QDialog):
     def data(self) -> dict[str, str]:
         data = {k: v for k, v in self.original.data.items() if k not in self.fields}
         for key, widget in self.fields.items():
+            if key in self.SECRET_FIELDS:
+                continue
             if isinstance(widget, QCheckBox):
                 value = "yes" if widget.isChecked() else "no"
                 if value != ("yes" if self._CHECKS[key] else "no") or key in ("virtual", "proposal"):
@@ -244,6 +279,11 @@ class ConnectionEditor(QDialog):
             data.pop("cygnet-eap-method", None)
         return data
 
+    def key_passphrase(self) -> str:
+        """What the user typed as the key's passphrase ("" if nothing): the caller stores it
+        in the keyring as the connection's secret."""
+        return self.passphrase.text() if self.passphrase.isEnabled() else ""
+
     def connection(self) -> VpnConnection:
         return VpnConnection(id=self.name.text().strip(), data=self.data(), uuid=self.original.uuid,
                              path=self.original.path, autoconnect=self.original.autoconnect)
@@ -255,7 +295,13 @@ class ConnectionEditor(QDialog):
         certificate = method in ("cert", "eap-tls")
         for key in ("usercert", "userkey"):
             self.fields[key].setEnabled(certificate)
+        self.fields["usercert"].setEnabled(certificate or method in ("smartcard", "agent"))
+        self.passphrase.setEnabled(certificate)
+        for key in ("cygnet-pkcs11-module", "cygnet-pkcs11-token", "cygnet-pkcs11-key",
+                    "cygnet-pkcs11-key-id"):
+            self.fields[key].setEnabled(method == "smartcard")
         self.fields["cygnet-eap-method"].setEnabled(method == "eap")
+        self.fields["cygnet-eap-only"].setEnabled(method in ("eap", "eap-tls"))
         self.fields["user"].setEnabled(method in PASSWORD_METHODS)
 
     def _proposal_toggled(self, on: bool) -> None:

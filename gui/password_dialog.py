@@ -17,7 +17,7 @@ class PasswordDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("VPN password")
         self.setWindowIcon(icons.icon("cygnet"))
-        what = "pre-shared key" if connection.method == "psk" else "password"
+        what = connection.secret_kind if connection.secret_kind != "none" else "password"
         if retry:
             text = f"The gateway refused the last {what} for “{connection.id}”. Try again:"
         else:
@@ -32,7 +32,7 @@ class PasswordDialog(QDialog):
             form.addRow("User name:", QLabel(user))
         self.password = QLineEdit()
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
-        caption = QLabel(f"&{what.capitalize()}:")
+        caption = QLabel(f"&{what[0].upper()}{what[1:]}:")
         caption.setBuddy(self.password)
         form.addRow(caption, self.password)
         layout.addLayout(form)

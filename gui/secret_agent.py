@@ -120,6 +120,14 @@ class SecretAgent(ServiceInterface):
         if setting_name != "vpn" or not is_cygnet(connection):
             raise DBusError(ERR_NO_SECRETS, "not a Cygnet VPN connection")
         vpn = VpnConnection.from_settings(connection, connection_path)
+        if vpn.uses_ssh_agent:  # NetworkManager-strongswan: the socket is the `agent` secret
+            import os
+
+            sock = os.environ.get("SSH_AUTH_SOCK")
+            if not sock:
+                raise DBusError(ERR_NO_SECRETS, "no ssh-agent (SSH_AUTH_SOCK) in this session")
+            self.requests += 1
+            return {"vpn": {"secrets": Variant("a{ss}", {"agent": sock})}}
         if not vpn.needs_password:
             raise DBusError(ERR_NO_SECRETS, "this connection needs no password")
         key = (connection_path, setting_name)

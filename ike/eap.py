@@ -461,8 +461,9 @@ class _TlsMethod(_Method):
             self.failure_reason = "EAP-TLS: no current time given to check the gateway certificate"
             return False
         try:
-            validate_certificate(chain[0], chain[1:], self._config.trust_anchors,
-                                 self._config.server_identity, now)
+            # kept for the owner's revocation check (ike/revocation_gate.py)
+            self.verified_chain = validate_certificate(
+                chain[0], chain[1:], self._config.trust_anchors, self._config.server_identity, now)
         except CertificateError as exc:
             self.failure_reason = f"EAP-TLS server {exc}"
             return False
@@ -502,13 +503,17 @@ class EapClient:
 
     def __init__(self, method: Union[str, Sequence[str]], identity: str, password: str = "",
                  tls=None, now: Optional[float] = None,
-                 random_bytes: Callable[[int], bytes] = os.urandom, tunnel=None):
+                 random_bytes: Callable[[int], bytes] = os.urandom, tunnel=None,
+                 outer_identity: Optional[str] = None):
         allowed = (method,) if isinstance(method, str) else tuple(method)
         unknown = [m for m in allowed if m not in METHODS]
         if unknown or not allowed:
             raise ValueError(f"unknown EAP method {(unknown or [''])[0]!r}; choose from "
                              f"{', '.join(METHODS)}")
         self.identity = identity
+        # what the EAP-Identity response says (RFC 3748 §5.1), e.g. "anonymous@corp.example":
+        # PEAP/TTLS send the real identity only inside the tunnel (RFC 5281 §7.3)
+        self.outer_identity = outer_identity
         self.allowed = allowed
         self._password, self._tunnel = password, tunnel
         self._random = random_bytes
@@ -592,16 +597,20 @@ class EapClient:
         if packet.code != EapCode.REQUEST:
             raise EapError(f"unexpected EAP {packet.code.name}")
         if packet.type == EapType.IDENTITY:
-            return _response(packet, EapType.IDENTITY, self.identity.encode("utf-8"))
+            return _response(packet, EapType.IDENTITY,
+                             (self.outer_identity or self.identity).encode("utf-8"))
         if packet.type == EapType.NOTIFICATION:
             return _response(packet, EapType.NOTIFICATION)  # RFC 3748 §5.2: empty response
         if self.method is None:
-            name = next((n for n in self.allowed if METHODS[n] == packet.type), None)
+            # with an anonymous outer identity only methods with a tunnel may run outside
+            # (the others would show the real user name): the rest stay for inside the tunnel
+            outer = [n for n in self.allowed
+                     if not self.outer_identity or n in ("tls", "ttls", "peap")] or self.allowed
+            name = next((n for n in outer if METHODS[n] == packet.type), None)
             if name is None:
                 # §5.3.1: Nak the proposed method, naming the ones we allow (preferred first)
                 self._refused.append(packet.type)
-                return _response(packet, EapType.NAK,
-                                 bytes(METHODS[n] for n in self.allowed))
+                return _response(packet, EapType.NAK, bytes(METHODS[n] for n in outer))
             self.method = self._make_method(name)
         elif packet.type != self.method.type:
             # §5.3.1: a Nak is only allowed in reply to the first request of a method

@@ -171,8 +171,9 @@ class _TunnelMethod(_Method):
                                    "EAP server's certificate")
             return False
         try:
-            validate_certificate(chain[0], chain[1:], self._config.trust_anchors,
-                                 self._config.server_identity, now)
+            # kept for the owner's revocation check (ike/revocation_gate.py)
+            self.verified_chain = validate_certificate(
+                chain[0], chain[1:], self._config.trust_anchors, self._config.server_identity, now)
         except CertificateError as exc:
             self.failure_reason = f"EAP-{self.name} server {exc}"
             return False

@@ -27,6 +27,8 @@ from .payloads import (AUTH, CERT, CERTREQ, CP, EAP, KE, SA, Header, IDi, IDr, M
 from .ike_sa import NONCE_SIZE, Input, ProtocolViolation, Reply, first, notify_name
 from .gateway_identity import accepts_any, certificate_mismatch, idr_mismatch
 from .redirect import RedirectError, decode_redirect
+from .revocation_gate import RevocationGate
+from . import eap_only
 from .unauthenticated import InitRefusal
 from . import session_crypto as crypto
 
@@ -75,6 +77,10 @@ class Establishment:
         self._first_child_spi = b""
         self._peer_idr = None
         self.init_refusal: Optional[InitRefusal] = None  # §2.21.1 hint (unauthenticated.py)
+        # the owner's revocation verdict on the gateway's chain (revocation_gate.py)
+        self.revocation = RevocationGate(session.settings.auth.check_revocation)
+        self._eap_only_gateway = False  # RFC 5998: the gateway skipped its AUTH (eap_only.py)
+        self._last_auth_payloads: list = []
 
     def start(self, now: float) -> None:
         """IkeSession.connect(): the first IKE_SA_INIT request."""
@@ -353,6 +359,7 @@ class Establishment:
                             for ca in auth.intermediates)
         if s.initial_contact:
             payloads.append(Notify(NotifyType.INITIAL_CONTACT))
+        payloads += self._s._mobike.offer()  # RFC 4555 §3.1
         if auth.method != "psk" and auth.send_certreq and auth.trust_anchors:
             payloads.append(CERTREQ(CertEncoding.X509_SIGNATURE,
                                     crypto.certreq_data(auth.trust_anchors)))
@@ -360,6 +367,7 @@ class Establishment:
             payloads.append(IDr(*crypto.identity(s.remote_id)))
         if auth.method == "eap":
             self._eap = crypto.make_eap_client(auth, s.local_id, now, self._random)
+            payloads += eap_only.request_notifies(auth)  # RFC 5998 §3
         else:
             try:
                 payloads.append(self._our_auth())
@@ -405,6 +413,7 @@ class Establishment:
 
     def _on_ike_auth_response(self, reply: Reply, now: float) -> None:
         payloads = reply.payloads
+        self._last_auth_payloads = payloads  # IDr for an EAP-only gateway (_eap_only_allowed)
         auth = self.settings.auth
         notifies = {int(p.type): p for p in payloads if isinstance(p, Notify)}
         if NotifyType.AUTHENTICATION_FAILED in notifies:
@@ -431,6 +440,9 @@ class Establishment:
                 failure = self._verify_gateway(idr, gateway_auth, payloads, now)
                 if failure:
                     return self._finish(failure, AuthenticationFailed(failure, AUTH_GATEWAY))
+                if self.revocation.hold(lambda later: self._on_ike_auth_response(reply, later),
+                                        self._events):
+                    return  # resumed by IkeSession.revocation_checked() (revocation_gate.py)
         # §3.10.1: an error we do not know in a response means the request failed; those
         # about the first CHILD_SA leave the IKE_SA up (_install_first_child).
         unknown = [p for p in payloads if isinstance(p, Notify) and int(p.type) < 16384
@@ -467,7 +479,8 @@ class Establishment:
                 if auth.method == "psk":
                     return "the gateway's pre-shared key does not match ours"
                 return "the gateway's EAP authentication data is wrong"
-            if auth.method == "psk" and s.remote_id and not accepts_any(s.remote_id) \
+            if (auth.method == "psk" or self._eap_only_gateway) and s.remote_id \
+                    and not accepts_any(s.remote_id) \
                     and not crypto.identity_matches(s.remote_id, self._peer_idr):
                 return f"the gateway identified itself as {self._peer_identity}, not {s.remote_id}"
             if auth.method == "psk" and not s.remote_id and s.gateway_name:
@@ -492,12 +505,13 @@ class Establishment:
                 failure = certificate_mismatch(end_entity, s.gateway_name)
                 if failure:
                     return failure
-            crypto.validate_certificate(end_entity, intermediates, auth.trust_anchors,
-                                        (self._peer_idr.id_type, self._peer_idr.data), now)
+            chain = crypto.validate_certificate(end_entity, intermediates, auth.trust_anchors,
+                                                (self._peer_idr.id_type, self._peer_idr.data), now)
             crypto.verify_signature(gateway_auth, octets, end_entity)
         except crypto.AuthError as exc:
             return str(exc) or "the gateway's signature is invalid"
         self._gateway_authenticated = True
+        self.revocation.chain = crypto.der_chain(chain)
         return ""
 
     def _start_eap_round(self, now: float) -> None:
@@ -514,15 +528,19 @@ class Establishment:
         """§2.16: relay EAP until success, then AUTH with the MSK."""
         if self._eap is None:
             return self._finish("the gateway started EAP, which we did not ask for")
-        if not self._gateway_authenticated:
+        if not self._gateway_authenticated and not self._eap_only_allowed(eap):
             return self._finish("the gateway started EAP before proving its identity",
                                 AuthenticationFailed("the gateway did not authenticate itself",
                                                      AUTH_GATEWAY))
         answer = self._eap.respond(eap.data, now)
         self._transition(Input.CONTINUE_AUTH)
         if answer is not None:
-            self._send_request(self._ike, ExchangeType.IKE_AUTH, [EAP(answer)],
-                               self._on_ike_auth_response, now)
+            def send(later: float, answer=answer) -> None:
+                self._send_request(self._ike, ExchangeType.IKE_AUTH, [EAP(answer)],
+                                   self._on_ike_auth_response, later)
+
+            if not self.revocation.hold_eap(self._eap, send, self._events):  # revocation_gate.py
+                send(now)
             return
         if crypto.eap_failed(self._eap):
             reason = crypto.eap_failure_reason(self._eap)
@@ -531,6 +549,19 @@ class Establishment:
         self._eap_done = True
         self._send_request(self._ike, ExchangeType.IKE_AUTH, [self._our_auth()],
                            self._on_ike_auth_response, now)
+
+    def _eap_only_allowed(self, eap: EAP) -> bool:
+        """RFC 5998: a gateway without AUTH (but with IDr) when we asked for EAP-only and
+        only mutual methods are allowed; its identity is checked with the final AUTH."""
+        if not eap_only.may_skip_gateway_auth(self.settings.auth, self._eap):
+            return False
+        if self._peer_idr is None:
+            idr = first(self._last_auth_payloads, IDr)
+            if idr is None:
+                return False
+            self._peer_idr, self._peer_identity = idr, crypto.format_identity(idr)
+        self._eap_only_gateway = True
+        return True
 
     def _on_established(self, payloads: list, notifies: dict, now: float) -> None:
         ike = self._ike
@@ -543,6 +574,7 @@ class Establishment:
         self._lifetimes.schedule_own_reauth(now)
         if NotifyType.AUTH_LIFETIME in notifies:
             self._lifetimes.on_auth_lifetime(notifies[NotifyType.AUTH_LIFETIME], now)
+        self._s._mobike.on_established(notifies)
         self._informational.record_additional_addresses(payloads)
         cp = first(payloads, CP)
         if cp is not None:

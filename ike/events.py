@@ -117,6 +117,18 @@ class IkeSaDeleted(Event):
 
 
 @dataclass(frozen=True)
+class GatewayCertificateVerified(Event):
+    """The gateway's AUTH and certificate chain verified (DER, end entity first, trust
+    anchor last). With AuthSettings.check_revocation the session now waits for
+    IkeSession.revocation_checked() (ike/revocation_gate.py)."""
+
+    chain: tuple
+    # whose: "gateway" (IKE AUTH) or "EAP server" (the TLS certificate of EAP-TLS/PEAP/TTLS,
+    # often a RADIUS server's)
+    role: str = "gateway"
+
+
+@dataclass(frozen=True)
 class AuthenticationFailed(Event):
     """Authentication failed in either direction; reason is meant for the user, cause says
     which direction (one of AUTH_REJECTED, AUTH_GATEWAY, AUTH_LOCAL) for owners that act on it."""
@@ -154,6 +166,18 @@ class PeerAddressesAdded(Event):
     we never move the IKE_SA to them (they may be HA node-local addresses)."""
 
     addresses: tuple[Address, ...]
+
+
+@dataclass(frozen=True)
+class AddressesUpdated(Event):
+    """MOBIKE (RFC 4555 §3.5): the gateway answered our UPDATE_SA_ADDRESSES. Unless `refused`,
+    it now sends IKE and ESP to `local_address`; `remote_addr` is where we send (port 4500
+    once NAT appeared); `nat_detected` says whether ESP must be UDP-encapsulated on this path."""
+
+    local_address: str
+    remote_addr: tuple[str, int]
+    nat_detected: bool
+    refused: str = ""  # why the gateway refused the new address (then nothing moved)
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ rekeying (to retire a rekeyed-away IKE_SA).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Optional
 
 from .child_sa import ChildInput, ChildSa, ChildState
 from .constants import ExchangeType, NotifyType, ProtocolId
-from .events import DeadPeerDetected, PeerAddressesAdded, Redirected
+from .events import DeadPeerDetected, Redirected
 from .ike_sa import IkeSaContext, Input, State
+from .mobike import dpd_policy
 from .payloads import Delete, Notify
 from .redirect import RedirectError, decode_redirect
 
@@ -66,9 +66,9 @@ class Informational:
         self._requests.send_request(s._ike, ExchangeType.INFORMATIONAL, payloads, on_response,
                                     now, on_give_up=lambda t: self.unreachable(t, "INFORMATIONAL"))
 
-    def unreachable(self, now: float, exchange: str) -> None:
-        reason = f"gateway unreachable: no answer to {exchange} " \
-                 f"after {self._s.settings.retransmission.tries + 1} transmissions"
+    def unreachable(self, now: float, exchange: str, transmissions: int = 0) -> None:
+        transmissions = transmissions or self._s.settings.retransmission.tries + 1
+        reason = f"gateway unreachable: no answer to {exchange} after {transmissions} transmissions"
         self._s._finish(reason, DeadPeerDetected(reason))
 
     def send_ike_delete_of(self, ike: IkeSaContext, now: float) -> None:
@@ -121,9 +121,11 @@ class Informational:
 
     def send_dpd(self, now: float) -> None:
         """§2.4 liveness check: an empty INFORMATIONAL request."""
+        policy = dpd_policy(self._s.settings)  # maybe a short budget (ike/mobike.py)
         self._requests.send_request(
             self._s._ike, ExchangeType.INFORMATIONAL, [], lambda reply, t: None, now,
-            on_give_up=lambda t: self.unreachable(t, "a liveness check"))
+            on_give_up=lambda t: self.unreachable(t, "a liveness check", policy.tries + 1),
+            policy=policy)
 
     # ------------------------------------------------------------------ the gateway's INFORMATIONAL
 
@@ -136,6 +138,8 @@ class Informational:
             if isinstance(p, Notify) and p.type == NotifyType.UPDATE_SA_ADDRESSES:
                 # RFC 4555 §3.5: the new addresses are those of the IP header
                 self._requests.remote = (addr[0], addr[1])
+            elif isinstance(p, Notify) and p.type == NotifyType.COOKIE2:  # RFC 4555 §3.8
+                response.append(Notify(NotifyType.COOKIE2, data=p.data))
             elif isinstance(p, Notify) and p.type == NotifyType.AUTH_LIFETIME:  # RFC 4478 §3
                 self._lifetimes.on_auth_lifetime(p, now)
             elif isinstance(p, Notify) and p.type == NotifyType.REDIRECT:  # RFC 5685 §5
@@ -169,14 +173,8 @@ class Informational:
         return response
 
     def record_additional_addresses(self, payloads) -> None:
-        """ADDITIONAL_IP4/6_ADDRESS (RFC 4555 §3.4), in IKE_AUTH or INFORMATIONAL."""
-        addresses = []
-        for p in payloads:
-            if isinstance(p, Notify) and p.type in (NotifyType.ADDITIONAL_IP4_ADDRESS,
-                                                    NotifyType.ADDITIONAL_IP6_ADDRESS):
-                try:
-                    addresses.append(ipaddress.ip_address(p.data))
-                except ValueError:
-                    continue
-        if addresses:
-            self._s._events.append(PeerAddressesAdded(tuple(addresses)))
+        """ADDITIONAL_IP4/6_ADDRESS (RFC 4555 §3.4), in IKE_AUTH or INFORMATIONAL: kept by
+        ike/mobike.py as alternatives, reported as PeerAddressesAdded."""
+        event = self._s._mobike.record_addresses(payloads)
+        if event is not None:
+            self._s._events.append(event)

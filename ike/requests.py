@@ -50,12 +50,12 @@ class RequestChannel:
     # ------------------------------------------------------------------ our requests
 
     def send_request(self, ike: IkeSaContext, exchange: int, payloads: list,
-                     on_response, now: float, on_give_up=None) -> None:
+                     on_response, now: float, on_give_up=None, policy=None) -> None:
         header = Header(ike.spi_i, ike.spi_r, 0, exchange, ike.flags(response=False),
                         ike.next_request_id)
         datagrams = self.seal(ike, header, payloads)
         request = PendingRequest(ike.next_request_id, exchange, datagrams,
-                                 self._settings.retransmission)
+                                 policy or self._settings.retransmission)
         ike.next_request_id += 1
         self.outstanding = Outstanding(request, ike, on_response, on_give_up, payloads)
         self.transmit(request, now)
@@ -72,6 +72,11 @@ class RequestChannel:
         for datagram in request.datagrams:
             self._outbox.append((datagram, self.remote))
         request.sent(now)
+
+    def retransmit_now(self, now: float) -> None:
+        """Send the outstanding request again at once (the path changed under it)."""
+        if self.outstanding is not None and not self.outstanding.request.exhausted:
+            self.transmit(self.outstanding.request, now)
 
     def retransmit_due(self, now: float) -> Optional[Outstanding]:
         """Retransmit the outstanding request if its timer ran out; return it if it is

@@ -42,10 +42,11 @@ from .child_sa import ChildSa, ChildState
 from .child_sa_set import ChildSaSet
 from .constants import ExchangeType, NotifyType
 from .establishment import Establishment
-from .events import DeadPeerDetected, Event, IkeSaDeleted
+from .events import AUTH_GATEWAY, AuthenticationFailed, DeadPeerDetected, Event, IkeSaDeleted
 from .ike_sa import (TRANSITIONS, IkeSaContext, IkeSaView, Input, ProtocolViolation, Reply,
                      RequestInfo, State, describe_payloads, new_ike_spi, next_state)
 from .informational import Informational
+from .mobike import Mobike
 from .lifetimes import MIN_AUTH_LIFETIME, Lifetimes  # noqa: F401 (the stated floor)
 from .payloads import (Encrypted, EncryptedFragment, Header, Message, Notify, ParseError,
                        decode_payloads)
@@ -96,6 +97,7 @@ class IkeSession:
         self._establishment = Establishment(self)
         self._rekeying = Rekeying(self)
         self._informational = Informational(self)
+        self._mobike = Mobike(self)  # RFC 4555, liveness after resume (ike/mobike.py)
         self._drop_log = DropLog(log)  # bounded: dropped datagrams may be a spoofed flood
 
     # ------------------------------------------------------------------ inspection (read-only)
@@ -241,11 +243,40 @@ class IkeSession:
         if self._state is State.ESTABLISHED:
             self._rekeying.start_ike_rekey()
 
-    def check_liveness(self) -> None:
+    @property
+    def mobike(self) -> bool:
+        """The gateway supports MOBIKE: update_addresses() can move this IKE_SA."""
+        return self._mobike.peer_supports
+
+    def update_addresses(self, local_address: str, now: float) -> None:
+        """Our address or path changed: MOBIKE UPDATE_SA_ADDRESSES (ike/mobike.py); the
+        answer comes as AddressesUpdated."""
+        if self._state is State.ESTABLISHED and self._mobike.peer_supports:
+            self._mobike.update_addresses(local_address, now)
+            self._requests.pump(now)
+
+    def check_liveness(self, now: Optional[float] = None) -> None:
         """Send a liveness check (§2.4) as soon as no other request is outstanding, e.g.
-        after the host resumed from suspend, without waiting for dpd_delay."""
+        after the host resumed from suspend, without waiting for dpd_delay; with a short
+        retransmission budget (ike/mobike.py): no answer ends the session with
+        DeadPeerDetected. With `now`, it goes out at once."""
         if self._state is State.ESTABLISHED:
-            self._requests.queue(self._informational.send_dpd)
+            self._mobike.check_liveness(now)
+            if now is not None:
+                self._requests.pump(now)
+
+    def revocation_checked(self, failure: Optional[str], now: float) -> None:
+        """The owner's verdict after GatewayCertificateVerified: None continues IKE_AUTH,
+        a message ends the session (AuthenticationFailed) without another word to the gateway
+        (ike/revocation_gate.py)."""
+        resume = self._establishment.revocation.verdict()
+        if resume is None or self._finished:
+            return
+        if failure:
+            self._finish(failure, AuthenticationFailed(failure, AUTH_GATEWAY))
+        else:
+            resume(now)
+        self._requests.pump(now)
 
     def close(self) -> None:
         """Delete the IKE_SA (and with it every CHILD_SA) politely."""

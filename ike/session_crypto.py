@@ -234,14 +234,20 @@ def load_certificates(cert_payloads) -> tuple:
     return certs[0], certs[1:]
 
 
-def validate_certificate(cert, intermediates, trust_anchors, expected_identity, now) -> None:
+def validate_certificate(cert, intermediates, trust_anchors, expected_identity, now) -> list:
     try:
-        _certificates.validate_certificate(cert, intermediates, trust_anchors,
-                                           expected_identity, now)
+        return _certificates.validate_certificate(cert, intermediates, trust_anchors,
+                                                  expected_identity, now)
     except _certificates.CertificateError as exc:
         raise AuthError(str(exc)) from None
     except ValueError as exc:  # an unparsable expected identity
         raise AuthError(f"gateway identity: {exc}") from None
+
+
+def der_chain(chain) -> tuple:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return tuple(c.public_bytes(Encoding.DER) for c in chain)
 
 
 def verify_signature(auth_payload, octets: bytes, certificate) -> None:
@@ -259,7 +265,8 @@ def make_eap_client(auth_settings, local_id: str, now: float, random_bytes):
     return _eap.EapClient(auth_settings.eap_method, identity_text,
                           password=auth_settings.eap_password, tls=auth_settings.eap_tls,
                           now=now, random_bytes=random_bytes,
-                          tunnel=getattr(auth_settings, "eap_tunnel", None))
+                          tunnel=getattr(auth_settings, "eap_tunnel", None),
+                          outer_identity=getattr(auth_settings, "eap_outer_identity", None))
 
 
 def eap_failed(client) -> bool:

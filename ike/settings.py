@@ -46,6 +46,12 @@ class AuthSettings:
     # gateway certificate validation (pubkey and eap)
     trust_anchors: tuple = ()
     send_certreq: bool = True
+    # the EAP-Identity response instead of eap_identity (PEAP/TTLS/TLS: an anonymous one)
+    eap_outer_identity: Optional[str] = None
+    # RFC 5998: ask the gateway to authenticate by a mutual EAP method alone (ike/eap_only.py)
+    eap_only: bool = False
+    # wait for the owner's revocation verdict on the gateway's chain (ike/revocation_gate.py)
+    check_revocation: bool = False
 
 
 @dataclass
@@ -83,10 +89,14 @@ class Settings:
     initial_contact: bool = True
     force_encapsulation: bool = False  # float to 4500 and use ESP-in-UDP even without NAT
     fragmentation: bool = True  # offer RFC 7383 IKE fragmentation
+    mobike: bool = True  # offer MOBIKE (RFC 4555): move the IKE_SA when our address changes
     fragment_size: int = 1280  # largest IKE datagram we send (strongSwan: charon.fragment_size)
 
     retransmission: RetransmissionPolicy = field(default_factory=RetransmissionPolicy)
     dpd_delay: float = 30.0  # idle seconds before a liveness check; 0 disables
+    # The liveness check's own retransmissions (None: `retransmission`'s; a shorter one finds
+    # a dead gateway sooner, see ike/mobike.py)
+    dpd_retransmission: Optional[RetransmissionPolicy] = None
 
     # Lifetimes, seconds (swanctl defaults): rekey at rekey_time - random(0, rand_time),
     # hard expiry at life_time (default rekey_time * 1.1)

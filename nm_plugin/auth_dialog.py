@@ -34,9 +34,11 @@ A password already known (from NetworkManager or, failing that, the user's keyri
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional, TextIO
 
+from connection_schema.held_keys import is_agent, is_smartcard
 from connection_schema.naming import KEYRING_SERVICE, keyring_user
 from connection_schema.vpn_data import SECRET_FLAG_NOT_REQUIRED, SECRET_FLAG_NOT_SAVED  # noqa: F401
 from connection_schema.vpn_data import CERTIFICATE_METHODS
@@ -92,6 +94,8 @@ def keyring_password(uuid: str) -> Optional[str]:
 
 
 def label_for(data: dict) -> str:
+    if is_smartcard(data):
+        return "PIN:"
     if data.get("method") in CERTIFICATE_METHODS:
         return "Private key password:"
     return "Pre-shared key:" if data.get("method") == "psk" else "Password:"
@@ -101,6 +105,9 @@ def external_ui_keyfile(name: str, data: dict, known: Optional[str], reprompt: b
     lines = ["[VPN Plugin UI]", "Version=2",
              f"Description=The VPN connection '{name}' needs a password.",
              "Title=Authenticate VPN", ""]
+    if is_agent(data) and os.environ.get("SSH_AUTH_SOCK"):  # as strongSwan's dialog does
+        lines += ["[agent]", f"Value={_escape(os.environ['SSH_AUTH_SOCK'])}",
+                  "Label=SSH agent socket:", "IsSecret=true", "ShouldAsk=false", ""]
     if password_needed(data):
         ask = reprompt or not known
         lines += ["[password]", f"Value={'' if ask else _escape(known)}",
@@ -147,7 +154,9 @@ def main(argv: Optional[list] = None) -> int:
         sys.stdout.flush()
         return 0
 
-    if not password_needed(data):
+    if is_agent(data) and os.environ.get("SSH_AUTH_SOCK"):
+        sys.stdout.write(f"agent\n{os.environ['SSH_AUTH_SOCK']}\n\n\n")
+    elif not password_needed(data):
         sys.stdout.write("\n\n")
     else:
         password = known

@@ -64,6 +64,7 @@ from typing import Optional
 from client.profile import Profile
 from client.secrets import Secret
 # The mapping itself lives in connection_schema.vpn_data; these names stay importable here.
+from connection_schema import held_keys
 from connection_schema.errors import VpnDataError
 from connection_schema.vpn_data import (CERTIFICATE_METHODS, CYGNET_KEYS,  # noqa: F401
                                         SECRET_FLAG_AGENT_OWNED, SECRET_FLAG_NOT_REQUIRED,
@@ -106,6 +107,8 @@ def is_persistent(connection: dict) -> bool:
 def needed_secret(connection: dict) -> str:
     """NeedSecrets' answer: "vpn" when the password is missing and required, else ""."""
     _, data, secrets = unpack(connection)
+    if held_keys.is_agent(data):  # the ssh-agent socket (connection_schema/held_keys.py)
+        return "" if secrets.get("agent") else "vpn"
     if not password_needed(data):
         return ""  # certificates: only an encrypted key needs its passphrase (the `password`)
     if secret_flags(data) & SECRET_FLAG_NOT_REQUIRED:
@@ -119,7 +122,7 @@ def activation_from_connection(connection: dict) -> Activation:
     uuid = str(conn.get("uuid") or "")
     connection_id = str(conn.get("id") or uuid or "vpn")
     table = profile_table(data, uuid, password=bool(secrets.get("password")))
-    secret = _secret(data.get("method", ""), secrets)
+    secret = _held_key_secret(data, secrets) or _secret(data.get("method", ""), secrets)
     profile = checked_profile(table, connection_id)
     return Activation(profile=profile, secret=secret, connection_id=connection_id,
                       extra_domains=extra_domains(data), session_overrides=_overrides(data))
@@ -136,6 +139,23 @@ def _secret(method: str, secrets: dict) -> Optional[Secret]:
         raise VpnDataError(f"vpn.secrets 'password': the {what} is missing", key="password",
                            problem=f"the {what} is missing", kind="missing")
     return Secret(password)
+
+
+def _held_key_secret(data: dict, secrets: dict) -> Optional[Secret]:
+    """A smartcard's PIN (`password`) or the ssh-agent socket (`agent`), as charon-nm reads them."""
+    if held_keys.is_agent(data):
+        if not secrets.get("agent"):
+            raise VpnDataError("vpn.secrets 'agent': the ssh-agent socket is missing (SSH_AUTH_SOCK "
+                               "of the user, passed by the auth dialog)", key="agent",
+                               problem="the ssh-agent socket is missing", kind="missing")
+        return Secret(secrets["agent"])
+    if held_keys.is_smartcard(data):
+        if not secrets.get("password"):
+            raise VpnDataError("vpn.secrets 'password': the smartcard's PIN is missing",
+                               key="password", problem="the smartcard's PIN is missing",
+                               kind="missing")
+        return Secret(secrets["password"])
+    return None
 
 
 def _overrides(data: dict) -> dict:

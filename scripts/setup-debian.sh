@@ -30,6 +30,8 @@ packages=(
   # eap-radius plugin, run by the tests in the LAN namespace with its own configuration;
   # hostapd's RADIUS server as a second one (PEAP cryptobinding, testbed/hostapd_radius.py)
   freeradius hostapd
+  # smartcard tests (testbed/softhsm.py): a PKCS#11 token in a test-owned directory
+  softhsm2
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done

@@ -105,3 +105,24 @@ def test_passphrase_from_the_keyring(credential, tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         keyring.core.init_backend()
+
+
+def test_cygnet_up_asks_for_the_passphrase_on_a_terminal(credential, monkeypatch):
+    from client import credentials
+
+    _, cert, folder = credential
+    p = profile(folder, 'cert = "cert.pem"\nkey = "pkcs8.pem"\n', name="typed")
+    monkeypatch.setattr("client.secrets.stdin_is_terminal", lambda: False)
+    credentials.ask_key_passphrase(p, ask=lambda prompt: pytest.fail("asked without a terminal"))
+    with pytest.raises(CredentialError, match="is encrypted"):
+        load_credential(p)
+    monkeypatch.setattr("client.secrets.stdin_is_terminal", lambda: True)
+    prompts = []
+    credentials.ask_key_passphrase(p, ask=lambda prompt: prompts.append(prompt) or "open sesame")
+    assert prompts == [f"Passphrase for our private key {folder / 'pkcs8.pem'} ('typed'): "]
+    assert load_credential(p)[0] == cert
+    # a passphrase file is used instead of asking
+    p2 = profile(folder, 'cert = "cert.pem"\nkey = "pkcs8.pem"\nkey_passphrase_file = "passphrase"\n',
+                 name="filed")
+    credentials.ask_key_passphrase(p2, ask=lambda prompt: pytest.fail("asked despite the file"))
+    monkeypatch.delitem(credentials._typed, "typed")

@@ -397,6 +397,16 @@ def test_no_remote_id_or_any_means_the_dialled_address_as_in_the_android_app(tmp
     assert read_sswan(write_sswan(tmp_path, obj), tmp_path / "m").profile.remote_id is None
 
 
+def test_strict_revocation_is_taken(tmp_path):
+    obj = base_profile("ikev2-eap", local={"eap_id": "carol"})
+    obj["remote"]["revocation"] = {"strict": True}
+    result = read_sswan(write_sswan(tmp_path, obj), tmp_path / "m")
+    assert result.profile.revocation == "strict" and result.warnings == []
+    obj["remote"]["revocation"] = {"crl": True, "ocsp": True}
+    result = read_sswan(write_sswan(tmp_path, obj), tmp_path / "m")
+    assert result.profile.revocation == "relaxed" and result.warnings == []
+
+
 def test_block_ipv4_and_ipv6_become_the_profile_keys(tmp_path):
     obj = base_profile("ikev2-eap", local={"eap_id": "carol"},
                        **{"split-tunneling": {"block-ipv6": True}})

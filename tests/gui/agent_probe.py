@@ -22,10 +22,11 @@ from gui.connection import SERVICE_TYPE
 from gui.secret_agent import AGENT_IFACE, AGENT_PATH, SecretAgent
 
 
-def settings(uuid: str, service_type: str, password: str = "") -> dict:
-    vpn = {"service-type": Variant("s", service_type),
-           "data": Variant("a{ss}", {"address": "gw", "method": "eap", "user": "carol",
-                                     "password-flags": "1"})}
+def settings(uuid: str, service_type: str, password: str = "", method: str = "eap") -> dict:
+    data = {"address": "gw", "method": method, "user": "carol", "password-flags": "1"}
+    if method == "agent":
+        data = {"address": "gw", "method": "agent", "usercert": "/c.pem", "agent-flags": "1"}
+    vpn = {"service-type": Variant("s", service_type), "data": Variant("a{ss}", data)}
     if password:
         vpn["secrets"] = Variant("a{ss}", {"password": password})
     return {"connection": {"id": Variant("s", "office"), "uuid": Variant("s", uuid),
@@ -47,7 +48,8 @@ async def main(args) -> dict:
     path = "/org/freedesktop/NetworkManager/Settings/1"
     if args.action == "get":
         member, signature = "GetSecrets", "a{sa{sv}}osasu"
-        body = [settings(args.uuid, args.service_type), path, "vpn", [], args.flags]
+        body = [settings(args.uuid, args.service_type, method=args.method), path, "vpn", [],
+                args.flags]
     elif args.action == "save":
         member, signature = "SaveSecrets", "a{sa{sv}}o"
         body = [settings(args.uuid, args.service_type, sys.stdin.read()), path]
@@ -81,4 +83,11 @@ if __name__ == "__main__":
     parser.add_argument("--service-type", default=SERVICE_TYPE)
     parser.add_argument("--answer", help="what the user types when prompted (default: no prompt)")
     parser.add_argument("--remember", action="store_true")
-    print(json.dumps(asyncio.run(main(parser.parse_args()))))
+    parser.add_argument("--method", default="eap", help="vpn.data method (eap or agent)")
+    parser.add_argument("--ssh-auth-sock", help="the applet's SSH_AUTH_SOCK")
+    parsed = parser.parse_args()
+    if parsed.ssh_auth_sock:
+        import os
+
+        os.environ["SSH_AUTH_SOCK"] = parsed.ssh_auth_sock
+    print(json.dumps(asyncio.run(main(parsed))))

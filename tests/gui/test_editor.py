@@ -151,3 +151,65 @@ def test_keyboard_access_every_field_has_a_mnemonic_and_is_in_the_tab_chain(qtbo
         keys += [mnemonic(w.text()) for w in page.findChildren(QCheckBox)]
         assert len(keys) >= 3
         assert len(set(keys + shared)) == len(keys) + len(shared), (editor.tabs.tabText(index), keys)
+
+
+def test_eap_method_server_chooses_unless_one_is_picked(qtbot):
+    editor = editor_for(qtbot, EAP)
+    assert editor.eap_method.currentText().startswith("Server chooses")
+    assert "cygnet-eap-method" not in editor.connection().data   # unset: the server chooses
+    for value in ("peap", "ttls", "gtc", "mschapv2", "md5"):
+        editor.eap_method.setCurrentIndex(editor.eap_method.findData(value))
+        assert editor.connection().data["cygnet-eap-method"] == value
+    assert editor_for(qtbot, {**EAP, "cygnet-eap-method": "ttls"}).eap_method.currentData() == "ttls"
+
+
+def test_key_passphrase_is_a_secret_not_vpn_data(qtbot, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+
+    pki = make_pki(tmp_path)
+    key = serialization.load_pem_private_key(pki["key"].read_bytes(), None)
+    encrypted = tmp_path / "encrypted.pem"
+    encrypted.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                            serialization.PrivateFormat.PKCS8,
+                                            serialization.BestAvailableEncryption(b"pass phrase")))
+    data = {"address": "gw", "method": "cert", "usercert": str(pki["cert"]),
+            "userkey": str(encrypted)}
+    editor = editor_for(qtbot, data)
+    assert editor.passphrase.isEnabled()
+    editor.passphrase.setText("pass phrase")
+    connection = editor.connection()
+    assert editor.key_passphrase() == "pass phrase"
+    assert "pass phrase" not in str(connection.data) and "password" not in connection.data
+    # the applet's secret agent now answers for it, as for an EAP password
+    assert connection.needs_password and connection.secret_kind == "private key passphrase"
+    assert connection.to_settings()["vpn"]["data"].value["password-flags"] == "1"
+    plain = VpnConnection(id="x", data={**data, "userkey": str(pki["key"])})
+    assert not plain.needs_password
+    editor.method.setCurrentIndex(editor.method.findData("eap"))
+    assert not editor.passphrase.isEnabled() and editor.key_passphrase() == ""
+
+
+def test_smartcard_fields(qtbot, tmp_path):
+    module = tmp_path / "p11.so"
+    module.write_bytes(b"")
+    editor = editor_for(qtbot, {"address": "gw", "method": "smartcard"})
+    assert editor.fields["cygnet-pkcs11-module"].isEnabled() and not editor.passphrase.isEnabled()
+    editor.fields["cygnet-pkcs11-module"].setText(str(module))
+    editor.fields["cygnet-pkcs11-key-id"].setText("0a")
+    connection = editor.connection()
+    assert connection.data["cygnet-pkcs11-module"] == str(module)
+    assert connection.data["cygnet-pkcs11-key-id"] == "0a"
+    assert connection.secret_kind == "PIN" and validate(connection) == {}
+    editor.fields["cygnet-pkcs11-module"].setText(str(tmp_path / "missing.so"))
+    assert "no such file" in validate(editor.connection())["cygnet-pkcs11-module"]
+
+
+def test_revocation_and_eap_only_round_trip(qtbot):
+    data = {**EAP, "cygnet-eap-method": "peap", "cygnet-eap-only": "yes", "cygnet-revocation": "ifuri",
+            "proposal": "no"}  # the editor always writes proposal
+    assert editor_for(qtbot, data).connection().data == data
+    editor = editor_for(qtbot, EAP)
+    data = editor.connection().data
+    assert "cygnet-eap-only" not in data and "cygnet-revocation" not in data  # defaults unwritten
+    editor.method.setCurrentIndex(editor.method.findData("psk"))
+    assert not editor.fields["cygnet-eap-only"].isEnabled()

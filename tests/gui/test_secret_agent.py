@@ -102,3 +102,11 @@ def test_after_a_refused_password_ask_again_and_forget_the_old_one_unless_rememb
 def test_cancelled_prompt_is_user_canceled(session):
     result = probe(session, "get", UUID, "--flags", "1", "--answer", "")
     assert result == {"error": "org.freedesktop.NetworkManager.SecretAgent.UserCanceled"}
+
+
+def test_ssh_agent_method_gets_the_session_s_agent_socket(session):
+    # NetworkManager-strongswan's `agent` method: the secret is the user's SSH_AUTH_SOCK
+    answer = probe(session, "get", UUID, "--method", "agent", "--ssh-auth-sock", "/run/user/65534/ssh")
+    assert answer == {"secrets": {"vpn": {"secrets": {"agent": "/run/user/65534/ssh"}}}}
+    assert probe(session, "get", UUID, "--method", "agent") == {
+        "error": "org.freedesktop.NetworkManager.SecretAgent.NoSecrets"}

@@ -72,6 +72,10 @@ class GatewayConfig:
     auth_lifetime: Optional[int] = None  # RFC 4478 AUTH_LIFETIME (seconds) in IKE_AUTH
     keep_old_sas: bool = False  # a new IKE_SA_INIT leaves the IKE_SAs there are (reauth)
     extra_auth_notifies: tuple = ()  # (type, data) notifies added to the last IKE_AUTH response
+    eap_only: bool = False  # RFC 5998: no certificate AUTH before EAP (strongSwan local.auth = eap)
+    mobike: bool = True  # MOBIKE_SUPPORTED in IKE_AUTH; UPDATE_SA_ADDRESSES answered (RFC 4555)
+    mobike_refusal: Optional[NotifyType] = None  # answer UPDATE_SA_ADDRESSES with this error
+    echo_cookie2: bool = True
 
 
 @dataclass
@@ -432,6 +436,8 @@ class Responder:
             self.eap = c.eap_server()
             if self.authenticated_once:  # second round: the gateway proved itself already
                 return [EAP(self.eap.start())]
+            if c.eap_only:
+                return [self._gateway_idr(), EAP(self.eap.start())]
             idr, gateway_auth = self._signature_auth(sa, header)
             return [idr] + gateway_auth + [EAP(self.eap.start())]
         if eap is not None and not self.eap_done:
@@ -470,7 +476,8 @@ class Responder:
         else:
             out += self._new_child(get(SA), get(TSi), get(TSr), self.ni, self.nr, b"",
                                    with_ke=False, cp=cp)
-        out.append(Notify(NotifyType.MOBIKE_SUPPORTED))
+        if c.mobike:
+            out.append(Notify(NotifyType.MOBIKE_SUPPORTED))
         for address in c.additional_addresses:
             kind = NotifyType.ADDITIONAL_IP4_ADDRESS if ipaddress.ip_address(address).version == 4 \
                 else NotifyType.ADDITIONAL_IP6_ADDRESS
@@ -578,6 +585,9 @@ class Responder:
 
     def _on_informational(self, sa, header, payloads, chain):
         out: list = []
+        if any(isinstance(p, Notify) and p.type == NotifyType.UPDATE_SA_ADDRESSES
+               for p in payloads):
+            out += self._answer_update_sa_addresses(sa, payloads)
         for p in payloads:
             if isinstance(p, Delete) and p.protocol == ProtocolId.IKE:
                 sa.alive = False
@@ -597,6 +607,30 @@ class Responder:
                         ours.append(child.spi_in)
                 if ours:
                     out.append(Delete(ProtocolId.ESP, ours))
+        return out
+
+    def _answer_update_sa_addresses(self, sa, payloads) -> list:
+        """RFC 4555 §3.5: move to the request's source address (self.peer), answer with NAT-D
+        for the new pair and the COOKIE2 echoed (§3.8)."""
+        c = self.config
+        if not c.mobike:
+            return []
+        out: list = []
+        if c.mobike_refusal is not None:
+            out.append(Notify(c.mobike_refusal))
+        else:
+            self.moved_to = self.peer
+            port = 4500 if self.peer[1] != 500 else 500
+            source = nat_detection_hash(sa.spi_i, sa.spi_r, c.address, port)
+            if c.fake_nat:
+                source = bytes(20)
+            out += [Notify(NotifyType.NAT_DETECTION_SOURCE_IP, data=source),
+                    Notify(NotifyType.NAT_DETECTION_DESTINATION_IP, data=nat_detection_hash(
+                        sa.spi_i, sa.spi_r, self.peer[0], self.peer[1]))]
+        cookie2 = next((p for p in payloads if isinstance(p, Notify)
+                        and p.type == NotifyType.COOKIE2), None)
+        if cookie2 is not None and c.echo_cookie2:
+            out.append(Notify(NotifyType.COOKIE2, data=cookie2.data))
         return out
 
     # ------------------------------------------------------------------ gateway-initiated

@@ -165,3 +165,23 @@ def test_server_rejects_out_of_order_responses():
     assert EapPacket.decode(server.process(bad)).code == EapCode.FAILURE
     with pytest.raises(RuntimeError):
         server.process(bad)
+
+
+def test_anonymous_outer_identity_and_no_password_method_outside_the_tunnel():
+    """§5.1: the Identity response may be a privacy identity; the real one goes inside the
+    PEAP/TTLS tunnel (RFC 5281 §7.3), so a password method proposed outside is Nak'ed."""
+    from ike.eap_tunnel import TunnelConfig
+
+    tunnel = TunnelConfig(trust_anchors=(), server_identity="radius.example.org")
+    client = EapClient(["peap", "ttls", "mschapv2"], "carol@corp.example", password="pw",
+                       tunnel=tunnel, outer_identity="anonymous@corp.example")
+    reply = client.respond(EapPacket(EapCode.REQUEST, 1, EapType.IDENTITY, b"").encode())
+    assert EapPacket.decode(reply).data == b"anonymous@corp.example"
+    reply = EapPacket.decode(client.respond(
+        EapPacket(EapCode.REQUEST, 2, EapType.MSCHAPV2, b"\x01\x02\x00\x20" + bytes(17)).encode()))
+    assert reply.type == EapType.NAK and reply.data == bytes([EapType.PEAP, EapType.TTLS])
+    # without an outer identity the same client would take MSCHAPv2 (and show the real name)
+    plain = EapClient(["peap", "ttls", "mschapv2"], "carol@corp.example", password="pw",
+                      tunnel=tunnel)
+    reply = plain.respond(EapPacket(EapCode.REQUEST, 1, EapType.IDENTITY, b"").encode())
+    assert EapPacket.decode(reply).data == b"carol@corp.example"

@@ -67,3 +67,20 @@ def test_encrypted_pem_with_the_passphrase_in_the_keyring(tb, make_cygnet, tmp_p
     finally:
         monkeypatch.undo()
         keyring.core.init_backend()
+
+
+def test_passphrase_typed_at_the_terminal_with_up_daemon(tb, make_cygnet):
+    from tests.interop.cygnet_helpers import run_on_terminal
+    from testbed.pki import P12_PASSWORD
+
+    client = make_cygnet(tb)
+    keys = client.profile_keys("rsa")
+    del keys["cert"]
+    keys["key"] = str(tb.pki.alice.p12)  # no key_passphrase_file, no keyring: cygnet asks
+    code, screen = run_on_terminal(client, ["up", "--daemon", str(client.write_profile(keys))],
+                                   {"Passphrase for our private key": P12_PASSWORD})
+    assert code == 0, screen
+    assert "tunnel up" in screen and P12_PASSWORD not in screen
+    assert tb.gateway.wait_for_sa()["name"] == "pubkey"
+    assert client.run("down", client.name, timeout=15).returncode == 0
+    client.assert_clean()

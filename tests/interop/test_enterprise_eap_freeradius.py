@@ -162,3 +162,19 @@ def test_the_method_the_server_proposes_first_is_refused_when_the_profile_forbid
     log = tb.radius.log()[log_start:]
     assert "Peer sent packet with method EAP NAK (3)" in log
     assert "eap_md5: Issuing MD5 Challenge" in log or "EAP MD5 (4)" in log
+
+
+@pytest.mark.parametrize("method", ["peap", "ttls"])
+def test_anonymous_outer_identity(tb, make_cygnet, method):
+    """The EAP-Identity response (and so the outer RADIUS User-Name) is the anonymous one; the
+    real user name goes only inside the TLS tunnel, where FreeRADIUS checks the password."""
+    client = make_cygnet(tb)
+    log_start = len(tb.radius.log())
+    keys = _keys(client, [method, "mschapv2"], eap_anonymous_identity="anonymous@corp.test",
+                 local_id=USER)
+    _up_and_ping(tb, client, keys, 'User-Name = "anonymous@corp.test"')
+    log = tb.radius.log()[log_start:]
+    lines = log.splitlines()
+    outer = [lines[n + 1] for n, line in enumerate(lines[:-1]) if "Received Access-Request" in line]
+    assert outer and all('User-Name = "anonymous@corp.test"' in line for line in outer), outer
+    assert f"files: users: Matched entry {USER}" in log  # the real user, inside the tunnel

@@ -336,7 +336,8 @@ def test_agent_supplies_the_password_when_it_is_not_saved(nm_testbed, tmp_path, 
 
 
 @pytest.mark.parametrize("setting,message", [
-    ({"method": "agent"}, "vpn.data 'method': 'agent' (keys held by ssh-agent) is not supported by Cygnet"),
+    # (method=agent is supported since issue 19: tests/nm/test_nm_ssh_agent.py)
+    ({"method": "xauth"}, "vpn.data 'method': 'xauth' is not one of psk, eap, eap-tls, cert, key"),
     ({"ipcomp": "yes"}, "vpn.data 'ipcomp': IPComp (ipcomp=yes) is not supported by Cygnet"),
     ({"remote-ts": "10.1.0.0/33"}, "vpn.data 'remote-ts': '10.1.0.0/33' is not a network"),
 ])

@@ -108,8 +108,12 @@ def test_a_gateway_certificate_names_the_gateway_by_its_subject(tmp_path):
 
 @pytest.mark.parametrize("data,message", [
     ({"method": "psk"}, "vpn.data 'address': the gateway address is missing"),
-    (dict(PSK, method="agent"), "vpn.data 'method': 'agent' (keys held by ssh-agent) is not supported"),
-    (dict(PSK, method="smartcard"), "vpn.data 'method': 'smartcard' (smartcards (PKCS#11)) is not supported"),
+    # ssh-agent keys are supported since issue 19 (test_agent_* below); they need usercert
+    (dict(PSK, method="agent"), "vpn.data 'usercert': needed with method=agent"),
+    (dict(PSK, method="cert", **{"cert-source": "tpm"}), "vpn.data 'cert-source': 'tpm' is not one of"),
+    # smartcards are supported since issue 19 (test_smartcard_* below); a missing module is named
+    (dict(PSK, method="smartcard", **{"cygnet-pkcs11-module": "/nonexistent/p11.so"}),
+     "vpn.data 'cygnet-pkcs11-module': no PKCS#11 module at /nonexistent/p11.so"),
     (dict(PSK, method="xauth"), "vpn.data 'method': 'xauth' is not one of psk, eap, eap-tls, cert, key"),
     (dict(PSK, ipcomp="yes"), "vpn.data 'ipcomp': IPComp (ipcomp=yes) is not supported by Cygnet"),
     (dict(PSK, **{"local-ts": "10.0.0.0/8"}), "vpn.data 'local-ts': local traffic selectors are not supported"),
@@ -246,3 +250,63 @@ def test_an_encrypted_userkey_takes_its_passphrase_from_the_password_secret(tmp_
     assert needed_secret(connection(data, {"password": "pw"})) == ""
     loaded = load_credential(activation.profile, activation.secret)[1]
     assert loaded.public_key() == key.public_key()
+
+
+@pytest.mark.parametrize("data", [
+    {"method": "smartcard"},
+    {"method": "cert", "cert-source": "smartcard"},
+])
+def test_smartcard_takes_the_pin_as_the_password_secret(tmp_path, data):
+    from nm_plugin.auth_dialog import label_for, password_needed
+    from nm_plugin.vpn_data import needed_secret
+
+    module = tmp_path / "module.so"
+    module.write_bytes(b"")
+    data = {"address": "vpn.example.org", "local-identity": "card@example.org",
+            "cygnet-pkcs11-module": str(module), "cygnet-pkcs11-key-id": "0a", **data}
+    activation = activation_from_connection(connection(data, {"password": "123456"}))
+    p = activation.profile
+    assert (p.auth, p.pkcs11_module, p.pkcs11_key_id, p.key) == ("pubkey", module, "0a", None)
+    assert activation.secret.reveal() == b"123456"
+    assert needed_secret(connection(data, {})) == "vpn"
+    assert password_needed(data) and label_for(data) == "PIN:"
+    with pytest.raises(VpnDataError, match="^vpn.secrets 'password': the smartcard's PIN is missing$"):
+        activation_from_connection(connection(data, {}))
+
+
+def test_revocation_and_eap_only_keys(tmp_path):
+    data = {"address": "vpn.example.org", "method": "eap", "user": "alice",
+            "cygnet-eap-method": "ttls", "cygnet-eap-only": "yes", "cygnet-revocation": "strict"}
+    p = activation_from_connection(connection(data, {"password": "secret"})).profile
+    assert p.eap_only and p.revocation == "strict" and p.auth == "eap-ttls"
+    with pytest.raises(VpnDataError, match="^vpn.data 'cygnet-revocation': 'sometimes' is not one of"):
+        activation_from_connection(connection({**data, "cygnet-revocation": "sometimes"},
+                                              {"password": "secret"}))
+    with pytest.raises(VpnDataError, match="^vpn.data 'cygnet-eap-only': needs EAP methods that"):
+        activation_from_connection(connection({**data, "cygnet-eap-method": "mschapv2"},
+                                              {"password": "secret"}))
+
+
+@pytest.mark.parametrize("data", [{"method": "agent"}, {"method": "key", "cert-source": "agent"}])
+def test_agent_takes_the_socket_as_the_agent_secret(tmp_path, data):
+    from nm_plugin.vpn_data import needed_secret
+
+    cert = make_certificate(tmp_path / "me.pem", "me@example.org", ca=False)
+    data = {"address": "vpn.example.org", "usercert": str(cert), **data}
+    activation = activation_from_connection(connection(data, {"agent": "/run/user/1000/ssh.sock"}))
+    p = activation.profile
+    assert (p.auth, p.ssh_agent, p.cert, p.key) == ("pubkey", True, cert, None)
+    assert activation.secret.reveal() == b"/run/user/1000/ssh.sock"
+    assert needed_secret(connection(data, {})) == "vpn"
+    assert needed_secret(connection(data, {"agent": "/x"})) == ""
+    with pytest.raises(VpnDataError, match="^vpn.secrets 'agent': the ssh-agent socket is missing"):
+        activation_from_connection(connection(data, {}))
+
+
+def test_auth_dialog_passes_ssh_auth_sock_as_the_agent_secret(monkeypatch):
+    from nm_plugin.auth_dialog import external_ui_keyfile
+
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/run/user/1000/ssh.sock")
+    text = external_ui_keyfile("office", {"method": "agent"}, None, False)
+    assert "[agent]\nValue=/run/user/1000/ssh.sock\n" in text and "ShouldAsk=false" in text
+    assert "[password]" not in text
