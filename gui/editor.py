@@ -217,7 +217,7 @@ class ConnectionEditor(QDialog):
 
     def _firewall_tab(self) -> None:
         """Leak protection (client/killswitch.py)."""
-        form = self._tab("&Firewall")
+        form = self._tab("Kill switc&h")  # a letter no other tab uses
         rows = (("cygnet-kill-switch", "&Kill switch:", (("no", "Off"), ("yes", "On: nothing leaves outside the tunnel")),
                  "From connecting until you disconnect (also after a failure), only the tunnel's "
                  "traffic and IKE/ESP to the gateway leave this computer"),
