@@ -54,7 +54,10 @@ def test_nm_kill_switch_blocks_from_activation_until_cygnet_down(nm_testbed, tmp
     gateways = [gateway, topology.GATEWAY_ADDR6_DIRECT]
     # the stream leaks again once the block is gone (the sanity check of the evidence)
     wait_for(lambda: wire.leaks(wire.read_packets(capture.pcap), mac, gateways, after_down),
-             timeout=5, message="nothing leaked after cygnet down")
+             timeout=5, message=lambda: "nothing leaked after cygnet down:\n" + "".join(
+                 testbed.run("client", argv, check=False).stdout for argv in (
+                     ["nft", "list", "ruleset"], ["ip", "route"], ["ip", "-6", "route"],
+                     ["ip", "neigh"], ["ip", "link"])))
     stream.stop()
     alive = capture.process.running
     log = capture.pcap.with_suffix(".tcpdump.log").read_text()
