@@ -181,6 +181,17 @@ def cmd_up(args) -> int:
 
 
 def cmd_down(args) -> int:
+    from client import control, killswitch
+
+    try:  # a kill switch that outlived its engine (failed or killed): `down` lifts it
+        left = killswitch.leftovers(args.name, control.running_tunnels())
+    except killswitch.FirewallError:
+        left = []
+    for name in left:
+        killswitch.remove(killswitch.table_name(name))
+        print(f"kill switch of {name} removed")
+    if left and (args.name or not control.running_tunnels()):
+        return EXIT_OK
     return _load_commands().down(args.name)
 
 

@@ -235,6 +235,11 @@ def format_status(s: dict) -> str:
         if "bytes_in" in c:
             lines.append(f"              in {c['bytes_in']} B / {c['packets_in']} pkts, "
                          f"out {c['bytes_out']} B / {c['packets_out']} pkts")
+    guards = (["kill switch"] if s.get("kill_switch") else []) + \
+        [f"{family} blocked" for family in s.get("blocked", []) if not s.get("kill_switch")]
+    if guards or s.get("dns_mode"):
+        lines.append(f"  leaks       {', '.join(guards) or 'no kill switch'}"
+                     + (f"; DNS {s['dns_mode']}" if s.get("dns_mode") else ""))
     if s.get("last_error"):
         lines.append(f"  last error  {s['last_error']}")
     return "\n".join(lines)

@@ -1,8 +1,15 @@
 """DNS servers and search domains from the gateway, applied and restored.
 
 Three backends, picked in this order (as strongSwan's resolve plugin and NetworkManager do):
-- systemd-resolved, per link (`resolvectl dns/domain IF …`): reverted with `resolvectl revert IF`
-  and forgotten by resolved anyway when the TUN device goes away;
+- systemd-resolved, per link (`resolvectl dns/domain/default-route IF …`): reverted with
+  `resolvectl revert IF` and forgotten by resolved anyway when the TUN device goes away. How
+  names are routed (`resolved_settings`, the mode `cygnet status` shows):
+  - full tunnel: the routing domain `~.` and default-route on the tunnel link, so the gateway's
+    servers answer every name and the local network's server none ("exclusive");
+  - split tunnel with INTERNAL_DNS_DOMAIN (RFC 8598): only those domains (`~corp.example`) go to
+    the gateway's servers, no default route: everything else stays with the local resolver
+    ("split");
+  - split tunnel without domains: `~.` as before (the gateway's servers for every name);
 - resolvconf (`resolvconf -a IF` / `resolvconf -d IF`);
 - a managed /etc/resolv.conf: the original is saved under /run/cygnet/ (mode 0600) and written
   back on disconnect, or at the next start if Cygnet crashed.
@@ -30,6 +37,15 @@ def render_resolv_conf(servers: list[str], domains: list[str], name: str) -> str
     return "\n".join(lines) + "\n"
 
 
+def resolved_settings(domains: list[str], full_tunnel: bool) -> tuple[list[str], bool, str]:
+    """(resolvectl domain arguments, default-route, mode for `cygnet status`) for a tunnel."""
+    if full_tunnel or not domains:
+        mode = "exclusive: every name through the tunnel" if full_tunnel else \
+            "all names to the gateway's servers"
+        return ["~.", *domains], True, mode  # the gateway's domains stay search domains
+    return [f"~{d.strip('.')}" for d in domains], False, f"split: {', '.join(domains)} through the tunnel"
+
+
 def _installed(command: str) -> bool:
     """Whether `command` is an executable on PATH: shutil.which's test, without importing
     shutil, which loads the archive codecs (bz2, lzma, zlib: half a megabyte resident in a
@@ -54,6 +70,8 @@ class DnsConfig:
         self.resolv_conf = resolv_conf
         self.backup = state_dir / f"{name}.resolv.conf.orig"
         self.backend: str | None = None
+        self.mode = ""  # how names are routed, for `cygnet status`
+        self.full_tunnel = True  # the engine says; decides the systemd-resolved routing
 
     def apply(self, servers: list[ipaddress.IPv4Address | ipaddress.IPv6Address], domains: list[str]) -> str:
         """Returns the backend used, for the user's progress line."""
@@ -62,15 +80,20 @@ class DnsConfig:
             return "none"
         content = render_resolv_conf(addrs, domains, self.name)
         if _resolved_running():
+            routing, default_route, self.mode = resolved_settings(domains, self.full_tunnel)
             subprocess.run(["resolvectl", "dns", self.ifname, *addrs], check=True)
-            subprocess.run(["resolvectl", "domain", self.ifname, *(domains or ["~."])], check=True)
+            subprocess.run(["resolvectl", "domain", self.ifname, *routing], check=True)
+            subprocess.run(["resolvectl", "default-route", self.ifname,
+                            "yes" if default_route else "no"], check=True)
             self.backend = "systemd-resolved"
         elif _installed("resolvconf"):
             subprocess.run(["resolvconf", "-a", self.ifname], input=content.encode(), check=True)
             self.backend = "resolvconf"
+            self.mode = "resolvconf: the gateway's servers first"
         else:
             self._write_file(content)
             self.backend = "file"
+            self.mode = "resolv.conf: only the gateway's servers"
         return self.backend
 
     def _write_file(self, content: str) -> None:

@@ -99,6 +99,7 @@ class Tunnel:
         self.settings = None  # ike.settings.Settings of the current attempt
         self.events = SessionEvents(self)
         self.recovery = RecoveryDriver(self, pump=self._pump)  # HA failovers (issue 16)
+        self.leaks = None  # client.killswitch.LeakGuard: kill switch, blocked families
 
     @property
     def session(self):
@@ -141,6 +142,15 @@ class Tunnel:
         self._sock4500 = udp_socket(NAT_T_PORT, self._family)
         kernel_unavailable = self._open_dataplane(kernel_unavailable)
         self.status.interface = self.tun.name
+        from client.killswitch import LeakGuard  # before anything is sent: the kill switch
+
+        self.leaks = LeakGuard(self.profile, self.tun.name, self.progress.say)
+        try:
+            if self.leaks.open(self.profile.gateways):
+                self.progress.say("cleared the firewall table a previous run left")
+        except OSError as error:
+            raise FatalError(f"kill switch: {error}") from None
+        self.status.kill_switch = self.leaks.guard is not None
         self.status.dataplane = self.dataplane.kind
         if self.profile.dataplane == "auto":
             self.progress.say(f"data plane: {self.status.dataplane}"
@@ -210,6 +220,9 @@ class Tunnel:
             self.netconfig.close()
         if self.tun is not None:
             self.tun.close()
+        if self.leaks is not None:  # last: traffic stays blocked during the teardown
+            # lifted only when the user stopped the tunnel: not after a failure or a crash
+            self.leaks.close(failed=bool(self.fatal_error) or not self._stopping)
 
     # --- the connection loop ---
 
@@ -281,13 +294,16 @@ class Tunnel:
         try:  # an address needs no lookup, nor the executor's thread (start-up time matters)
             remote = str(ipaddress.ip_address(host))
         except ValueError:
-            remote = await self.loop.run_in_executor(  # each of its addresses in turn
+            remote = self.leaks.resolved.get(host) if self.leaks else None  # (kill switch)
+            remote = remote or await self.loop.run_in_executor(  # each of its addresses in turn
                 None, self.roaming.resolve, host, self.profile.port, self._family)
         if (":" in remote) != (self._family == socket.AF_INET6):
             return Failure(FailureKind.LOCAL_CONFIGURATION,
                            f"gateway {host} is at {remote}, but this tunnel talks "
                            f"IPv{6 if self._family == socket.AF_INET6 else 4} "
                            f"(the family of its first gateway)")
+        if self.leaks is not None:
+            self.leaks.allow_gateway(remote)
         if self.roaming.pinned is not None and remote != self.roaming.pinned:
             self.roaming.pin(remote)  # a full tunnel would swallow our IKE to a new gateway
         local = local_address_towards(remote, self.profile.port)

@@ -80,7 +80,9 @@ class HostConfig:
         if self.manage_dns and self.profile.dns and (config.dns_servers or config.domains):
             if self._dns is None:
                 self._dns = DnsConfig(self.profile.name, self.tun.name, self.run_dir)
+                self._dns.full_tunnel = any(n.prefixlen == 0 for n in self.profile.remote_ts)
             self._dns.apply(list(config.dns_servers), list(config.domains))
+            status.dns_mode = self._dns.mode
             line += ", DNS " + " ".join(status.dns)
             if config.domains:
                 line += " (search " + " ".join(config.domains) + ")"

@@ -84,6 +84,14 @@ password methods of ``eap_methods`` then run only inside the tunnel).
 Encrypted keys: ``key_passphrase_file`` (path, mode 600) holds the passphrase of an encrypted
 ``key``; without it, ``keyring = true`` looks it up as ``cygnet`` / ``PROFILE:key``.
 
+Leak protection (client/killswitch.py; booleans):
+``kill_switch`` (default false): from ``cygnet up`` until ``cygnet down`` nothing leaves but
+IKE/ESP to the gateways, DHCP/NDP and what goes into the tunnel (nftables; the block stays after
+a failure or a crash until ``cygnet down`` or the next ``cygnet up``); ``allow_lan`` (default
+false): with the kill switch, the local networks stay reachable; ``block_ipv4`` /
+``block_ipv6`` (default: on for a full tunnel, off for a split one): drop that family outside
+the tunnel when the tunnel does not carry it.
+
 Required combinations: ``psk`` needs ``psk_file`` or ``keyring = true``; ``pubkey``,
 ``eap-tls`` and ``pubkey+eap-*`` need ``cert`` and ``key``; every EAP method needs
 ``eap_identity`` or ``local_id``. How secrets are found: see client/secrets.py.
@@ -105,7 +113,7 @@ from connection_schema.profile import (AUTH_METHODS, CERTIFICATE_METHODS, DATAPL
                                        DEFAULT_EAP_METHODS, DEFAULT_REMOTE_TS, EAP_METHOD_NAMES,
                                        EAP_METHODS, ENTERPRISE_EAP_AUTH, PASSWORD_METHODS,
                                        TTLS_INNER, VIRTUAL_IP_FAMILIES, Profile, identity_warning)
-from connection_schema.toml_profile import (ENTERPRISE_EAP_KEYS, KNOWN_KEYS,  # noqa: F401
+from connection_schema.toml_profile import (ENTERPRISE_EAP_KEYS, KNOWN_KEYS, LEAK_KEYS,  # noqa: F401
                                             format_toml, profile_from_bytes, profile_from_dict,
                                             profile_to_dict)
 from ike.files import FileRefused, read_bounded

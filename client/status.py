@@ -58,6 +58,9 @@ class TunnelStatus:
     reauths: int = 0  # make-before-break reauthentications (RFC 4478 / swanctl reauth_time)
     last_error: str = ""
     last_error_kind: str = ""  # client.failure.FailureKind value of last_error, if known
+    kill_switch: bool = False  # client/killswitch.py
+    blocked: list[str] = field(default_factory=list)  # families dropped outside the tunnel
+    dns_mode: str = ""  # client/dns.py: how DNS follows the tunnel
 
 
 def esp_algorithms(children: list[dict]) -> list[str]:

@@ -230,6 +230,9 @@ class SessionEvents:
         rekey = t.children.is_rekey(child.child_id)
         t.dataplane.install_child_sa(child, activate_outbound=not rekey)
         t.host.child_installed(child, t.gateway_address)
+        if t.leaks is not None:  # client/killswitch.py: block the families it does not carry
+            t.leaks.tunnel_up({n.version for n in child.local_ts})
+            t.status.blocked = t.leaks.blocked
         entry = ChildEntry.from_event(child)
         t.children.add(entry)
         t.netconfig.release()  # set up: the netlink agent may go (a later change forks anew)

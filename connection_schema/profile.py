@@ -82,6 +82,11 @@ class Profile:
     eap_only: bool = False  # RFC 5998 (ike/eap_only.py)
     ssh_agent: bool = False  # the key is in ssh-agent (client/ssh_agent_key.py)
     eap_anonymous_identity: Optional[str] = None  # the outer EAP identity of PEAP/TTLS/TLS
+    # Leak protection (client/killswitch.py)
+    kill_switch: bool = False
+    allow_lan: bool = False
+    block_ipv4: Optional[bool] = None  # None: on for a full tunnel
+    block_ipv6: Optional[bool] = None
     # Where the profile was read from; not part of what the profile means.
     path: Optional[Path] = field(default=None, compare=False)
 

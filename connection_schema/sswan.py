@@ -170,6 +170,9 @@ def read_sswan(path: Path, material_dir: Path, *, name: Optional[str] = None,
         table["revocation"] = "strict"  # the app's "strict revocation" (client/revocation.py)
     _warn_unsupported(r)
     r.warn_unknown_fields()
+    for family in ("ipv4", "ipv6"):  # client/killswitch.py
+        if r.get(f"split-tunneling.block-{family}", bool):
+            table[f"block_{family}"] = True
     written = sswan_material.write_material(material_dir, to_write)
     try:
         profile = profile_from_dict(table, path, base_dir=material_dir)
@@ -404,8 +407,9 @@ def _warn_unsupported(r: Reader) -> None:
         r.warn("nat-keepalive", "is not supported: Cygnet's default NAT keepalive interval is used")
     for family in ("ipv4", "ipv6"):
         if r.get(f"split-tunneling.block-{family}", bool):
-            r.warn(f"split-tunneling.block-{family}", "is not supported: traffic outside "
-                                                      "remote_ts is not blocked")
+            r.warn(f"split-tunneling.block-{family}", f"is taken as block_{family} = true: Cygnet "
+                   f"drops {family.replace('ip', 'IP')} outside the tunnel while the tunnel carries none, "
+                   "not what falls outside the split-tunnel subnets")
     for key in ("apps", "excluded-apps"):
         if r.obj.get(key) not in (None, "", []):
             r.warn(key, "is Android-only (per-app VPN) and was ignored")
@@ -439,6 +443,9 @@ def sswan_from_profile(profile: Profile, profile_uuid: str, display_name: str) -
         result["mtu"] = profile.mtu
     if set(profile.remote_ts) != set(DEFAULT_REMOTE_TS):
         result["split-tunneling"] = {"subnets": " ".join(str(n) for n in profile.remote_ts)}
+    for family in ("ipv4", "ipv6"):
+        if getattr(profile, f"block_{family}"):
+            result.setdefault("split-tunneling", {})[f"block-{family}"] = True
     return result
 
 

@@ -27,6 +27,7 @@ ENTERPRISE_EAP_KEYS = ("eap_methods", "eap_server_id", "ttls_inner", "key_passph
                        "revocation", "pkcs11_module", "pkcs11_token", "pkcs11_key",
                        "pkcs11_key_id", "pin_file", "eap_only", "ssh_agent",
                        "eap_anonymous_identity")
+LEAK_KEYS = ("kill_switch", "allow_lan", "block_ipv4", "block_ipv6")  # client/killswitch.py
 
 
 class _Checker:
@@ -128,7 +129,7 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
     base = Path(os.path.abspath(base_dir if base_dir is not None else path.parent))
     check = _Checker(data, path, base)
 
-    unknown = [k for k in data if k not in KNOWN_KEYS + ENTERPRISE_EAP_KEYS]
+    unknown = [k for k in data if k not in KNOWN_KEYS + ENTERPRISE_EAP_KEYS + LEAK_KEYS]
     if unknown:
         raise check.fail(unknown[0], f"unknown key (known keys: {', '.join(KNOWN_KEYS)})", "unknown")
     name = _name(check, path)
@@ -177,6 +178,10 @@ def profile_from_dict(data: dict, path: Path, base_dir: Optional[Path] = None) -
         eap_only=check.boolean("eap_only", False),
         ssh_agent=check.boolean("ssh_agent", False),
         eap_anonymous_identity=check.string("eap_anonymous_identity"),
+        kill_switch=check.boolean("kill_switch", False),
+        allow_lan=check.boolean("allow_lan", False),
+        block_ipv4=check.boolean("block_ipv4", None),
+        block_ipv6=check.boolean("block_ipv6", None),
         path=path,
     )
     _check_combinations(check, profile)
@@ -282,7 +287,7 @@ def profile_to_dict(profile: Profile, relative_to: Optional[Path] = None) -> dic
     table: dict[str, Any] = {"name": profile.name}
     table["gateway"] = profile.gateways[0] if len(profile.gateways) == 1 else list(profile.gateways)
     table["auth"] = profile.auth
-    for key in KNOWN_KEYS + ENTERPRISE_EAP_KEYS:
+    for key in KNOWN_KEYS + ENTERPRISE_EAP_KEYS + LEAK_KEYS:
         if key in table:
             continue
         value = getattr(profile, key)

@@ -50,13 +50,15 @@ STRONGSWAN_KEYS = (
 CYGNET_KEYS = (
     "cygnet-gateways", "cygnet-ipv6", "cygnet-dns", "cygnet-domains", "cygnet-eap-method",
     "cygnet-dataplane", "cygnet-dpd", "cygnet-mtu", "cygnet-retransmit-timeout",
-    "cygnet-retransmit-tries", *held_keys.NM_KEYS,
+    "cygnet-retransmit-tries", *held_keys.NM_KEYS, "cygnet-kill-switch", "cygnet-allow-lan",
+    "cygnet-block-ipv4", "cygnet-block-ipv6",
 )
 # vpn.data key -> the limit its number must keep (the same Limit objects TOML profiles use).
 NUMBER_LIMITS = {"server-port": limits.PORT, "cygnet-mtu": limits.MTU, "cygnet-dpd": limits.DPD,
                  "cygnet-retransmit-timeout": limits.RETRANSMIT_TIMEOUT,
                  "cygnet-retransmit-tries": limits.RETRANSMIT_TRIES}
-YES_NO_KEYS = ("virtual", "encap", "ipcomp", "proposal", "cygnet-ipv6", "cygnet-dns")
+YES_NO_KEYS = ("virtual", "encap", "ipcomp", "proposal", "cygnet-ipv6", "cygnet-dns",
+               "cygnet-kill-switch", "cygnet-allow-lan", "cygnet-block-ipv4", "cygnet-block-ipv6")
 
 # Profile key -> the vpn.data key a profile error is about, so messages name what the user set.
 NM_KEY_FOR = {
@@ -269,7 +271,12 @@ def _network(data: dict) -> dict:
     if yes(data, "virtual"):
         families = ["ipv4", "ipv6"] if yes(data, "cygnet-ipv6", default=True) else ["ipv4"]
     table: dict = {"virtual_ip": families, "encap": yes(data, "encap"),
-                   "dns": yes(data, "cygnet-dns", default=True)}
+                   "dns": yes(data, "cygnet-dns", default=True),
+                   "kill_switch": yes(data, "cygnet-kill-switch"),
+                   "allow_lan": yes(data, "cygnet-allow-lan")}
+    for family in ("ipv4", "ipv6"):  # unset: automatic (client/killswitch.py)
+        if data.get(f"cygnet-block-{family}"):
+            table[f"block_{family}"] = yes(data, f"cygnet-block-{family}")
     if yes(data, "proposal"):
         for key in ("ike", "esp"):
             if split_list(data.get(key)):
@@ -380,6 +387,12 @@ def _network_to_data(profile: Profile) -> dict[str, str]:
         data["cygnet-dpd"] = str(profile.dpd)
     if profile.dataplane != "auto":
         data["cygnet-dataplane"] = profile.dataplane
+    for attr, key in (("kill_switch", "cygnet-kill-switch"), ("allow_lan", "cygnet-allow-lan")):
+        if getattr(profile, attr):
+            data[key] = "yes"
+    for family in ("ipv4", "ipv6"):
+        if getattr(profile, f"block_{family}") is not None:
+            data[f"cygnet-block-{family}"] = "yes" if getattr(profile, f"block_{family}") else "no"
     return data
 
 

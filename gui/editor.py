@@ -73,6 +73,7 @@ class ConnectionEditor(QDialog):
         self._general_tab()
         self._proposals_tab()
         self._network_tab()
+        self._firewall_tab()
         for key, hint in (("server-port", "500"), ("local-identity", "the user name or the certificate's subject"),
                           ("remote-identity", "the gateway address"), ("cygnet-mtu", "automatic"),
                           ("cygnet-dpd", "30"), ("remote-ts", "all traffic"),
@@ -214,10 +215,30 @@ class ConnectionEditor(QDialog):
         self._row(form, "cygnet-dataplane", "Data p&lane:", self.dataplane,
                   "Where ESP is processed; automatic picks the kernel when it can")
 
+    def _firewall_tab(self) -> None:
+        """Leak protection (client/killswitch.py)."""
+        form = self._tab("Kill switc&h")  # a letter no other tab uses
+        rows = (("cygnet-kill-switch", "&Kill switch:", (("no", "Off"), ("yes", "On: nothing leaves outside the tunnel")),
+                 "From connecting until you disconnect (also after a failure), only the tunnel's "
+                 "traffic and IKE/ESP to the gateway leave this computer"),
+                ("cygnet-allow-lan", "&Local network:", (("no", "Blocked by the kill switch"), ("yes", "Reachable")),
+                 "With the kill switch: whether the local network stays reachable"),
+                ("cygnet-block-ipv4", "IPv&4 outside the tunnel:", (("", "Automatic"), ("yes", "Blocked"), ("no", "Allowed")),
+                 "When the tunnel carries no IPv4; automatic: blocked on a full tunnel"),
+                ("cygnet-block-ipv6", "IPv&6 outside the tunnel:", (("", "Automatic"), ("yes", "Blocked"), ("no", "Allowed")),
+                 "When the tunnel carries no IPv6; automatic: blocked on a full tunnel"))
+        for key, label, choices, tip in rows:
+            combo = QComboBox()
+            for value, text in choices:
+                combo.addItem(text, value)
+            self._row(form, key, label, combo, tip)
+
     # ------------------------------------------------------------------ data <-> widgets
 
     _COMBO_DEFAULTS = {"cygnet-dataplane": "auto", "cygnet-eap-method": "",
-                       "cygnet-eap-only": "no", "cygnet-revocation": "relaxed"}
+                       "cygnet-eap-only": "no", "cygnet-revocation": "relaxed",
+                       "cygnet-kill-switch": "no", "cygnet-allow-lan": "no",
+                       "cygnet-block-ipv4": "", "cygnet-block-ipv6": ""}
     _CHECKS = {"virtual": True, "cygnet-ipv6": True, "cygnet-dns": True, "encap": False,
                "proposal": False}
 

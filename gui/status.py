@@ -62,6 +62,7 @@ class StatusInfo:
     since: Optional[float] = None  # wall-clock time the tunnel came up
     counters: Optional[Counters] = None
     banner: str = ""
+    leaks: str = ""               # kill switch / blocked families (client/killswitch.py)
 
 
 def human_bytes(count: int) -> str:
@@ -98,6 +99,7 @@ def rows(info: StatusInfo, now: Optional[float] = None) -> list[tuple[str, str]]
         ("IKE", info.ike or "—"),
         ("ESP", info.esp or "—"),
         ("Interface", info.tundev or "—"),
+        ("Leak protection", info.leaks or "—"),
         ("Time up", human_duration(now - info.since) if info.since else "—"),
         ("Received", f"{human_bytes(c.bytes_in)} ({c.packets_in} packets)" if c else "—"),
         ("Sent", f"{human_bytes(c.bytes_out)} ({c.packets_out} packets)" if c else "—"),

@@ -305,6 +305,8 @@ class Applet(QObject):
         info.since = self.since.get(active.uuid)
         info.counters = read_counters(info.tundev) if info.tundev else None
         info.banner = active.banner or self.plugin_banner
+        info.leaks = config.get("cygnet-leaks") or \
+            ("kill switch on" if data.get("cygnet-kill-switch") == "yes" else "")
         return info
 
 

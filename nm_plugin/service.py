@@ -344,6 +344,8 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
         self._failed = True
         reason = NM_FAILURE.get(failure.kind, FAILURE_CONNECT)
         log.error("connection failed: %s", failure.message)
+        if self.tunnel is not None and self.tunnel.failure is None:
+            self.tunnel.failure = failure  # a failure, not a disconnect: a kill switch stays
         # before Failure: the tray reads it on the state change
         self.details.Failed(reason, failure.message, failure.kind.value)
         self.Failure(reason)
@@ -448,6 +450,8 @@ class VpnPlugin(ServiceInterface, TunnelObserver):
         esp = esp_algorithms(status["children"])
         if esp:
             result["cygnet-esp"] = Variant("s", ", ".join(esp))
+        if tunnel.leaks is not None and tunnel.leaks.summary():  # client/killswitch.py
+            result["cygnet-leaks"] = Variant("s", tunnel.leaks.summary())
         banner = _banner(config)
         if banner:
             result["banner"] = Variant("s", banner)

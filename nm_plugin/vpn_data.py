@@ -42,6 +42,11 @@ Cygnet's own keys (prefixed, so they never clash with a later NetworkManager-str
 | cygnet-mtu                 | MTU of the tunnel interface                                     |
 | cygnet-retransmit-timeout  | seconds before the first IKE retransmission (default 4; 1-600)  |
 | cygnet-retransmit-tries    | IKE retransmissions before giving up (default 5; 0-20)          |
+| cygnet-kill-switch         | yes: nothing leaves outside the tunnel from connect to          |
+|                            | disconnect, nor after a failure (client/killswitch.py; default no)|
+| cygnet-allow-lan           | yes: with the kill switch, the local networks stay reachable    |
+| cygnet-block-ipv4/-ipv6    | yes/no: drop that family outside the tunnel when the tunnel     |
+|                            | does not carry it (default: yes on a full tunnel only)          |
 
 The mapping, its checks and limits live in connection_schema/vpn_data.py (shared with the
 editor and the .sswan import/export); this module adds the secret and the session settings.

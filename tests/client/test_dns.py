@@ -71,3 +71,16 @@ def test_resolvconf_on_path_is_used_and_told_to_forget(tmp_path, monkeypatch):
     assert "nameserver 10.1.0.53" in lines and "search corp.test" in lines
     assert lines[-1] == "-d cyg0"
     assert resolv.read_text() == "nameserver 198.51.100.53\n"  # resolvconf's business, not ours
+
+
+def test_resolved_routing_follows_the_kind_of_tunnel():
+    from client.dns import resolved_settings
+
+    # full tunnel: every name to the gateway's servers; its domains stay search domains
+    assert resolved_settings(["corp.test"], full_tunnel=True)[:2] == (["~.", "corp.test"], True)
+    # split tunnel with INTERNAL_DNS_DOMAIN: only those names, and no default route
+    domains, default_route, mode = resolved_settings(["corp.test", "lab.test."], full_tunnel=False)
+    assert (domains, default_route) == (["~corp.test", "~lab.test"], False)
+    assert mode.startswith("split")
+    # split tunnel without domains: as before, the gateway's servers for every name
+    assert resolved_settings([], full_tunnel=False)[:2] == (["~."], True)

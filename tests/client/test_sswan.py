@@ -405,3 +405,11 @@ def test_strict_revocation_is_taken(tmp_path):
     obj["remote"]["revocation"] = {"crl": True, "ocsp": True}
     result = read_sswan(write_sswan(tmp_path, obj), tmp_path / "m")
     assert result.profile.revocation == "relaxed" and result.warnings == []
+
+
+def test_block_ipv4_and_ipv6_become_the_profile_keys(tmp_path):
+    obj = base_profile("ikev2-eap", local={"eap_id": "carol"},
+                       **{"split-tunneling": {"block-ipv6": True}})
+    result = read_sswan(write_sswan(tmp_path, obj), tmp_path / "m")
+    assert (result.profile.block_ipv4, result.profile.block_ipv6) == (None, True)
+    assert any("taken as block_ipv6 = true" in w for w in result.warnings)

@@ -135,6 +135,9 @@ class CygnetClient:
         self.resolv_conf.write_text(ORIGINAL_RESOLV_CONF)
         self.log_path = self.dir / "cygnet.log"
         self.hooks: dict = {}
+        # argv -> argv that runs a cygnet command somewhere else than the plain client
+        # namespace, e.g. inside a systemd-resolved sandbox (testbed/resolved.py)
+        self.enter = None
         self.process = None
         self._log_file = None
         self.started_at = 0.0
@@ -215,6 +218,8 @@ class CygnetClient:
         return env
 
     def argv(self, *args: str) -> list[str]:
+        if self.enter is not None:
+            return self.enter([cygnet_program(), *args])
         return self.tb.client_argv([cygnet_program(), *args], resolv_conf=self.resolv_conf)
 
     def start(self, profile: Path | str, *extra_args: str, **popen_kwargs):
@@ -227,6 +232,14 @@ class CygnetClient:
         self.started_at = time.monotonic()
         self.up_after = None
         popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
+        if self.enter is not None:
+            from testbed.process import Process
+
+            self.process = Process(self.argv("up", str(profile), *extra_args),
+                                   f"cygnet up {Path(str(profile)).name}", stdout=self._log_file,
+                                   stderr=subprocess.STDOUT, env=self.env(), **popen_kwargs)
+            self.tb.processes.append(self.process)
+            return self
         self.process = self.tb.client_popen(
             [cygnet_program(), "up", str(profile), *extra_args], resolv_conf=self.resolv_conf,
             description=f"cygnet up {Path(str(profile)).name}", stdout=self._log_file,
