@@ -77,33 +77,6 @@ def read_sswan(path: Path, material_dir: Path, *, name: Optional[str] = None,
     return _schema.read_sswan(Path(path), material_dir, name=name, p12_password=p12_password)
 
 
-def _load_json(path: Path) -> Any:
-    """The JSON value of a .sswan file, read through the one bounded reader."""
-    try:
-        raw = read_bounded(path, "", limit=MAX_SSWAN_SIZE)
-    except FileRefused as e:
-        problem = e.problem
-        if problem == "does not exist":  # as `cygnet import` has always said it
-            problem = f"cannot be read: {os.strerror(2)}"
-        raise SswanError(f"{path}: {problem}") from None
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise SswanError(f"{path}: is not UTF-8 text") from None
-    except json.JSONDecodeError as e:
-        raise SswanError(f"{path}: not valid JSON: {e}") from None
-    except RecursionError:
-        raise SswanError(f"{path}: not valid JSON: nested too deeply") from None
-    except ValueError as e:  # an integer of more than 4300 digits (sys.get_int_max_str_digits)
-        raise SswanError(f"{path}: not valid JSON: {e}") from None
-
-
-def _printable(text: str) -> str:
-    """Text from the file as it can be printed: a lone surrogate ("\\ud800" in JSON) shown
-    escaped instead of failing the print."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def load_sswan(path: Path, material_dir: Path, **options) -> Profile:
     """read_sswan(), with each unhonoured field reported as an UnsupportedFieldWarning."""
     result = read_sswan(path, material_dir, **options)
