@@ -18,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
+from .held_key import HeldEcKey, HeldKey
+
 _KEEP = []  # open sessions: closing one would log the token out under the signer
 
 
@@ -32,11 +34,9 @@ _PSS = {"sha1": ("SHA1_RSA_PKCS_PSS", "SHA_1", "SHA1"), "sha256": ("SHA256_RSA_P
         "sha512": ("SHA512_RSA_PKCS_PSS", "SHA512", "SHA512")}
 
 
-def _no_export(*_args, **_kwargs):
-    raise TypeError("the private key stays on the token")
+class TokenRsaKey(HeldKey, rsa.RSAPrivateKey):
+    _holder = "on the token"
 
-
-class TokenRsaKey(rsa.RSAPrivateKey):
     def __init__(self, token_key, public: rsa.RSAPublicKey):
         self._key, self._public = token_key, public
 
@@ -54,23 +54,10 @@ class TokenRsaKey(rsa.RSAPrivateKey):
                                                    getattr(pkcs11.MGF, mgf), salt))
         return self._key.sign(data, mechanism=getattr(pkcs11.Mechanism, _RSA_PKCS[name]))
 
-    def public_key(self):
-        return self._public
 
-    @property
-    def key_size(self):
-        return self._public.key_size
+class TokenEcKey(HeldEcKey, ec.EllipticCurvePrivateKey):
+    _holder = "on the token"
 
-    decrypt = private_numbers = private_bytes = _no_export
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
-
-
-class TokenEcKey(ec.EllipticCurvePrivateKey):
     def __init__(self, token_key, public: ec.EllipticCurvePublicKey):
         self._key, self._public = token_key, public
 
@@ -88,25 +75,6 @@ class TokenEcKey(ec.EllipticCurvePrivateKey):
         half = len(raw) // 2
         return utils.encode_dss_signature(int.from_bytes(raw[:half], "big"),
                                           int.from_bytes(raw[half:], "big"))
-
-    def public_key(self):
-        return self._public
-
-    @property
-    def curve(self):
-        return self._public.curve
-
-    @property
-    def key_size(self):
-        return self._public.key_size
-
-    exchange = private_numbers = private_bytes = _no_export
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
 
 
 def close_all() -> None:

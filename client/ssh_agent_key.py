@@ -18,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
+from .held_key import HeldEcKey, HeldKey
+
 REQUEST_IDENTITIES, IDENTITIES_ANSWER = 11, 12
 SIGN_REQUEST, SIGN_RESPONSE, FAILURE = 13, 14, 5
 RSA_SHA2_256, RSA_SHA2_512 = 2, 4
@@ -104,11 +106,9 @@ def public_key_blob(public_key) -> bytes:
     return base64.b64decode(line.split()[1])
 
 
-def _no_export(*_args, **_kwargs):
-    raise TypeError("the private key stays in ssh-agent")
+class AgentRsaKey(HeldKey, rsa.RSAPrivateKey):
+    _holder = "in ssh-agent"
 
-
-class AgentRsaKey(rsa.RSAPrivateKey):
     def __init__(self, agent: Agent, blob: bytes, public: rsa.RSAPublicKey):
         self._agent, self._blob, self._public = agent, blob, public
 
@@ -122,23 +122,10 @@ class AgentRsaKey(rsa.RSAPrivateKey):
             raise AgentError("ssh-agent signed with another algorithm than asked")
         return value
 
-    def public_key(self):
-        return self._public
 
-    @property
-    def key_size(self):
-        return self._public.key_size
+class AgentEcKey(HeldEcKey, ec.EllipticCurvePrivateKey):
+    _holder = "in ssh-agent"
 
-    decrypt = private_numbers = private_bytes = _no_export
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
-
-
-class AgentEcKey(ec.EllipticCurvePrivateKey):
     _HASH = {"secp256r1": "sha256", "secp384r1": "sha384", "secp521r1": "sha512"}
 
     def __init__(self, agent: Agent, blob: bytes, public: ec.EllipticCurvePublicKey):
@@ -153,27 +140,10 @@ class AgentEcKey(ec.EllipticCurvePrivateKey):
         s, _ = _read_string(value, offset)
         return utils.encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
 
-    def public_key(self):
-        return self._public
 
-    @property
-    def curve(self):
-        return self._public.curve
+class AgentEd25519Key(HeldKey, ed25519.Ed25519PrivateKey):
+    _holder = "in ssh-agent"
 
-    @property
-    def key_size(self):
-        return self._public.key_size
-
-    exchange = private_numbers = private_bytes = _no_export
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
-
-
-class AgentEd25519Key(ed25519.Ed25519PrivateKey):
     def __init__(self, agent: Agent, blob: bytes, public: ed25519.Ed25519PublicKey):
         self._agent, self._blob, self._public = agent, blob, public
 
@@ -182,17 +152,6 @@ class AgentEd25519Key(ed25519.Ed25519PrivateKey):
         if kind != b"ssh-ed25519" or len(value) != 64:
             raise AgentError("ssh-agent sent no Ed25519 signature")
         return value
-
-    def public_key(self):
-        return self._public
-
-    private_bytes = private_bytes_raw = _no_export
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
 
 
 def agent_key(socket_path: str, certificate: x509.Certificate):
