@@ -15,6 +15,7 @@ import logging
 import struct
 from typing import Optional
 
+from .session_part import SessionPart
 from . import config_payload, msgid_sync
 from .constants import AuthMethod, CertEncoding, ExchangeType, HashAlgorithm, NotifyType
 from .constant_time import bytes_equal
@@ -48,11 +49,11 @@ OUR_HASH_ALGORITHMS = (HashAlgorithm.SHA2_256, HashAlgorithm.SHA2_384,
                        HashAlgorithm.SHA2_512, HashAlgorithm.IDENTITY)
 
 
-class Establishment:
+class Establishment(SessionPart):
     """IkeSession's IKE_SA_INIT, IKE_INTERMEDIATE and IKE_AUTH exchanges."""
 
     def __init__(self, session) -> None:
-        self._s = session
+        super().__init__(session)
         self._ke_group = crypto.ike_ke_groups(session._offered_ike)[0]
         self._ke = None
         self._nonce_i = b""
@@ -92,21 +93,6 @@ class Establishment:
     # ------------------------------------------------------------------ what it uses of the session
     # (its narrow interface: the IKE_SA state machine, the current IKE_SA, the configuration and
     # the session's collaborators; nothing else)
-    @property
-    def _requests(self):
-        return self._s._requests
-
-    @property
-    def _child_sas(self):
-        return self._s._child_sas
-
-    @property
-    def _lifetimes(self):
-        return self._s._lifetimes
-
-    @property
-    def _informational(self):
-        return self._s._informational
 
     @property
     def _events(self):

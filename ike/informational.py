@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
+from .session_part import SessionPart
 from .child_sa import ChildInput, ChildSa, ChildState
 from .constants import ExchangeType, NotifyType, ProtocolId
 from .events import DeadPeerDetected, Redirected
@@ -24,31 +25,16 @@ from .redirect import RedirectError, decode_redirect
 log = logging.getLogger(__name__)
 
 
-class Informational:
+class Informational(SessionPart):
     """IkeSession's INFORMATIONAL exchanges, ours and the gateway's."""
 
     def __init__(self, session) -> None:
-        self._s = session
+        super().__init__(session)
         self.pending_redirect: Optional[str] = None
         self.close_reason = ""
         self.deleted_by_gateway = False
 
     # The parts of the session this collaborator uses (its narrow interface)
-    @property
-    def _requests(self):
-        return self._s._requests
-
-    @property
-    def _child_sas(self):
-        return self._s._child_sas
-
-    @property
-    def _lifetimes(self):
-        return self._s._lifetimes
-
-    @property
-    def _rekeying(self):
-        return self._s._rekeying
 
     # ------------------------------------------------------------------ our INFORMATIONAL
 

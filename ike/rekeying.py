@@ -14,6 +14,7 @@ import logging
 import struct
 from typing import Optional
 
+from .session_part import SessionPart
 from .child_sa import ChildInput, ChildSa, ChildState
 from .constants import ExchangeType, NotifyType, ProtocolId
 from .events import ChildSaRekeyed, IkeSaRekeyed
@@ -26,11 +27,11 @@ from . import traffic_selectors
 log = logging.getLogger(__name__)
 
 
-class Rekeying:
+class Rekeying(SessionPart):
     """IkeSession's CREATE_CHILD_SA exchanges, ours and the gateway's."""
 
     def __init__(self, session) -> None:
-        self._s = session
+        super().__init__(session)
         self._rekeys: dict[int, RekeyExchange] = {}  # child_id -> our CHILD rekey
         self._peer_rekeys: dict[int, RekeyExchange] = {}  # child_id -> the gateway's
         self._ike_rekey: Optional[RekeyExchange] = None
@@ -38,21 +39,6 @@ class Rekeying:
         self.old_ikes: list[IkeSaContext] = []  # rekeyed IKE_SAs until their DELETE is done
 
     # The parts of the session this collaborator uses (its narrow interface)
-    @property
-    def _requests(self):
-        return self._s._requests
-
-    @property
-    def _child_sas(self):
-        return self._s._child_sas
-
-    @property
-    def _lifetimes(self):
-        return self._s._lifetimes
-
-    @property
-    def _informational(self):
-        return self._s._informational
 
     # ------------------------------------------------------------------ what the session asks
 
