@@ -245,7 +245,7 @@ def crl_status(data: bytes, cert: x509.Certificate, issuer: x509.Certificate, no
     """What a CRL (DER or PEM) says about `cert`, if it may be believed."""
     try:
         return _crl_status(data, cert, issuer, now, source)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion):  # no ValueError
         return Status(NO_ANSWER, "the CRL cannot be parsed", source)
 
 
@@ -259,7 +259,7 @@ def _crl_status(data: bytes, cert: x509.Certificate, issuer: x509.Certificate, n
             crl = x509.load_pem_x509_crl(data)
         else:
             crl = x509.load_der_x509_crl(data)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # InvalidVersion is no ValueError (found by fuzzing)
         return no("the CRL cannot be parsed")
     if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):
         return no("the CRL is not signed by the certificate's issuer")

@@ -187,3 +187,21 @@ def test_no_uri_in_the_certificate(policy, fails):
     assert (failure is not None) == fails
     if fails:
         assert "names no CRL or OCSP server" in failure
+
+
+# A CRL whose version field says 65 (the fuzzer's find): cryptography raises InvalidVersion,
+# which is no ValueError, so it escaped crl_status's handling.
+_CRL_WITH_A_BAD_VERSION = bytes.fromhex(
+    "3081a93052020141300a06082a8648ce3d040302300d310b300906035504030c024341170d32363132303430"
+    "30303030305a170d3236313230353030303030305a30143012020102170d3236313230343030303030305a30"
+    "0a06082a8648ce3d040302034700304402201e3859c46b53cdbfdebb132dbd2eec5040dcef8aba4afffafbae"
+    "1f07a95953f802206daadeac1956a7a3d12751a4baf9c8e0a0c4746044a5f6b45c4919edba7ffc31"
+)
+
+
+def test_a_crl_with_an_invalid_version_is_no_answer_not_an_exception():
+    from client.revocation import NO_ANSWER, crl_status
+
+    pki = Pki()
+    status = crl_status(_CRL_WITH_A_BAD_VERSION, pki.gw, pki.ca, 0.0, "test")
+    assert status.state == NO_ANSWER and "cannot be parsed" in status.detail
