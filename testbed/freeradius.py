@@ -81,8 +81,10 @@ def issue_server_certificate(pki: Pki, name: str, directory: Path) -> tuple[Path
 
 class FreeRadius:
     def __init__(self, namespace: Namespace, workdir: Path, pki: Pki, *, users: dict,
-                 secret: str, client_address: str, server_name: str = RADIUS_NAME):
+                 secret: str, client_address: str, server_name: str = RADIUS_NAME,
+                 default_eap_type: str | None = None):
         self.namespace, self.pki = namespace, pki
+        self.default_eap_type = default_eap_type   # the method proposed first (Debian: md5)
         self.workdir = Path(workdir)
         self.users, self.secret = dict(users), secret
         self.client_address, self.server_name = client_address, server_name
@@ -107,6 +109,9 @@ class FreeRadius:
         text = re.sub(r"(?m)^(\s*)private_key_file = .*$", rf"\1private_key_file = {key}", text)
         text = re.sub(r"(?m)^(\s*)certificate_file = .*$", rf"\1certificate_file = {cert}", text)
         text = re.sub(r"(?m)^(\s*)ca_file = .*$", rf"\1ca_file = {certs / 'ca.pem'}", text)
+        if self.default_eap_type:       # only the outer one (the first), not the tunnels'
+            text = re.sub(r"(?m)^(\s*)default_eap_type = .*$",
+                          rf"\1default_eap_type = {self.default_eap_type}", text, count=1)
         eap.write_text(text)
 
         radiusd = self.confdir / "radiusd.conf"
