@@ -16,7 +16,7 @@ pytestmark = pytest.mark.netns
 
 @pytest.fixture
 def namespace():
-    from testbed import missing_requirements
+    from testbed import missing_requirements, wait_for
     from testbed.netns import Namespace, unique_prefix
 
     if missing_requirements():
@@ -41,6 +41,10 @@ def namespace():
                         ("route", "add", "0.0.0.0/1", "dev", "tun0"),
                         ("route", "add", "128.0.0.0/1", "dev", "tun0")):
                 ns.ip(*cmd)
+            # carrier comes up asynchronously (the kernel's linkwatch): until it has, a route is
+            # "linkdown" and is not a path yet
+            wait_for(lambda: "linkdown" not in ns.ip("route").stdout, timeout=5, interval=0.02,
+                     message=lambda: "routes still linkdown:\n" + ns.ip("route").stdout)
             yield ns
         finally:
             peer.delete()
