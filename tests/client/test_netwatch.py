@@ -66,9 +66,12 @@ TUN_INDEX: list = [None]
 
 
 def test_the_path_outside_the_tunnel_and_our_source_on_it(namespace):
+    from testbed import wait_for
+
     ipr = _iproute(namespace)
     try:
-        TUN_INDEX[0] = ipr.link_lookup(ifname="tun0")[0]
+        # pyroute2's NetNS answered an empty lookup once in CI just after it opened: ask again
+        TUN_INDEX[0] = wait_for(lambda: ipr.link_lookup(ifname="tun0"), timeout=5)[0]
         up1, up2 = ipr.link_lookup(ifname="up1")[0], ipr.link_lookup(ifname="up2")[0]
         gateway = ipaddress.ip_address("203.0.113.1")
         # The kernel itself would send to the gateway into the tunnel (128.0.0.0/1)...

@@ -127,7 +127,9 @@ def test_two_connections_each_with_its_own_process_tunnel_and_address(nm_testbed
     (psk_name, psk_ip, psk_tun), (eap_name, eap_ip, eap_tun) = conns["psk"], conns["eap"]
 
     # One plugin process per connection, each on its own Connection_N bus name.
-    names = bus_names(nm)
+    # (a plugin process of an earlier activation may still be exiting: wait for it to go)
+    names = wait_for(lambda: (lambda n: n if len(n) == 2 else None)(bus_names(nm)), timeout=10,
+                     message=lambda: f"not one plugin per connection: {bus_names(nm)}")
     assert len(names) == 2, names
     assert len(set(names.values())) == 2, names
     for name in names.values():
