@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -66,6 +64,11 @@ def http_fetch(url: str, body: Optional[bytes] = None, timeout: float = FETCH_TI
     if not url.lower().startswith("http://"):
         # ldap: and https: distribution points are not fetched (strongSwan's curl would).
         raise FetchError(f"{url}: only http:// URIs are fetched")
+    # Imported here: urllib.request pulls in http.client, email and ssl (~15 ms), and most
+    # certificates name no URI, so most tunnels never fetch; the check sits inside IKE_AUTH.
+    import urllib.error
+    import urllib.request
+
     headers = {"User-Agent": "cygnet"}
     if body is not None:
         headers["Content-Type"] = "application/ocsp-request"
