@@ -255,6 +255,20 @@ def tls_keying_material(connection) -> bytes:
     return connection.export_keying_material(b"client EAP encryption", 128)[:64]
 
 
+def verify_server_chain(chain, config, now: Optional[float], method: str,
+                        what: str = "the EAP server's certificate"):
+    """The EAP server's TLS chain (EAP-TLS, PEAP, TTLS) against the profile's CAs and the
+    server identity it must prove: (verified chain, None) or (None, the failure in words).
+    The verified chain is kept for the owner's revocation check (ike/revocation_gate.py)."""
+    if now is None:
+        return None, f"EAP-{method}: no current time given to check {what}"
+    try:
+        return validate_certificate(chain[0], chain[1:], config.trust_anchors,
+                                    config.server_identity, now), None
+    except CertificateError as exc:
+        return None, f"EAP-{method} server {exc}"
+
+
 def pull_tls_output(connection) -> bytes:
     """Everything the TLS engine wants to send (from its memory BIO)."""
     from OpenSSL import SSL
@@ -456,18 +470,9 @@ class _TlsMethod(_Method):
         if not chain:
             return True  # not yet received
         self._server_checked = True
-        now = self._clock()
-        if now is None:
-            self.failure_reason = "EAP-TLS: no current time given to check the gateway certificate"
-            return False
-        try:
-            # kept for the owner's revocation check (ike/revocation_gate.py)
-            self.verified_chain = validate_certificate(
-                chain[0], chain[1:], self._config.trust_anchors, self._config.server_identity, now)
-        except CertificateError as exc:
-            self.failure_reason = f"EAP-TLS server {exc}"
-            return False
-        return True
+        self.verified_chain, self.failure_reason = verify_server_chain(
+            chain, self._config, self._clock(), "TLS", "the gateway certificate")
+        return self.failure_reason is None
 
 
 def _tls_error_words(exc: Exception) -> str:

@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
 
 from . import mschapv2
-from .certificates import CertificateError, validate_certificate
 from .eap import (DEFAULT_TLS_FRAGMENT_SIZE, TLS_FLAG_START, EapCode, EapConfigurationError,
                   EapError, EapPacket, EapType, TlsReassembler, _Method, _tls_error_words,
-                  parse_tls_type_data, pull_tls_output, tls_fragments)
+                  parse_tls_type_data, pull_tls_output, tls_fragments, verify_server_chain)
 
 INNER_EAP_METHODS = ("mschapv2", "md5", "gtc")
 TTLS_INNER = ("eap", "pap", "mschapv2")
@@ -165,19 +164,9 @@ class _TunnelMethod(_Method):
         if not chain:
             self.failure_reason = f"EAP-{self.name} server sent no certificate"
             return False
-        now = self._clock()
-        if now is None:
-            self.failure_reason = (f"EAP-{self.name}: no current time given to check the "
-                                   "EAP server's certificate")
-            return False
-        try:
-            # kept for the owner's revocation check (ike/revocation_gate.py)
-            self.verified_chain = validate_certificate(
-                chain[0], chain[1:], self._config.trust_anchors, self._config.server_identity, now)
-        except CertificateError as exc:
-            self.failure_reason = f"EAP-{self.name} server {exc}"
-            return False
-        return True
+        self.verified_chain, self.failure_reason = verify_server_chain(
+            chain, self._config, self._clock(), self.name)
+        return self.failure_reason is None
 
     def _tls_keys(self, label: bytes, size: int) -> bytes:
         """TLS-PRF(master secret, label, client.random ‖ server.random): RFC 5705 export
