@@ -45,25 +45,32 @@ def _radius_address():
     return RADIUS_ADDRESS
 
 
-@pytest.fixture(scope="module")
-def tb(pki):
+def radius_testbed(pki, server_class, subdir: str):
+    """A module testbed whose gateway asks the RADIUS server `server_class` (FreeRadius or
+    HostapdRadius) on the LAN; yields the testbed with `.radius` set, stops both after."""
     from testbed import topology
-    from testbed.freeradius import FreeRadius, available
 
-    if not available():
-        pytest.skip("Debian's freeradius is not installed (scripts/setup-debian.sh)")
     testbeds = module_testbed(pki, capture=False, gateway_options=_gateway_options(pki))
     testbed = next(testbeds)
     try:
-        testbed.radius = FreeRadius(testbed.lan_ns, testbed.workdir / "radius", pki,
-                                    users={USER: PASSWORD}, secret=RADIUS_SECRET,
-                                    client_address=topology.GATEWAY_LAN_ADDR).start()
+        testbed.radius = server_class(testbed.lan_ns, testbed.workdir / subdir, pki,
+                                      users={USER: PASSWORD}, secret=RADIUS_SECRET,
+                                      client_address=topology.GATEWAY_LAN_ADDR).start()
         try:
             yield testbed
         finally:
             testbed.radius.stop()
     finally:
         testbeds.close()
+
+
+@pytest.fixture(scope="module")
+def tb(pki):
+    from testbed.freeradius import FreeRadius, available
+
+    if not available():
+        pytest.skip("Debian's freeradius is not installed (scripts/setup-debian.sh)")
+    yield from radius_testbed(pki, FreeRadius, "radius")
 
 
 def _keys(client, methods, password=PASSWORD, **extra) -> dict:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.interop.cygnet_helpers import make_cygnet, module_testbed
-from tests.interop.test_enterprise_eap_freeradius import (PASSWORD, RADIUS_SECRET, USER,
-                                                          _gateway_options, _keys, _up_and_ping)
+from tests.interop.cygnet_helpers import make_cygnet
+from tests.interop.test_enterprise_eap_freeradius import _keys, _up_and_ping, radius_testbed
 from tests.interop.test_cygnet_errors import fail_to_connect, last_line
 
 pytestmark = [pytest.mark.interop, pytest.mark.netns]
@@ -20,23 +19,11 @@ __all__ = ["make_cygnet"]
 
 @pytest.fixture(scope="module")
 def tb(pki):
-    from testbed import topology
     from testbed.hostapd_radius import HostapdRadius, available
 
     if not available():
         pytest.skip("Debian's hostapd is not installed (scripts/setup-debian.sh)")
-    testbeds = module_testbed(pki, capture=False, gateway_options=_gateway_options(pki))
-    testbed = next(testbeds)
-    try:
-        testbed.radius = HostapdRadius(testbed.lan_ns, testbed.workdir / "hostapd", pki,
-                                       users={USER: PASSWORD}, secret=RADIUS_SECRET,
-                                       client_address=topology.GATEWAY_LAN_ADDR).start()
-        try:
-            yield testbed
-        finally:
-            testbed.radius.stop()
-    finally:
-        testbeds.close()
+    yield from radius_testbed(pki, HostapdRadius, "hostapd")
 
 
 def test_peap_with_cryptobinding(tb, make_cygnet):
