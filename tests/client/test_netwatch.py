@@ -132,3 +132,16 @@ def test_a_jump_of_boottime_over_monotonic_is_a_resume(monkeypatch):
 
     asyncio.run(run())
     assert resumed == [pytest.approx(60.0)]
+
+
+def test_dbus_fast_is_loaded_only_where_a_system_bus_could_answer(monkeypatch, tmp_path):
+    from client import netwatch
+
+    monkeypatch.delenv("DBUS_SYSTEM_BUS_ADDRESS", raising=False)
+    monkeypatch.setattr(netwatch, "SYSTEM_BUS_SOCKET", str(tmp_path / "no-bus"))
+    assert not netwatch.system_bus_present()
+    (tmp_path / "no-bus").touch()
+    assert netwatch.system_bus_present()
+    monkeypatch.setattr(netwatch, "SYSTEM_BUS_SOCKET", str(tmp_path / "still-no-bus"))
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/run/elsewhere")
+    assert netwatch.system_bus_present()
